@@ -1,0 +1,76 @@
+"""Command line: ``python -m monitoring [--db PATH_OR_URL] COMMAND`` (PRODUCT.md §6).
+
+Exit status: 0 success, 2 bad input (each problem on its own line, naming file, row, column and
+value), 1 anything else. No Python traceback reaches the user for bad input.
+
+Each group of commands lives in its own module with ``register(subparsers)``; a command's handler
+takes the parsed arguments and returns the exit status. Heavy modules are imported inside the
+handlers so that start-up stays lean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+# Modules that add commands. Each defines ``register(subparsers: argparse._SubParsersAction) -> None``
+# and sets ``func`` on its parsers (``parser.set_defaults(func=handler)``).
+COMMAND_MODULES: tuple[str, ...] = (
+    "monitoring.commands.core",
+)
+
+
+class BadInput(Exception):
+    """Bad input from the user: reported as lines on stderr with exit status 2."""
+
+    def __init__(self, lines: Sequence[str] | str):
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring",
+        description="DRESS monitor: serial labs, steroid courses and alerts for DRESS patients.",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH_OR_URL",
+        help="SQLite file path or SQLAlchemy URL (default: $DATABASE_URL, else data/dress_monitor.db)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors are bad input
+        return EXIT_BAD_INPUT if exc.code not in (0, None) else EXIT_OK
+    try:
+        return int(args.func(args) or 0)
+    except BadInput as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - last line of defence: a message, never a traceback
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            print(f"error: database: {exc.orig}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR

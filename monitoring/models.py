@@ -1,0 +1,198 @@
+"""SQLModel tables: one family per entity of PRODUCT.md §3.
+
+Nothing clinical is ever silently overwritten or hard-deleted: amended rows keep ``amended_at``
+and their earlier values live in ``AuditEntry.before``; hidden rows keep ``hidden_reason``.
+Times are naive: clinical times (taken_at) as recorded, in the hospital's local time; bookkeeping
+times (created_at, audit ``at``) in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Patient(SQLModel, table=True):
+    __tablename__ = "patient"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mrn: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=200)
+    sex: str | None = Field(default=None, max_length=16)
+    birth_date: dt.date | None = None
+    weight_kg: float | None = None
+    onset_date: dt.date | None = None
+    culprit_drugs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    baseline_creatinine_mg_dl: float | None = None
+    resolved_date: dt.date | None = None
+    # Where the patient is followed: "inpatient" (ward round) or "clinic" (taper follow-up).
+    setting: str = Field(default="inpatient", max_length=16)
+    active: bool = Field(default=True)
+    synthetic: bool = Field(default=False)  # demo cohort: always labelled synthetic
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class LabResult(SQLModel, table=True):
+    """A laboratory result or bedside observation; value and unit both as received and canonical."""
+
+    __tablename__ = "lab_result"
+    __table_args__ = (
+        Index("ix_lab_patient_test_time", "patient_id", "test", "taken_at"),
+        Index("ix_lab_patient_time", "patient_id", "taken_at"),
+        Index(
+            "ux_lab_patient_source",
+            "patient_id",
+            "source_id",
+            unique=True,
+            sqlite_where=text("source_id IS NOT NULL"),
+            postgresql_where=text("source_id IS NOT NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="RESTRICT")
+    test: str = Field(max_length=40)
+    loinc: str | None = Field(default=None, max_length=20)
+    taken_at: dt.datetime = Field(sa_type=DateTime)  # as recorded, naive local time
+    value: float | None = None  # canonical unit; None only for a qualitative PCR text result
+    unit: str = Field(max_length=20)  # canonical unit
+    value_text: str | None = Field(default=None, max_length=40)  # "detected" / "not detected"
+    original_value: str = Field(max_length=64)  # exactly as received
+    original_unit: str = Field(default="", max_length=40)
+    ref_low: float | None = None  # canonical unit
+    ref_high: float | None = None  # canonical unit
+    source: str = Field(default="manual", max_length=16)  # csv, fhir, manual, demo
+    source_id: str | None = Field(default=None, max_length=128)  # FHIR Observation id
+    entered_by: str | None = Field(default=None, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    amended_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    hidden: bool = Field(default=False)
+    hidden_reason: str | None = None
+
+
+class MedicationRow(SQLModel, table=True):
+    """A row of the dose schedule: from start_date the drug is given at daily_dose until the next
+    row of the same drug; daily dose 0 means stopped; rows after today are the plan."""
+
+    __tablename__ = "medication_row"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "drug", "start_date", name="ux_med_patient_drug_start"),
+        Index("ix_med_patient_start", "patient_id", "start_date"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="RESTRICT")
+    drug: str = Field(max_length=80)  # normalised generic name (drugs.normalise_drug)
+    drug_as_entered: str = Field(max_length=200)
+    start_date: dt.date
+    daily_dose_mg: float  # canonical: mg per day (IVIG included: mg, so 2 g/kg at 70 kg = 140000)
+    dose_as_entered: str = Field(max_length=64)
+    unit_as_entered: str = Field(max_length=16)  # mg, g, mg/kg
+    route: str | None = Field(default=None, max_length=40)
+    source: str = Field(default="manual", max_length=16)
+    source_id: str | None = Field(default=None, max_length=128)
+    entered_by: str | None = Field(default=None, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    amended_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    hidden: bool = Field(default=False)
+    hidden_reason: str | None = None
+
+
+class ClinicalFinding(SQLModel, table=True):
+    """A finding entered by hand for scoring (RegiSCAR items the data cannot decide).
+
+    The latest row per (patient, item) is in force; earlier rows are kept as history.
+    """
+
+    __tablename__ = "clinical_finding"
+    __table_args__ = (Index("ix_finding_patient_item", "patient_id", "item", "recorded_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="RESTRICT")
+    item: str = Field(max_length=40)  # e.g. lymphadenopathy, atypical_lymphocytes, rash_suggestive
+    value: str = Field(max_length=16)  # yes / no / unknown (or an integer count for organ items)
+    note: str | None = None
+    recorded_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    recorded_by: str | None = Field(default=None, max_length=64)
+
+
+class Photo(SQLModel, table=True):
+    """Photograph metadata and thumbnail. The full-size image lives in ``PhotoImage`` so a gallery
+    query never reads it."""
+
+    __tablename__ = "photo"
+    __table_args__ = (
+        Index("ix_photo_patient_date", "patient_id", "taken_on"),
+        UniqueConstraint("patient_id", "pixel_sha256", name="ux_photo_patient_pixels"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="RESTRICT")
+    taken_on: dt.date
+    body_site: str = Field(max_length=20)
+    bsa_pct: float | None = None
+    note: str | None = None
+    thumbnail: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    thumb_width: int = 0
+    thumb_height: int = 0
+    width: int = 0
+    height: int = 0
+    content_type: str = Field(default="image/jpeg", max_length=40)
+    size_bytes: int = 0
+    pixel_sha256: str = Field(max_length=64)
+    uploaded_by: str | None = Field(default=None, max_length=64)
+    uploaded_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    hidden: bool = Field(default=False)
+    hidden_reason: str | None = None
+
+
+class PhotoImage(SQLModel, table=True):
+    __tablename__ = "photo_image"
+
+    photo_id: int = Field(foreign_key="photo.id", primary_key=True, ondelete="RESTRICT")
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=64)
+    password_hash: str | None = Field(default=None, max_length=255)  # None: OIDC-only account
+    role: str = Field(default="viewer", max_length=16)  # admin, clinician, viewer
+    disabled: bool = Field(default=False)
+    failed_attempts: int = Field(default=0)
+    last_failed_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only audit trail: who did what to which record, with values before and after."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_patient", "patient_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)  # UTC
+    username: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=32)  # create, amend, hide, import, sign_in, sign_in_failed, ...
+    entity: str = Field(max_length=32)  # table name
+    entity_id: str | None = Field(default=None, max_length=64)
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", ondelete="RESTRICT")
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    reason: str | None = None
+
+
+TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry)
