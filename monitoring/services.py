@@ -1,0 +1,641 @@
+"""Write services: the dashboard's (and later other pages') way to change clinical data.
+
+Every function takes ``(session, *, username: str, ...)``, validates through the catalogue of
+tests and the drug names exactly as an import would, writes inside the caller's transaction, and
+appends an ``AuditEntry`` naming the user. Inserts go through ``monitoring.store.write_batch`` so
+manual entries obey the same rules as CSV and FHIR imports (PRODUCT.md §6: a different value for a
+stored patient, test and time is a conflict, not an overwrite).
+
+Nothing clinical is overwritten silently or hard-deleted (PRODUCT.md §3): an amendment keeps the
+earlier value in the audit entry's ``before`` and stamps ``amended_at``; hiding keeps the row with
+its reason. Bad input raises ``BatchRejected`` whose problems name the field and the value, and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from monitoring import catalogue, drugs
+from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo, utcnow
+from monitoring.store import PATIENT_FIELDS, BatchRejected, LabIn, MedIn, PatientIn, Problem, touch_patient, write_batch
+
+__all__ = [
+    "DOSE_UNITS",
+    "SETTINGS",
+    "SEXES",
+    "add_dose_change",
+    "add_lab_result",
+    "add_patient",
+    "amend_dose",
+    "amend_lab_result",
+    "finding_answers",
+    "hide_record",
+    "set_finding",
+    "update_patient",
+]
+
+WHERE = "entry"
+DOSE_UNITS: tuple[str, ...] = ("mg", "g", "mg/kg")
+SEXES: tuple[str, ...] = ("female", "male", "other", "unknown")
+SETTINGS: tuple[str, ...] = ("inpatient", "clinic")
+_HIDEABLE: dict[str, type[LabResult] | type[MedicationRow] | type[Photo]] = {
+    "lab_result": LabResult,
+    "medication_row": MedicationRow,
+    "photo": Photo,
+}
+
+
+def _reject(column: str, value: Any, reason: str, where: str = WHERE) -> BatchRejected:
+    return BatchRejected([Problem(where, column, value, reason)])
+
+
+def _require_user(username: str) -> str:
+    name = (username or "").strip()
+    if not name:
+        raise _reject("username", username, "every change is signed: a user name is required")
+    return name
+
+
+def _require_reason(reason: str | None) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise _reject("reason", reason, "a reason is required: corrections and removals are audited")
+    return text
+
+
+def _patient(session: Session, mrn: str) -> Patient:
+    row = session.execute(select(Patient).where(Patient.mrn == (mrn or "").strip())).scalar_one_or_none()
+    if row is None:
+        raise _reject("mrn", mrn, "unknown MRN")
+    return row
+
+
+def _number(column: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise _reject(column, value, "not a number")
+    if isinstance(value, str):
+        text = value.strip().replace(",", ".")
+        if not text:
+            raise _reject(column, value, "a number is required")
+        try:
+            number = float(text)
+        except ValueError:
+            raise _reject(column, value, "not a number") from None
+    elif value is None:
+        raise _reject(column, value, "a number is required")
+    else:
+        try:
+            number = float(value)  # int, float, Decimal, numpy scalars from the data editor
+        except (TypeError, ValueError):
+            raise _reject(column, value, "not a number") from None
+    if math.isnan(number):
+        raise _reject(column, value, "a number is required")
+    if math.isinf(number):
+        raise _reject(column, value, "not a finite number")
+    return number
+
+
+def _as_datetime(column: str, value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone().replace(tzinfo=None)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise _reject(column, value, "not an ISO 8601 date or date-time (YYYY-MM-DD or YYYY-MM-DD HH:MM)") from None
+    return parsed if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
+
+
+def _as_date(column: str, value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise _reject(column, value, "not an ISO date (YYYY-MM-DD)") from None
+
+
+def _canonical_result(
+    test: catalogue.TestDef, value: Any, unit: str
+) -> tuple[float | None, str | None, str]:
+    """(canonical value, detection text, original value as text) or BatchRejected naming the field."""
+    original = str(value).strip() if value is not None else ""
+    if test.qualitative and isinstance(value, str):
+        detected = catalogue.parse_detection(value)
+        if detected is not None:
+            return None, "detected" if detected else "not detected", original
+    number = _number("value", value)
+    try:
+        canonical = catalogue.to_canonical(test, number, unit)
+        catalogue.check_bounds(test, canonical)
+    except catalogue.UnitError as exc:
+        raise _reject("unit", unit, str(exc)) from None
+    except catalogue.BoundsError as exc:
+        raise _reject("value", value, str(exc)) from None
+    if test.qualitative:
+        # PCR with a number: a load above 0 means detected (PRODUCT.md §4).
+        return canonical, "detected" if canonical > 0 else "not detected", original or f"{number:g}"
+    return canonical, None, original or f"{number:g}"
+
+
+def _reference(test: catalogue.TestDef, column: str, value: Any, unit: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    number = _number(column, value)
+    try:
+        canonical = catalogue.to_canonical(test, number, unit)
+    except catalogue.UnitError as exc:
+        raise _reject("unit", unit, str(exc)) from None
+    if canonical < 0:
+        raise _reject(column, value, "a reference limit cannot be negative")
+    return canonical
+
+
+def _lab_snapshot(row: LabResult) -> dict[str, Any]:
+    return {
+        "test": row.test,
+        "taken_at": row.taken_at.isoformat(sep=" "),
+        "value": row.value,
+        "unit": row.unit,
+        "value_text": row.value_text,
+        "original_value": row.original_value,
+        "original_unit": row.original_unit,
+        "ref_low": row.ref_low,
+        "ref_high": row.ref_high,
+    }
+
+
+def _med_snapshot(row: MedicationRow) -> dict[str, Any]:
+    return {
+        "drug": row.drug,
+        "start_date": row.start_date.isoformat(),
+        "daily_dose_mg": row.daily_dose_mg,
+        "dose_as_entered": row.dose_as_entered,
+        "unit_as_entered": row.unit_as_entered,
+        "route": row.route,
+    }
+
+
+def add_lab_result(
+    session: Session,
+    *,
+    username: str,
+    mrn: str,
+    test: str,
+    taken_at: dt.datetime | dt.date | str,
+    value: float | str,
+    unit: str,
+    ref_low: float | str | None = None,
+    ref_high: float | str | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Store one result entered by hand; returns its id. The same result again changes nothing."""
+    user = _require_user(username)
+    try:
+        test_def = catalogue.lookup(test)
+    except catalogue.UnknownTestError as exc:
+        raise _reject("test", test, str(exc)) from None
+    when = _as_datetime("taken_at", taken_at)
+    if when > (now or dt.datetime.now()):
+        raise _reject("taken_at", when.isoformat(sep=" "), "a result cannot be taken in the future")
+    canonical, detection, original = _canonical_result(test_def, value, unit)
+    low = _reference(test_def, "ref_low", ref_low, unit)
+    high = _reference(test_def, "ref_high", ref_high, unit)
+    if low is not None and high is not None and low > high:
+        raise _reject("ref_low", ref_low, f"the lower reference limit is above the upper one ({ref_high})")
+    patient = _patient(session, mrn)
+    lab = LabIn(
+        mrn=patient.mrn,
+        test=test_def.key,
+        taken_at=when,
+        value=canonical,
+        unit=test_def.canonical_unit,
+        original_value=original,
+        original_unit=str(unit or "").strip(),
+        loinc=test_def.primary_loinc,
+        value_text=detection,
+        ref_low=low,
+        ref_high=high,
+        source="manual",
+        where=f"{WHERE}: {test_def.label} {when.isoformat(sep=' ')}",
+    )
+    result = write_batch(session, labs=[lab], username=user, source="manual", description="entered in the dashboard")
+    row = session.execute(
+        select(LabResult)
+        .where(
+            LabResult.patient_id == patient.id,
+            LabResult.test == test_def.key,
+            LabResult.taken_at == when,
+            LabResult.hidden == False,  # noqa: E712
+        )
+        .order_by(LabResult.id.desc())  # type: ignore[union-attr]
+    ).scalars().first()
+    assert row is not None and row.id is not None
+    if result.labs_inserted:
+        session.add(
+            AuditEntry(
+                username=user,
+                action="create",
+                entity="lab_result",
+                entity_id=str(row.id),
+                patient_id=patient.id,
+                after=_lab_snapshot(row),
+            )
+        )
+        touch_patient(session, patient.id or 0)
+    session.flush()
+    return row.id
+
+
+def amend_lab_result(
+    session: Session,
+    *,
+    username: str,
+    lab_id: int,
+    value: float | str,
+    unit: str,
+    reason: str,
+    ref_low: float | str | None = None,
+    ref_high: float | str | None = None,
+) -> LabResult:
+    """Correct a stored result. The earlier value stays in the audit entry; ``amended_at`` is set."""
+    user = _require_user(username)
+    why = _require_reason(reason)
+    row = session.get(LabResult, lab_id)
+    if row is None or row.hidden:
+        raise _reject("lab_id", lab_id, "no such result (or it was removed)")
+    test_def = catalogue.lookup(row.test)
+    canonical, detection, original = _canonical_result(test_def, value, unit)
+    low = _reference(test_def, "ref_low", ref_low, unit) if ref_low is not None else row.ref_low
+    high = _reference(test_def, "ref_high", ref_high, unit) if ref_high is not None else row.ref_high
+    if low is not None and high is not None and low > high:
+        raise _reject("ref_low", ref_low, "the lower reference limit is above the upper one")
+    before = _lab_snapshot(row)
+    row.value = canonical
+    row.value_text = detection
+    row.original_value = original
+    row.original_unit = str(unit or "").strip()
+    row.ref_low = low
+    row.ref_high = high
+    after = _lab_snapshot(row)
+    if after == before:
+        raise _reject("value", value, "the correction is the same as the stored result")
+    row.amended_at = utcnow()
+    session.add(row)
+    session.add(
+        AuditEntry(
+            username=user,
+            action="amend",
+            entity="lab_result",
+            entity_id=str(row.id),
+            patient_id=row.patient_id,
+            before=before,
+            after=after,
+            reason=why,
+        )
+    )
+    touch_patient(session, row.patient_id)
+    session.flush()
+    return row
+
+
+def hide_record(session: Session, *, username: str, entity: str, record_id: int, reason: str) -> None:
+    """Remove a result, dose row or photograph from view; the row and its reason are kept."""
+    user = _require_user(username)
+    why = _require_reason(reason)
+    model = _HIDEABLE.get(entity)
+    if model is None:
+        raise _reject("entity", entity, f"cannot hide {entity!r}: one of {', '.join(_HIDEABLE)}")
+    row = session.get(model, record_id)
+    if row is None or row.hidden:
+        raise _reject("id", record_id, f"no such {entity} (or it was already removed)")
+    row.hidden = True
+    row.hidden_reason = why
+    session.add(row)
+    session.add(
+        AuditEntry(
+            username=user,
+            action="hide",
+            entity=entity,
+            entity_id=str(record_id),
+            patient_id=row.patient_id,
+            before={"hidden": False},
+            after={"hidden": True},
+            reason=why,
+        )
+    )
+    touch_patient(session, row.patient_id)
+    session.flush()
+
+
+def _dose_in(mrn: str, drug: str, start_date: dt.date, dose: Any, unit: str, route: str | None) -> MedIn:
+    name = (drug or "").strip()
+    generic = drugs.normalise_drug(name)
+    if not generic:
+        raise _reject("drug", drug, "a drug name is required")
+    amount = _number("daily_dose", dose)
+    if amount < 0:
+        raise _reject("daily_dose", dose, "a dose cannot be negative (0 means stopped)")
+    u = (unit or "").strip().lower()
+    if u not in DOSE_UNITS:
+        raise _reject("unit", unit, f"dose unit must be one of {', '.join(DOSE_UNITS)}")
+    return MedIn(
+        mrn=mrn,
+        drug=generic,
+        drug_as_entered=name,
+        start_date=start_date,
+        daily_dose_mg=amount * 1000.0 if u == "g" else amount,
+        dose_as_entered=f"{amount:g}",
+        unit_as_entered=u,
+        route=(route or "").strip() or None,
+        source="manual",
+        where=f"{WHERE}: {name} from {start_date.isoformat()}",
+        dose_per_kg=amount if u == "mg/kg" else None,
+    )
+
+
+def add_dose_change(
+    session: Session,
+    *,
+    username: str,
+    mrn: str,
+    drug: str,
+    start_date: dt.date | str,
+    dose: float | str,
+    unit: str = "mg",
+    route: str | None = None,
+) -> int:
+    """From ``start_date`` the drug is given at ``dose`` per day (0 = stopped; future = plan)."""
+    user = _require_user(username)
+    patient = _patient(session, mrn)
+    start = _as_date("start_date", start_date)
+    med = _dose_in(patient.mrn, drug, start, dose, unit, route)
+    result = write_batch(session, meds=[med], username=user, source="manual", description="entered in the dashboard")
+    row = session.execute(
+        select(MedicationRow).where(
+            MedicationRow.patient_id == patient.id, MedicationRow.drug == med.drug, MedicationRow.start_date == start
+        )
+    ).scalar_one()
+    if result.meds_inserted:
+        session.add(
+            AuditEntry(
+                username=user,
+                action="create",
+                entity="medication_row",
+                entity_id=str(row.id),
+                patient_id=patient.id,
+                after=_med_snapshot(row),
+            )
+        )
+        touch_patient(session, patient.id or 0)
+    session.flush()
+    assert row.id is not None
+    return row.id
+
+
+def amend_dose(
+    session: Session, *, username: str, med_id: int, dose: float | str, unit: str, reason: str
+) -> MedicationRow:
+    """Correct a stored dose row; the earlier dose stays in the audit entry."""
+    user = _require_user(username)
+    why = _require_reason(reason)
+    row = session.get(MedicationRow, med_id)
+    if row is None or row.hidden:
+        raise _reject("med_id", med_id, "no such dose row (or it was removed)")
+    patient = session.get(Patient, row.patient_id)
+    assert patient is not None
+    med = _dose_in(patient.mrn, row.drug_as_entered, row.start_date, dose, unit, row.route)
+    if med.dose_per_kg is not None:
+        if not patient.weight_kg:
+            raise _reject("unit", unit, f"a mg/kg dose needs the weight of patient {patient.mrn}, which is not recorded")
+        med.daily_dose_mg = med.dose_per_kg * patient.weight_kg
+    before = _med_snapshot(row)
+    row.daily_dose_mg = med.daily_dose_mg
+    row.dose_as_entered = med.dose_as_entered
+    row.unit_as_entered = med.unit_as_entered
+    after = _med_snapshot(row)
+    if after == before:
+        raise _reject("daily_dose", dose, "the correction is the same as the stored dose")
+    row.amended_at = utcnow()
+    session.add(row)
+    session.add(
+        AuditEntry(
+            username=user,
+            action="amend",
+            entity="medication_row",
+            entity_id=str(row.id),
+            patient_id=row.patient_id,
+            before=before,
+            after=after,
+            reason=why,
+        )
+    )
+    touch_patient(session, row.patient_id)
+    session.flush()
+    return row
+
+
+def finding_answers() -> dict[str, tuple[str, ...]]:
+    """Hand-entered RegiSCAR items and their allowed answers, from ``monitoring.regiscar``."""
+    from monitoring.regiscar import REGISCAR_ITEMS
+
+    items: Any = REGISCAR_ITEMS
+    out: dict[str, tuple[str, ...]] = {}
+    if isinstance(items, Mapping):
+        for key, spec in items.items():
+            out[str(key)] = _answers_of(spec)
+    else:
+        for spec in items:
+            key = getattr(spec, "key", None) or (spec[0] if isinstance(spec, Sequence) else None)
+            out[str(key)] = _answers_of(spec)
+    return out
+
+
+def _answers_of(spec: Any) -> tuple[str, ...]:
+    for attr in ("answers", "allowed", "choices", "values"):
+        got = getattr(spec, attr, None)
+        if got is not None and not callable(got):
+            return tuple(str(a) for a in got)
+    if isinstance(spec, Mapping):
+        for attr in ("answers", "allowed", "choices", "values"):
+            if attr in spec:
+                return tuple(str(a) for a in spec[attr])
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        if len(spec) >= 2 and isinstance(spec[-1], Sequence) and not isinstance(spec[-1], str):
+            return tuple(str(a) for a in spec[-1])
+        return tuple(str(a) for a in spec)
+    raise TypeError(f"cannot read the allowed answers of RegiSCAR item {spec!r}")
+
+
+def set_finding(
+    session: Session,
+    *,
+    username: str,
+    mrn: str,
+    item: str,
+    value: str,
+    note: str | None = None,
+    recorded_at: dt.datetime | None = None,
+) -> int:
+    """Record a hand-entered finding; the latest row per item is in force, earlier rows stay."""
+    user = _require_user(username)
+    allowed = finding_answers()
+    if item not in allowed:
+        raise _reject("item", item, f"not a hand-entered RegiSCAR item (one of {', '.join(allowed)})")
+    answer = (value or "").strip().lower()
+    if answer not in {a.lower() for a in allowed[item]}:
+        raise _reject("value", value, f"answer for {item} must be one of {', '.join(allowed[item])}")
+    patient = _patient(session, mrn)
+    row = ClinicalFinding(
+        patient_id=patient.id or 0,
+        item=item,
+        value=answer,
+        note=(note or "").strip() or None,
+        recorded_at=recorded_at or utcnow(),
+        recorded_by=user,
+    )
+    session.add(row)
+    session.flush()
+    previous = session.execute(
+        select(ClinicalFinding.value)
+        .where(ClinicalFinding.patient_id == patient.id, ClinicalFinding.item == item, ClinicalFinding.id != row.id)
+        .order_by(ClinicalFinding.recorded_at.desc(), ClinicalFinding.id.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).scalar_one_or_none()
+    session.add(
+        AuditEntry(
+            username=user,
+            action="create" if previous is None else "amend",
+            entity="clinical_finding",
+            entity_id=str(row.id),
+            patient_id=patient.id,
+            before=None if previous is None else {"item": item, "value": previous},
+            after={"item": item, "value": answer, "note": row.note},
+        )
+    )
+    touch_patient(session, patient.id or 0)
+    session.flush()
+    assert row.id is not None
+    return row.id
+
+
+def _patient_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated patient fields (only those given); BatchRejected naming the first bad field."""
+    problems: list[Problem] = []
+    out: dict[str, Any] = {}
+    for key, raw in fields.items():
+        if key not in PATIENT_FIELDS:
+            problems.append(Problem(WHERE, key, raw, "not a patient field"))
+            continue
+        empty = raw is None or (isinstance(raw, str) and not raw.strip())
+        try:
+            if key == "name":
+                if empty:
+                    raise _reject("name", raw, "a name is required")
+                out[key] = str(raw).strip()
+            elif key in ("birth_date", "onset_date", "resolved_date"):
+                out[key] = None if empty else _as_date(key, raw)
+            elif key in ("weight_kg", "baseline_creatinine_mg_dl"):
+                if empty:
+                    out[key] = None
+                    continue
+                number = _number(key, raw)
+                if number <= 0:
+                    raise _reject(key, raw, "must be greater than 0")
+                if key == "weight_kg" and number > 500:
+                    raise _reject(key, raw, "above 500 kg: check the unit (kg)")
+                if key == "baseline_creatinine_mg_dl":
+                    catalogue.check_bounds(catalogue.lookup("creatinine"), number)
+                out[key] = number
+            elif key == "culprit_drugs":
+                names = raw.split(";") if isinstance(raw, str) else list(raw or [])
+                out[key] = [drugs.normalise_drug(n) for n in names if str(n).strip()]
+            elif key == "sex":
+                s = "" if empty else str(raw).strip().lower()
+                if s and s not in SEXES:
+                    raise _reject("sex", raw, f"one of {', '.join(SEXES)}")
+                out[key] = s or None
+            elif key == "setting":
+                s = str(raw or "").strip().lower()
+                if s not in SETTINGS:
+                    raise _reject("setting", raw, f"one of {', '.join(SETTINGS)}")
+                out[key] = s
+            elif key in ("active", "synthetic"):
+                out[key] = bool(raw)
+        except BatchRejected as exc:
+            problems.extend(exc.problems)
+        except catalogue.BoundsError as exc:
+            problems.append(Problem(WHERE, key, raw, str(exc)))
+    today = dt.date.today()
+    for key in ("birth_date", "onset_date", "resolved_date"):
+        if out.get(key) and out[key] > today and key != "resolved_date":
+            problems.append(Problem(WHERE, key, out[key].isoformat(), "cannot be in the future"))
+    if problems:
+        raise BatchRejected(problems)
+    return out
+
+
+def add_patient(session: Session, *, username: str, mrn: str, name: str, **fields: Any) -> int:
+    """Register a new patient (an MRN already known is an error: use update_patient)."""
+    user = _require_user(username)
+    key = (mrn or "").strip()
+    if not key:
+        raise _reject("mrn", mrn, "an MRN is required")
+    if session.execute(select(func.count()).select_from(Patient).where(Patient.mrn == key)).scalar_one():
+        raise _reject("mrn", key, "this MRN is already registered: change the patient's details instead")
+    values = _patient_values({"name": name, **fields})
+    values.pop("name")
+    write_batch(
+        session,
+        patients=[PatientIn(key, name.strip(), values, where=WHERE)],
+        username=user,
+        source="manual",
+        description="registered in the dashboard",
+    )
+    row = _patient(session, key)
+    session.add(
+        AuditEntry(
+            username=user,
+            action="create",
+            entity="patient",
+            entity_id=str(row.id),
+            patient_id=row.id,
+            after={"mrn": key, "name": row.name, **{k: _plain(v) for k, v in values.items()}},
+        )
+    )
+    session.flush()
+    assert row.id is not None
+    return row.id
+
+
+def _plain(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.date) else v
+
+
+def update_patient(session: Session, *, username: str, mrn: str, reason: str | None = None, **fields: Any) -> bool:
+    """Change a patient's details; the earlier values go to the audit trail. True when changed."""
+    user = _require_user(username)
+    patient = _patient(session, mrn)
+    values = _patient_values(fields)
+    name = values.pop("name", None)
+    result = write_batch(
+        session,
+        patients=[PatientIn(patient.mrn, name, values, where=WHERE)],
+        username=user,
+        source="manual",
+        description=(reason or "").strip() or "details changed in the dashboard",
+    )
+    session.flush()
+    return bool(result.patients_updated)
