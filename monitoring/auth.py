@@ -1,0 +1,421 @@
+"""Accounts, passwords, roles and permissions (issue 7; PRODUCT.md §8 Security).
+
+- Passwords are hashed with Argon2id by argon2-cffi (its RFC 9106 default parameters); a hash made
+  with older parameters is upgraded at the next successful sign-in.
+- Roles: ``viewer`` reads; ``clinician`` reads and writes clinical data; ``admin`` also manages
+  accounts and reads the audit trail. Every check goes through ``require``/``authorise_write``.
+- Repeated failed sign-ins are slowed down, per account and in the database (so it holds across
+  several dashboard processes): after ``FREE_ATTEMPTS`` failures each further attempt must wait
+  ``BASE_DELAY_S × 2^(failures − FREE_ATTEMPTS)`` seconds after the last failure, at most
+  ``MAX_DELAY_S``. An attempt inside that window is refused without checking the password. The
+  numbers are a design choice of this product (in the spirit of NIST SP 800-63B §5.2.2, rate
+  limiting), not a clinical threshold.
+- Every sign-in, failed or refused sign-in and account change is written to the audit trail. A
+  password or its hash never is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from monitoring import audit
+from monitoring.models import User, utcnow
+
+VIEWER = "viewer"
+CLINICIAN = "clinician"
+ADMIN = "admin"
+ROLES: tuple[str, ...] = (ADMIN, CLINICIAN, VIEWER)
+
+READ = "read"
+WRITE = "write"
+MANAGE_ACCOUNTS = "manage_accounts"
+VIEW_AUDIT = "view_audit"
+PERMISSIONS: dict[str, frozenset[str]] = {
+    VIEWER: frozenset({READ}),
+    CLINICIAN: frozenset({READ, WRITE}),
+    ADMIN: frozenset({READ, WRITE, MANAGE_ACCOUNTS, VIEW_AUDIT}),
+}
+
+# Slowing down repeated failures (design choice, see the module docstring).
+FREE_ATTEMPTS = 3
+BASE_DELAY_S = 1.0
+MAX_DELAY_S = 15 * 60.0
+
+MIN_PASSWORD_LENGTH = 10  # NIST SP 800-63B asks for at least 8; a little more for clinical data
+MAX_PASSWORD_LENGTH = 1024  # Argon2 takes any length; refuse absurd input rather than hash megabytes
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")  # e-mail addresses fit (OIDC)
+
+DEMO_ACCOUNTS: tuple[tuple[str, str], ...] = (("demo", CLINICIAN), ("admin", ADMIN))
+
+_hasher = PasswordHasher()
+# Verifying against this when the account does not exist keeps the answer time the same, so the
+# time taken does not tell whether a user name exists.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AccountError(ValueError):
+    """Bad input for an account operation (unknown user, weak password, unknown role...)."""
+
+
+class PermissionDenied(PermissionError):
+    """The signed-in user's role does not allow this."""
+
+
+class SignInRefused(Exception):
+    """Sign-in failed. The message never says whether the user name exists."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who is signed in: what the dashboard keeps in its session."""
+
+    user_id: int
+    username: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        return permission in PERMISSIONS.get(self.role, frozenset())
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_policy(password: str, username: str | None = None) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"password too short: at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError(f"password too long: at most {MAX_PASSWORD_LENGTH} characters")
+    if password.strip() != password:
+        raise AccountError("password must not begin or end with white space")
+    if username and password.lower() == username.lower():
+        raise AccountError("password must not be the user name")
+
+
+def generate_password() -> str:
+    """A random password for a new account (about 96 bits of entropy)."""
+    return secrets.token_urlsafe(12)
+
+
+# --- roles and permissions -----------------------------------------------------------------
+
+
+def permissions_of(role: str) -> frozenset[str]:
+    return PERMISSIONS.get(role, frozenset())
+
+
+def _role_of(user: Any) -> str | None:
+    if user is None:
+        return None
+    if isinstance(user, str):
+        return user
+    if getattr(user, "disabled", False):
+        return None
+    return getattr(user, "role", None)
+
+
+def has(role_or_permission: str, user: Any) -> bool:
+    """Whether ``user`` (a User, a SignedIn, or a role name) has that permission, or every
+    permission of that role."""
+    role = _role_of(user)
+    if role is None:
+        return False
+    granted = permissions_of(role)
+    if role_or_permission in PERMISSIONS:
+        return PERMISSIONS[role_or_permission] <= granted
+    return role_or_permission in granted
+
+
+def require(role_or_permission: str, user: Any) -> None:
+    """Raise PermissionDenied unless ``user`` has ``role_or_permission``."""
+    if not has(role_or_permission, user):
+        who = getattr(user, "username", None) or "anonymous"
+        raise PermissionDenied(f"{who} may not do this (needs {role_or_permission})")
+
+
+def get_user(session: Session, username: str) -> User | None:
+    return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+
+
+def authorise_write(
+    session: Session,
+    *,
+    username: str,
+    action: str,
+    entity: str,
+    patient_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> User:
+    """The account behind a write service call, if it may write clinical data.
+
+    Otherwise the refusal is audited in a transaction of its own (it must outlive the caller's
+    rollback) and PermissionDenied is raised. Call it before the service writes anything.
+    """
+    user = get_user(session, username)
+    if user is not None and has(WRITE, user):
+        return user
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    reason = "unknown account" if user is None else ("account disabled" if user.disabled else f"role {user.role} is read-only")
+    audit.record_separately(
+        engine,
+        username=username,
+        action=audit.WRITE_REFUSED,
+        entity=entity,
+        patient_id=patient_id,
+        after={"attempted": action, **(detail or {})},
+        reason=reason,
+    )
+    raise PermissionDenied(f"{username} may not change clinical data ({reason})")
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+def throttle_delay_s(failed_attempts: int) -> float:
+    """Seconds to wait after the last failure before another attempt is looked at."""
+    if failed_attempts < FREE_ATTEMPTS:
+        return 0.0
+    return min(MAX_DELAY_S, BASE_DELAY_S * 2.0 ** (failed_attempts - FREE_ATTEMPTS))
+
+
+def retry_after_s(user: User, now: dt.datetime | None = None) -> float:
+    if user.last_failed_at is None:
+        return 0.0
+    wait = throttle_delay_s(user.failed_attempts)
+    elapsed = ((now or utcnow()) - user.last_failed_at).total_seconds()
+    return max(0.0, wait - elapsed)
+
+
+GENERIC_FAILURE = "user name or password not recognised, or the account is disabled"
+
+
+def sign_in(engine: Engine, username: str, password: str, *, now: dt.datetime | None = None) -> SignedIn:
+    """Check a user name and password; audit the outcome. Raises SignInRefused.
+
+    Its own transactions: a failed attempt is counted and audited even though sign-in fails.
+    """
+    name = (username or "").strip()
+    moment = now or utcnow()
+    with Session(engine, expire_on_commit=False) as session:
+        user = get_user(session, name) if name else None
+        if user is not None:
+            wait = retry_after_s(user, moment)
+            if wait > 0:
+                audit.record(
+                    session,
+                    username=name,
+                    action=audit.SIGN_IN_THROTTLED,
+                    entity="app_user",
+                    entity_id=user.id,
+                    after={"failed_attempts": user.failed_attempts, "retry_after_s": round(wait, 1)},
+                )
+                session.commit()
+                raise SignInRefused(f"too many failed attempts: try again in {wait:.0f} s", wait)
+        ok = verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password or "")
+        ok = ok and user is not None and user.password_hash is not None
+        if user is None or not ok or user.disabled:
+            if user is not None:
+                # Counted in SQL so that two processes failing at once both count.
+                session.execute(
+                    update(User)
+                    .where(User.id == user.id)  # type: ignore[arg-type]
+                    .values(failed_attempts=User.failed_attempts + 1, last_failed_at=moment)
+                )
+            audit.record(
+                session,
+                username=name or None,
+                action=audit.SIGN_IN_FAILED,
+                entity="app_user",
+                entity_id=user.id if user else None,
+                reason="unknown account" if user is None else ("account disabled" if user.disabled else "wrong password"),
+            )
+            session.commit()
+            raise SignInRefused(GENERIC_FAILURE)
+        assert user.id is not None and user.password_hash is not None
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+        user.failed_attempts = 0
+        user.last_failed_at = None
+        session.add(user)
+        audit.record(session, username=name, action=audit.SIGN_IN, entity="app_user", entity_id=user.id)
+        session.commit()
+        return SignedIn(user.id, user.username, user.role)
+
+
+def sign_in_external(engine: Engine, identity: str) -> SignedIn:
+    """A user already authenticated by the hospital's identity provider (OIDC): map the identity
+    (e-mail) to an account and its role. Unknown or disabled identities are refused and audited."""
+    name = (identity or "").strip()
+    with Session(engine, expire_on_commit=False) as session:
+        user = get_user(session, name) if name else None
+        if user is None or user.disabled:
+            audit.record(
+                session,
+                username=name[:64] or None,
+                action=audit.SIGN_IN_FAILED,
+                entity="app_user",
+                entity_id=user.id if user else None,
+                reason="identity provider account has no account here" if user is None else "account disabled",
+            )
+            session.commit()
+            raise SignInRefused("your sign-in worked, but this account has no access to DRESS monitor: ask an administrator")
+        assert user.id is not None
+        audit.record(session, username=name, action=audit.SIGN_IN, entity="app_user", entity_id=user.id, reason="OIDC")
+        session.commit()
+        return SignedIn(user.id, user.username, user.role)
+
+
+def current(engine: Engine, signed_in: SignedIn) -> SignedIn | None:
+    """The session's user as the database has it now (role changes and disabling take effect at
+    once), or None when the account was disabled or removed."""
+    with Session(engine) as session:
+        user = session.get(User, signed_in.user_id)
+        if user is None or user.disabled or user.username != signed_in.username:
+            return None
+        return SignedIn(signed_in.user_id, user.username, user.role)
+
+
+def record_sign_out(engine: Engine, signed_in: SignedIn) -> None:
+    audit.record_separately(engine, username=signed_in.username, action=audit.SIGN_OUT, entity="app_user", entity_id=signed_in.user_id)
+
+
+# --- account management (admins, and the command line) -------------------------------------
+
+
+def _check_username(username: str) -> str:
+    name = (username or "").strip()
+    if not USERNAME_PATTERN.fullmatch(name):
+        raise AccountError(
+            f"user name {username!r} not allowed: 1-64 characters, letters, digits and . _ @ + - "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise AccountError(f"role {role!r} unknown: one of {', '.join(ROLES)}")
+    return role
+
+
+def _existing(session: Session, username: str) -> User:
+    user = get_user(session, username)
+    if user is None:
+        raise AccountError(f"no account named {username!r}")
+    return user
+
+
+def _public(user: User) -> dict[str, Any]:
+    return {"username": user.username, "role": user.role, "disabled": user.disabled, "oidc_only": user.password_hash is None}
+
+
+def create_user(session: Session, *, actor: str, username: str, role: str, password: str | None) -> User:
+    """A new account. ``password`` None makes an account that signs in only through the
+    hospital's identity provider (OIDC)."""
+    name = _check_username(username)
+    _check_role(role)
+    if password is not None:
+        check_password_policy(password, name)
+    if get_user(session, name) is not None:
+        raise AccountError(f"an account named {name!r} exists already")
+    user = User(username=name, role=role, password_hash=hash_password(password) if password is not None else None)
+    session.add(user)
+    session.flush()
+    audit.record(session, username=actor, action=audit.ACCOUNT_CREATE, entity="app_user", entity_id=user.id, after=_public(user))
+    return user
+
+
+def set_password(session: Session, *, actor: str, username: str, password: str) -> User:
+    user = _existing(session, username)
+    check_password_policy(password, user.username)
+    user.password_hash = hash_password(password)
+    # A new password lifts the slow-down: an admin reset is how a locked-out user gets back in.
+    user.failed_attempts = 0
+    user.last_failed_at = None
+    session.add(user)
+    audit.record(
+        session, username=actor, action=audit.ACCOUNT_CHANGE, entity="app_user", entity_id=user.id, after={"password": "changed"}
+    )
+    return user
+
+
+def _change(session: Session, *, actor: str, username: str, reason: str | None = None, **values: Any) -> User:
+    user = _existing(session, username)
+    before = {k: getattr(user, k) for k in values}
+    if before == values:
+        return user
+    for k, v in values.items():
+        setattr(user, k, v)
+    session.add(user)
+    audit.record(
+        session,
+        username=actor,
+        action=audit.ACCOUNT_CHANGE,
+        entity="app_user",
+        entity_id=user.id,
+        before=before,
+        after=values,
+        reason=reason,
+    )
+    return user
+
+
+def disable_user(session: Session, *, actor: str, username: str, reason: str | None = None) -> User:
+    """Accounts are disabled, never deleted: the audit trail keeps naming them."""
+    return _change(session, actor=actor, username=username, reason=reason, disabled=True)
+
+
+def enable_user(session: Session, *, actor: str, username: str, reason: str | None = None) -> User:
+    return _change(session, actor=actor, username=username, reason=reason, disabled=False)
+
+
+def set_role(session: Session, *, actor: str, username: str, role: str, reason: str | None = None) -> User:
+    return _change(session, actor=actor, username=username, reason=reason, role=_check_role(role))
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.execute(select(User).order_by(User.username)).scalars())
+
+
+def ensure_demo_accounts(session: Session, accounts: Iterable[tuple[str, str]] = DEMO_ACCOUNTS) -> dict[str, tuple[str, str]]:
+    """On a database without any account, create the demo accounts with random passwords.
+
+    Returns {username: (role, password)} for the caller to show once; empty when accounts exist
+    (nothing else ever has a default password).
+    """
+    if session.execute(select(User.id).limit(1)).first() is not None:
+        return {}
+    created: dict[str, tuple[str, str]] = {}
+    for name, role in accounts:
+        password = generate_password()
+        create_user(session, actor="setup", username=name, role=role, password=password)
+        created[name] = (role, password)
+    return created
