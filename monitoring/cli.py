@@ -23,6 +23,7 @@ EXIT_BAD_INPUT = 2
 # and sets ``func`` on its parsers (``parser.set_defaults(func=handler)``).
 COMMAND_MODULES: tuple[str, ...] = (
     "monitoring.commands.core",
+    "monitoring.commands.photos",
     "monitoring.commands.users",
     "monitoring.commands.backup",
 )
