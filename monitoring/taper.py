@@ -1,0 +1,335 @@
+"""Steroid taper planner: propose a schedule, check it with the engine, save or discard it.
+
+The arithmetic (``propose_taper``) turns today's dose into dated plan rows, by a fixed step in mg,
+by a percentage of the previous dose, or by a target end date, every ``interval_days``. Every
+planned dose is a sum of whole tablets of the strengths in the local formulary
+(``monitoring/formulary.toml``, a local default, not a clinical rule), never above the previous
+dose, and the last row is 0 mg (stop).
+
+Whether a plan is long enough is not decided here: ``check_plan`` builds the patient's record with
+the plan rows in place of any saved plan and asks the engine (``monitoring.steroids.analyse_course``
+for the taper length, ``monitoring.rules.evaluate`` for PREMATURE_TAPER), so the planner and the
+alerts can never disagree.
+
+Saving writes the plan as future medication rows in one transaction with an audit entry per row;
+discarding hides the future rows with the reason 'plan discarded' (never deletes them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from monitoring.drugs import PREDNISONE_EQUIVALENCE, normalise_drug
+
+FORMULARY_PATH = Path(__file__).with_name("formulary.toml")
+FORMULARY_ENV = "DRESS_FORMULARY"
+FORMULARY_BASIS = "local formulary default (monitoring/formulary.toml): edit to match your pharmacy"
+
+# Hundredths of a milligram: tablet strengths such as 0.5 mg become exact integers.
+_CENTI = 100
+MAX_DOSE_MG = 2000.0  # above any oral or pulse daily dose; a larger number is a unit mistake
+MAX_STEPS = 400
+
+
+class TaperError(ValueError):
+    """A plan cannot be made from these inputs; the message says which input and why."""
+
+
+# --------------------------------------------------------------------------------------------
+# Formulary: tablet strengths and what can be dispensed
+
+
+@dataclass(frozen=True)
+class Tablets:
+    """The tablet strengths of one drug, and the doses they can make without splitting."""
+
+    drug: str
+    sizes_mg: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.sizes_mg or any(s <= 0 or not math.isfinite(s) for s in self.sizes_mg):
+            raise TaperError(f"formulary: {self.drug}: tablet strengths must be positive numbers, got {self.sizes_mg}")
+
+    @property
+    def _sizes_c(self) -> tuple[int, ...]:
+        return tuple(sorted({round(s * _CENTI) for s in self.sizes_mg}, reverse=True))
+
+    @property
+    def _quantum_c(self) -> int:
+        return math.gcd(*self._sizes_c)
+
+    def _fewest(self, max_c: int) -> list[int | None]:
+        return _fewest_tablets(self._sizes_c, self._quantum_c, max_c)
+
+    def dispensable_at_or_below(self, dose_mg: float) -> list[float]:
+        """Every dose (mg) from 0 up to ``dose_mg`` that whole tablets can make, ascending."""
+        max_c = math.floor(dose_mg * _CENTI + 1e-6)
+        q = self._quantum_c
+        table = self._fewest(max_c)
+        return [i * q / _CENTI for i, n in enumerate(table) if n is not None and i * q <= max_c]
+
+    def is_dispensable(self, dose_mg: float) -> bool:
+        c = round(dose_mg * _CENTI)
+        if abs(dose_mg * _CENTI - c) > 1e-6 or c < 0 or c % self._quantum_c:
+            return False
+        return self._fewest(c)[c // self._quantum_c] is not None
+
+    def breakdown(self, dose_mg: float) -> tuple[tuple[float, int], ...]:
+        """Fewest whole tablets making ``dose_mg``: ((strength mg, count), ...), largest first."""
+        if not self.is_dispensable(dose_mg):
+            raise TaperError(f"{_mg(dose_mg)} mg of {self.drug} cannot be made from {self.describe()} tablets")
+        c = round(dose_mg * _CENTI)
+        q = self._quantum_c
+        table = self._fewest(c)
+        counts: dict[int, int] = {}
+        i = c // q
+        while i > 0:
+            for s in self._sizes_c:
+                j = i - s // q
+                if j >= 0 and table[j] is not None and table[j] == table[i] - 1:  # type: ignore[operator]
+                    counts[s] = counts.get(s, 0) + 1
+                    i = j
+                    break
+        return tuple((s / _CENTI, n) for s, n in sorted(counts.items(), reverse=True))
+
+    def describe(self) -> str:
+        return ", ".join(f"{_mg(s)} mg" for s in sorted(self.sizes_mg))
+
+
+@lru_cache(maxsize=64)
+def _fewest_tablets(sizes_c: tuple[int, ...], quantum_c: int, max_c: int) -> list[int | None]:
+    """Fewest tablets for each multiple of the quantum up to max_c (None: cannot be made)."""
+    n = max_c // quantum_c + 1
+    steps = [s // quantum_c for s in sizes_c]
+    best: list[int | None] = [None] * n
+    best[0] = 0
+    for i in range(1, n):
+        options = [best[i - s] for s in steps if s <= i and best[i - s] is not None]
+        if options:
+            best[i] = min(options) + 1  # type: ignore[type-var,operator]
+    return best
+
+
+def load_formulary(path: str | Path | None = None) -> dict[str, Tablets]:
+    """Tablet strengths per drug from the formulary file (default: DRESS_FORMULARY, else the
+    project's monitoring/formulary.toml)."""
+    p = Path(path or os.environ.get(FORMULARY_ENV) or FORMULARY_PATH)
+    return _load_formulary_cached(str(p.resolve()), p.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _load_formulary_cached(path: str, _mtime: int) -> dict[str, Tablets]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TaperError(f"formulary {path}: cannot be read: {exc}") from exc
+    out: dict[str, Tablets] = {}
+    for name, entry in data.items():
+        sizes = entry.get("tablets_mg") if isinstance(entry, dict) else None
+        if not isinstance(sizes, list) or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in sizes):
+            raise TaperError(f"formulary {path}: [{name}]: tablets_mg must be a list of numbers")
+        drug = normalise_drug(name)
+        out[drug] = Tablets(drug, tuple(float(s) for s in sizes))
+    return out
+
+
+def plannable_drugs(formulary: dict[str, Tablets] | None = None) -> list[str]:
+    """Systemic corticosteroids the formulary lists tablets for (prednisone first)."""
+    f = formulary if formulary is not None else load_formulary()
+    drugs = [d for d in f if d in PREDNISONE_EQUIVALENCE]
+    return sorted(drugs, key=lambda d: (d != "prednisone", d))
+
+
+# --------------------------------------------------------------------------------------------
+# The schedule
+
+
+@dataclass(frozen=True)
+class TaperStep:
+    """From ``date`` the daily dose is ``dose_mg`` of the plan's drug (0 = stop)."""
+
+    date: dt.date
+    dose_mg: float
+    pred_eq_mg: float
+    tablets: tuple[tuple[float, int], ...]
+
+    @property
+    def tablets_text(self) -> str:
+        if self.dose_mg == 0:
+            return "stop"
+        return " + ".join(f"{n} × {_mg(s)} mg" for s, n in self.tablets)
+
+
+@dataclass(frozen=True)
+class TaperPlan:
+    drug: str
+    current_dose_mg: float
+    first_date: dt.date
+    interval_days: int
+    method: str  # human description: "by 5 mg every 7 days"
+    steps: tuple[TaperStep, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def stop_date(self) -> dt.date:
+        return self.steps[-1].date
+
+    @property
+    def plan_days(self) -> int:
+        """Days from the first planned reduction to the stop (the engine's taper length may be
+        longer when the taper had already begun before the plan)."""
+        return (self.stop_date - self.first_date).days
+
+
+def _mg(x: float) -> str:
+    return f"{x:g}"
+
+
+def _validate_common(drug: str, current_dose_mg: float, start_date: dt.date, interval_days: int) -> None:
+    if not isinstance(current_dose_mg, int | float) or not math.isfinite(current_dose_mg):
+        raise TaperError(f"current dose: value {current_dose_mg!r}: must be a number of mg/day")
+    if current_dose_mg <= 0:
+        raise TaperError(
+            f"current dose: value '{_mg(current_dose_mg)}' mg/day of {drug}: the patient is not on {drug}, "
+            "so there is nothing to taper (record the current dose first)"
+        )
+    if current_dose_mg > MAX_DOSE_MG:
+        raise TaperError(f"current dose: value '{_mg(current_dose_mg)}' mg/day: above {_mg(MAX_DOSE_MG)} mg/day, check the unit")
+    if not isinstance(interval_days, int) or isinstance(interval_days, bool) or interval_days < 1:
+        raise TaperError(f"interval: value {interval_days!r}: must be a whole number of days, at least 1")
+    if not isinstance(start_date, dt.date):
+        raise TaperError(f"start date: value {start_date!r}: must be a date")
+
+
+def propose_taper(
+    *,
+    drug: str,
+    current_dose_mg: float,
+    start_date: dt.date,
+    interval_days: int,
+    step_mg: float | None = None,
+    step_pct: float | None = None,
+    end_date: dt.date | None = None,
+    formulary: dict[str, Tablets] | None = None,
+) -> TaperPlan:
+    """Propose a taper from ``current_dose_mg`` (mg/day of ``drug``), first reduction on
+    ``start_date``, one reduction every ``interval_days``, ending with a row of 0 mg (stop).
+
+    Exactly one of:
+    - ``step_mg``: each reduction takes this many mg off the previous dose;
+    - ``step_pct``: each reduction takes this percentage of the previous dose (as in the DRESSCODE
+      trial's 15–25 % every 15 days, CLINICAL_REFERENCE.md §4);
+    - ``end_date``: the dose falls in equal steps to 0 on ``end_date``, about every
+      ``interval_days`` (dates spread evenly so that the stop lands on the target date).
+
+    Each dose is rounded to the nearest dose whole tablets can make (ties to the lower), never
+    above the previous one; when rounding would leave the dose unchanged the reduction goes to the
+    next lower dispensable dose, so the plan always reaches zero.
+    """
+    drug_n = normalise_drug(drug)
+    f = formulary if formulary is not None else load_formulary()
+    if drug_n not in PREDNISONE_EQUIVALENCE:
+        raise TaperError(f"drug: value '{drug}': not a systemic corticosteroid this planner knows ({', '.join(PREDNISONE_EQUIVALENCE)})")
+    if drug_n not in f:
+        raise TaperError(f"drug: value '{drug}': no tablet strengths in the formulary; add [{drug_n}] to {FORMULARY_PATH.name}")
+    _validate_common(drug_n, current_dose_mg, start_date, interval_days)
+    chosen = [name for name, v in (("step_mg", step_mg), ("step_pct", step_pct), ("end_date", end_date)) if v is not None]
+    if len(chosen) != 1:
+        raise TaperError("choose exactly one of: a step in mg, a step in %, or a target end date")
+    tablets = f[drug_n]
+    levels = tablets.dispensable_at_or_below(current_dose_mg)
+    notes: list[str] = []
+    if not tablets.is_dispensable(current_dose_mg):
+        notes.append(
+            f"today's {_mg(current_dose_mg)} mg cannot be made from {tablets.describe()} tablets; "
+            "the plan starts from the nearest dose that can"
+        )
+
+    targets: list[tuple[dt.date, float]] = []
+    if step_mg is not None:
+        if not math.isfinite(step_mg) or step_mg <= 0:
+            raise TaperError(f"step: value '{step_mg}' mg: must be more than 0 mg")
+        if step_mg > current_dose_mg:
+            notes.append(f"a step of {_mg(step_mg)} mg is more than today's dose: this plan is an abrupt stop")
+        method = f"by {_mg(step_mg)} mg every {interval_days} days"
+        targets = _stepwise(current_dose_mg, start_date, interval_days, levels, lambda prev: prev - step_mg)
+    elif step_pct is not None:
+        if not math.isfinite(step_pct) or not 0 < step_pct <= 100:
+            raise TaperError(f"step: value '{step_pct}' %: must be more than 0 % and at most 100 %")
+        method = f"by {_mg(step_pct)} % of the previous dose every {interval_days} days"
+        targets = _stepwise(current_dose_mg, start_date, interval_days, levels, lambda prev: prev * (1 - step_pct / 100))
+    else:
+        assert end_date is not None
+        if not isinstance(end_date, dt.date) or end_date < start_date:
+            raise TaperError(f"end date: value '{end_date}': must be on or after the first reduction ({start_date.isoformat()})")
+        span = (end_date - start_date).days
+        n = max(0, round(span / interval_days))  # number of intervals between the first reduction and the stop
+        method = f"to stop on {end_date.isoformat()}, about every {interval_days} days"
+        prev = current_dose_mg
+        for k in range(n + 1):
+            day = start_date + dt.timedelta(days=round(k * span / n)) if n else end_date
+            target = current_dose_mg * (n - k) / (n + 1)
+            # Only the last row stops: earlier ones keep at least the smallest tablet, so the stop
+            # lands on the target date rather than before it.
+            usable = levels if k == n else [lv for lv in levels if 0 < lv <= prev + 1e-9]
+            if not usable:
+                continue  # today's dose is below the smallest tablet: it runs on until the stop
+            dose = _round_not_above(target, prev, usable, force_lower=False)
+            if dose < prev:
+                targets.append((day, dose))
+                prev = dose
+        if n and len(targets) < n + 1:
+            notes.append("some reductions were merged because tablet strengths cannot make smaller steps")
+
+    if not targets or targets[-1][1] != 0:
+        raise TaperError("internal: the plan does not reach zero")  # guarded by construction
+    steps = tuple(
+        TaperStep(
+            date=day,
+            dose_mg=dose,
+            pred_eq_mg=round(dose * PREDNISONE_EQUIVALENCE[drug_n], 4),
+            tablets=tablets.breakdown(dose) if dose else (),
+        )
+        for day, dose in targets
+    )
+    return TaperPlan(
+        drug=drug_n,
+        current_dose_mg=float(current_dose_mg),
+        first_date=start_date,
+        interval_days=interval_days,
+        method=method,
+        steps=steps,
+        notes=tuple(notes),
+    )
+
+
+def _round_not_above(target: float, prev: float, levels: list[float], *, force_lower: bool) -> float:
+    """Nearest dispensable dose to ``target`` (ties to the lower), never above ``prev``; with
+    ``force_lower`` strictly below ``prev`` (so a step always changes the dose)."""
+    if target <= 0 and (not levels or levels[0] == 0):
+        return 0.0
+    allowed = [lv for lv in levels if lv < prev - 1e-9] if force_lower else [lv for lv in levels if lv <= prev + 1e-9]
+    if not allowed:
+        return 0.0
+    best = min(allowed, key=lambda lv: (abs(lv - target), lv))
+    return best
+
+
+def _stepwise(current: float, start: dt.date, interval: int, levels: list[float], next_target) -> list[tuple[dt.date, float]]:  # type: ignore[no-untyped-def]
+    out: list[tuple[dt.date, float]] = []
+    prev = current
+    day = start
+    while prev > 0:
+        if len(out) >= MAX_STEPS:
+            raise TaperError(f"the plan would need more than {MAX_STEPS} reductions: choose a larger step")
+        dose = _round_not_above(next_target(prev), prev, levels, force_lower=True)
+        out.append((day, dose))
+        prev = dose
+        day = day + dt.timedelta(days=interval)
+    return out

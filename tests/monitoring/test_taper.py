@@ -1,0 +1,214 @@
+"""Taper planner: arithmetic, rounding to tablets, the engine's PREMATURE_TAPER check, save/discard."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitoring.taper import Tablets, TaperError, load_formulary, plannable_drugs, propose_taper
+
+D0 = dt.date(2026, 3, 2)
+
+
+def doses(plan) -> list[float]:  # type: ignore[no-untyped-def]
+    return [s.dose_mg for s in plan.steps]
+
+
+def dates(plan) -> list[dt.date]:  # type: ignore[no-untyped-def]
+    return [s.date for s in plan.steps]
+
+
+# --- formulary ------------------------------------------------------------------------------
+
+
+def test_formulary_has_the_local_defaults() -> None:
+    f = load_formulary()
+    assert f["prednisone"].sizes_mg == (1.0, 5.0, 20.0)
+    assert f["prednisolone"].sizes_mg == (1.0, 5.0, 25.0)
+    assert f["methylprednisolone"].sizes_mg == (4.0, 16.0, 32.0)
+    assert f["dexamethasone"].sizes_mg == (0.5, 2.0, 4.0)
+    assert plannable_drugs(f)[0] == "prednisone"
+
+
+def test_formulary_file_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "pharmacy.toml"
+    path.write_text("[prednisone]\ntablets_mg = [5]\n", encoding="utf-8")
+    monkeypatch.setenv("DRESS_FORMULARY", str(path))
+    f = load_formulary()
+    plan = propose_taper(drug="prednisone", current_dose_mg=40, start_date=D0, interval_days=7, step_mg=12, formulary=f)
+    assert all(d % 5 == 0 for d in doses(plan))  # only 5 mg tablets stocked
+    assert doses(plan) == [30, 20, 10, 0]  # 28 -> 30, 18 -> 20, 8 -> 10, then below zero -> stop
+    monkeypatch.delenv("DRESS_FORMULARY")
+
+
+def test_formulary_bad_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[prednisone]\ntablets_mg = 'five'\n", encoding="utf-8")
+    with pytest.raises(TaperError, match=r"\[prednisone\]: tablets_mg must be a list of numbers"):
+        load_formulary(path)
+
+
+def test_tablet_breakdown_uses_fewest_whole_tablets() -> None:
+    pred = Tablets("prednisone", (1, 5, 20))
+    assert pred.breakdown(47) == ((20.0, 2), (5.0, 1), (1.0, 2))
+    mp = Tablets("methylprednisolone", (4, 16, 32))
+    assert mp.breakdown(24) == ((16.0, 1), (4.0, 2))
+    assert not mp.is_dispensable(10)
+    dexa = Tablets("dexamethasone", (0.5, 2, 4))
+    assert dexa.breakdown(2.5) == ((2.0, 1), (0.5, 1))
+    with pytest.raises(TaperError, match="cannot be made"):
+        mp.breakdown(6)
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+def test_step_in_mg() -> None:
+    plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=D0, interval_days=7, step_mg=10)
+    assert doses(plan) == [50, 40, 30, 20, 10, 0]
+    assert dates(plan) == [D0 + dt.timedelta(days=7 * k) for k in range(6)]
+    assert plan.stop_date == D0 + dt.timedelta(days=35)
+    assert plan.plan_days == 35
+    assert plan.steps[0].tablets_text == "2 × 20 mg + 2 × 5 mg"
+    assert plan.steps[-1].tablets_text == "stop"
+
+
+def test_step_in_percent_of_previous_dose() -> None:
+    plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=D0, interval_days=14, step_pct=20)
+    got = doses(plan)
+    # 60 x 0.8 = 48; 48 x 0.8 = 38.4 -> 38; 38 x 0.8 = 30.4 -> 30; ...
+    assert got[:4] == [48, 38, 30, 24]
+    # At the bottom a 20 % step rounds to no change, so the dose still falls one tablet at a time.
+    assert got[-4:] == [3, 2, 1, 0]
+    assert all((b - a).days == 14 for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
+
+
+def test_percent_rounds_to_methylprednisolone_tablets() -> None:
+    plan = propose_taper(drug="Medrol", current_dose_mg=40, start_date=D0, interval_days=5, step_pct=25)
+    assert plan.drug == "methylprednisolone"
+    assert doses(plan) == [28, 20, 16, 12, 8, 4, 0]  # 30 -> 28 (ties to the lower), 21 -> 20, 15 -> 16
+    assert plan.steps[0].pred_eq_mg == pytest.approx(35.0)  # methylprednisolone x 1.25
+
+
+def test_half_milligram_tablets_of_dexamethasone() -> None:
+    plan = propose_taper(drug="dexamethasone", current_dose_mg=6, start_date=D0, interval_days=3, step_pct=30)
+    assert doses(plan) == [4, 3, 2, 1.5, 1, 0.5, 0]
+    assert plan.steps[3].tablets == ((0.5, 3),)
+
+
+def test_end_date_target() -> None:
+    end = D0 + dt.timedelta(days=56)
+    plan = propose_taper(drug="prednisone", current_dose_mg=40, start_date=D0, interval_days=7, end_date=end)
+    assert plan.stop_date == end
+    assert doses(plan)[-1] == 0
+    assert len(plan.steps) == 9  # 8 intervals of 7 days: 9 reductions, the last to 0
+    assert doses(plan)[0] == pytest.approx(36)  # 40 x 8/9 = 35.6 -> 36
+    assert all((b - a).days == 7 for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
+
+
+def test_end_date_not_a_multiple_of_the_interval_still_stops_on_the_target() -> None:
+    end = D0 + dt.timedelta(days=30)
+    plan = propose_taper(drug="prednisolone", current_dose_mg=30, start_date=D0, interval_days=7, end_date=end)
+    assert plan.stop_date == end
+    gaps = [(b - a).days for a, b in zip(dates(plan), dates(plan)[1:], strict=False)]
+    assert set(gaps) <= {7, 8}
+
+
+def test_end_date_with_few_tablet_levels_merges_steps() -> None:
+    plan = propose_taper(
+        drug="methylprednisolone", current_dose_mg=8, start_date=D0, interval_days=1, end_date=D0 + dt.timedelta(days=9)
+    )
+    assert doses(plan) == [4, 0]  # only 4 mg steps exist: 7.2 and 6.4 round back to 8 (no change)
+    assert dates(plan)[0] == D0 + dt.timedelta(days=2)
+    assert plan.stop_date == D0 + dt.timedelta(days=9)
+    assert any("merged" in n for n in plan.notes)
+
+
+def test_end_date_on_the_start_date_is_an_abrupt_stop() -> None:
+    plan = propose_taper(drug="prednisone", current_dose_mg=20, start_date=D0, interval_days=7, end_date=D0)
+    assert doses(plan) == [0]
+    assert plan.plan_days == 0
+
+
+def test_tiny_current_dose_goes_straight_to_zero() -> None:
+    plan = propose_taper(drug="prednisone", current_dose_mg=0.5, start_date=D0, interval_days=7, step_pct=10)
+    assert doses(plan) == [0]
+    assert any("cannot be made" in n for n in plan.notes)
+    plan = propose_taper(drug="prednisone", current_dose_mg=1, start_date=D0, interval_days=7, step_mg=5)
+    assert doses(plan) == [0]
+
+
+@pytest.mark.parametrize("dose", [0, -5])
+def test_zero_current_dose_is_refused_with_a_clear_message(dose: float) -> None:
+    with pytest.raises(TaperError, match=r"current dose: value .* nothing to taper"):
+        propose_taper(drug="prednisone", current_dose_mg=dose, start_date=D0, interval_days=7, step_mg=5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"step_mg": 0}, r"step: value '0' mg: must be more than 0 mg"),
+        ({"step_pct": 120}, r"step: value '120' %"),
+        ({"step_pct": 10, "step_mg": 5}, "exactly one of"),
+        ({}, "exactly one of"),
+        ({"end_date": D0 - dt.timedelta(days=1)}, r"end date: value '2026-03-01': must be on or after"),
+        ({"step_mg": 5, "interval_days": 0}, r"interval: value 0"),
+        ({"step_mg": 5, "drug": "cyclosporine"}, r"drug: value 'cyclosporine': not a systemic corticosteroid"),
+        ({"step_mg": 5, "current_dose_mg": 50000}, r"above 2000 mg/day, check the unit"),
+    ],
+)
+def test_bad_inputs_are_refused_naming_the_input(kwargs: dict, message: str) -> None:
+    args = {"drug": "prednisone", "current_dose_mg": 40, "start_date": D0, "interval_days": 7} | kwargs
+    with pytest.raises(TaperError, match=message):
+        propose_taper(**args)
+
+
+def test_drug_without_tablets_in_the_formulary_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text("[prednisone]\ntablets_mg = [5]\n", encoding="utf-8")
+    with pytest.raises(TaperError, match=r"no tablet strengths in the formulary"):
+        propose_taper(
+            drug="dexamethasone", current_dose_mg=4, start_date=D0, interval_days=7, step_mg=1, formulary=load_formulary(path)
+        )
+
+
+def test_a_plan_of_hundreds_of_steps_is_refused() -> None:
+    with pytest.raises(TaperError, match="more than 400 reductions: choose a larger step"):
+        propose_taper(drug="dexamethasone", current_dose_mg=500, start_date=D0, interval_days=1, step_mg=0.5)
+
+
+FORMULARY = load_formulary()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    drug=st.sampled_from(sorted(FORMULARY)),
+    current=st.floats(min_value=0.25, max_value=200, allow_nan=False),
+    interval=st.integers(min_value=1, max_value=30),
+    mode=st.sampled_from(["mg", "pct", "end"]),
+    step=st.floats(min_value=0.1, max_value=100, allow_nan=False),
+    span=st.integers(min_value=0, max_value=365),
+)
+def test_any_plan_never_increases_reaches_zero_and_can_be_dispensed(
+    drug: str, current: float, interval: int, mode: str, step: float, span: int
+) -> None:
+    kwargs: dict = {"mg": {"step_mg": step}, "pct": {"step_pct": step}, "end": {"end_date": D0 + dt.timedelta(days=span)}}[mode]
+    plan = propose_taper(drug=drug, current_dose_mg=current, start_date=D0, interval_days=interval, **kwargs)
+    got = doses(plan)
+    assert got[-1] == 0
+    assert got[0] <= current
+    assert all(b < a for a, b in zip(got, got[1:], strict=False)), got  # strictly falling: every row is a change
+    assert all(b > a for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
+    assert dates(plan)[0] >= D0
+    tablets = FORMULARY[plan.drug]
+    for s in plan.steps:
+        assert tablets.is_dispensable(s.dose_mg)
+        assert sum(size * n for size, n in s.tablets) == pytest.approx(s.dose_mg)
+    if mode == "end":
+        assert plan.stop_date == D0 + dt.timedelta(days=span)
+    else:
+        assert all((b - a).days == interval for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
