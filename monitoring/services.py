@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from monitoring import catalogue, drugs
+from monitoring.auth import authorise_write
 from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo, utcnow
 from monitoring.store import PATIENT_FIELDS, BatchRejected, LabIn, MedIn, PatientIn, Problem, touch_patient, write_batch
 
@@ -56,10 +57,13 @@ def _reject(column: str, value: Any, reason: str, where: str = WHERE) -> BatchRe
     return BatchRejected([Problem(where, column, value, reason)])
 
 
-def _require_user(username: str) -> str:
+def _require_user(session: Session, username: str, action: str, entity: str, **detail: Any) -> str:
+    """The signed-in user's name, once their role allows writing (viewers are refused, and the
+    refusal is audited: monitoring.auth.authorise_write)."""
     name = (username or "").strip()
     if not name:
         raise _reject("username", username, "every change is signed: a user name is required")
+    authorise_write(session, username=name, action=action, entity=entity, detail={k: str(v) for k, v in detail.items()})
     return name
 
 
@@ -202,7 +206,7 @@ def add_lab_result(
     now: dt.datetime | None = None,
 ) -> int:
     """Store one result entered by hand; returns its id. The same result again changes nothing."""
-    user = _require_user(username)
+    user = _require_user(session, username, "create", "lab_result", mrn=mrn, test=test)
     try:
         test_def = catalogue.lookup(test)
     except catalogue.UnknownTestError as exc:
@@ -271,7 +275,7 @@ def amend_lab_result(
     ref_high: float | str | None = None,
 ) -> LabResult:
     """Correct a stored result. The earlier value stays in the audit entry; ``amended_at`` is set."""
-    user = _require_user(username)
+    user = _require_user(session, username, "amend", "lab_result", id=lab_id)
     why = _require_reason(reason)
     row = session.get(LabResult, lab_id)
     if row is None or row.hidden:
@@ -313,7 +317,7 @@ def amend_lab_result(
 
 def hide_record(session: Session, *, username: str, entity: str, record_id: int, reason: str) -> None:
     """Remove a result, dose row or photograph from view; the row and its reason are kept."""
-    user = _require_user(username)
+    user = _require_user(session, username, "hide", entity, id=record_id)
     why = _require_reason(reason)
     model = _HIDEABLE.get(entity)
     if model is None:
@@ -378,7 +382,7 @@ def add_dose_change(
     route: str | None = None,
 ) -> int:
     """From ``start_date`` the drug is given at ``dose`` per day (0 = stopped; future = plan)."""
-    user = _require_user(username)
+    user = _require_user(session, username, "create", "medication_row", mrn=mrn, drug=drug)
     patient = _patient(session, mrn)
     start = _as_date("start_date", start_date)
     med = _dose_in(patient.mrn, drug, start, dose, unit, route)
@@ -409,7 +413,7 @@ def amend_dose(
     session: Session, *, username: str, med_id: int, dose: float | str, unit: str, reason: str
 ) -> MedicationRow:
     """Correct a stored dose row; the earlier dose stays in the audit entry."""
-    user = _require_user(username)
+    user = _require_user(session, username, "amend", "medication_row", id=med_id)
     why = _require_reason(reason)
     row = session.get(MedicationRow, med_id)
     if row is None or row.hidden:
@@ -490,7 +494,7 @@ def set_finding(
     recorded_at: dt.datetime | None = None,
 ) -> int:
     """Record a hand-entered finding; the latest row per item is in force, earlier rows stay."""
-    user = _require_user(username)
+    user = _require_user(session, username, "create", "clinical_finding", mrn=mrn, item=item)
     allowed = finding_answers()
     if item not in allowed:
         raise _reject("item", item, f"not a hand-entered RegiSCAR item (one of {', '.join(allowed)})")
@@ -589,7 +593,7 @@ def _patient_values(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def add_patient(session: Session, *, username: str, mrn: str, name: str, **fields: Any) -> int:
     """Register a new patient (an MRN already known is an error: use update_patient)."""
-    user = _require_user(username)
+    user = _require_user(session, username, "create", "patient", mrn=mrn)
     key = (mrn or "").strip()
     if not key:
         raise _reject("mrn", mrn, "an MRN is required")
@@ -626,7 +630,7 @@ def _plain(v: Any) -> Any:
 
 def update_patient(session: Session, *, username: str, mrn: str, reason: str | None = None, **fields: Any) -> bool:
     """Change a patient's details; the earlier values go to the audit trail. True when changed."""
-    user = _require_user(username)
+    user = _require_user(session, username, "amend", "patient", mrn=mrn)
     patient = _patient(session, mrn)
     values = _patient_values(fields)
     name = values.pop("name", None)

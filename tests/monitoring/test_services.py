@@ -10,11 +10,19 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from monitoring import services
+from monitoring import auth, services
 from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient
 from monitoring.store import BatchRejected
 
 USER = "dr.test"
+
+
+@pytest.fixture(autouse=True)
+def clinician_accounts(session: Session) -> None:
+    """Writes are signed by an account whose role may write (issue 7: viewers are refused)."""
+    for name in (USER, "dr.two"):
+        auth.create_user(session, actor="test", username=name, role=auth.CLINICIAN, password=None)
+    session.commit()
 
 
 @pytest.fixture
@@ -271,6 +279,7 @@ def test_any_valid_alt_round_trips(value: float, unit: str) -> None:
     eng = create_db_engine("sqlite://")
     SQLModel.metadata.create_all(eng)
     with Session(eng) as s:
+        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=None)
         services.add_patient(s, username=USER, mrn="P", name="P")
         lab_id = services.add_lab_result(s, username=USER, mrn="P", test="alt", taken_at="2026-01-01", value=value, unit=unit)
         row = s.get(LabResult, lab_id)
