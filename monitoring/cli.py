@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitoring.commands.photos",
     "monitoring.commands.users",
     "monitoring.commands.backup",
+    "monitoring.commands.engine",
+    "monitoring.commands.demo",
 )
 
 

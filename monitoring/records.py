@@ -1,0 +1,293 @@
+"""Plain, immutable patient records for the engine (steroids, rules, summary, RegiSCAR).
+
+The engine never touches the ORM: it reads ``PatientRecord`` values built here, so a rule is a
+plain function over plain data and is evaluated the same way for one patient or five thousand.
+
+Loading is set-based (PRODUCT.md §8, performance): ``load_records`` issues a fixed number of
+queries whatever the number of patients (patients, labs, medications, findings), each ordered in
+SQL so that grouping is one linear pass. Hidden rows are excluded everywhere. BSA % entered with a
+photograph is stored as a ``bsa_pct`` observation (monitoring.photos), so it arrives with the labs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import Select, select
+from sqlmodel import Session
+
+from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient
+
+__all__ = [
+    "PatientInfo",
+    "LabPoint",
+    "DoseRow",
+    "PatientRecord",
+    "load_record",
+    "load_records",
+]
+
+# A bound-parameter list longer than this is split: SQLite refuses statements with more than
+# 32 766 variables, and very long IN lists plan badly everywhere.
+_ID_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class PatientInfo:
+    id: int
+    mrn: str
+    name: str
+    sex: str | None
+    birth_date: dt.date | None
+    weight_kg: float | None
+    onset_date: dt.date | None
+    culprit_drugs: tuple[str, ...]
+    baseline_creatinine_mg_dl: float | None
+    resolved_date: dt.date | None
+    setting: str
+    active: bool
+    synthetic: bool
+    updated_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class LabPoint:
+    """One result or bedside observation, canonical value and unit plus what was received."""
+
+    id: int
+    test: str
+    taken_at: dt.datetime
+    value: float | None
+    unit: str
+    value_text: str | None
+    original_value: str
+    original_unit: str
+    ref_low: float | None
+    ref_high: float | None
+    loinc: str | None
+    source: str
+    amended: bool
+
+
+@dataclass(frozen=True)
+class DoseRow:
+    """A row of the dose schedule (PRODUCT.md §3): the dose holds until the next row of the drug."""
+
+    id: int
+    drug: str
+    start_date: dt.date
+    daily_dose_mg: float
+    route: str | None
+    dose_as_entered: str
+    unit_as_entered: str
+    source: str
+    drug_as_entered: str = ""  # the name as written (brand names kept): shown in messages
+
+
+def _day_end(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.max)
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    patient: PatientInfo
+    labs: tuple[LabPoint, ...]  # sorted by (taken_at, id): the last of a test is its latest value
+    meds: tuple[DoseRow, ...]  # sorted by (start_date, id)
+    findings: dict[str, str] = field(default_factory=dict)  # latest value per ClinicalFinding.item
+
+    @cached_property
+    def labs_by_test(self) -> dict[str, tuple[LabPoint, ...]]:
+        """Results per catalogue key, each sorted by (taken_at, id) like ``labs``."""
+        groups: dict[str, list[LabPoint]] = {}
+        for p in self.labs:
+            groups.setdefault(p.test, []).append(p)
+        return {k: tuple(v) for k, v in groups.items()}
+
+    def results(self, test: str, as_of: dt.date | None = None) -> tuple[LabPoint, ...]:
+        """Results of ``test`` counted as of ``as_of``: the calendar date of taken_at, as recorded,
+        is on or before it (PRODUCT.md §5: the time of day never excludes a result)."""
+        points = self.labs_by_test.get(test, ())
+        if as_of is None:
+            return points
+        end = bisect_right(points, _day_end(as_of), key=lambda p: p.taken_at)
+        return points[:end]
+
+    def latest(self, test: str, as_of: dt.date) -> LabPoint | None:
+        """The latest result of ``test`` counted as of ``as_of``; ties on the same time go to the
+        row stored last (highest id), which the (taken_at, id) order puts last."""
+        counted = self.results(test, as_of)
+        return counted[-1] if counted else None
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _patient_columns() -> Select:  # type: ignore[type-arg]
+    t = Patient.__table__  # type: ignore[attr-defined]
+    return select(
+        t.c.id,
+        t.c.mrn,
+        t.c.name,
+        t.c.sex,
+        t.c.birth_date,
+        t.c.weight_kg,
+        t.c.onset_date,
+        t.c.culprit_drugs,
+        t.c.baseline_creatinine_mg_dl,
+        t.c.resolved_date,
+        t.c.setting,
+        t.c.active,
+        t.c.synthetic,
+        t.c.updated_at,
+    )
+
+
+def _patient_info(row: Sequence[object]) -> PatientInfo:
+    (pid, mrn, name, sex, birth, weight, onset, culprits, baseline, resolved, setting, active, synthetic, updated) = row
+    return PatientInfo(
+        id=int(pid),  # type: ignore[call-overload]
+        mrn=str(mrn),
+        name=str(name),
+        sex=sex,  # type: ignore[arg-type]
+        birth_date=birth,  # type: ignore[arg-type]
+        weight_kg=weight,  # type: ignore[arg-type]
+        onset_date=onset,  # type: ignore[arg-type]
+        culprit_drugs=tuple(str(c) for c in (culprits or ())),  # type: ignore[attr-defined]
+        baseline_creatinine_mg_dl=baseline,  # type: ignore[arg-type]
+        resolved_date=resolved,  # type: ignore[arg-type]
+        setting=str(setting or "inpatient"),
+        active=bool(active),
+        synthetic=bool(synthetic),
+        updated_at=updated,  # type: ignore[arg-type]
+    )
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _ID_CHUNK):
+        yield ids[i : i + _ID_CHUNK]
+
+
+def load_records(
+    session: Session,
+    patient_ids: list[int] | None = None,
+    *,
+    active_only: bool = True,
+) -> list[PatientRecord]:
+    """Records of the given patients (all patients when None), ordered by MRN.
+
+    Four queries whatever the number of patients (per 10 000 explicit ids): patients, labs,
+    medications, findings. ``active_only`` drops inactive patients.
+    """
+    pt = Patient.__table__  # type: ignore[attr-defined]
+    lt = LabResult.__table__  # type: ignore[attr-defined]
+    mt = MedicationRow.__table__  # type: ignore[attr-defined]
+    ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
+
+    def patient_filter(stmt: Select, column: object, ids: Sequence[int] | None) -> Select:  # type: ignore[type-arg]
+        # Sub-select on the patient table: the database filters, no id list travels when None.
+        sub = select(pt.c.id)
+        if active_only:
+            sub = sub.where(pt.c.active.is_(True))
+        if ids is not None:
+            sub = sub.where(pt.c.id.in_(list(ids)))
+        if not active_only and ids is None:
+            return stmt
+        return stmt.where(column.in_(sub))  # type: ignore[attr-defined]
+
+    id_groups: list[Sequence[int] | None] = [None] if patient_ids is None else list(_chunks(sorted(set(patient_ids))))
+    infos: dict[int, PatientInfo] = {}
+    labs: dict[int, list[LabPoint]] = {}
+    meds: dict[int, list[DoseRow]] = {}
+    findings: dict[int, dict[str, str]] = {}
+    for ids in id_groups:
+        stmt = _patient_columns()
+        if active_only:
+            stmt = stmt.where(pt.c.active.is_(True))
+        if ids is not None:
+            stmt = stmt.where(pt.c.id.in_(list(ids)))
+        for row in session.execute(stmt):
+            info = _patient_info(tuple(row))
+            infos[info.id] = info
+
+        lab_stmt = select(
+            lt.c.patient_id,
+            lt.c.id,
+            lt.c.test,
+            lt.c.taken_at,
+            lt.c.value,
+            lt.c.unit,
+            lt.c.value_text,
+            lt.c.original_value,
+            lt.c.original_unit,
+            lt.c.ref_low,
+            lt.c.ref_high,
+            lt.c.loinc,
+            lt.c.source,
+            lt.c.amended_at,
+        ).where(lt.c.hidden.is_(False))
+        lab_stmt = patient_filter(lab_stmt, lt.c.patient_id, ids).order_by(lt.c.patient_id, lt.c.taken_at, lt.c.id)
+        current_pid = None
+        bucket: list[LabPoint] = []
+        for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at) in (
+            session.execute(lab_stmt)
+        ):
+            if pid != current_pid:
+                bucket = labs.setdefault(pid, [])
+                current_pid = pid
+            bucket.append(
+                LabPoint(
+                    lid, test, taken_at, value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
+                    amended_at is not None,
+                )
+            )
+
+        med_stmt = select(
+            mt.c.patient_id,
+            mt.c.id,
+            mt.c.drug,
+            mt.c.start_date,
+            mt.c.daily_dose_mg,
+            mt.c.route,
+            mt.c.dose_as_entered,
+            mt.c.unit_as_entered,
+            mt.c.source,
+            mt.c.drug_as_entered,
+        ).where(mt.c.hidden.is_(False))
+        med_stmt = patient_filter(med_stmt, mt.c.patient_id, ids).order_by(mt.c.patient_id, mt.c.start_date, mt.c.id)
+        for pid, mid, drug, start, dose, route, dose_in, unit_in, source, drug_in in session.execute(med_stmt):
+            meds.setdefault(pid, []).append(
+                DoseRow(mid, drug, start, float(dose), route, dose_in, unit_in, source, drug_in or drug)
+            )
+
+        # Latest row per item is in force (models.ClinicalFinding): ordered, the last write wins.
+        f_stmt = select(ft.c.patient_id, ft.c.item, ft.c.value)
+        f_stmt = patient_filter(f_stmt, ft.c.patient_id, ids).order_by(ft.c.patient_id, ft.c.recorded_at, ft.c.id)
+        for pid, item, value in session.execute(f_stmt):
+            findings.setdefault(pid, {})[item] = value
+
+
+    records = [
+        PatientRecord(
+            patient=info,
+            labs=tuple(labs.get(pid, ())),
+            meds=tuple(meds.get(pid, ())),
+            findings=findings.get(pid, {}),
+        )
+        for pid, info in infos.items()
+    ]
+    records.sort(key=lambda r: r.patient.mrn)
+    return records
+
+
+def load_record(session: Session, mrn: str) -> PatientRecord:
+    """The record of one patient, active or not; LookupError for an unknown MRN."""
+    pt = Patient.__table__  # type: ignore[attr-defined]
+    pid = session.execute(select(pt.c.id).where(pt.c.mrn == mrn)).scalar_one_or_none()
+    if pid is None:
+        raise LookupError(f"unknown MRN {mrn!r}: no such patient")
+    records = load_records(session, [int(pid)], active_only=False)
+    return records[0]
