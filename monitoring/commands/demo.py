@@ -1,0 +1,57 @@
+"""The ``demo`` command: load the synthetic demo cohort (PRODUCT.md §6), idempotent."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from monitoring.cli import EXIT_OK, BadInput
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "demo",
+        help="load the synthetic demo cohort (idempotent)",
+        description="Load the synthetic demo cohort (MRNs DEMO-001 ...), generated relative to today. "
+        "Patients already in the database are left alone, so running it again adds nothing.",
+    )
+    p.add_argument(
+        "--today",
+        metavar="YYYY-MM-DD",
+        help="reference date the demo is generated around (default: today)",
+    )
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    today: dt.date | None = None
+    if args.today:
+        try:
+            today = dt.date.fromisoformat(args.today)
+        except ValueError:
+            raise BadInput(f"--today: value {args.today!r}: not an ISO 8601 date (expected YYYY-MM-DD)") from None
+
+    from sqlmodel import Session
+
+    from monitoring.demo import DEMO_STORIES, load_demo
+    from monitoring.schema import open_database
+    from monitoring.store import BatchRejected
+
+    engine = open_database(args.db)
+    with Session(engine) as session:
+        try:
+            result = load_demo(session, today)
+        except BatchRejected as exc:  # only if the database holds conflicting rows for a demo MRN
+            raise BadInput([str(p) for p in exc.problems]) from None
+        session.commit()
+    print(
+        f"synthetic demo cohort (reference date {result.reference_date}): "
+        f"{result.patients_created} patients, {result.labs_inserted} results, "
+        f"{result.meds_inserted} medication rows added"
+    )
+    if result.skipped_mrns:
+        print(
+            f"already in the database, left unchanged: {', '.join(result.skipped_mrns)} "
+            f"({len(result.skipped_mrns)} of {len(DEMO_STORIES)} demo patients)"
+        )
+    return EXIT_OK
