@@ -21,11 +21,20 @@ import datetime as dt
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from monitoring.drugs import PREDNISONE_EQUIVALENCE, normalise_drug
+from sqlalchemy import select
+from sqlmodel import Session
+
+from monitoring.drugs import PREDNISONE_EQUIVALENCE, is_systemic_route, normalise_drug
+from monitoring.guideline import GuidelineProfile, Threshold, load_profile
+from monitoring.models import AuditEntry, MedicationRow, utcnow
+from monitoring.records import DoseRow, PatientRecord, load_record
+from monitoring.rules import Alert, evaluate
+from monitoring.steroids import CourseInfo, analyse_course
+from monitoring.store import touch_patient
 
 FORMULARY_PATH = Path(__file__).with_name("formulary.toml")
 FORMULARY_ENV = "DRESS_FORMULARY"
@@ -333,3 +342,215 @@ def _stepwise(current: float, start: dt.date, interval: int, levels: list[float]
         prev = dose
         day = day + dt.timedelta(days=interval)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The plan against the patient's record: the engine decides (monitoring.steroids, monitoring.rules)
+
+
+PLAN_DISCARDED = "plan discarded"
+PLAN_REPLACED = "plan discarded: replaced by a new taper plan"
+PLAN_ROUTE = "oral"
+
+
+def is_plan_steroid_row(row: DoseRow, as_of: dt.date) -> bool:
+    """A systemic corticosteroid row dated after ``as_of``: part of the saved plan (PRODUCT.md §3:
+    rows after today are the plan)."""
+    return row.start_date > as_of and normalise_drug(row.drug) in PREDNISONE_EQUIVALENCE and is_systemic_route(row.route)
+
+
+def saved_plan(record: PatientRecord, as_of: dt.date) -> tuple[DoseRow, ...]:
+    """The steroid rows of the saved plan (visible rows dated after ``as_of``)."""
+    return tuple(m for m in record.meds if is_plan_steroid_row(m, as_of))
+
+
+def current_steroid_doses(record: PatientRecord, as_of: dt.date) -> dict[str, float]:
+    """mg/day of each systemic corticosteroid given on ``as_of`` (drug -> mg of that drug)."""
+    latest: dict[str, float] = {}
+    for m in record.meds:  # sorted by (start_date, id): the last row on or before as_of holds
+        drug = normalise_drug(m.drug)
+        if m.start_date <= as_of and drug in PREDNISONE_EQUIVALENCE and is_systemic_route(m.route):
+            latest[drug] = m.daily_dose_mg
+    return {d: mg for d, mg in latest.items() if mg > 0}
+
+
+def planning_dose(record: PatientRecord, as_of: dt.date, drug: str) -> float:
+    """Today's dose expressed in mg/day of ``drug``: the patient's own dose of that drug when it is
+    the only steroid given, else the total prednisone-equivalent dose converted to it."""
+    drug_n = normalise_drug(drug)
+    current = current_steroid_doses(record, as_of)
+    if set(current) == {drug_n}:
+        return current[drug_n]
+    total = analyse_course(record, as_of).current_pred_eq_mg
+    factor = PREDNISONE_EQUIVALENCE.get(drug_n)
+    if factor is None:
+        raise TaperError(f"drug: value '{drug}': not a systemic corticosteroid")
+    return round(total / factor, 4)
+
+
+def plan_dose_rows(record: PatientRecord, plan: TaperPlan, as_of: dt.date) -> list[DoseRow]:
+    """The rows a plan adds: one per step, plus a stop (0 mg) on the first step's date for any
+    other steroid given today (a switch is two rows on one date, PRODUCT.md §6)."""
+    if plan.first_date <= as_of:
+        raise TaperError(
+            f"start date: value '{plan.first_date.isoformat()}': the first reduction must be after today "
+            f"({as_of.isoformat()}); rows dated today or earlier are doses given, not a plan"
+        )
+    rows: list[DoseRow] = []
+    next_id = -1  # not stored yet: negative ids never collide with database ids
+    for other in sorted(current_steroid_doses(record, as_of)):
+        if other != plan.drug:
+            rows.append(DoseRow(next_id, other, plan.first_date, 0.0, PLAN_ROUTE, "0", "mg", "manual", other))
+            next_id -= 1
+    for s in plan.steps:
+        rows.append(DoseRow(next_id, plan.drug, s.date, s.dose_mg, PLAN_ROUTE, _mg(s.dose_mg), "mg", "manual", plan.drug))
+        next_id -= 1
+    return rows
+
+
+def candidate_record(record: PatientRecord, plan: TaperPlan, as_of: dt.date) -> PatientRecord:
+    """The record as it would be with this plan saved in place of any saved plan."""
+    kept = [m for m in record.meds if not is_plan_steroid_row(m, as_of)]
+    meds = sorted([*kept, *plan_dose_rows(record, plan, as_of)], key=lambda m: (m.start_date, m.id > 0, abs(m.id)))
+    return replace(record, meds=tuple(meds))
+
+
+@dataclass(frozen=True)
+class PlanCheck:
+    """What the engine says of the patient's course with the plan in place."""
+
+    course: CourseInfo  # taper start, stop and taper length on the schedule with the plan
+    min_taper: Threshold  # the guideline's minimum taper length, with its label and source
+    premature_taper: Alert | None  # PREMATURE_TAPER as monitoring.rules raises it, or None
+    alerts: tuple[Alert, ...]  # every alert for the record with the plan, as of today
+
+    @property
+    def taper_days(self) -> int | None:
+        return self.course.taper_days
+
+    @property
+    def premature(self) -> bool:
+        return self.premature_taper is not None
+
+
+def check_plan(
+    record: PatientRecord, plan: TaperPlan | None, as_of: dt.date, profile: GuidelineProfile | None = None
+) -> PlanCheck:
+    """Ask the engine about the course with ``plan`` (None: the record as stored)."""
+    prof = profile or load_profile()
+    rec = candidate_record(record, plan, as_of) if plan is not None else record
+    alerts = tuple(evaluate(rec, as_of, prof))
+    premature = next((a for a in alerts if a.code == "PREMATURE_TAPER"), None)
+    return PlanCheck(
+        course=analyse_course(rec, as_of),
+        min_taper=prof.threshold("min_taper_days"),
+        premature_taper=premature,
+        alerts=alerts,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Saving and discarding (through monitoring.services: validation, audit entry per row)
+
+
+@dataclass
+class SaveResult:
+    created: int = 0
+    amended: int = 0
+    restored: int = 0
+    unchanged: int = 0
+    hidden: int = 0
+
+
+def _rows_at(session: Session, patient_id: int) -> dict[tuple[str, dt.date], MedicationRow]:
+    rows = session.execute(select(MedicationRow).where(MedicationRow.patient_id == patient_id)).scalars()
+    return {(r.drug, r.start_date): r for r in rows}
+
+
+def save_plan(
+    session: Session, *, username: str, mrn: str, plan: TaperPlan, as_of: dt.date
+) -> SaveResult:
+    """Store ``plan`` as the patient's plan in the caller's transaction (one commit saves it all).
+
+    Rows of a previously saved plan that the new plan does not repeat are hidden with the reason
+    'plan discarded: replaced by a new taper plan' (editing a plan = discard + save new). A plan
+    row that falls on a stored row of the same drug and date (the unique key) amends it, or brings
+    back a discarded one with the new dose; each change has its audit entry.
+    """
+    from monitoring import services
+
+    record = load_record(session, mrn)
+    new_rows = plan_dose_rows(record, plan, as_of)
+    wanted = {(r.drug, r.start_date): r for r in new_rows}
+    result = SaveResult()
+    for old in saved_plan(record, as_of):
+        key = (normalise_drug(old.drug), old.start_date)
+        if key not in wanted:
+            services.hide_record(session, username=username, entity="medication_row", record_id=old.id, reason=PLAN_REPLACED)
+            result.hidden += 1
+    stored = _rows_at(session, record.patient.id)
+    for key, row in wanted.items():
+        existing = stored.get(key)
+        if existing is None:
+            services.add_dose_change(
+                session, username=username, mrn=mrn, drug=row.drug, start_date=row.start_date,
+                dose=row.daily_dose_mg, unit="mg", route=row.route,
+            )
+            result.created += 1
+        elif existing.hidden:
+            _restore(session, existing, row, username)
+            result.restored += 1
+        elif abs(existing.daily_dose_mg - row.daily_dose_mg) > 1e-9:
+            services.amend_dose(
+                session, username=username, med_id=existing.id or 0, dose=row.daily_dose_mg, unit="mg",
+                reason="taper plan edited",
+            )
+            result.amended += 1
+        else:
+            result.unchanged += 1
+    session.flush()
+    return result
+
+
+def _restore(session: Session, row: MedicationRow, new: DoseRow, username: str) -> None:
+    """Bring back a discarded plan row at the same drug and date with the new plan's dose: the
+    unique (patient, drug, start date) key forbids a second row, and nothing is ever deleted."""
+    from monitoring.audit import UNHIDE
+
+    before = {"hidden": True, "hidden_reason": row.hidden_reason, "daily_dose_mg": row.daily_dose_mg,
+              "dose_as_entered": row.dose_as_entered, "unit_as_entered": row.unit_as_entered, "route": row.route}
+    row.hidden = False
+    row.hidden_reason = None
+    if abs(row.daily_dose_mg - new.daily_dose_mg) > 1e-9 or row.unit_as_entered != "mg":
+        row.amended_at = utcnow()
+    row.daily_dose_mg = new.daily_dose_mg
+    row.dose_as_entered = new.dose_as_entered
+    row.unit_as_entered = "mg"
+    row.route = new.route
+    session.add(row)
+    session.add(
+        AuditEntry(
+            username=username,
+            action=UNHIDE,
+            entity="medication_row",
+            entity_id=str(row.id),
+            patient_id=row.patient_id,
+            before=before,
+            after={"hidden": False, "daily_dose_mg": row.daily_dose_mg, "dose_as_entered": row.dose_as_entered,
+                   "unit_as_entered": "mg", "route": row.route},
+            reason="taper plan saved: a discarded plan row on the same drug and date takes the new dose",
+        )
+    )
+    touch_patient(session, row.patient_id)
+
+
+def discard_plan(session: Session, *, username: str, mrn: str, as_of: dt.date, reason: str = PLAN_DISCARDED) -> int:
+    """Hide every row of the saved plan (never deleted); returns how many were hidden."""
+    from monitoring import services
+
+    record = load_record(session, mrn)
+    rows = saved_plan(record, as_of)
+    for m in rows:
+        services.hide_record(session, username=username, entity="medication_row", record_id=m.id, reason=reason)
+    session.flush()
+    return len(rows)

@@ -212,3 +212,147 @@ def test_any_plan_never_increases_reaches_zero_and_can_be_dispensed(
         assert plan.stop_date == D0 + dt.timedelta(days=span)
     else:
         assert all((b - a).days == interval for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
+
+
+# --- the plan against the engine, saving and discarding ---------------------------------------
+
+from sqlalchemy import select  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from monitoring import services  # noqa: E402
+from monitoring.models import AuditEntry, MedicationRow  # noqa: E402
+from monitoring.records import load_record  # noqa: E402
+from monitoring.steroids import analyse_course  # noqa: E402
+from monitoring.taper import (  # noqa: E402
+    PLAN_DISCARDED,
+    check_plan,
+    discard_plan,
+    planning_dose,
+    save_plan,
+    saved_plan,
+)
+
+TODAY = dt.date(2026, 2, 1)
+USER = "dr.taper"
+
+
+@pytest.fixture(autouse=True)
+def clinician(request: pytest.FixtureRequest) -> None:
+    """Write services refuse unknown accounts: the tests that store data sign as a clinician."""
+    if "session" in request.fixturenames:
+        from monitoring import auth
+
+        s: Session = request.getfixturevalue("session")
+        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=None)
+        s.commit()
+
+
+def _patient(session: Session, drug: str = "prednisone", dose: float = 60) -> str:
+    services.add_patient(
+        session, username=USER, mrn="T1", name="Taper Test", weight_kg=60, onset_date=dt.date(2026, 1, 1),
+        culprit_drugs=["carbamazepine"],
+    )
+    services.add_dose_change(session, username=USER, mrn="T1", drug=drug, start_date=dt.date(2026, 1, 5), dose=dose)
+    session.commit()
+    return "T1"
+
+
+def test_short_plan_is_flagged_premature_by_the_engine(session: Session) -> None:
+    mrn = _patient(session)
+    record = load_record(session, mrn)
+    assert planning_dose(record, TODAY, "prednisone") == 60
+    fast = propose_taper(drug="prednisone", current_dose_mg=60, start_date=TODAY + dt.timedelta(days=1), interval_days=5, step_mg=20)
+    check = check_plan(record, fast, TODAY)
+    assert check.taper_days == 10
+    assert check.course.taper_start == dt.date(2026, 2, 2)
+    assert check.course.stop_date == dt.date(2026, 2, 12)
+    assert check.premature
+    assert check.premature_taper is not None and check.premature_taper.code == "PREMATURE_TAPER"
+    assert check.min_taper.value == 28 and "4-week" in check.min_taper.source
+    # The planner's verdict is the alert the rules raise for the same schedule.
+    assert any(a.code == "RELAPSE_RISK" for a in check.alerts)  # PREMATURE_TAPER is a relapse factor
+
+
+def test_four_week_plan_passes_and_27_days_does_not(session: Session) -> None:
+    record = load_record(session, _patient(session))
+    start = TODAY + dt.timedelta(days=1)
+    ok = propose_taper(drug="prednisone", current_dose_mg=60, start_date=start, interval_days=7, end_date=start + dt.timedelta(days=28))
+    assert check_plan(record, ok, TODAY).taper_days == 28
+    assert not check_plan(record, ok, TODAY).premature
+    short = propose_taper(drug="prednisone", current_dose_mg=60, start_date=start, interval_days=9, end_date=start + dt.timedelta(days=27))
+    assert check_plan(record, short, TODAY).taper_days == 27
+    assert check_plan(record, short, TODAY).premature
+
+
+def test_switching_steroid_stops_the_old_one(session: Session) -> None:
+    record = load_record(session, _patient(session, drug="methylprednisolone", dose=48))
+    assert planning_dose(record, TODAY, "methylprednisolone") == 48
+    assert planning_dose(record, TODAY, "prednisone") == pytest.approx(60)  # 48 x 1.25
+    plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=TODAY + dt.timedelta(days=1), interval_days=7, step_mg=10)
+    check = check_plan(record, plan, TODAY)
+    # Methylprednisolone stops when prednisone starts: the total falls 60 -> 50 on the first date.
+    assert [(p.date, p.pred_eq_mg) for p in check.course.schedule][:2] == [(dt.date(2026, 1, 5), 60), (TODAY + dt.timedelta(days=1), 50)]
+    assert check.taper_days == 35
+
+
+def test_plan_must_start_after_today(session: Session) -> None:
+    record = load_record(session, _patient(session))
+    plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=TODAY, interval_days=7, step_mg=10)
+    with pytest.raises(TaperError, match=r"start date: value '2026-02-01': the first reduction must be after today"):
+        check_plan(record, plan, TODAY)
+
+
+def test_save_edit_and_discard_a_plan(session: Session) -> None:
+    mrn = _patient(session)
+    start = TODAY + dt.timedelta(days=1)
+    first = propose_taper(drug="prednisone", current_dose_mg=60, start_date=start, interval_days=7, step_mg=20)
+    res = save_plan(session, username=USER, mrn=mrn, plan=first, as_of=TODAY)
+    session.commit()
+    assert res.created == 3
+    record = load_record(session, mrn)
+    assert [(m.start_date, m.daily_dose_mg) for m in saved_plan(record, TODAY)] == [(s.date, s.dose_mg) for s in first.steps]
+    course = analyse_course(record, TODAY)
+    assert [p.planned for p in course.schedule] == [False, True, True, True]
+    assert course.taper_days == 14
+
+    # Edit = a new plan replaces it: the shared first date is amended, the other old dates hidden.
+    second = propose_taper(drug="prednisone", current_dose_mg=60, start_date=start, interval_days=10, step_mg=10)
+    res = save_plan(session, username=USER, mrn=mrn, plan=second, as_of=TODAY)
+    session.commit()
+    assert (res.created, res.amended, res.hidden) == (5, 1, 2)
+    record = load_record(session, mrn)
+    assert [m.daily_dose_mg for m in saved_plan(record, TODAY)] == [50, 40, 30, 20, 10, 0]
+    assert analyse_course(record, TODAY).taper_days == 50
+    hidden = session.execute(select(MedicationRow).where(MedicationRow.hidden == True)).scalars().all()  # noqa: E712
+    assert sorted((h.start_date, h.hidden_reason) for h in hidden) == [
+        (start + dt.timedelta(days=7), "plan discarded: replaced by a new taper plan"),
+        (start + dt.timedelta(days=14), "plan discarded: replaced by a new taper plan"),
+    ]
+
+    # Going back to the first plan brings the discarded rows back (never a second row per date).
+    res = save_plan(session, username=USER, mrn=mrn, plan=first, as_of=TODAY)
+    session.commit()
+    assert (res.created, res.amended, res.restored, res.hidden) == (0, 1, 2, 5)
+    assert [m.daily_dose_mg for m in saved_plan(load_record(session, mrn), TODAY)] == [40, 20, 0]
+    assert session.execute(select(AuditEntry).where(AuditEntry.action == "unhide")).scalars().all()
+
+    # Discard hides every planned row, keeps the given doses, and audits each.
+    assert discard_plan(session, username=USER, mrn=mrn, as_of=TODAY) == 3
+    session.commit()
+    record = load_record(session, mrn)
+    assert saved_plan(record, TODAY) == ()
+    assert [m.daily_dose_mg for m in record.meds] == [60]
+    rows = session.execute(select(MedicationRow)).scalars().all()
+    assert len(rows) == 9  # nothing deleted: 1 given + 3 + 5 planned
+    reasons = session.execute(select(AuditEntry.reason).where(AuditEntry.action == "hide")).scalars().all()
+    assert reasons.count(PLAN_DISCARDED) == 3
+    assert reasons.count("plan discarded: replaced by a new taper plan") == 7
+
+
+def test_a_refused_save_writes_nothing(session: Session) -> None:
+    mrn = _patient(session)
+    plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=TODAY + dt.timedelta(days=1), interval_days=7, step_mg=30)
+    with pytest.raises(services.BatchRejected, match="user name is required"):
+        save_plan(session, username="", mrn=mrn, plan=plan, as_of=TODAY)
+    session.rollback()
+    assert saved_plan(load_record(session, mrn), TODAY) == ()
