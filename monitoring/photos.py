@@ -450,15 +450,21 @@ def store_photos(
     username: str | None,
     today: dt.date | None = None,
     limits: PhotoLimits | None = None,
+    check_account: bool = False,
 ) -> list[StoredPhoto]:
     """Check and store photographs of one patient inside the caller's transaction.
 
     All-or-nothing: raises ``BatchRejected`` listing every refused file (not a photograph, too
     large, bomb, corrupt, future date, duplicate of a stored photograph or of another file of the
     same call) and writes nothing. Raises LookupError for an unknown MRN.
+
+    ``check_account``: the dashboard's path; ``username`` must be an account allowed to write
+    (monitoring.auth.authorise_write: viewers are refused, and the refusal is audited).
     """
     patient = _patient(session, mrn)
     assert patient.id is not None
+    if check_account:
+        _authorise(session, username, "upload", patient.id, {"files": str(len(items))})
     today = today or dt.date.today()
     limits = limits or PhotoLimits.from_env()
     problems: list[Problem] = []
@@ -673,13 +679,40 @@ def load_image(session: Session, photo_id: int) -> tuple[bytes, str]:
     return bytes(row[0]), row[1]
 
 
-def _set_hidden(session: Session, photo_id: int, *, hidden: bool, reason: str, username: str | None) -> None:
+def display_image(session: Session, photo_id: int, max_px: int = 1600) -> bytes:
+    """The photograph scaled down to at most ``max_px`` on its longer side (JPEG), for viewing on
+    screen: a 12-megapixel original is several megabytes a browser does not need."""
+    data, _ = load_image(session, photo_id)
+    with Image.open(io.BytesIO(data)) as im:
+        if max(im.size) <= max_px and im.format == "JPEG":
+            return data
+        im.draft("RGB", (max_px, max_px))  # JPEG: decode at a reduced scale directly
+        view = _normalise_mode(im, "JPEG")
+        view.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        view.save(buf, "JPEG", quality=88)
+        return buf.getvalue()
+
+
+def _authorise(session: Session, username: str | None, action: str, patient_id: int, detail: dict[str, str]) -> None:
+    from monitoring.auth import PermissionDenied, authorise_write
+
+    if not (username or "").strip():
+        raise PermissionDenied("every change is signed: a user name is required")
+    authorise_write(session, username=str(username), action=action, entity="photo", patient_id=patient_id, detail=detail)
+
+
+def _set_hidden(
+    session: Session, photo_id: int, *, hidden: bool, reason: str, username: str | None, check_account: bool = False
+) -> None:
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required to hide or restore a photograph (it is kept in the audit trail)")
     row = session.get(Photo, photo_id)
     if row is None:
         raise LookupError(f"no photograph #{photo_id}")
+    if check_account:
+        _authorise(session, username, "hide" if hidden else "restore", row.patient_id, {"id": str(photo_id)})
     if row.hidden == hidden:
         return
     before = {"hidden": row.hidden, "hidden_reason": row.hidden_reason}
@@ -726,14 +759,14 @@ def _set_hidden(session: Session, photo_id: int, *, hidden: bool, reason: str, u
     session.flush()
 
 
-def hide_photo(session: Session, photo_id: int, *, reason: str, username: str | None) -> None:
+def hide_photo(session: Session, photo_id: int, *, reason: str, username: str | None, check_account: bool = False) -> None:
     """Hide a photograph (and the BSA % entered with it) with a reason; audited, never deleted."""
-    _set_hidden(session, photo_id, hidden=True, reason=reason, username=username)
+    _set_hidden(session, photo_id, hidden=True, reason=reason, username=username, check_account=check_account)
 
 
-def restore_photo(session: Session, photo_id: int, *, reason: str, username: str | None) -> None:
+def restore_photo(session: Session, photo_id: int, *, reason: str, username: str | None, check_account: bool = False) -> None:
     """Show a hidden photograph again; audited."""
-    _set_hidden(session, photo_id, hidden=False, reason=reason, username=username)
+    _set_hidden(session, photo_id, hidden=False, reason=reason, username=username, check_account=check_account)
 
 
 # --------------------------------------------------------------------------------------------
