@@ -1,0 +1,53 @@
+"""DRESS monitor: the Streamlit entry file.
+
+Run with ``streamlit run dashboard/app.py``. The database is resolved exactly like the command line
+(DATABASE_URL, else data/dress_monitor.db) and migrated; an empty database receives the synthetic
+demo cohort on first run.
+
+Pages are listed once, in ``PAGES``, grouped by who uses them. To add a page, put its file in
+dashboard/pages/ and add one ``st.Page`` line to its group. Patient pages share the selected
+patient through ``st.session_state["patient_mrn"]`` and the query string ``?mrn=``
+(``dashboard.widgets.PATIENT_KEY``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project: add the project
+# root so that `dashboard` and `monitoring` import as packages.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+from streamlit.navigation.page import StreamlitPage  # noqa: E402
+
+from dashboard import data  # noqa: E402
+
+st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="expanded")
+
+data.engine()  # open (and on first run fill) the database before any page reads it
+
+PAGES: dict[str, list[StreamlitPage]] = {
+    "Ward": [
+        st.Page("pages/ward.py", title="Ward overview", icon=":material/bed:", url_path="ward", default=True),
+    ],
+    "Patient": [
+        st.Page("pages/timeline.py", title="Patient timeline", icon=":material/monitoring:", url_path="timeline"),
+        st.Page("pages/entry.py", title="Entry", icon=":material/edit_note:", url_path="entry"),
+        st.Page("pages/photos.py", title="Photos", icon="📷", url_path="photos"),
+    ],
+    "Clinic": [],
+    "Admin": [],
+}
+
+# Compact page: a ward workstation is 1366x768; every pixel of height goes to patients.
+st.markdown(
+    "<style>[data-testid='stMainBlockContainer']{padding-top:3.2rem;padding-bottom:1rem}"
+    "h1,h2,h3{margin-top:0 !important;padding-top:0.2rem !important}</style>",
+    unsafe_allow_html=True,
+)
+
+st.navigation({group: pages for group, pages in PAGES.items() if pages}, position="top").run()

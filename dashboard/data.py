@@ -1,0 +1,569 @@
+"""What the pages show, read through cached queries that a write clears.
+
+Every cached read is keyed on the database URL and a *data version*: one cheap query of the
+highest ids and the latest patient change, so a write by this dashboard, another session or the
+command line changes the key and the next rerun reads fresh data (PRODUCT.md §8). A write from a
+page also calls ``clear_caches`` so every page shows the new data at once.
+
+A page rerun reads only what it shows: the ward overview loads the active patients set-wise
+(``monitoring.records.load_records``: a fixed number of queries), a patient page loads only its
+patient (``load_record``, through the MRN and patient-id indexes).
+
+All clinical judgement comes from ``monitoring`` (rules, steroids, summary, the guideline
+profile); this module arranges it for display. Thresholds drawn on the timeline are the profile's
+numbers applied to the patient's data, never literals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline
+from monitoring import catalogue
+from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
+from monitoring.records import LabPoint, PatientRecord, load_record, load_records
+
+# Tests of the ward overview, in the order of the columns.
+WARD_TESTS: tuple[str, ...] = ("alt", "creatinine", "eosinophils", "ferritin")
+# Timeline panels: (panel key, title, tests drawn in it).
+PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("liver", "ALT and AST", ("alt", "ast")),
+    ("kidney", "Creatinine", ("creatinine",)),
+    ("eosinophils", "Eosinophils", ("eosinophils",)),
+    ("ferritin", "Ferritin", ("ferritin",)),
+)
+UNIT_SYSTEMS = ("conventional", "SI")
+
+
+# --- engine, version, caches ----------------------------------------------------------------
+
+
+def database_url() -> str:
+    """The database the dashboard shows: resolved exactly like the command line (PRODUCT.md §6)."""
+    from monitoring.db import resolve_database_url
+
+    return resolve_database_url(None)
+
+
+@st.cache_resource(show_spinner="Opening the database…")
+def _engine(url: str) -> Engine:
+    from monitoring.demo import ensure_demo
+    from monitoring.schema import open_database
+
+    engine = open_database(url)
+    # First run on an empty database: the synthetic demo cohort, labelled synthetic everywhere.
+    ensure_demo(engine)
+    return engine
+
+
+def engine() -> Engine:
+    return _engine(database_url())
+
+
+def data_version(eng: Engine | None = None) -> tuple[Any, ...]:
+    """Changes whenever anything shown changes: highest ids (inserts), latest patient change and
+    highest audit id (amendments, hides, findings). Primary-key maxima: an index lookup each."""
+    eng = eng or engine()
+    stmt = select(
+        select(func.max(AuditEntry.id)).scalar_subquery(),
+        select(func.max(LabResult.id)).scalar_subquery(),
+        select(func.max(MedicationRow.id)).scalar_subquery(),
+        select(func.max(ClinicalFinding.id)).scalar_subquery(),
+        select(func.max(Photo.id)).scalar_subquery(),
+        select(func.max(Patient.updated_at)).scalar_subquery(),
+        select(func.count(Patient.id)).scalar_subquery(),
+    )
+    with eng.connect() as conn:
+        row = conn.execute(stmt).one()
+    return tuple(str(v) for v in row)
+
+
+def clear_caches() -> None:
+    """After a write: every page reads fresh data on its next run."""
+    st.cache_data.clear()
+
+
+def profile() -> GuidelineProfile:
+    """The guideline profile in force (DRESS_GUIDELINE_PROFILE or the default file)."""
+    return load_profile()
+
+
+def today() -> dt.date:
+    return dt.date.today()
+
+
+# --- patients ---------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def patient_options(url: str, version: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """(MRN, label) of every patient, active first, for the patient pickers."""
+    pt = Patient.__table__  # type: ignore[attr-defined]
+    with Session(_engine(url)) as s:
+        rows = s.execute(
+            select(pt.c.mrn, pt.c.name, pt.c.active, pt.c.synthetic).order_by(pt.c.active.desc(), pt.c.name)
+        ).all()
+    return [
+        (mrn, f"{name} · {mrn}" + (" · synthetic" if synthetic else "") + ("" if active else " · inactive"))
+        for mrn, name, active, synthetic in rows
+    ]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def patient_record(url: str, version: tuple[Any, ...], mrn: str) -> PatientRecord | None:
+    with Session(_engine(url)) as s:
+        try:
+            return load_record(s, mrn)
+        except LookupError:
+            return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def photo_dates(url: str, version: tuple[Any, ...], patient_id: int) -> tuple[dt.date, ...]:
+    """Dates with a photograph (metadata only: the image bytes are never read here)."""
+    ph = Photo.__table__  # type: ignore[attr-defined]
+    with Session(_engine(url)) as s:
+        rows = s.execute(
+            select(ph.c.taken_on).where(ph.c.patient_id == patient_id, ph.c.hidden.is_(False)).distinct().order_by(ph.c.taken_on)
+        ).scalars()
+        return tuple(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.DataFrame]:
+    """Stored results and dose rows of one patient with their ids, for correction on the Entry page."""
+    with Session(_engine(url)) as s:
+        pid = s.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar_one_or_none()
+        if pid is None:
+            return {"labs": pd.DataFrame(), "meds": pd.DataFrame()}
+        labs = s.execute(
+            select(LabResult).where(LabResult.patient_id == pid, LabResult.hidden == False)  # noqa: E712
+            .order_by(LabResult.taken_at.desc(), LabResult.id.desc())  # type: ignore[attr-defined]
+        ).scalars().all()
+        meds = s.execute(
+            select(MedicationRow).where(MedicationRow.patient_id == pid, MedicationRow.hidden == False)  # noqa: E712
+            .order_by(MedicationRow.start_date.desc(), MedicationRow.id.desc())  # type: ignore[attr-defined]
+        ).scalars().all()
+    lab_df = pd.DataFrame(
+        [
+            {
+                "id": r.id,
+                "taken_at": r.taken_at.strftime("%Y-%m-%d %H:%M"),
+                "test": r.test,
+                "value": r.value if r.value is not None else r.value_text,
+                "unit": r.unit,
+                "as received": f"{r.original_value} {r.original_unit}".strip(),
+                "ref_high": r.ref_high,
+                "source": r.source,
+                "amended": "yes" if r.amended_at else "",
+            }
+            for r in labs
+        ]
+    )
+    med_df = pd.DataFrame(
+        [
+            {
+                "id": r.id,
+                "start_date": r.start_date.isoformat(),
+                "drug": r.drug,
+                "daily dose (mg)": r.daily_dose_mg,
+                "as entered": f"{r.dose_as_entered} {r.unit_as_entered}",
+                "route": r.route or "",
+                "source": r.source,
+                "amended": "yes" if r.amended_at else "",
+            }
+            for r in meds
+        ]
+    )
+    return {"labs": lab_df, "meds": med_df}
+
+
+# --- thresholds: the profile's numbers applied to this patient's data -------------------------
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def baseline_creatinine(record: PatientRecord, as_of: dt.date) -> tuple[float | None, str]:
+    """The baseline creatinine the renal rule uses (monitoring.rules, PRODUCT.md §5), and its origin."""
+    from monitoring.rules import RuleContext
+    from monitoring.rules import baseline_creatinine as rule_baseline
+
+    found = rule_baseline(RuleContext(record, as_of, profile()))
+    if found is None:
+        return None, ""
+    value, row = found
+    if row is None:
+        return value, "recorded baseline"
+    return value, f"lowest result, {row.taken_at.date().isoformat()} (no baseline recorded)"
+
+
+def _uln_threshold(
+    test: str, points: Sequence[LabPoint], prof: GuidelineProfile, multiple: float, label: str, severity: str, shade: bool
+) -> Threshold | None:
+    """A ULN-based line that follows each result's own ULN (the laboratory's ref_high wins)."""
+    if not points:
+        uln, _ = prof.uln(test)
+        return Threshold(f"{test}_{label}", f"{label}", severity, value=uln * multiple, shade_above=shade,
+                         basis="profile default ULN")
+    ulns = [prof.uln(test, p.ref_high) for p in points]
+    defaults = {is_default for _, is_default in ulns}
+    if defaults == {True}:
+        basis = "profile default ULN"
+    elif defaults == {False}:
+        basis = "laboratory ULN"
+    else:
+        basis = "laboratory ULN where given, else profile default"
+    values = [u * multiple for u, _ in ulns]
+    if len(set(values)) == 1:
+        return Threshold(f"{test}_{label}", label, severity, value=values[0], shade_above=shade, basis=basis)
+    steps: list[tuple[dt.datetime, float]] = []
+    for p, v in zip(points, values, strict=True):
+        if not steps or steps[-1][1] != v:
+            steps.append((p.taken_at, v))
+    return Threshold(f"{test}_{label}", label, severity, steps=tuple(steps), shade_above=shade, basis=basis)
+
+
+def panel_thresholds(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> dict[str, list[Threshold]]:
+    """Threshold lines per panel, in the canonical unit, from the profile and this patient's data."""
+    hep = prof.threshold("hepatic_alt_uln_multiple")
+    renal = prof.threshold("renal_creatinine_baseline_multiple")
+    out: dict[str, list[Threshold]] = {}
+    liver: list[Threshold] = []
+    alt = [p for p in record.results("alt") if p.value is not None]
+    ast = [p for p in record.results("ast") if p.value is not None]
+    for test, pts in (("alt", alt), ("ast", ast)):
+        if test == "ast" and not pts:
+            continue
+        name = "ALT" if test == "alt" else "AST"
+        uln = _uln_threshold(test, pts, prof, 1.0, f"{name} ULN", "info", False)
+        double = _uln_threshold(test, pts, prof, hep.value, f"{name} {hep.value:g}×ULN", "warning", test == "alt")
+        if test == "ast" and liver and uln and double and uln.values() == liver[0].values():
+            continue  # same limits as ALT: one pair of lines says it
+        liver += [t for t in (uln, double) if t is not None]
+    out["liver"] = liver
+    base, basis = baseline_creatinine(record, as_of)
+    kidney: list[Threshold] = []
+    if base is not None:
+        kidney.append(Threshold("creatinine_baseline", "baseline", "info", value=base, basis=basis))
+        kidney.append(
+            Threshold(
+                "creatinine_renal",
+                f"{renal.value:g}× baseline",
+                "warning",
+                value=base * renal.value,
+                shade_above=True,
+                basis=renal.basis if renal.basis != "sourced" else "",
+            )
+        )
+    out["kidney"] = kidney
+    eos_mod, eos_high = prof.threshold("eosinophils_moderate"), prof.threshold("eosinophils_high")
+    out["eosinophils"] = [
+        Threshold("eosinophils_moderate", "RegiSCAR +1", "info", value=eos_mod.value, shade_above=False),
+        Threshold("eosinophils_high", "eosinophilia", "warning", value=eos_high.value, shade_above=True),
+    ]
+    fer, fer_crit = prof.threshold("ferritin_high"), prof.threshold("ferritin_critical")
+    out["ferritin"] = [
+        Threshold("ferritin_high", "high", "warning", value=fer.value, shade_above=True),
+        Threshold("ferritin_critical", "consider HLH", "critical", value=fer_crit.value, shade_above=True),
+    ]
+    return out
+
+
+def point_limits(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> list[tuple[str, float, bool]]:
+    """(label, limit, inclusive) lines this result is judged against, in the canonical unit.
+
+    The same numbers the rules use (monitoring.guideline): ALT > multiple × the ULN in force for
+    this result; creatinine > multiple × baseline; eosinophils and ferritin at or above their cut
+    points."""
+    if test in ("alt", "ast"):
+        uln, _ = prof.uln(test, point.ref_high)
+        m = prof.value("hepatic_alt_uln_multiple")
+        return [("ULN", uln, False), (f"{m:g}×ULN", uln * m, False)]
+    if test == "creatinine":
+        base, _ = baseline_creatinine(record, as_of)
+        if base is None:
+            return []
+        m = prof.value("renal_creatinine_baseline_multiple")
+        return [(f"{m:g}× baseline", base * m, False)]
+    if test == "eosinophils":
+        return [
+            (f"{prof.value('eosinophils_moderate'):g}", prof.value("eosinophils_moderate"), True),
+            (f"{prof.value('eosinophils_high'):g}", prof.value("eosinophils_high"), True),
+        ]
+    if test == "ferritin":
+        return [
+            (f"{prof.value('ferritin_high'):g}", prof.value("ferritin_high"), True),
+            (f"{prof.value('ferritin_critical'):g}", prof.value("ferritin_critical"), True),
+        ]
+    return []
+
+
+def _above(value: float, limit: float, inclusive: bool) -> bool:
+    return value >= limit if inclusive else value > limit
+
+
+def flags(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> str:
+    """Words for the table: which lines this result is above ('> 2×ULN'), so colour is never needed."""
+    if point.value is None:
+        return point.value_text or ""
+    above = [label for label, limit, inc in point_limits(test, point, record, prof, as_of) if _above(point.value, limit, inc)]
+    return f"≥ {above[-1]}" if above and test in ("eosinophils", "ferritin") else (f"> {above[-1]}" if above else "")
+
+
+# --- units ------------------------------------------------------------------------------------
+
+
+def display_unit(test: str, units: str) -> str:
+    t = catalogue.lookup(test)
+    return t.si_unit if units == "SI" and t.si_unit else t.canonical_unit
+
+
+def to_display(test: str, value: float, units: str) -> float:
+    t = catalogue.lookup(test)
+    if units == "SI" and t.si_unit:
+        return catalogue.from_canonical(t, value, t.si_unit)
+    return value
+
+
+# --- timeline ---------------------------------------------------------------------------------
+
+
+def timeline(
+    record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional",
+    photos: Sequence[dt.date] = (),
+) -> Timeline:
+    """Everything the timeline figure draws for one patient, in the chosen unit system."""
+    from monitoring.steroids import analyse_course
+
+    thresholds = panel_thresholds(record, prof, as_of)
+    panels: list[Panel] = []
+    for key, title, tests in PANELS:
+        unit = display_unit(tests[0], units)
+        series: list[Series] = []
+        for test in tests:
+            pts = []
+            for p in record.results(test):
+                if p.value is None:
+                    continue
+                limits = point_limits(test, p, record, prof, as_of)
+                ref = ", ".join(f"{lab} {_fmt(to_display(test, v, units))}" for lab, v, _ in limits[:1] + limits[1:])
+                if test in ("alt", "ast"):
+                    ref += " (laboratory)" if prof.uln(test, p.ref_high)[1] is False else " (profile default)"
+                pts.append(
+                    Point(
+                        taken_at=p.taken_at,
+                        value=to_display(test, p.value, units),
+                        canonical=p.value,
+                        canonical_unit=p.unit,
+                        received=f"{p.original_value} {p.original_unit}".strip(),
+                        amended=p.amended,
+                        reference=ref,
+                    )
+                )
+            if pts or test == tests[0]:
+                series.append(Series(test, catalogue.lookup(test).label, unit, tuple(pts)))
+        converted = tuple(_convert_threshold(th, tests[0], units) for th in thresholds.get(key, []))
+        panels.append(Panel(key, title, unit, tuple(series), converted))
+    course = analyse_course(record, as_of)
+    steps = tuple(DoseStep(p.date, p.pred_eq_mg, p.planned) for p in course.schedule)
+    dose = DoseTrack(
+        steps=steps,
+        second_line=tuple(course.second_line),
+        course_start=course.course_start,
+        course_day=course.day_of_course,
+    )
+    return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos))
+
+
+def _convert_threshold(th: Threshold, test: str, units: str) -> Threshold:
+    if units != "SI" or not catalogue.lookup(test).si_unit:
+        return th
+    return Threshold(
+        th.key,
+        th.label,
+        th.severity,
+        value=None if th.value is None else to_display(test, th.value, units),
+        steps=tuple((when, to_display(test, v, units)) for when, v in th.steps),
+        shade_above=th.shade_above,
+        basis=th.basis,
+    )
+
+
+TABLE_TESTS: tuple[str, ...] = (
+    "alt", "ast", "alp", "ggt", "bilirubin", "creatinine", "eosinophils", "eosinophils_pct", "wbc",
+    "atypical_lymphocytes_pct", "ferritin", "troponin_t", "troponin_i", "crp", "temperature", "bsa_pct",
+    "hhv6_pcr", "ebv_pcr", "cmv_pcr", "tsh", "glucose", "weight",
+)
+
+
+def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional") -> pd.DataFrame:
+    """The same data as the figure, one row per result, oldest first: value as shown, as received,
+    canonical, the reference in force and the lines it is above, in words."""
+    onset = record.patient.onset_date
+    rows: list[dict[str, Any]] = []
+    for p in record.labs:
+        t = catalogue.lookup(p.test)
+        ref_high = p.ref_high
+        shown = None if p.value is None else to_display(p.test, p.value, units)
+        if p.test in ("alt", "ast", "alp", "bilirubin", "creatinine", "troponin_t", "troponin_i"):
+            uln, default = prof.uln(p.test, ref_high)
+            reference = f"ULN {_fmt(to_display(p.test, uln, units))}" + (" (profile default)" if default else " (laboratory)")
+        elif ref_high is not None:
+            reference = f"ULN {_fmt(to_display(p.test, ref_high, units))} (laboratory)"
+        else:
+            reference = ""
+        rows.append(
+            {
+                "taken_at": p.taken_at.strftime("%Y-%m-%d %H:%M"),
+                "day since onset": (p.taken_at.date() - onset).days if onset else None,
+                "test": t.label,
+                "value": shown,
+                "unit": display_unit(p.test, units),
+                "above": flags(p.test, p, record, prof, as_of),
+                "as received": f"{p.original_value} {p.original_unit}".strip(),
+                "canonical": (f"{p.value:g} {p.unit}" if p.value is not None else (p.value_text or "")),
+                "reference": reference,
+                "source": p.source,
+                "amended": "amended" if p.amended else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+# --- ward overview ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """The latest value of a test and its change since the previous value."""
+
+    value: float
+    unit: str
+    delta: float | None
+    taken_at: dt.datetime
+    crossed: str  # '' or e.g. '↑ above 2×ULN'
+
+    def text(self) -> str:
+        main = _fmt(self.value)
+        if self.delta is None:
+            return f"{main} (first)"
+        if self.delta == 0:
+            return f"{main} → 0"
+        arrow = "↑" if self.delta > 0 else "↓"
+        return f"{main} {arrow} {'+' if self.delta > 0 else '−'}{_fmt(abs(self.delta))}"
+
+
+def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> Change | None:
+    pts = [p for p in record.results(test, as_of) if p.value is not None]
+    if not pts:
+        return None
+    last = pts[-1]
+    assert last.value is not None
+    prev = pts[-2] if len(pts) > 1 else None
+    crossed = ""
+    if prev is not None and prev.value is not None:
+        before = {lab: _above(prev.value, lim, inc) for lab, lim, inc in point_limits(test, prev, record, prof, as_of)}
+        for lab, lim, inc in point_limits(test, last, record, prof, as_of):
+            now_above = _above(last.value, lim, inc)
+            if lab in before and before[lab] != now_above:
+                crossed = f"↑ above {lab}" if now_above else f"↓ below {lab}"
+    return Change(
+        value=last.value,
+        unit=last.unit,
+        delta=None if prev is None or prev.value is None else last.value - prev.value,
+        taken_at=last.taken_at,
+        crossed=crossed,
+    )
+
+
+@dataclass(frozen=True)
+class WardRow:
+    mrn: str
+    name: str
+    synthetic: bool
+    setting: str
+    worst: str  # critical / warning / info / ''
+    n_critical: int
+    n_warning: int
+    day_since_onset: int | None
+    course_day: int | None
+    dose_mg: float | None
+    dose_mg_per_kg: float | None
+    changes: dict[str, Change | None]
+    alerts: tuple[tuple[str, str], ...]  # (severity, code), critical first
+    new: tuple[str, ...]  # what is new since yesterday, in words
+
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2, "": 3}
+
+
+def ward_row(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> WardRow:
+    from monitoring.rules import evaluate
+    from monitoring.steroids import analyse_course
+
+    alerts = evaluate(record, as_of, prof)
+    yesterday = {(a.code, a.severity) for a in evaluate(record, as_of - dt.timedelta(days=1), prof)}
+    course = analyse_course(record, as_of)
+    onset = record.patient.onset_date
+    changes = {test: latest_change(test, record, prof, as_of) for test in WARD_TESTS}
+    new: list[str] = []
+    for a in alerts:
+        if (a.code, a.severity) not in yesterday:
+            new.append(f"new {a.severity} alert: {a.code}")
+    for test, ch in changes.items():
+        if ch and ch.crossed and ch.taken_at.date() >= as_of - dt.timedelta(days=1):
+            new.append(f"{catalogue.lookup(test).label} {ch.crossed}")
+    severities = [a.severity for a in alerts]
+    worst = min(severities, key=lambda s: SEVERITY_RANK.get(s, 9)) if severities else ""
+    return WardRow(
+        mrn=record.patient.mrn,
+        name=record.patient.name,
+        synthetic=record.patient.synthetic,
+        setting=record.patient.setting,
+        worst=worst,
+        n_critical=severities.count("critical"),
+        n_warning=severities.count("warning"),
+        day_since_onset=(as_of - onset).days if onset else None,
+        course_day=course.day_of_course,
+        dose_mg=course.current_pred_eq_mg if course.current_pred_eq_mg else None,
+        dose_mg_per_kg=course.current_mg_per_kg if course.current_pred_eq_mg else None,
+        changes=changes,
+        alerts=tuple((a.severity, a.code) for a in alerts),
+        new=tuple(new),
+    )
+
+
+def sort_ward(rows: Sequence[WardRow]) -> list[WardRow]:
+    """Whoever needs attention first: critical, then warning, then the rest; more alerts first."""
+    return sorted(rows, key=lambda r: (SEVERITY_RANK.get(r.worst, 9), -r.n_critical, -r.n_warning, r.name.lower()))
+
+
+@st.cache_data(show_spinner="Evaluating patients…", max_entries=16)
+def ward(url: str, version: tuple[Any, ...], as_of: dt.date, profile_key: str = "") -> list[WardRow]:
+    """Every active patient, evaluated as of ``as_of`` and yesterday, in attention order.
+
+    ``profile_key`` (path and version of the guideline profile) is part of the cache key: a
+    changed profile re-evaluates."""
+    prof = profile()
+    with Session(_engine(url)) as s:
+        records = load_records(s, active_only=True)
+    return sort_ward([ward_row(r, prof, as_of) for r in records])

@@ -1,0 +1,449 @@
+"""Figure builders: plain data in, Plotly figure out (testable without a browser).
+
+The patient timeline is ONE figure of stacked panels on a shared time axis (PRODUCT.md §7): liver
+enzymes, creatinine, eosinophils, ferritin, and the steroid dose. Every threshold arrives with the
+data, already computed from the guideline profile and the patient's own results by
+``dashboard.data``; nothing here knows a clinical number.
+
+Behaviour copied from the OpenMRS O3 trendline: a threshold that came with the result (the
+laboratory's ref_high) is drawn per result as a step line, so each point is judged against its own
+reference range; the same data is offered as a table beside the figure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
+
+# Series colours: chosen apart from the severity colours so a data line is never read as an alert.
+SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
+DOSE_COLOUR = "#263238"
+PLANNED_COLOUR = "#90a4ae"
+SECOND_LINE_COLOUR = "#6a1b9a"
+PHOTO_COLOUR = "#8d6e63"
+ZONE_TINTS: dict[str, str] = {
+    "critical": "rgba(183, 28, 28, 0.10)",
+    "warning": "rgba(240, 162, 2, 0.13)",
+    "info": "rgba(21, 101, 192, 0.06)",
+}
+LINE_DASH: dict[str, str] = {"critical": "solid", "warning": "dash", "info": "dot"}
+
+XMode = str  # "date" (calendar dates) or "day" (days since onset)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One result: the value in the unit shown, the canonical value, and what was received."""
+
+    taken_at: dt.datetime
+    value: float
+    canonical: float
+    canonical_unit: str
+    received: str  # original value and unit, exactly as received
+    amended: bool = False
+    reference: str = ""  # the reference range in force for this result, in words
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    label: str
+    unit: str
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A horizontal threshold: constant (``value``) or following each result (``steps``)."""
+
+    key: str
+    label: str  # "2×ULN", "1.5× baseline", ...
+    severity: str  # info / warning / critical: line style and zone tint
+    value: float | None = None
+    steps: tuple[tuple[dt.datetime, float], ...] = ()
+    shade_above: bool = False  # the zone above the line is abnormal
+    basis: str = ""  # e.g. "laboratory ULN", "default (UNCONFIRMED)"
+
+    def values(self) -> list[float]:
+        return [self.value] if self.value is not None else [v for _, v in self.steps]
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    unit: str
+    series: tuple[Series, ...]
+    thresholds: tuple[Threshold, ...] = ()
+
+
+@dataclass(frozen=True)
+class DoseStep:
+    day: dt.date
+    mg: float  # prednisone-equivalent mg/day
+    planned: bool
+
+
+@dataclass(frozen=True)
+class DoseTrack:
+    steps: tuple[DoseStep, ...]
+    second_line: tuple[tuple[str, dt.date], ...] = ()  # (drug, start date): IVIG, cyclosporine
+    course_start: dt.date | None = None
+    course_day: int | None = None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    onset: dt.date | None
+    today: dt.date
+    panels: tuple[Panel, ...]
+    dose: DoseTrack
+    photo_dates: tuple[dt.date, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _x(value: dt.date | dt.datetime, onset: dt.date | None, mode: XMode) -> dt.datetime | float:
+    moment = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+    if mode == "day" and onset is not None:
+        return (moment - dt.datetime.combine(onset, dt.time())).total_seconds() / 86400.0
+    return moment
+
+
+def _span(t: Timeline) -> tuple[dt.datetime, dt.datetime]:
+    """The time span the figure covers: onset (or first data) to the end of the plan or today."""
+    moments: list[dt.datetime] = [dt.datetime.combine(t.today, dt.time())]
+    if t.onset:
+        moments.append(dt.datetime.combine(t.onset, dt.time()))
+    for panel in t.panels:
+        for s in panel.series:
+            moments.extend(p.taken_at for p in s.points)
+    moments.extend(dt.datetime.combine(s.day, dt.time()) for s in t.dose.steps)
+    moments.extend(dt.datetime.combine(d, dt.time()) for d in t.photo_dates)
+    start, end = min(moments), max(moments)
+    return start, end + dt.timedelta(days=1)
+
+
+def timeline_figure(
+    t: Timeline,
+    *,
+    x_mode: XMode = "date",
+    x_range: tuple[dt.date, dt.date] | None = None,
+    height: int = 900,
+) -> go.Figure:
+    """Stacked panels (one per lab group, then the steroid dose) sharing one time axis."""
+    mode: XMode = "day" if x_mode == "day" and t.onset is not None else "date"
+    rows = len(t.panels) + 1
+    titles = [f"{p.title} ({p.unit})" for p in t.panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.035,
+        subplot_titles=titles,
+        row_heights=[1.0] * len(t.panels) + [0.9],
+    )
+    start, end = _span(t)
+    x0, x1 = _x(start, t.onset, mode), _x(end, t.onset, mode)
+
+    for row, panel in enumerate(t.panels, start=1):
+        _draw_panel(fig, row, panel, t.onset, mode, x0, x1)
+    _draw_dose(fig, rows, t, mode, x1)
+    _draw_markers(fig, rows, t, mode)
+
+    fig.update_annotations(font_size=12)  # subplot titles and threshold labels alike
+    fig.update_layout(
+        height=height,
+        margin={"l": 60, "r": 150, "t": 60, "b": 40},
+        hovermode="closest",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0.0, "font": {"size": 11}},
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        font={"size": 12},
+        uirevision="timeline",
+    )
+    fig.update_yaxes(gridcolor="#eceff1", zeroline=False, rangemode="tozero")
+    fig.update_xaxes(gridcolor="#eceff1", showspikes=True, spikemode="across", spikethickness=1, spikecolor=MUTED)
+    if mode == "day":
+        fig.update_xaxes(title_text="days since onset", row=rows, col=1, dtick=7 if (x1 - x0) > 21 else 1)  # type: ignore[operator]
+    else:
+        fig.update_xaxes(tickformat="%Y-%m-%d", row=rows, col=1)
+    if x_range is not None:
+        lo, hi = (_x(x_range[0], t.onset, mode), _x(x_range[1] + dt.timedelta(days=1), t.onset, mode))
+        fig.update_xaxes(range=[lo, hi])
+    return fig
+
+
+def _top(panel: Panel) -> float:
+    values = [p.value for s in panel.series for p in s.points]
+    values += [v for th in panel.thresholds for v in th.values()]
+    return max(values or [1.0]) * 1.12
+
+
+def _draw_panel(
+    fig: go.Figure, row: int, panel: Panel, onset: dt.date | None, mode: XMode, x0: object, x1: object
+) -> None:
+    top = _top(panel)
+    for th in panel.thresholds:
+        _draw_threshold(fig, row, panel, th, onset, mode, x0, x1, top)
+    for i, s in enumerate(panel.series):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        xs = [_x(p.taken_at, onset, mode) for p in s.points]
+        custom = [
+            [
+                p.taken_at.strftime("%Y-%m-%d %H:%M"),
+                p.received,
+                f"{p.canonical:g} {p.canonical_unit}",
+                p.reference or "no reference range",
+                " · amended" if p.amended else "",
+            ]
+            for p in s.points
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[p.value for p in s.points],
+                name=s.label,
+                legendgroup=s.key,
+                showlegend=len(panel.series) > 1,  # a single series is named by its panel title
+                mode="lines+markers",
+                line={"color": colour, "width": 2},
+                marker={"size": 7, "symbol": ["diamond" if p.amended else "circle" for p in s.points]},
+                customdata=custom,
+                hovertemplate=(
+                    f"<b>{s.label}</b> %{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
+                    "received: %{customdata[1]}<br>canonical: %{customdata[2]}<br>"
+                    "reference: %{customdata[3]}%{customdata[4]}<extra></extra>"
+                ),
+            ),
+            row=row,
+            col=1,
+        )
+    if not any(s.points for s in panel.series):
+        fig.add_annotation(
+            text="no results recorded",
+            xref="x domain" if row == 1 else f"x{row} domain",
+            yref="y domain" if row == 1 else f"y{row} domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font={"color": MUTED},
+        )
+    fig.update_yaxes(range=[0, top], row=row, col=1)
+
+
+def _draw_threshold(
+    fig: go.Figure,
+    row: int,
+    panel: Panel,
+    th: Threshold,
+    onset: dt.date | None,
+    mode: XMode,
+    x0: object,
+    x1: object,
+    top: float,
+) -> None:
+    colour = SEVERITY_COLOURS.get(th.severity, INFO)
+    if th.value is not None:
+        xs: list[object] = [x0, x1]
+        ys = [th.value, th.value]
+    else:
+        # Each result's own reference limit holds from that result until the next one.
+        xs = [_x(when, onset, mode) for when, _ in th.steps] + [x1]
+        ys = [v for _, v in th.steps] + [th.steps[-1][1]]
+    name = f"{th.label} ({panel.title})"
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            name=name,
+            legendgroup=f"{panel.key}-thresholds",
+            showlegend=False,
+            mode="lines",
+            line={"color": colour, "width": 1.3, "dash": LINE_DASH.get(th.severity, "dot"), "shape": "hv"},
+            hovertemplate=f"{th.label}: %{{y:.4g}} {panel.unit}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
+            meta={"threshold": th.key, "severity": th.severity},
+        ),
+        row=row,
+        col=1,
+    )
+    if th.shade_above:
+        # The abnormal zone as one closed polygon following the line's steps up to the panel top.
+        px: list[object] = []
+        py: list[float] = []
+        for i in range(len(xs) - 1):
+            px += [xs[i], xs[i + 1]]
+            py += [ys[i], ys[i]]
+        px += [xs[-1], xs[0], xs[0]]
+        py += [top, top, ys[0]]
+        fig.add_trace(
+            go.Scatter(
+                x=px,
+                y=py,
+                name=f"{name} zone",
+                showlegend=False,
+                mode="lines",
+                line={"width": 0},
+                fill="toself",
+                fillcolor=ZONE_TINTS.get(th.severity, ZONE_TINTS["info"]),
+                hoverinfo="skip",
+                meta={"zone": th.key},
+            ),
+            row=row,
+            col=1,
+        )
+    last = ys[-1]
+    label = f"{th.label} {last:.4g}" + (" (default)" if "default" in th.basis.lower() else "")
+    fig.add_annotation(
+        text=label,
+        x=1.0,
+        xanchor="left",
+        xref="x domain" if row == 1 else f"x{row} domain",
+        y=last,
+        yref="y" if row == 1 else f"y{row}",
+        showarrow=False,
+        font={"size": 10, "color": colour if th.severity != "warning" else "#8a5a00"},
+        align="left",
+    )
+
+
+def _draw_dose(fig: go.Figure, row: int, t: Timeline, mode: XMode, x1: object) -> None:
+    steps = list(t.dose.steps)
+    given = [s for s in steps if not s.planned]
+    planned = [s for s in steps if s.planned]
+    today_x = _x(t.today, t.onset, mode)
+    if given:
+        xs = [_x(s.day, t.onset, mode) for s in given]
+        ys = [s.mg for s in given]
+        # The last dose given holds until today (or until the plan takes over).
+        end_x = _x(planned[0].day, t.onset, mode) if planned else today_x
+        xs.append(end_x)
+        ys.append(ys[-1])
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name="dose given",
+                mode="lines+markers",
+                line={"color": DOSE_COLOUR, "width": 2.5, "shape": "hv"},
+                marker={"size": [6] * (len(xs) - 1) + [0]},
+                customdata=[s.day.isoformat() for s in given] + [""],
+                hovertemplate="given from %{customdata}: %{y:.4g} mg/day<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+    if planned:
+        anchor = [given[-1]] if given else []
+        seq = anchor + planned
+        xs = [_x(s.day, t.onset, mode) for s in seq]
+        ys = [s.mg for s in seq]
+        if seq[-1].mg > 0:
+            xs.append(x1)
+            ys.append(ys[-1])
+        else:
+            xs.append(_x(seq[-1].day + dt.timedelta(days=1), t.onset, mode))
+            ys.append(0.0)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name="dose planned",
+                mode="lines",
+                line={"color": PLANNED_COLOUR, "width": 2, "dash": "dash", "shape": "hv"},
+                hovertemplate="planned: %{y:.4g} mg/day<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+    if not steps:
+        fig.add_annotation(
+            text="no systemic steroid recorded",
+            xref=f"x{row} domain",
+            yref=f"y{row} domain",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font={"color": MUTED},
+        )
+    top = max([s.mg for s in steps] or [10.0]) * 1.3
+    fig.update_yaxes(range=[0, top], row=row, col=1)
+    for drug, start in t.dose.second_line:
+        x = _x(start, t.onset, mode)
+        fig.add_trace(
+            go.Scatter(
+                x=[x],
+                y=[top * 0.85],
+                name=drug.upper() if drug == "ivig" else drug,
+                mode="markers+text",
+                marker={"symbol": "triangle-down", "size": 12, "color": SECOND_LINE_COLOUR},
+                text=[drug.upper() if drug == "ivig" else drug],
+                textposition="middle right",
+                textfont={"color": SECOND_LINE_COLOUR, "size": 11},
+                hovertemplate=f"{drug} started {start.isoformat()}<extra></extra>",
+                showlegend=False,
+                meta={"second_line": drug},
+            ),
+            row=row,
+            col=1,
+        )
+    if t.dose.course_day is not None and t.dose.course_start is not None:
+        fig.add_annotation(
+            text=f"course day {t.dose.course_day} (from {t.dose.course_start.isoformat()})",
+            x=today_x,
+            xref=f"x{row}",
+            y=1.0,
+            yref=f"y{row} domain",
+            showarrow=False,
+            xanchor="right",
+            yanchor="top",
+            font={"size": 11, "color": DOSE_COLOUR},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
+
+
+def _draw_markers(fig: go.Figure, rows: int, t: Timeline, mode: XMode) -> None:
+    """Vertical marks through every panel: today, second-line starts, photograph dates."""
+    today_x = _x(t.today, t.onset, mode)
+    for r in range(1, rows + 1):
+        fig.add_vline(x=today_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1)  # type: ignore[arg-type]
+    fig.add_annotation(text="today", x=today_x, xref="x", y=1.0, yref="y domain", showarrow=False, yanchor="bottom",
+                       font={"size": 10, "color": MUTED})
+    for _drug, start in t.dose.second_line:
+        for r in range(1, rows + 1):
+            fig.add_vline(x=_x(start, t.onset, mode), line={"color": SECOND_LINE_COLOUR, "width": 1, "dash": "dashdot"},
+                          row=r, col=1)  # type: ignore[arg-type]
+    if t.photo_dates:
+        xs = [_x(d, t.onset, mode) for d in t.photo_dates]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[0.0] * len(xs),
+                name="photograph",
+                mode="markers",
+                marker={"symbol": "square", "size": 9, "color": PHOTO_COLOUR},
+                customdata=[d.isoformat() for d in t.photo_dates],
+                hovertemplate="photograph %{customdata}<extra></extra>",
+                meta={"photos": True},
+            ),
+            row=rows,
+            col=1,
+        )
+
+
+__all__ = [
+    "CRITICAL",
+    "WARNING",
+    "DoseStep",
+    "DoseTrack",
+    "Panel",
+    "Point",
+    "Series",
+    "Threshold",
+    "Timeline",
+    "timeline_figure",
+]

@@ -1,0 +1,263 @@
+"""Entry: add and correct lab results, dose changes, clinical findings and patient details; upload
+CSV or FHIR files with a row-by-row error report.
+
+Every change is signed and audited; a correction is an amendment that keeps the earlier value (a
+reason is required); nothing is ever deleted, only hidden with a reason. A refused entry names the
+field and the value, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from dashboard import data, widgets
+from monitoring import catalogue, services
+from monitoring.db import session_scope
+from monitoring.store import BatchRejected
+
+url = data.database_url()
+version = data.data_version()
+
+st.title("Entry")
+
+
+def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
+    """Run one write service in its own transaction; report refusal field by field."""
+    signer = widgets.username() or st.session_state.get("entry_signer", "").strip()
+    if not signer:
+        st.error("Sign your changes: type your name in 'Signed by' first. Nothing was stored.")
+        return False
+    try:
+        with session_scope(data.engine()) as session:
+            fn(session, username=signer, **kwargs)
+    except BatchRejected as exc:
+        st.error("Not stored:\n" + "\n".join(f"- {p}" for p in exc.problems))
+        return False
+    data.clear_caches()
+    st.success(done)
+    return True
+
+
+top_left, top_right = st.columns([3, 2])
+with top_left:
+    mrn = widgets.patient_picker(data.patient_options(url, version), key="entry_patient")
+with top_right:
+    if widgets.username():
+        st.markdown(f"Signed by **{widgets.username()}**")
+    else:
+        st.text_input("Signed by (your name, recorded with every change)", key="entry_signer")
+
+tab_labs, tab_doses, tab_findings, tab_patient, tab_upload = st.tabs(
+    ["Lab results", "Doses", "Clinical findings", "Patient details", "Upload CSV / FHIR"]
+)
+
+# --- lab results --------------------------------------------------------------------------
+with tab_labs:
+    if not mrn:
+        st.info("Choose or register a patient first.")
+    else:
+        st.markdown("**Add a result** (value and unit as on the laboratory report)")
+        tests = list(catalogue.CATALOGUE)
+        c1, c2, c3, c4, c5 = st.columns([2, 1.3, 1, 1.2, 1.3])
+        test = c1.selectbox("Test", tests, format_func=lambda k: catalogue.CATALOGUE[k].label, key="entry_lab_test")
+        day = c2.date_input("Date taken", value=dt.date.today(), max_value=dt.date.today(), format="YYYY-MM-DD",
+                            key="entry_lab_date")
+        time = c3.time_input("Time", value=dt.time(6, 0), key="entry_lab_time", step=300)
+        value = c4.text_input("Value", key="entry_lab_value", help="a number; for a PCR also 'detected' / 'not detected'")
+        t = catalogue.CATALOGUE[test]
+        unit_options = list(dict.fromkeys([t.canonical_unit, *([t.si_unit] if t.si_unit else []), *t.units]))
+        unit = c5.selectbox("Unit", unit_options, key=f"entry_lab_unit_{test}")
+        r1, r2, _ = st.columns([1, 1, 3])
+        ref_low = r1.text_input("Reference low (optional)", key="entry_lab_ref_low")
+        ref_high = r2.text_input("Reference high / ULN (optional)", key="entry_lab_ref_high")
+        if st.button("Save result", type="primary", key="entry_lab_save"):
+            write(
+                f"Stored {t.label} {value} {unit} of {day.isoformat()} {time.strftime('%H:%M')}.",
+                services.add_lab_result,
+                mrn=mrn,
+                test=test,
+                taken_at=dt.datetime.combine(day, time),
+                value=value,
+                unit=unit,
+                ref_low=ref_low or None,
+                ref_high=ref_high or None,
+            )
+
+        st.divider()
+        st.markdown("**Correct or remove a stored result** (the earlier value is kept in the audit trail)")
+        labs = data.patient_rows(url, data.data_version(), mrn)["labs"]
+        if labs.empty:
+            st.caption("No results stored.")
+        else:
+            st.dataframe(labs, hide_index=True, width="stretch", height=220, key="entry_lab_table")
+            choice = st.selectbox(
+                "Result",
+                labs["id"].tolist(),
+                format_func=lambda i: "{taken_at} · {test} · {value} {unit} (received {as received})".format(
+                    **labs.set_index("id").loc[i].to_dict()
+                ),
+                key="entry_amend_lab",
+            )
+            row = labs.set_index("id").loc[choice]
+            a1, a2, a3 = st.columns([1, 1, 3])
+            new_value = a1.text_input("Corrected value", key="entry_amend_value")
+            amend_test = catalogue.lookup(str(row["test"]))
+            amend_units = list(dict.fromkeys([amend_test.canonical_unit, *([amend_test.si_unit] if amend_test.si_unit else []),
+                                              *amend_test.units]))
+            new_unit = a2.selectbox("Unit", amend_units, key=f"entry_amend_unit_{amend_test.key}")
+            reason = a3.text_input("Reason (required)", key="entry_amend_reason")
+            b1, b2, _ = st.columns([1, 1, 3])
+            if b1.button("Save correction", key="entry_amend_save"):
+                write(f"Result {choice} corrected.", services.amend_lab_result, lab_id=int(choice), value=new_value,
+                      unit=new_unit, reason=reason)
+            if b2.button("Remove (hide) result", key="entry_hide_lab"):
+                write(f"Result {choice} removed from view (kept with its reason).", services.hide_record,
+                      entity="lab_result", record_id=int(choice), reason=reason)
+
+# --- doses --------------------------------------------------------------------------------
+with tab_doses:
+    if not mrn:
+        st.info("Choose or register a patient first.")
+    else:
+        st.markdown("**Dose change**: from the start date the drug is given at this daily dose until its next row; "
+                    "0 means stopped; a date after today is the plan.")
+        d1, d2, d3, d4, d5 = st.columns([2, 1.3, 1, 1, 1.3])
+        drug = d1.text_input("Drug (generic or brand name)", key="entry_dose_drug")
+        start = d2.date_input("From", value=dt.date.today(), format="YYYY-MM-DD", key="entry_dose_start")
+        dose = d3.text_input("Daily dose", key="entry_dose_amount")
+        dose_unit = d4.selectbox("Unit", list(services.DOSE_UNITS), key="entry_dose_unit")
+        route = d5.selectbox("Route", ["oral", "intravenous", "subcutaneous", "topical", "other"], key="entry_dose_route")
+        if st.button("Save dose change", type="primary", key="entry_dose_save"):
+            write(f"Stored {drug} {dose} {dose_unit}/day from {start.isoformat()}.", services.add_dose_change,
+                  mrn=mrn, drug=drug, start_date=start, dose=dose, unit=dose_unit, route=route)
+
+        st.divider()
+        meds = data.patient_rows(url, data.data_version(), mrn)["meds"]
+        if meds.empty:
+            st.caption("No dose rows stored.")
+        else:
+            st.dataframe(meds, hide_index=True, width="stretch", height=220, key="entry_dose_table")
+            med_choice = st.selectbox(
+                "Dose row",
+                meds["id"].tolist(),
+                format_func=lambda i: "{start_date} · {drug} · {as entered}".format(**meds.set_index("id").loc[i].to_dict()),
+                key="entry_amend_med",
+            )
+            e1, e2, e3 = st.columns([1, 1, 3])
+            med_dose = e1.text_input("Corrected daily dose", key="entry_amend_dose")
+            med_unit = e2.selectbox("Unit", list(services.DOSE_UNITS), key="entry_amend_dose_unit")
+            med_reason = e3.text_input("Reason (required)", key="entry_amend_dose_reason")
+            f1, f2, _ = st.columns([1, 1, 3])
+            if f1.button("Save dose correction", key="entry_amend_dose_save"):
+                write(f"Dose row {med_choice} corrected.", services.amend_dose, med_id=int(med_choice), dose=med_dose,
+                      unit=med_unit, reason=med_reason)
+            if f2.button("Remove (hide) dose row", key="entry_hide_dose"):
+                write(f"Dose row {med_choice} removed from view (kept with its reason).", services.hide_record,
+                      entity="medication_row", record_id=int(med_choice), reason=med_reason)
+
+# --- clinical findings --------------------------------------------------------------------
+with tab_findings:
+    if not mrn:
+        st.info("Choose or register a patient first.")
+    else:
+        st.markdown("**RegiSCAR items entered by hand** (the latest answer per item is in force; earlier answers are kept)")
+        record = data.patient_record(url, version, mrn)
+        current = record.findings if record else {}
+        answers = services.finding_answers()
+        with st.form("entry_findings_form"):
+            chosen: dict[str, str] = {}
+            for item, allowed in answers.items():
+                options = ["(not recorded)", *allowed]
+                now = current.get(item)
+                index = options.index(now) if now in options else 0
+                chosen[item] = st.selectbox(item.replace("_", " "), options, index=index, key=f"entry_finding_{item}")
+            submitted = st.form_submit_button("Save findings", type="primary")
+        if submitted:
+            changed = {k: v for k, v in chosen.items() if v != "(not recorded)" and v != current.get(k)}
+            if not changed:
+                st.info("No finding changed.")
+            for item, answer in changed.items():
+                write(f"{item}: {answer} recorded.", services.set_finding, mrn=mrn, item=item, value=answer)
+
+# --- patient details ----------------------------------------------------------------------
+SEX_OPTIONS = ["", *services.SEXES]
+
+
+def patient_form(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    c1, c2, c3 = st.columns(3)
+    out: dict[str, Any] = {
+        "name": c1.text_input("Name", value=values.get("name", ""), key=f"{prefix}_name"),
+        "sex": c2.selectbox("Sex", SEX_OPTIONS, index=SEX_OPTIONS.index(values.get("sex") or ""), key=f"{prefix}_sex"),
+        "birth_date": c3.date_input("Birth date", value=values.get("birth_date"), min_value=dt.date(1900, 1, 1),
+                                    max_value=dt.date.today(), format="YYYY-MM-DD", key=f"{prefix}_birth"),
+        "weight_kg": c1.number_input("Weight (kg)", value=values.get("weight_kg"), min_value=0.0, max_value=500.0,
+                                     step=0.5, key=f"{prefix}_weight"),
+        "onset_date": c2.date_input("DRESS onset date", value=values.get("onset_date"), max_value=dt.date.today(),
+                                    format="YYYY-MM-DD", key=f"{prefix}_onset"),
+        "culprit_drugs": c3.text_input("Culprit drug(s), separated by ;", value="; ".join(values.get("culprit_drugs", ())),
+                                       key=f"{prefix}_culprits"),
+        "baseline_creatinine_mg_dl": c1.number_input("Baseline creatinine (mg/dL, optional)",
+                                                     value=values.get("baseline_creatinine_mg_dl"), min_value=0.0,
+                                                     max_value=30.0, step=0.1, key=f"{prefix}_baseline"),
+        "resolved_date": c2.date_input("Resolution date (optional)", value=values.get("resolved_date"),
+                                       format="YYYY-MM-DD", key=f"{prefix}_resolved"),
+        "setting": c3.selectbox("Followed as", list(services.SETTINGS),
+                                index=list(services.SETTINGS).index(values.get("setting", "inpatient")), key=f"{prefix}_setting"),
+    }
+    return out
+
+
+with tab_patient:
+    record = data.patient_record(url, version, mrn) if mrn else None
+    if record is not None:
+        st.markdown(f"**Details of {record.patient.name}** ({record.patient.mrn})")
+        info = record.patient
+        with st.form("entry_patient_form"):
+            fields = patient_form("entry_pt", {**info.__dict__, "culprit_drugs": info.culprit_drugs})
+            fields["active"] = st.checkbox("Active (shown on the ward overview)", value=info.active, key="entry_pt_active")
+            why = st.text_input("Reason for the change", key="entry_pt_reason")
+            if st.form_submit_button("Save details", type="primary"):
+                write("Details saved.", services.update_patient, mrn=info.mrn, reason=why, **fields)
+    with st.expander("Register a new patient", expanded=record is None):
+        with st.form("entry_new_patient_form"):
+            new_mrn = st.text_input("MRN", key="entry_new_mrn")
+            fields = patient_form("entry_new", {})
+            if st.form_submit_button("Register patient"):
+                name = fields.pop("name")
+                if write(f"Patient {new_mrn} registered.", services.add_patient, mrn=new_mrn, name=name, **fields):
+                    widgets.select_patient(new_mrn.strip())
+
+# --- upload -------------------------------------------------------------------------------
+with tab_upload:
+    st.markdown(
+        "CSV files (patients, labs or medications, recognised by their header) and FHIR R4 Bundle JSON files. "
+        "All files are imported in one transaction: if any row has a problem, **nothing** is stored and every "
+        "problem is listed below."
+    )
+    files = st.file_uploader("Files", type=["csv", "json"], accept_multiple_files=True, key="entry_upload")
+    if st.button("Import", type="primary", key="entry_import", disabled=not files):
+        signer = widgets.username() or st.session_state.get("entry_signer", "").strip()
+        if not signer:
+            st.error("Sign your changes: type your name in 'Signed by' first. Nothing was imported.")
+        else:
+            from monitoring.importers import import_uploads
+
+            with session_scope(data.engine()) as session:
+                report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer)
+            if report.ok:
+                data.clear_caches()
+                st.success("Imported.\n" + "\n".join(f"- {line}" for line in report.summary_lines()))
+            else:
+                st.error(f"Nothing was imported: {len(report.problems)} problem(s).")
+                st.dataframe(
+                    [{"file": p.where, "column": p.column or "", "value": "" if p.value is None else str(p.value),
+                      "problem": p.reason} for p in report.problems],
+                    hide_index=True,
+                    width="stretch",
+                    key="entry_import_problems",
+                )
+                st.code("\n".join(report.problem_lines()), language=None)

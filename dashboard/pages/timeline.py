@@ -1,0 +1,160 @@
+"""Patient timeline: one figure of stacked panels on a shared time axis, the same data as a table,
+the alerts with evidence and source, and a never-rechallenge banner naming the culprit drugs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from dashboard import data, figures, widgets
+from monitoring.drugs import group_of
+
+url = data.database_url()
+version = data.data_version()
+today = data.today()
+prof = data.profile()
+
+with st.sidebar:
+    mrn = widgets.patient_picker(data.patient_options(url, version), key="timeline_patient")
+record = data.patient_record(url, version, mrn) if mrn else None
+if record is None:
+    st.title("Patient timeline")
+    st.info("Choose a patient in the sidebar or on the ward overview.")
+    st.stop()
+
+from monitoring.rules import NOT_A_DIAGNOSIS, evaluate  # noqa: E402
+from monitoring.steroids import analyse_course  # noqa: E402
+
+p = record.patient
+
+
+def _evidence_text(value: object) -> str:
+    """Evidence as plain words: nested rows as 'key value' pairs."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ')} {_evidence_text(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, list | tuple):
+        return " | ".join(_evidence_text(v) for v in value)
+    return str(value)
+
+alerts = evaluate(record, today, prof)
+course = analyse_course(record, today)
+
+# --- header -------------------------------------------------------------------------------
+age = None
+if p.birth_date:
+    age = today.year - p.birth_date.year - ((today.month, today.day) < (p.birth_date.month, p.birth_date.day))
+facts = [
+    ("MRN", p.mrn),
+    ("age", f"{age} y" if age is not None else "not recorded"),
+    ("sex", p.sex or "not recorded"),
+    ("weight", f"{p.weight_kg:g} kg" if p.weight_kg else "not recorded"),
+    ("onset", widgets.iso(p.onset_date) or "not recorded"),
+    ("day since onset", str((today - p.onset_date).days) if p.onset_date else "—"),
+    ("setting", p.setting),
+    ("guideline", f"{prof.name} {prof.version}"),
+]
+if p.synthetic:
+    facts.append(("data", "SYNTHETIC demo patient"))
+widgets.patient_header(facts, p.name + widgets.synthetic_label(p.synthetic, p.name))
+
+if p.culprit_drugs:
+    named = []
+    for drug in p.culprit_drugs:
+        group = group_of(drug)
+        named.append(f"<b>{drug}</b>" + (f" (and its group: {group})" if group else ""))
+    widgets.banner(
+        "critical",
+        "NEVER RECHALLENGE: culprit drug(s) " + "; ".join(named) + ". Do not give these or cross-reacting drugs.",
+    )
+else:
+    widgets.banner("warning", "No culprit drug recorded: record it on the Entry page so rechallenge can be caught.")
+
+steroid_line = (
+    f"Steroid course from {widgets.iso(course.course_start)}, day {course.day_of_course}, "
+    f"{course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
+    + (f" ({course.current_mg_per_kg:.2f} mg/kg)" if course.current_mg_per_kg is not None else "")
+    if course.ongoing and course.course_start
+    else "No systemic steroid today"
+)
+if course.taper_start:
+    steroid_line += f" · taper from {widgets.iso(course.taper_start)}"
+if course.stop_date:
+    steroid_line += f" · stop {widgets.iso(course.stop_date)} ({course.taper_days} days of taper)"
+if course.second_line:
+    steroid_line += " · " + ", ".join(f"{d.upper() if d == 'ivig' else d} from {widgets.iso(s)}" for d, s in course.second_line)
+st.markdown(steroid_line)
+
+# --- controls -----------------------------------------------------------------------------
+c1, c2, c3 = st.columns([2, 2, 3])
+x_mode = c1.radio(
+    "Time axis",
+    ["date", "day"],
+    format_func=lambda m: "calendar dates" if m == "date" else "days since onset",
+    horizontal=True,
+    key="timeline_xmode",
+    disabled=p.onset_date is None,
+)
+units = c2.radio("Units", list(data.UNIT_SYSTEMS), horizontal=True, key="timeline_units")
+window = c3.segmented_control(
+    "Show", ["all", "last 7 days", "last 14 days", "last 30 days"], default="all", key="timeline_window"
+)
+x_range = None
+if window and window != "all":
+    days = int(window.split()[1])
+    x_range = (today - dt.timedelta(days=days), today)
+
+# --- figure and alerts --------------------------------------------------------------------
+tl = data.timeline(record, prof, today, units=units, photos=data.photo_dates(url, version, p.id))
+fig_col, alert_col = st.columns([3, 1.25], gap="medium")
+with fig_col:
+    st.plotly_chart(
+        figures.timeline_figure(tl, x_mode=x_mode, x_range=x_range),
+        key="timeline_figure",
+        config={"displaylogo": False, "toImageButtonOptions": {"filename": f"timeline-{p.mrn}"}},
+    )
+with alert_col:
+    st.subheader(f"Alerts as of {today.isoformat()}")
+    st.caption(widgets.DECISION_SUPPORT_NOTE)
+    if not alerts:
+        st.markdown("No alert holds today.")
+    for a in alerts:
+        widgets.badges([(a.severity, a.title or widgets.code_label(a.code))])
+        finding = a.message
+        for part in (a.recommendation, NOT_A_DIAGNOSIS):
+            finding = finding.replace(part, "") if part else finding
+        st.markdown(finding.strip())
+        if a.recommendation:
+            st.markdown(f"**Recommendation:** {a.recommendation}")
+        with st.expander("Evidence and source"):
+            for k, v in a.evidence.items():
+                if k == "profile":
+                    continue
+                st.markdown(f"- **{k.replace('_', ' ')}**: {_evidence_text(v)}")
+            st.caption(f"Source: {a.source}")
+
+# --- the same data as a table -------------------------------------------------------------
+table = data.timeline_table(record, prof, today, units=units)
+st.subheader("Results")
+if table.empty:
+    st.info("No results recorded for this patient.")
+else:
+    st.dataframe(table.iloc[::-1], hide_index=True, width="stretch", height=320, key="timeline_table")
+    st.download_button(
+        "Download results (CSV)",
+        data=data.csv_bytes(table),
+        file_name=f"results-{p.mrn}-{today.isoformat()}.csv",
+        mime="text/csv",
+        key="timeline_download",
+    )
+
+with st.expander(f"Guideline profile in force: {prof.name} {prof.version}"):
+    st.caption(f"File: {prof.path}. Numbers not marked 'sourced' or 'product requirement' are configurable defaults.")
+    st.dataframe(
+        [
+            {"threshold": t.label, "value": t.value, "unit": t.unit, "basis": t.basis, "source": t.source}
+            for t in prof.thresholds.values()
+        ],
+        hide_index=True,
+        width="stretch",
+    )

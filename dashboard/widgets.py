@@ -1,0 +1,152 @@
+"""Shared look of every page: severity colours, badges, banners, the patient header.
+
+One meaning of colour across the product (CDS Hooks indicators): critical is red, warning is
+amber, info is blue. Colour is never the only signal: every badge also says its severity in words
+and carries a symbol, so a colour-blind reader or a black-and-white print loses nothing.
+
+Session state: the selected patient lives under ``PATIENT_KEY`` ("patient_mrn") and in the query
+string (``?mrn=...``) so that every patient page, and a bookmarked link, shows the same patient.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import streamlit as st
+
+PATIENT_KEY = "patient_mrn"
+"""st.session_state key of the selected patient's MRN, shared by every patient page."""
+USERNAME_KEY = "username"
+"""st.session_state key of the signed-in user's name (set by the sign-in page when there is one)."""
+
+CRITICAL = "#b71c1c"  # red
+WARNING = "#f0a202"  # amber
+INFO = "#1565c0"  # blue
+OK = "#2e7d32"  # green: only ever beside the words "no alerts"
+MUTED = "#6b7280"
+
+SEVERITY_COLOURS: dict[str, str] = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
+SEVERITY_TEXT_COLOURS: dict[str, str] = {"critical": "#ffffff", "warning": "#1f1300", "info": "#ffffff"}
+SEVERITY_SYMBOLS: dict[str, str] = {"critical": "‼", "warning": "⚠", "info": "ℹ"}  # in common system fonts
+SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+# Light tints for table cells and figure zones: same hue, readable text on top.
+SEVERITY_TINTS: dict[str, str] = {"critical": "#fde0e0", "warning": "#fff1cc", "info": "#e3effd"}
+
+DECISION_SUPPORT_NOTE = (
+    "Alerts are decision support, not a diagnosis: they apply the guideline profile's thresholds "
+    "to the recorded data. Check each against the patient."
+)
+
+
+def iso(value: dt.date | dt.datetime | None, *, time: bool = False) -> str:
+    """ISO 8601 everywhere (PRODUCT.md §7 layout rule); an empty string for a missing date."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M") if time else value.date().isoformat()
+    return value.isoformat()
+
+
+def badge_html(severity: str, text: str) -> str:
+    """A severity badge: coloured, with the severity in words and a symbol."""
+    sev = severity if severity in SEVERITY_COLOURS else "info"
+    return (
+        f'<span class="dm-badge" style="background:{SEVERITY_COLOURS[sev]};color:{SEVERITY_TEXT_COLOURS[sev]};'
+        'border-radius:0.3rem;padding:0.1rem 0.45rem;margin:0 0.25rem 0.2rem 0;display:inline-block;'
+        f'font-size:0.85rem;font-weight:600">{SEVERITY_SYMBOLS[sev]} {sev.upper()} · {html.escape(text)}</span>'
+    )
+
+
+def badges(items: Iterable[tuple[str, str]]) -> None:
+    """A row of badges, (severity, text) each, critical first."""
+    ordered = sorted(items, key=lambda it: SEVERITY_RANK.get(it[0], 9))
+    if ordered:
+        st.markdown("".join(badge_html(sev, text) for sev, text in ordered), unsafe_allow_html=True)
+
+
+def banner(severity: str, text: str) -> None:
+    """A full-width banner for something that must not be missed (e.g. never rechallenge)."""
+    sev = severity if severity in SEVERITY_COLOURS else "info"
+    st.markdown(
+        f'<div class="dm-banner dm-{sev}" role="alert" style="background:{SEVERITY_TINTS[sev]};'
+        f'border-left:0.4rem solid {SEVERITY_COLOURS[sev]};padding:0.5rem 0.8rem;margin:0.2rem 0 0.6rem 0;'
+        f'border-radius:0.25rem;color:#111"><b>{SEVERITY_SYMBOLS[sev]} {sev.upper()}</b> · {text}</div>',
+        unsafe_allow_html=True,
+    )
+
+
+def synthetic_label(synthetic: bool, name: str = "") -> str:
+    """' (synthetic)' for demo patients, unless the name already says so."""
+    return " (synthetic)" if synthetic and "synthetic" not in name.lower() else ""
+
+
+def patient_header(facts: Sequence[tuple[str, str]], title: str) -> None:
+    """The patient's name line and a compact row of facts (label, value)."""
+    st.markdown(f"### {html.escape(title)}")
+    cells = " &nbsp;·&nbsp; ".join(
+        f'<span style="color:{MUTED}">{html.escape(label)}</span> <b>{html.escape(value)}</b>' for label, value in facts
+    )
+    st.markdown(f'<div style="line-height:1.7">{cells}</div>', unsafe_allow_html=True)
+
+
+def current_patient() -> str | None:
+    """The selected patient's MRN: the query string wins (a shared link), else session state."""
+    from_query = st.query_params.get("mrn")
+    if from_query:
+        st.session_state[PATIENT_KEY] = from_query
+        return str(from_query)
+    mrn = st.session_state.get(PATIENT_KEY)
+    if mrn:
+        st.query_params["mrn"] = mrn
+    return str(mrn) if mrn else None
+
+
+def select_patient(mrn: str) -> None:
+    st.session_state[PATIENT_KEY] = mrn
+    st.query_params["mrn"] = mrn
+
+
+def patient_picker(options: Sequence[tuple[str, str]], *, key: str) -> str | None:
+    """A select box of (mrn, label) that keeps the shared selected patient in step."""
+    if not options:
+        st.info("No patients yet: add one on the Entry page or import a file.")
+        return None
+    mrns = [m for m, _ in options]
+    labels = dict(options)
+    current = current_patient()
+    index = mrns.index(current) if current in mrns else 0
+    chosen = st.selectbox("Patient", mrns, index=index, format_func=lambda m: labels[m], key=key)
+    if chosen != current:
+        select_patient(chosen)
+    return chosen
+
+
+def username() -> str | None:
+    """Who is signing changes: the signed-in user, else the name typed on the Entry page."""
+    name = st.session_state.get(USERNAME_KEY)
+    return str(name) if name else None
+
+
+def severity_cell_style(severity: str | None) -> str:
+    """CSS for a table cell by severity (pandas Styler)."""
+    if severity in SEVERITY_TINTS:
+        return f"background-color: {SEVERITY_TINTS[severity]}; color: #111; font-weight: 600"
+    return ""
+
+
+def alert_text(alerts: Iterable[Any]) -> str:
+    """Alerts as words for a table cell: 'CRITICAL ICU criteria; WARNING Hepatic involvement'."""
+    return "; ".join(f"{SEVERITY_SYMBOLS.get(a.severity, '')} {a.severity.upper()} {code_label(a.code)}" for a in alerts)
+
+
+def code_label(code: str) -> str:
+    """ICU_CRITERIA -> 'ICU criteria'; HEPATIC_INVOLVEMENT -> 'Hepatic involvement'."""
+    words = code.lower().split("_")
+    keep_upper = {"icu", "hlh", "gi", "pcr", "hhv6", "ebv", "cmv"}
+    out = [w.upper() if w in keep_upper else w for w in words]
+    if out and out[0] == out[0].lower():
+        out[0] = out[0].capitalize()
+    return " ".join(out)
