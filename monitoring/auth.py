@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -59,9 +60,14 @@ USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")  # e-mail 
 DEMO_ACCOUNTS: tuple[tuple[str, str], ...] = (("demo", CLINICIAN), ("admin", ADMIN))
 
 _hasher = PasswordHasher()
-# Verifying against this when the account does not exist keeps the answer time the same, so the
-# time taken does not tell whether a user name exists.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this when the account does not exist keeps the answer time the same, so
+    the time taken does not tell whether a user name exists. Made on first use: hashing is slow by
+    design and importing this module must stay cheap."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(ValueError):
@@ -239,7 +245,7 @@ def sign_in(engine: Engine, username: str, password: str, *, now: dt.datetime | 
                 )
                 session.commit()
                 raise SignInRefused(f"too many failed attempts: try again in {wait:.0f} s", wait)
-        ok = verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password or "")
+        ok = verify_password(user.password_hash if user and user.password_hash else _dummy_hash(), password or "")
         ok = ok and user is not None and user.password_hash is not None
         if user is None or not ok or user.disabled:
             if user is not None:
