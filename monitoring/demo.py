@@ -41,8 +41,8 @@ from sqlmodel import Session
 
 from monitoring import catalogue
 from monitoring.drugs import normalise_drug
-from monitoring.models import Patient
-from monitoring.store import BatchResult, LabIn, MedIn, PatientIn, write_batch
+from monitoring.models import AuditEntry, ClinicalFinding, Patient
+from monitoring.store import BatchResult, LabIn, MedIn, PatientIn, patient_ids_by_mrn, write_batch
 
 __all__ = [
     "DEMO_SOURCE",
@@ -193,6 +193,7 @@ class _Patient:
         self.weight_kg = weight_kg
         self.labs: list[LabIn] = []
         self.meds: list[MedIn] = []
+        self.findings: list[tuple[dt.datetime, str, str]] = []
 
     def date(self, day: int) -> dt.date:
         return self.today + dt.timedelta(days=day)
@@ -264,6 +265,11 @@ class _Patient:
                 dose_per_kg=per_kg,
             )
         )
+
+    def findings_on(self, day: int, **answers: str) -> None:
+        """RegiSCAR items a clinician entered by hand on ``day`` (monitoring.regiscar.REGISCAR_ITEMS)."""
+        when = dt.datetime.combine(self.date(day), dt.time(12, 0))
+        self.findings.extend((when, item, value) for item, value in answers.items())
 
     def schedule(self, drug: str, steps: Iterable[tuple[int, float]], unit: str = "mg", route: str | None = "oral") -> None:
         for day, amount in steps:
@@ -385,8 +391,9 @@ def _demo_001(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-10, "temperature", [39.1, 39.4, 38.6, 38.0, 37.6, 37.3, 37.1, 37.2, 36.9, 37.0, 36.8], "Cel", at=_OBS)
     p.visits("ferritin", {-10: 380, -8: 420, -6: 350, -4: 290, -2: 240, 0: 190}, "ng/mL", at=_BLOODS)
     p.visits("crp", {-10: 85, -8: 92, -6: 60, -4: 34, -2: 18, 0: 12}, "mg/L", at=_BLOODS)
-    p.visits("bsa_pct", {-10: 45, -6: 30, -2: 15}, "%", at=_OBS)
+    p.visits("bsa_pct", {-10: 25, -6: 18, -2: 10}, "%", at=_OBS)
     p.visits("hhv6_pcr", {-8: "not detected"}, "", at=_BLOODS)
+    p.findings_on(-8, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="unknown", other_causes_excluded="yes")
     return info, p
 
 
@@ -413,8 +420,9 @@ def _demo_002(today: dt.date) -> tuple[PatientIn, _Patient]:
     )
     p.visits("ferritin", {-12: 650, -10: 820, -8: 980, -6: 940, -4: 910, -2: 760, 0: 640}, "ng/mL", at=_BLOODS)
     p.visits("crp", {-12: 110, -9: 124, -6: 118, -4: 121, -2: 70, 0: 41}, "mg/L", at=_BLOODS)
-    p.visits("bsa_pct", {-12: 70, -8: 65, -4: 60, 0: 40}, "%", at=_OBS)
+    p.visits("bsa_pct", {-12: 28, -8: 30, -4: 30, 0: 20}, "%", at=_OBS)
     p.visits("atypical_lymphocytes_pct", {-12: 8, -8: 6}, "%", at=_BLOODS)
+    p.findings_on(-10, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
     return info, p
 
 
@@ -445,8 +453,10 @@ def _demo_003(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-1, "eosinophils", [1.25, 1.7], "10^9/L")
     p.daily(-1, "creatinine", [0.74, 0.76], "mg/dL")
     p.daily(-1, "temperature", [38.6, 38.4], "Cel", at=_OBS)
-    p.visits("ferritin", {-44: 720, -40: 560, -34: 380, -24: 160, -1: 610}, "ng/mL", at=_BLOODS)
-    p.visits("bsa_pct", {-44: 55, -38: 30, -30: 5, -1: 25}, "%", at=_OBS)
+    p.visits("ferritin", {-44: 720, -40: 560, -34: 380, -24: 160, -1: 470}, "ng/mL", at=_BLOODS)
+    p.visits("bsa_pct", {-44: 28, -38: 20, -30: 5, -1: 15}, "%", at=_OBS)
+    p.findings_on(-42, lymphadenopathy="no", atypical_lymphocytes="unknown", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(-24, resolution_15_days="yes")
     return info, p
 
 
@@ -479,6 +489,8 @@ def _demo_004(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.visits("hhv6_pcr", {-19: "not detected"}, "", at=_BLOODS)
     p.visits("hhv6_pcr", {-12: 0, -5: 8400, 0: 41000}, "copies/mL")
     p.visits("ferritin", {-23: 540, -18: 420, -12: 260, 0: 310}, "ng/mL", at=_BLOODS)
+    p.findings_on(-20, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(-5, resolution_15_days="yes")
     return info, p
 
 
@@ -506,6 +518,7 @@ def _demo_005(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-6, "temperature", [39.0, 39.3, 38.9, 38.7, 38.8, 38.6, 38.5], "Cel", at=_OBS)
     p.daily(-6, "crp", [140, 168, 150, 132, 120, 104, 96], "mg/L")
     p.visits("bsa_pct", {-6: 40, -4: 55, -2: 60}, "%", at=_OBS)
+    p.findings_on(-5, lymphadenopathy="yes", atypical_lymphocytes="unknown", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
     return info, p
 
 
@@ -540,6 +553,8 @@ def _demo_006(today: dt.date) -> tuple[PatientIn, _Patient]:
     # Sequelae follow-up after discharge: thyroid and glucose (CLINICAL_REFERENCE.md §5).
     p.visits("tsh", {-180: 2.1, -150: 2.4, -90: 3.2, -60: 4.1, -30: 5.2, -2: 6.4}, "mIU/L", ref_high=4.5)
     p.visits("glucose", {-180: 5.4, -150: 5.2, -90: 5.1, -60: 5.3, -30: 5.0, -2: 5.2}, "mmol/L")
+    p.findings_on(-236, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(-150, resolution_15_days="yes")
     return info, p
 
 
@@ -559,7 +574,8 @@ def _demo_007(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-7, "creatinine", [68, 71, 74, 70, 66, 69, 67, 65], "umol/L", ref_high=90)
     p.daily(-7, "temperature", [101.8, 102.2, 100.9, 99.5, 98.9, 98.6, 98.8, 98.4], "[degF]", at=_OBS)
     p.visits("ferritin", {-7: 610, -5: 540, -3: 470, -1: 420}, "ug/L", at=_BLOODS)
-    p.visits("bsa_pct", {-7: 50, -3: 35}, "%", at=_OBS)
+    p.visits("bsa_pct", {-7: 30, -3: 20}, "%", at=_OBS)
+    p.findings_on(-6, lymphadenopathy="yes", atypical_lymphocytes="no", rash_suggestive="yes", biopsy="unknown", other_causes_excluded="yes")
     return info, p
 
 
@@ -591,6 +607,8 @@ def _demo_008(today: dt.date) -> tuple[PatientIn, _Patient]:
              "mg/dL")
     p.visits("tsh", {-28: 1.9, 0: 2.2}, "mIU/L", ref_high=4.5)
     p.visits("glucose", {-56: 112, -28: 104, 0: 99}, "mg/dL")
+    p.findings_on(-72, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(-28, resolution_15_days="yes")
     return info, p
 
 
@@ -618,6 +636,8 @@ def _demo_009(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.visits("alt", {-11: 38, -4: 33}, "U/L")
     p.visits("eosinophils", {-11: 0.3, -4: 0.28}, "10^9/L")
     p.visits("creatinine", {-11: 0.7, -4: 0.69}, "mg/dL")
+    p.findings_on(-27, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="unknown", other_causes_excluded="yes")
+    p.findings_on(-4, resolution_15_days="yes")
     return info, p
 
 
@@ -632,16 +652,24 @@ def build_demo(
     With ``now``, results timed after it are left out: a result is never recorded in the future
     (loading the demo at 05:00 leaves out that morning's 06:00 bloods).
     """
-    ref = today or dt.date.today()
+    patients, labs, meds, _ = _build(today or dt.date.today(), now)
+    return patients, labs, meds
+
+
+def _build(
+    today: dt.date, now: dt.datetime | None
+) -> tuple[list[PatientIn], list[LabIn], list[MedIn], dict[str, list[tuple[dt.datetime, str, str]]]]:
     patients: list[PatientIn] = []
     labs: list[LabIn] = []
     meds: list[MedIn] = []
+    findings: dict[str, list[tuple[dt.datetime, str, str]]] = {}
     for build in _BUILDERS:
-        info, p = build(ref)
+        info, p = build(today)
         patients.append(info)
         labs.extend(lab for lab in p.labs if now is None or lab.taken_at <= now)
         meds.extend(p.meds)
-    return patients, labs, meds
+        findings[p.mrn] = [f for f in p.findings if now is None or f[0] <= now]
+    return patients, labs, meds, findings
 
 
 def load_demo(
@@ -660,7 +688,7 @@ def load_demo(
     if today is None:
         today = dt.date.today()
         now = now or dt.datetime.now()
-    patients, labs, meds = build_demo(today, now=now)
+    patients, labs, meds, findings = _build(today, now)
     existing = set(
         session.execute(select(Patient.mrn).where(Patient.mrn.in_([p.mrn for p in patients]))).scalars()  # type: ignore[attr-defined]
     )
@@ -673,7 +701,32 @@ def load_demo(
         source=DEMO_SOURCE,
         description=f"synthetic demo cohort, reference date {today.isoformat()}",
     )
+    _write_findings(session, {mrn: f for mrn, f in findings.items() if mrn not in existing}, username)
     return DemoResult(**batch.as_dict(), skipped_mrns=sorted(existing), reference_date=today.isoformat())
+
+
+def _write_findings(
+    session: Session, findings: dict[str, list[tuple[dt.datetime, str, str]]], username: str | None
+) -> None:
+    """The hand-entered RegiSCAR items of newly created demo patients, with one audit entry."""
+    rows = [(mrn, f) for mrn, fs in findings.items() for f in fs]
+    if not rows:
+        return
+    ids = patient_ids_by_mrn(session, findings)
+    for mrn, (when, item, value) in rows:
+        session.add(
+            ClinicalFinding(patient_id=ids[mrn], item=item, value=value, recorded_at=when, recorded_by=username)
+        )
+    session.add(
+        AuditEntry(
+            username=username,
+            action="import",
+            entity="clinical_finding",
+            after={"source": DEMO_SOURCE, "findings_inserted": len(rows)},
+            reason="synthetic demo cohort: hand-entered RegiSCAR items",
+        )
+    )
+    session.flush()
 
 
 def ensure_demo(engine: Engine, today: dt.date | None = None) -> bool:
@@ -712,7 +765,7 @@ def _cohort_patient(
     i: int, rng: random.Random, today: dt.date, days: int
 ) -> tuple[PatientIn, list[LabIn], list[MedIn]]:
     mrn = f"SYN-{i:06d}"
-    kind = _ARCHETYPES[i % len(_ARCHETYPES)]
+    kind = _ARCHETYPES[(i - 1) % len(_ARCHETYPES)]  # SYN-000001 responder, 000002 stalled, ...
     weight = round(rng.uniform(50, 110), 1)
     first = -(days - 1)  # first day with results (offset from today)
     onset = first - rng.randint(0, 3)
