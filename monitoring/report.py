@@ -1,0 +1,443 @@
+"""One-patient clinic report as a PDF (PRODUCT.md §7 'Report'): for the clinic letter.
+
+Everything in it comes from the engine as of one date: header facts, the steroid course, a static
+timeline figure, the current alerts with their sources, the saved taper plan, the earliest
+patch-test date with its reasons, RegiSCAR with its items, the sequelae checklist and viral PCR.
+
+The figure is drawn here with matplotlib (offline, no browser: Plotly's static export needs
+kaleido >= 1, which drives a Chrome process) from the same record the dashboard draws; a caller
+may pass its own PNG instead (``figure_png``). ``monitoring`` never imports Streamlit or the
+dashboard.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from xml.sax.saxutils import escape
+
+from monitoring.followup import (
+    ChecklistItem,
+    PatchTestPlan,
+    PcrResult,
+    patch_test_plan,
+    sequelae_checklist,
+    viral_pcr_results,
+)
+from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.records import DoseRow, PatientRecord
+from monitoring.regiscar import RegiscarResult, score_regiscar
+from monitoring.rules import NOT_A_DIAGNOSIS, Alert, evaluate
+from monitoring.steroids import CourseInfo, analyse_course
+from monitoring.taper import TaperError, load_formulary, saved_plan
+
+SEVERITY_WORDS = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
+
+
+@dataclass(frozen=True)
+class ReportData:
+    record: PatientRecord
+    as_of: dt.date
+    profile_name: str
+    profile_version: str
+    course: CourseInfo
+    alerts: tuple[Alert, ...]
+    plan: tuple[DoseRow, ...]
+    patch_test: PatchTestPlan
+    regiscar: RegiscarResult
+    checklist: tuple[ChecklistItem, ...]
+    pcr: tuple[PcrResult, ...]
+
+
+def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None) -> ReportData:
+    """Everything the report shows, computed by the engine as of ``as_of``."""
+    prof = profile or load_profile()
+    return ReportData(
+        record=record,
+        as_of=as_of,
+        profile_name=prof.name,
+        profile_version=prof.version,
+        course=analyse_course(record, as_of),
+        alerts=tuple(evaluate(record, as_of, prof)),
+        plan=saved_plan(record, as_of),
+        patch_test=patch_test_plan(record, prof),
+        regiscar=score_regiscar(record, as_of, prof),
+        checklist=tuple(sequelae_checklist(record, as_of)),
+        pcr=tuple(viral_pcr_results(record, as_of)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Static timeline figure (matplotlib, object API: no global pyplot state, safe in a server)
+
+_PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("ALT / AST (U/L)", ("alt", "ast"), "U/L"),
+    ("Creatinine (mg/dL)", ("creatinine",), "mg/dL"),
+    ("Eosinophils (×10^9/L)", ("eosinophils",), "10^9/L"),
+    ("Ferritin (ng/mL)", ("ferritin",), "ng/mL"),
+)
+_SERIES_COLOURS = ("#1f3b73", "#7b3294")
+_WARN = "#b26a00"
+_CRIT = "#b71c1c"
+
+
+def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None, *, dpi: int = 150) -> bytes:
+    """The patient's timeline as a PNG: liver enzymes with ULN and 2×ULN, creatinine with the
+    baseline and 1.5× baseline, eosinophils with 0.7 and 1.5 ×10^9/L, ferritin with 500 and
+    3000 ng/mL (all from the guideline profile), and the prednisone-equivalent dose as a step line
+    (given solid, planned dashed) with IVIG / cyclosporine starts marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
+    prof = profile or load_profile()
+    course = analyse_course(record, as_of)
+    fig = Figure(figsize=(7.6, 6.4), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(_PANELS) + 1, 1, sharex=True)
+    counted = {t: [p for p in record.results(t, as_of) if p.value is not None] for _, tests, _ in _PANELS for t in tests}
+    dates = [p.taken_at for pts in counted.values() for p in pts] + [dt.datetime.combine(d.date, dt.time()) for d in course.schedule]
+    start = min(dates, default=dt.datetime.combine(as_of - dt.timedelta(days=30), dt.time()))
+    if record.patient.onset_date:
+        start = min(start, dt.datetime.combine(record.patient.onset_date, dt.time()))
+    end = max([*dates, dt.datetime.combine(as_of, dt.time())]) + dt.timedelta(days=3)
+    start -= dt.timedelta(days=2)
+
+    for ax, (title, tests, _unit) in zip(axes, _PANELS, strict=False):
+        ax.set_title(title, fontsize=8, loc="left", pad=2)
+        drawn = False
+        for colour, test in zip(_SERIES_COLOURS, tests, strict=False):
+            pts = counted[test]
+            if pts:
+                ax.plot([p.taken_at for p in pts], [p.value for p in pts], marker="o", ms=3, lw=1.4, color=colour, label=test.upper())
+                drawn = True
+        for label, value, colour in _thresholds(tests[0], record, as_of, prof, counted):
+            ax.axhline(value, color=colour, lw=0.9, ls="--")
+            ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                        fontsize=6.5, color=colour, va="center")
+        if len(tests) > 1 and drawn:
+            ax.legend(fontsize=6.5, loc="upper left", frameon=False)
+        if not drawn:
+            ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
+        ax.set_ylim(bottom=0)
+
+    dose_ax = axes[-1]
+    dose_ax.set_title("Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)", fontsize=8, loc="left", pad=2)
+    sched = list(course.schedule)
+    if sched:
+        given = [s for s in sched if not s.planned]
+        planned = [s for s in sched if s.planned]
+        if given:
+            until = planned[0].date if planned else as_of
+            xs = [dt.datetime.combine(s.date, dt.time()) for s in given] + [dt.datetime.combine(until, dt.time())]
+            ys = [s.pred_eq_mg for s in given] + [given[-1].pred_eq_mg]
+            dose_ax.step(xs, ys, where="post", color="#263238", lw=1.8)
+        if planned:
+            seq = ([given[-1]] if given else []) + planned
+            xs = [dt.datetime.combine(s.date, dt.time()) for s in seq]
+            ys = [s.pred_eq_mg for s in seq]
+            xs.append(max(xs[-1] + dt.timedelta(days=1), end))
+            ys.append(ys[-1])
+            dose_ax.step(xs, ys, where="post", color="#607d8b", lw=1.6, ls="--")
+            end = max(end, xs[-1])
+        top = max(s.pred_eq_mg for s in sched) or 10.0
+        dose_ax.set_ylim(0, top * 1.25)
+        for drug, day in course.second_line:
+            x = dt.datetime.combine(day, dt.time())
+            for ax in axes:
+                ax.axvline(x, color="#6a1b9a", lw=0.8, ls="-.")
+            dose_ax.annotate("IVIG" if drug == "ivig" else drug, xy=(x, top * 1.1), fontsize=6.5, color="#6a1b9a")
+    else:
+        dose_ax.text(0.5, 0.5, "no systemic steroid recorded", transform=dose_ax.transAxes, ha="center", va="center", fontsize=7,
+                     color="#777777")
+        dose_ax.set_ylim(0, 10)
+    today = dt.datetime.combine(as_of, dt.time())
+    for ax in axes:
+        ax.axvline(today, color="#9e9e9e", lw=0.8, ls=":")
+        ax.tick_params(labelsize=7)
+        ax.grid(True, axis="y", lw=0.3, color="#dddddd")
+        ax.set_xlim(start, end)
+    axes[0].annotate("as of", xy=(today, 1.0), xycoords=("data", "axes fraction"), fontsize=6.5, color="#616161", ha="center",
+                     va="bottom")
+    locator = AutoDateLocator()
+    dose_ax.xaxis.set_major_locator(locator)
+    dose_ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    fig.subplots_adjust(left=0.07, right=0.86, top=0.965, bottom=0.06, hspace=0.45)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _thresholds(
+    test: str, record: PatientRecord, as_of: dt.date, prof: GuidelineProfile, counted: dict[str, list[Any]]
+) -> list[tuple[str, float, str]]:
+    """Threshold lines of a panel, every number from the profile or the patient's own results."""
+    if test == "alt":
+        latest = counted["alt"][-1] if counted["alt"] else None
+        uln, default = prof.uln("alt", latest.ref_high if latest else None)
+        k = prof.value("hepatic_alt_uln_multiple")
+        tag = " (default)" if default else ""
+        return [(f"ULN {uln:g}{tag}", uln, _WARN), (f"{k:g}×ULN {k * uln:g}", k * uln, _CRIT)]
+    if test == "creatinine":
+        pts = counted["creatinine"]
+        baseline = record.patient.baseline_creatinine_mg_dl
+        basis = "recorded"
+        if baseline is None and pts:
+            baseline, basis = min(p.value for p in pts), "lowest"
+        if baseline is None:
+            return []
+        k = prof.value("renal_creatinine_baseline_multiple")
+        return [(f"baseline {baseline:.3g} ({basis})", baseline, "#546e7a"), (f"{k:g}× baseline {k * baseline:.3g}", k * baseline, _WARN)]
+    if test == "eosinophils":
+        lo, hi = prof.value("eosinophils_moderate"), prof.value("eosinophils_high")
+        return [(f"{lo:g}", lo, _WARN), (f"{hi:g}", hi, _CRIT)]
+    if test == "ferritin":
+        lo, hi = prof.value("ferritin_high"), prof.value("ferritin_critical")
+        return [(f"{lo:g}", lo, _WARN), (f"{hi:g}", hi, _CRIT)]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# PDF (reportlab)
+
+
+@lru_cache(maxsize=1)
+def _fonts() -> tuple[str, str]:
+    """DejaVu Sans (shipped with matplotlib) so that ≥, ×, µ and accents print; Helvetica if absent."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    try:
+        import matplotlib
+
+        base = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+        pdfmetrics.registerFont(TTFont("DejaVuSans", os.path.join(base, "DejaVuSans.ttf")))
+        pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", os.path.join(base, "DejaVuSans-Bold.ttf")))
+        return "DejaVuSans", "DejaVuSans-Bold"
+    except (ImportError, OSError):  # pragma: no cover - matplotlib is a pinned requirement
+        return "Helvetica", "Helvetica-Bold"
+
+
+def _p(text: Any) -> str:
+    return escape("" if text is None else str(text))
+
+
+def _fmt_date(d: dt.date | None) -> str:
+    return d.isoformat() if d else "—"
+
+
+def _mg(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}g}"
+
+
+def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.datetime | None = None) -> bytes:
+    """The report as PDF bytes (A4)."""
+    from reportlab.lib import colors
+    from reportlab.lib.enums import TA_LEFT
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    regular, bold = _fonts()
+    base = ParagraphStyle("base", fontName=regular, fontSize=8.5, leading=10.5, alignment=TA_LEFT)
+    small = ParagraphStyle("small", parent=base, fontSize=7.2, leading=8.8, textColor=colors.HexColor("#424242"))
+    note = ParagraphStyle("note", parent=small, keepWithNext=1)
+    h1 = ParagraphStyle("h1", parent=base, fontName=bold, fontSize=14, leading=17, spaceAfter=2)
+    h2 = ParagraphStyle("h2", parent=base, fontName=bold, fontSize=10.5, leading=13, spaceBefore=7, spaceAfter=3,
+                        textColor=colors.HexColor("#1f3b73"), keepWithNext=1)
+    cell = ParagraphStyle("cell", parent=base, fontSize=7.6, leading=9.2)
+    cell_b = ParagraphStyle("cellb", parent=cell, fontName=bold)
+
+    rec = data.record
+    p = rec.patient
+    generated = generated_at or dt.datetime.now().replace(microsecond=0)
+    story: list[Any] = []
+    width = A4[0] - 30 * mm
+
+    def table(rows: Sequence[Sequence[Any]], widths: Sequence[float], header: bool = True) -> Table:
+        body = [[c if not isinstance(c, str) else Paragraph(c, cell_b if header and i == 0 else cell) for c in row]
+                for i, row in enumerate(rows)]
+        t = Table(body, colWidths=list(widths), repeatRows=1 if header else 0)
+        style = [
+            ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#b0bec5")),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 3),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ]
+        if header:
+            style.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eceff1")))
+        t.setStyle(TableStyle(style))
+        return t
+
+    # --- header ------------------------------------------------------------------------------
+    title = f"{_p(p.name)} — DRESS clinic summary"
+    if p.synthetic and "SYNTHETIC" not in p.name.upper():
+        title += " (SYNTHETIC demo patient)"
+    story.append(Paragraph(title, h1))
+    age = ""
+    if p.birth_date:
+        years = data.as_of.year - p.birth_date.year - ((data.as_of.month, data.as_of.day) < (p.birth_date.month, p.birth_date.day))
+        age = f" ({years} y)"
+    day_since_onset = (data.as_of - p.onset_date).days if p.onset_date else None
+    facts = [
+        ["MRN", _p(p.mrn), "As of", _fmt_date(data.as_of)],
+        ["Sex", _p(p.sex or "—"), "Birth date", _fmt_date(p.birth_date) + age],
+        ["Weight", f"{_mg(p.weight_kg)} kg" if p.weight_kg else "—", "DRESS onset", _fmt_date(p.onset_date) +
+         (f" (day {day_since_onset})" if day_since_onset is not None else "")],
+        ["Culprit drug(s)", _p(", ".join(p.culprit_drugs) or "not recorded"), "Resolution", _fmt_date(p.resolved_date)],
+    ]
+    story.append(table(facts, [28 * mm, 62 * mm, 26 * mm, width - 116 * mm], header=False))
+    if p.culprit_drugs:
+        story.append(Spacer(1, 3))
+        banner = Table([[Paragraph(f"NEVER RECHALLENGE: {_p(', '.join(p.culprit_drugs))} and drugs of the same "
+                                   "cross-reactivity group.", ParagraphStyle("ban", parent=cell_b, textColor=colors.white))]],
+                       colWidths=[width])
+        banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#b71c1c"))]))
+        story.append(banner)
+
+    # --- steroid course -----------------------------------------------------------------------
+    c = data.course
+    story.append(Paragraph("Steroid course (prednisone-equivalent; taper figures include the plan)", h2))
+    kg = f" ({c.current_mg_per_kg:.2f} mg/kg)" if c.current_mg_per_kg is not None else ""
+    story.append(table(
+        [["Course start", "Day of course", "Current dose", "Taper start", "Stop", "Taper length"],
+         [_fmt_date(c.course_start), _p(c.day_of_course if c.day_of_course is not None else "—"),
+          f"{_mg(c.current_pred_eq_mg)} mg/day{kg}", _fmt_date(c.taper_start), _fmt_date(c.stop_date),
+          f"{c.taper_days} days" if c.taper_days is not None else "no stop planned"]],
+        [width / 6] * 6,
+    ))
+
+    # --- figure -------------------------------------------------------------------------------
+    if figure_png:
+        from reportlab.lib.utils import ImageReader
+
+        iw, ih = ImageReader(io.BytesIO(figure_png)).getSize()
+        w = width * 0.92
+        story.append(Spacer(1, 4))
+        story.append(Image(io.BytesIO(figure_png), width=w, height=w * ih / iw))
+
+    # --- alerts -------------------------------------------------------------------------------
+    heading = [
+        Paragraph(f"Current alerts ({len(data.alerts)})", h2),
+        Paragraph(_p(f"{NOT_A_DIAGNOSIS} Guideline profile {data.profile_name} {data.profile_version}."), note),
+    ]
+    if data.alerts:
+        rows: list[list[Any]] = [["Severity", "Alert", "What was found and what the guideline recommends", "Source"]]
+        for a in data.alerts:
+            # The engine's message already carries the recommendation; it is printed once.
+            text = _p(a.message)
+            if a.recommendation and a.recommendation not in a.message:
+                text += f"<br/><i>{_p(a.recommendation)}</i>"
+            rows.append([SEVERITY_WORDS.get(a.severity, a.severity.upper()),
+                         f"<b>{_p(a.title or a.code)}</b><br/><font size=6>{_p(a.code)}</font><br/>{_fmt_date(a.date)}",
+                         text, _p(a.source)])
+        alert_table = table(rows, [17 * mm, 36 * mm, width - 103 * mm, 50 * mm])
+        story.extend([*heading, alert_table])
+    else:
+        story.extend([*heading, Paragraph("No alert holds as of this date.", base)])
+
+    # --- taper plan ---------------------------------------------------------------------------
+    plan_rows: list[list[Any]] = [["From", "Drug", "Daily dose", "Tablets", "Route"]]
+    formulary = load_formulary()
+    for m in data.plan:
+        tablets = "stop" if m.daily_dose_mg == 0 else ""
+        if m.daily_dose_mg > 0 and m.drug in formulary:
+            try:
+                tablets = " + ".join(f"{n} × {s:g} mg" for s, n in formulary[m.drug].breakdown(m.daily_dose_mg))
+            except TaperError:
+                tablets = "not a whole number of tablets"
+        plan_rows.append([_fmt_date(m.start_date), _p(m.drug), f"{_mg(m.daily_dose_mg)} mg/day", _p(tablets), _p(m.route or "")])
+    block: list[Any] = [Paragraph("Taper plan (saved rows after the as-of date)", h2)]
+    if data.plan:
+        block.append(table(plan_rows, [24 * mm, 34 * mm, 26 * mm, width - 110 * mm, 26 * mm]))
+    else:
+        block.append(Paragraph("No plan saved.", base))
+    story.append(KeepTogether(block))
+
+    # --- patch test ---------------------------------------------------------------------------
+    pt = data.patch_test
+    block = [Paragraph("Earliest patch-test date", h2)]
+    block.append(Paragraph(f"<b>{_fmt_date(pt.earliest) if pt.earliest else 'Not yet known'}</b>", base))
+    for r in pt.reasons:
+        block.append(Paragraph("• " + _p(r), base))
+    for u in pt.unknowns:
+        block.append(Paragraph("• Unknown: " + _p(u), base))
+    block.append(Paragraph("Source: " + _p(pt.source), small))
+    story.append(KeepTogether(block))
+
+    # --- RegiSCAR -----------------------------------------------------------------------------
+    rs = data.regiscar
+    reg_rows: list[list[Any]] = [["Item", "Answer", "Points", "Filled by"]]
+    for it in rs.items:
+        reg_rows.append([_p(it.label), _p(it.answer), f"{it.points:+d}", _p(it.filled_by)])
+    story.append(KeepTogether([
+        Paragraph(f"RegiSCAR score {rs.score} — {rs.category}", h2),
+        table(reg_rows, [width - 62 * mm, 22 * mm, 15 * mm, 25 * mm]),
+        Paragraph("Categories: < 2 no case, 2–3 possible, 4–5 probable, > 5 definite (Kardaun 2007, BJD 156:609).", small),
+    ]))
+
+    # --- sequelae and viral PCR ---------------------------------------------------------------
+    block = [Paragraph("Sequelae follow-up (thyroid and glucose after resolution)", h2)]
+    if data.checklist:
+        ck_rows: list[list[Any]] = [["Due", "Check", "Status", "Result", "Basis"]]
+        for it in data.checklist:
+            res = f"{_p(it.result.original_value)} {_p(it.result.original_unit)} on {it.result.taken_at.date().isoformat()}" if it.result else ""
+            ck_rows.append([_fmt_date(it.due), f"{_p(it.test_label)} (month {it.check.month})", it.status.upper(), res,
+                            _p(it.check.basis)])
+        block.append(table(ck_rows, [22 * mm, 42 * mm, 20 * mm, width - 124 * mm, 40 * mm]))
+    else:
+        block.append(Paragraph("Starts at the recorded resolution date: none recorded yet.", base))
+    story.append(KeepTogether(block))
+
+    block = [Paragraph("Viral PCR", h2)]
+    if data.pcr:
+        pcr_rows: list[list[Any]] = [["Taken", "Day", "Test", "Result", "As received"]]
+        for r in data.pcr:
+            pcr_rows.append([r.taken_at.strftime("%Y-%m-%d %H:%M"), _p(r.day_since_onset if r.day_since_onset is not None else "—"),
+                             _p(r.label), "DETECTED" if r.detected else "not detected", _p(r.as_received)])
+        block.append(table(pcr_rows, [30 * mm, 14 * mm, 28 * mm, 30 * mm, width - 102 * mm]))
+    else:
+        block.append(Paragraph("No viral PCR results.", base))
+    story.append(KeepTogether(block))
+
+    def footer(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont(regular, 7)
+        canvas.setFillColor(colors.HexColor("#616161"))
+        text = f"{p.name} · MRN {p.mrn} · as of {data.as_of.isoformat()} · generated {generated.isoformat(sep=' ')} · page {doc.page}"
+        if p.synthetic:
+            text += " · SYNTHETIC"
+        canvas.drawString(15 * mm, 9 * mm, text)
+        canvas.restoreState()
+
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=13 * mm, bottomMargin=15 * mm,
+        title=f"DRESS clinic summary: {p.name}", author="DRESS monitor", subject=f"MRN {p.mrn}, as of {data.as_of.isoformat()}",
+    )
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buf.getvalue()
+
+
+def patient_report_pdf(
+    record: PatientRecord,
+    as_of: dt.date,
+    profile: GuidelineProfile | None = None,
+    *,
+    figure_png: bytes | None = None,
+    generated_at: dt.datetime | None = None,
+) -> bytes:
+    """The clinic report of one patient as PDF bytes; the figure is drawn from the record unless
+    ``figure_png`` is given."""
+    prof = profile or load_profile()
+    data = report_data(record, as_of, prof)
+    png = figure_png if figure_png is not None else timeline_png(record, as_of, prof)
+    return render_pdf(data, png, generated_at=generated_at)
