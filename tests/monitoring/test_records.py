@@ -1,0 +1,105 @@
+"""Loading patient records for the engine: complete, ordered, hidden rows out, set-based."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import event
+
+from monitoring.records import load_record, load_records
+from tests.monitoring.engine_builder import Chart, at, day
+
+
+def test_unknown_mrn_is_a_lookup_error(session) -> None:
+    with pytest.raises(LookupError, match="NOPE"):
+        load_record(session, "NOPE")
+
+
+def test_record_holds_patient_labs_meds_findings(session) -> None:
+    c = Chart(session, culprits=["Tegretol", "allopurinol"], baseline_creatinine=0.9, resolved=day(40))
+    late = c.lab("alt", at(2, 9), 120, ref_high=35)
+    early = c.lab("alt", at(1, 7), 200)
+    c.lab("hhv6_pcr", 5, None, value_text="detected")
+    c.lab("alt", 3, 999, hidden=True)
+    c.dose("prednisone", 2, 40)
+    c.dose("Tegretol", -20, 400)
+    c.dose("prednisone", 1, 60, hidden=True)
+    c.finding("lymphadenopathy", "no", dt.datetime(2026, 3, 3, 9))
+    c.finding("lymphadenopathy", "yes", dt.datetime(2026, 3, 4, 9))  # the later entry is in force
+    c.finding("biopsy", "unknown", dt.datetime(2026, 3, 1, 9))
+
+    rec = c.record()
+    p = rec.patient
+    assert p.mrn == c.mrn and p.culprit_drugs == ("Tegretol", "allopurinol") and p.baseline_creatinine_mg_dl == 0.9
+    assert p.resolved_date == day(40) and p.onset_date == day(0) and p.weight_kg == 70
+    assert [lab.id for lab in rec.labs if lab.test == "alt"] == [early.id, late.id]  # by time, hidden out
+    assert rec.labs_by_test["alt"][-1].ref_high == 35
+    pcr = rec.labs_by_test["hhv6_pcr"][0]
+    assert pcr.value is None and pcr.value_text == "detected"
+    assert [(m.drug, m.start_date) for m in rec.meds] == [("carbamazepine", day(-20)), ("prednisone", day(2))]
+    assert rec.meds[0].drug_as_entered == "Tegretol"
+    assert rec.findings == {"lymphadenopathy": "yes", "biopsy": "unknown"}
+
+
+def test_results_as_of_count_the_whole_day_and_break_ties_by_id(session) -> None:
+    c = Chart(session)
+    c.lab("eosinophils", dt.datetime.combine(day(1), dt.time(0, 0)), 0.5)
+    first = c.lab("eosinophils", dt.datetime.combine(day(2), dt.time(23, 59, 59, 999999)), 1.0)
+    second = c.lab("eosinophils", dt.datetime.combine(day(2), dt.time(23, 59, 59, 999999)), 1.2)
+    rec = c.record()
+    assert [p.value for p in rec.results("eosinophils", day(1))] == [0.5]
+    assert rec.latest("eosinophils", day(2)).id == second.id  # type: ignore[union-attr]
+    assert second.id > first.id
+    assert rec.latest("eosinophils", day(0)) is None
+    assert rec.latest("alt", day(5)) is None
+
+
+def test_load_records_active_only_and_by_ids(session) -> None:
+    a = Chart(session, mrn="A1")
+    b = Chart(session, mrn="B1", active=False)
+    c = Chart(session, mrn="C1")
+    a.lab("alt", 1, 10)
+    b.lab("alt", 1, 20)
+    c.dose("prednisone", 0, 10)
+    assert [r.patient.mrn for r in load_records(session)] == ["A1", "C1"]
+    assert [r.patient.mrn for r in load_records(session, active_only=False)] == ["A1", "B1", "C1"]
+    only_b = load_records(session, [b.patient.id], active_only=False)  # type: ignore[list-item]
+    assert [r.patient.mrn for r in only_b] == ["B1"] and only_b[0].labs[0].value == 20
+    assert load_records(session, [b.patient.id]) == []  # type: ignore[list-item]
+    assert load_records(session, []) == []
+    # An inactive patient is still readable by MRN (the record of a discharged patient).
+    assert load_record(session, "B1").patient.active is False
+
+
+def test_load_records_uses_a_fixed_number_of_queries(session) -> None:
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    charts = [Chart(session) for _ in range(3)]
+    for i, ch in enumerate(charts):
+        ch.lab("alt", 1, 10 + i)
+        ch.dose("prednisone", 0, 20)
+        ch.finding("biopsy", "yes")
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        load_records(session)
+        few = len(statements)
+        more = [Chart(session) for _ in range(12)]
+        for ch in more:
+            for d in range(5):
+                ch.lab("creatinine", d, 1.0)
+            ch.dose("prednisone", 0, 20)
+        statements.clear()
+        records = load_records(session)
+        assert len(statements) == few <= 4
+        assert len(records) == 15
+        statements.clear()
+        load_records(session, [ch.patient.id for ch in more])  # type: ignore[misc]
+        assert len(statements) == few
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
