@@ -5,6 +5,7 @@ with the day since onset, the steroid course day, the dose and the BSA % under e
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import streamlit as st
 
@@ -176,6 +177,16 @@ def hide_controls(shown: list[PhotoMeta]) -> None:
 
 
 # --- compare ------------------------------------------------------------------------------------
+def _between(site: str, first: dt.date, second: dt.date) -> str:
+    """One line over the pair: how far apart, and the BSA % recorded with each."""
+    def bsa(day: dt.date) -> str:
+        values = [ph.bsa_pct for ph in items if ph.body_site == site and ph.taken_on == day and ph.bsa_pct is not None]
+        return f"{values[-1]:g} %" if values else "not recorded"
+
+    gap = abs((second - first).days)
+    return f"**{site.capitalize()}**, {first.isoformat()} and {second.isoformat()}: {gap} day{'s' if gap != 1 else ''} apart · BSA {bsa(first)} → {bsa(second)}"
+
+
 def show_compare() -> None:
     if not items:
         st.info("No photographs for this patient yet.")
@@ -194,6 +205,8 @@ def show_compare() -> None:
     second = c3.selectbox("Later date", ds, index=len(ds) - 1, format_func=fmt, key=f"photos_cmp_b_{site}")
     if len(ds) < 2:
         st.info(f"The {site} was photographed on one date only: a second date is needed to compare.")
+    else:
+        st.markdown(_between(site, first, second))
     left, right = st.columns(2, gap="medium")
     for col, day, side in ((left, first, "a"), (right, second, "b")):
         with col:
@@ -231,9 +244,11 @@ def show_add() -> None:
     site = c1.selectbox("Body site", BODY_SITES, index=None, placeholder="choose the body site", key=f"photos_site_{nonce}")
     bsa = c2.number_input("BSA % involved (whole body, optional)", min_value=0.0, max_value=100.0, value=None, step=1.0,
                           key=f"photos_bsa_{nonce}", help="Also recorded as a BSA % observation: the ICU criteria and RegiSCAR use it.")
-    taken = c3.date_input("Date taken (when the file has no camera date)", value=today, max_value=today, key=f"photos_date_{nonce}")
+    taken = c3.date_input("Date taken (when the file has no camera date)", value=today, max_value=today, key=f"photos_date_{nonce}",
+                          format="YYYY-MM-DD")
     note = st.text_input("Note (optional)", key=f"photos_note_{nonce}")
-    files = st.file_uploader("Photographs", type=pw.UPLOAD_TYPES, accept_multiple_files=True, key=f"photos_files_{nonce}")
+    files = st.file_uploader("Photographs", type=pw.UPLOAD_TYPES, accept_multiple_files=True, key=f"photos_files_{nonce}",
+                             max_upload_size=math.ceil(limits.max_bytes / (1024 * 1024)))
     shot = None
     if st.toggle("Take a photograph with the camera", key=f"photos_camera_on_{nonce}"):
         shot = st.camera_input("Camera", key=f"photos_camera_{nonce}")

@@ -122,6 +122,7 @@ def test_compare_view_defaults_to_first_and_latest_of_a_site(photo_db: Engine) -
     assert f"- **steroid course**: day 1 (course from {(ONSET + dt.timedelta(days=2)).isoformat()})" in out
     assert "- **prednisone-equivalent**: 60 mg/day (1.00 mg/kg)" in out
     assert "- **BSA involved**: 40 %" in out and "- **BSA involved**: 25 %" in out
+    assert f"**Chest**, {d1.isoformat()} and {d2.isoformat()}: 18 days apart · BSA 40 % → 25 %" in out
     assert len(at.image) == 2
     # A site photographed once says so.
     at.selectbox(key="photos_cmp_site").set_value("face").run()
