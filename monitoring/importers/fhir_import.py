@@ -1,0 +1,1457 @@
+"""FHIR R4 Bundle import (PRODUCT.md §6, issue 9).
+
+``parse_bundle(path)`` reads one Bundle (collection, transaction, batch or searchset) and turns it
+into the records of the shared write path (``PatientIn`` / ``LabIn`` / ``MedIn``) plus every
+problem found, naming the file, the resource (type/id) and its place in the bundle, e.g.
+``b.json: Observation/abc (entry[12]): column valueQuantity.unit: value 'mmol/L': unit ...``.
+Nothing is written here: ``monitoring.importers.import_files`` writes everything through
+``store.write_batch`` in one transaction with the CSV files, or nothing when there is a problem.
+
+Validation: each resource the product *uses* is validated against the FHIR R4 model of the
+``fhir.resources`` library (its ``R4B`` package: for Patient, Observation, Condition,
+AllergyIntolerance, Medication, MedicationRequest / MedicationStatement / MedicationAdministration
+the R4B and R4 structures are the same), so a malformed or wrong-version resource is refused with
+the path of the offending element. Resources the product does not use are counted and skipped,
+never validated and never an error (PRODUCT.md §6): a hospital's Claim with a quirk must not block
+its laboratory results. A file that is not JSON, is truncated, is not a Bundle, is a Bundle type
+other than the four above, or carries resource types of another FHIR version (DSTU2, STU3, R5) is
+refused as a whole with a message naming the file.
+
+Rules, each from PRODUCT.md §6 unless said otherwise:
+- MRN: the Patient identifier whose type is MR (v2-0203), else its first identifier, else its id.
+  References (``Patient/id``, a ``urn:uuid`` fullUrl, an absolute URL) resolve within the bundle;
+  a reference to a patient not in the bundle resolves through ``reference.identifier.value`` (the
+  MRN, which must then be stored already), else it is a problem.
+- Times are kept as the local clock time recorded: a UTC offset is dropped, never applied
+  (models.py: clinical times are naive, as recorded). A partial date (year or month) is refused.
+- Observation: catalogue LOINC codes (or this product's own code system for tests without a
+  LOINC code), valueQuantity converted as for CSV with the physiological bounds, referenceRange
+  converted to the canonical unit, identity = resource id (re-import is idempotent; two results at
+  the same time with different ids are both kept); entered-in-error and cancelled are skipped;
+  body weight also updates the patient's weight (the latest by time); PCR as text.
+- Medications become schedule rows: a row at the start of each order with its daily dose, and a
+  row with dose 0 the day after its end unless the same drug continues then. Open-ended orders of
+  a drug run until the next order of that drug starts (the schedule rule of PRODUCT.md §3).
+- AllergyIntolerance to a drug records a culprit drug; a DRESS Condition gives the onset and
+  resolution dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from monitoring import catalogue
+from monitoring.catalogue import TestDef
+from monitoring.drugs import PREDNISONE_EQUIVALENCE, PROTON_PUMP_INHIBITORS, SECOND_LINE, normalise_drug
+from monitoring.importers.common import LabConverter, today
+from monitoring.models import ClinicalFinding, LabResult, Patient
+from monitoring.store import BatchRejected, BatchResult, LabIn, MedIn, PatientIn, Problem, write_batch
+
+__all__ = [
+    "ACCEPTED_BUNDLE_TYPES",
+    "EXT",
+    "FindingIn",
+    "LOCAL_FINDING_SYSTEM",
+    "LOCAL_TEST_SYSTEM",
+    "ParsedBundle",
+    "RXNORM_INGREDIENTS",
+    "SOURCE_ID_SYSTEM",
+    "import_bundle",
+    "parse_bundle",
+    "parse_bundle_bytes",
+]
+
+# --- code systems and extensions -----------------------------------------------------------
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# This product's own code systems (PRODUCT.md §4: bsa_pct and hhv6_pcr have no LOINC code).
+LOCAL_TEST_SYSTEM = "urn:dress-monitor:test"
+LOCAL_FINDING_SYSTEM = "urn:dress-monitor:finding"
+SOURCE_ID_SYSTEM = "urn:dress-monitor:source-id"
+
+
+class EXT:
+    """Extensions written by ``monitoring.fhir_export`` so that a round trip restores every field."""
+
+    AS_RECEIVED = "urn:dress-monitor:extension:as-received"  # Observation: value/unit as received
+    AS_ENTERED = "urn:dress-monitor:extension:as-entered"  # MedicationStatement: drug/dose/unit as entered
+    WEIGHT = "urn:dress-monitor:extension:weight"  # Patient: weight (kg) in force
+    BASELINE_CREATININE = "urn:dress-monitor:extension:baseline-creatinine"  # Patient (mg/dL)
+    SETTING = "urn:dress-monitor:extension:setting"  # Patient: inpatient | clinic
+    BSA = "urn:dress-monitor:extension:bsa-percent"  # Media: body surface area with rash (%)
+
+
+# HL7 "test health data": the tag that marks this product's synthetic demo patients on export.
+SYNTHETIC_TAG = {"system": ACT_REASON, "code": "HTEST"}
+
+ACCEPTED_BUNDLE_TYPES: tuple[str, ...] = ("collection", "transaction", "batch", "searchset")
+R4_VERSIONS = ("4.0", "4.3")  # R4 (4.0.x) and R4B (4.3.x), whose used resources are identical
+
+# Resource types that do not exist in R4 but in another FHIR version: a bundle that holds one is
+# refused as a whole (a DSTU2 or R5 export read as R4 would be misread silently otherwise).
+OTHER_VERSION_TYPES: dict[str, str] = {
+    **{
+        t: "DSTU2"
+        for t in ("MedicationOrder", "DiagnosticOrder", "Order", "OrderResponse", "DeviceUseRequest", "Conformance",
+                  "ImagingObjectSelection")
+    },
+    **{
+        t: "DSTU2/STU3"
+        for t in ("BodySite", "DataElement", "DeviceComponent", "EligibilityRequest", "EligibilityResponse",
+                  "ExpansionProfile", "ImagingManifest", "ProcedureRequest", "ProcessRequest", "ProcessResponse",
+                  "ReferralRequest", "Sequence", "ServiceDefinition")
+    },
+    **{
+        t: "R5"
+        for t in ("ActorDefinition", "ArtifactAssessment", "BiologicallyDerivedProductDispense", "ConditionDefinition",
+                  "DeviceAssociation", "DeviceDispense", "DeviceUsage", "EncounterHistory", "FormularyItem",
+                  "GenomicStudy", "ImagingSelection", "InventoryItem", "InventoryReport", "MedicationUsage",
+                  "NutritionIntake", "Permission", "RequestOrchestration", "Requirements", "TestPlan", "Transport")
+    },
+}
+
+# RxNorm ingredient codes (TTY=IN) of the drugs the rules recognise (PRODUCT.md §5). Clinical
+# products (SCD codes such as "Prednisone 5 MG Oral Tablet") are recognised by their display name
+# through drugs.normalise_drug. As CLINICAL_REFERENCE.md warns for code lists generally: check
+# these against RxNav before production use.
+RXNORM_INGREDIENTS: dict[str, str] = {
+    "8640": "prednisone",
+    "8638": "prednisolone",
+    "6902": "methylprednisolone",
+    "3264": "dexamethasone",
+    "5492": "hydrocortisone",
+    "3008": "cyclosporine",
+    "7646": "omeprazole",
+    "283742": "esomeprazole",
+    "40790": "pantoprazole",
+    "17128": "lansoprazole",
+    "114979": "rabeprazole",
+}
+# Drugs whose schedule the rules read (steroid course, second line, GI prophylaxis): an order of
+# one of them with a dose the product cannot convert is an error, never silently dropped.
+RECOGNISED_DRUGS: frozenset[str] = frozenset(PREDNISONE_EQUIVALENCE) | PROTON_PUMP_INHIBITORS | SECOND_LINE
+
+# SNOMED CT route codes -> the plain route words drugs.is_systemic_route understands.
+ROUTES: dict[str, str] = {
+    "26643006": "oral",
+    "47625008": "intravenous",
+    "78421000": "intramuscular",
+    "34206005": "subcutaneous",
+    "6064005": "topical",
+    "37161004": "rectal",
+    "46713006": "nasal",
+    "447694001": "inhalation",
+    "54485002": "ophthalmic",
+    "10547007": "otic",
+}
+
+_DRESS_TEXT = re.compile(r"\bdress\b|\bdihs\b|drug reaction with eosinophilia", re.IGNORECASE)
+# "5 MG" of an RxNorm name; "5 MG/ML" is a concentration, not a strength per tablet.
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(?!/)", re.IGNORECASE)
+_FHIR_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_FHIR_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?")
+_PARTIAL_DATE = re.compile(r"\d{4}(-\d{2})?")
+
+# Dose units -> (mg per unit, per kg of body weight)
+_MASS_UNITS: dict[str, tuple[float, bool]] = {
+    "mg": (1.0, False),
+    "g": (1000.0, False),
+    "ug": (0.001, False),
+    "mcg": (0.001, False),
+    "mg/kg": (1.0, True),
+    "g/kg": (1000.0, True),
+}
+# Units that count tablets or capsules: the strength comes from the product's name.
+_COUNT_UNITS = frozenset(
+    {"", "1", "tbl", "tab", "tabs", "tablet", "tablets", "capsule", "capsules", "cap", "caps", "each", "dose"}
+)
+_PERIOD_DAYS: dict[str, float] = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
+_TIMING_CODES: dict[str, float] = {
+    "QD": 1, "QOD": 0.5, "BID": 2, "TID": 3, "QID": 4, "AM": 1, "PM": 1, "QAM": 1, "QPM": 1, "QHS": 1,
+    "Q4H": 6, "Q6H": 4, "Q8H": 3, "Q12H": 2, "Q24H": 1,
+}
+_SKIP_STATUS: dict[str, frozenset[str]] = {
+    "Observation": frozenset({"entered-in-error", "cancelled"}),
+    "MedicationRequest": frozenset({"entered-in-error", "cancelled", "draft"}),
+    "MedicationStatement": frozenset({"entered-in-error", "not-taken"}),
+    "MedicationAdministration": frozenset({"entered-in-error", "not-done"}),
+}
+# Required value-set bindings of the elements the importer reads: the model library checks
+# structure and datatypes but not these codes, so they are checked here.
+_REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "Observation": {"status": frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                                         "entered-in-error", "unknown"})},
+    "MedicationRequest": {"status": frozenset({"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped",
+                                               "draft", "unknown"})},
+    "MedicationStatement": {"status": frozenset({"active", "completed", "entered-in-error", "intended", "stopped", "on-hold",
+                                                 "unknown", "not-taken"})},
+    "MedicationAdministration": {"status": frozenset({"in-progress", "not-done", "on-hold", "completed", "entered-in-error",
+                                                      "stopped", "unknown"})},
+    "Patient": {"gender": frozenset({"male", "female", "other", "unknown"})},
+}
+_MED_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
+_USED_TYPES = frozenset({"Patient", "Observation", "Condition", "AllergyIntolerance", "Medication", *_MED_TYPES})
+_MAX_ERRORS_PER_RESOURCE = 5
+
+
+@dataclass
+class FindingIn:
+    """A hand-entered RegiSCAR finding carried by this product's own export (ClinicalFinding)."""
+
+    mrn: str
+    item: str
+    value: str
+    note: str | None
+    recorded_at: dt.datetime
+    recorded_by: str | None
+    where: str
+
+
+@dataclass
+class ParsedBundle:
+    """What one bundle holds, ready for ``store.write_batch``, and every problem found in it.
+
+    ``skipped`` counts, per resource type, the resources not used (unused types, uncatalogued
+    codes, entered-in-error, orders without a usable dose); ``skip_reasons`` says why.
+    ``patient_updates`` carries patient fields found outside the Patient resource (weight from a
+    body-weight Observation, DRESS dates from a Condition, culprit drugs from AllergyIntolerance).
+    """
+
+    path: Path
+    patients: list[PatientIn] = field(default_factory=list)
+    labs: list[LabIn] = field(default_factory=list)
+    meds: list[MedIn] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    patient_updates: dict[str, PatientIn] = field(default_factory=dict)
+    findings: list[FindingIn] = field(default_factory=list)
+    resources: int = 0
+    # Times of the body-weight results behind a weight update (checked against stored results).
+    weight_times: dict[str, dt.datetime] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def skip(self, rtype: str, reason: str) -> None:
+        self.skipped[rtype] = self.skipped.get(rtype, 0) + 1
+        key = f"{rtype}: {reason}"
+        self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
+
+    def all_patients(self) -> list[PatientIn]:
+        return [*self.patients, *self.patient_updates.values()]
+
+    def merge_stored(self, session: Session) -> None:
+        """Merge with what is stored, before ``write_batch``: culprit drugs are added to the stored
+        ones (never replace them), and a body weight older than a stored weight result does not
+        overwrite the patient's weight (the latest by time wins)."""
+        mrns = [m for m, u in self.patient_updates.items() if "culprit_drugs" in u.values or "weight_kg" in u.values]
+        if not mrns:
+            return
+        pt = Patient.__table__  # type: ignore[attr-defined]
+        lt = LabResult.__table__  # type: ignore[attr-defined]
+        stored = {mrn: (pid, list(culprits or [])) for pid, mrn, culprits in session.execute(
+            select(pt.c.id, pt.c.mrn, pt.c.culprit_drugs).where(pt.c.mrn.in_(mrns)))}
+        latest_weight = dict(session.execute(
+            select(lt.c.patient_id, func.max(lt.c.taken_at))
+            .where(lt.c.patient_id.in_([pid for pid, _ in stored.values()]), lt.c.test == "weight", lt.c.hidden.is_(False))
+            .group_by(lt.c.patient_id)
+        ).all()) if stored else {}
+        for mrn, upd in self.patient_updates.items():
+            if mrn not in stored:
+                continue
+            pid, culprits = stored[mrn]
+            if "culprit_drugs" in upd.values:
+                upd.values["culprit_drugs"] = _merge_names(culprits, upd.values["culprit_drugs"])
+            when = self.weight_times.get(mrn)
+            if when is not None and "weight_kg" in upd.values and latest_weight.get(pid) and latest_weight[pid] > when:
+                del upd.values["weight_kg"]
+
+    def write_findings(self, session: Session, username: str | None = None) -> int:
+        """Store the hand-entered findings of the bundle (after ``write_batch``); idempotent: a
+        finding with the same item, value and time is stored once. Returns the number added."""
+        if not self.findings:
+            return 0
+        pt = Patient.__table__  # type: ignore[attr-defined]
+        ids = dict(session.execute(select(pt.c.mrn, pt.c.id).where(pt.c.mrn.in_({f.mrn for f in self.findings}))).all())
+        ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
+        have = {
+            (pid, item, value, at)
+            for pid, item, value, at in session.execute(
+                select(ft.c.patient_id, ft.c.item, ft.c.value, ft.c.recorded_at).where(ft.c.patient_id.in_(list(ids.values())))
+            )
+        }
+        added = 0
+        for f in self.findings:
+            pid = ids.get(f.mrn)
+            if pid is None or (pid, f.item, f.value, f.recorded_at) in have:
+                continue
+            session.add(ClinicalFinding(patient_id=pid, item=f.item, value=f.value, note=f.note,
+                                        recorded_at=f.recorded_at, recorded_by=f.recorded_by or username))
+            have.add((pid, f.item, f.value, f.recorded_at))
+            added += 1
+        session.flush()
+        return added
+
+
+def _merge_names(first: Iterable[str], second: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for name in [*first, *second]:
+        n = normalise_drug(name)
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def parse_bundle(path: Path, *, as_of: dt.date | None = None) -> ParsedBundle:
+    """Read and check one FHIR R4 Bundle file. Never raises for bad input: see ``problems``.
+
+    ``as_of`` is "today" for the rule that results cannot be dated in the future.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        out = ParsedBundle(path)
+        out.problems.append(Problem(str(path), None, None, f"cannot read the file: {exc.strerror or exc}"))
+        return out
+    return parse_bundle_bytes(data, path, as_of=as_of)
+
+
+def parse_bundle_bytes(data: bytes, path: Path | str, *, as_of: dt.date | None = None) -> ParsedBundle:
+    """Like ``parse_bundle`` for content already read; ``path`` names it in every problem."""
+    path = Path(path)
+    out = ParsedBundle(path)
+    name = str(path)
+    bundle = _load_json(data, name, out)
+    if bundle is None:
+        return out
+    if not _check_bundle(bundle, name, out):
+        return out
+    _Reader(bundle, name, out, as_of or today()).read()
+    return out
+
+
+def import_bundle(
+    session: Session,
+    path: Path | str,
+    *,
+    username: str | None = None,
+    as_of: dt.date | None = None,
+) -> BatchResult:
+    """Parse one bundle and write it in the caller's transaction (the caller commits).
+
+    Raises ``BatchRejected`` with every problem and writes nothing when there is any. The CLI's
+    ``import`` goes through ``monitoring.importers.import_files``, which mixes CSV files in.
+    """
+    parsed = parse_bundle(Path(path), as_of=as_of)
+    if parsed.problems:
+        raise BatchRejected(parsed.problems)
+    parsed.merge_stored(session)
+    result = write_batch(
+        session,
+        patients=parsed.all_patients(),
+        labs=parsed.labs,
+        meds=parsed.meds,
+        username=username,
+        source="fhir",
+        description=f"FHIR import of {Path(path).name}",
+    )
+    parsed.write_findings(session, username)
+    result.skipped_resources = dict(parsed.skipped)
+    return result
+
+
+# --- file-level checks -------------------------------------------------------------------------
+
+
+def _refuse(out: ParsedBundle, name: str, reason: str, column: str | None = None, value: Any = None) -> None:
+    out.problems.append(Problem(name, column, value, reason))
+
+
+def _load_json(data: bytes, name: str, out: ParsedBundle) -> dict[str, Any] | None:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _refuse(out, name, f"not a FHIR JSON file: not UTF-8 text (byte {exc.start})")
+        return None
+    if not text.strip():
+        _refuse(out, name, "the file is empty: expected a FHIR R4 Bundle (JSON)")
+        return None
+    try:
+        # Decimals keep each number exactly as written: the value "as received" of a result.
+        doc = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
+        hint = "; the file ends before the JSON does (truncated?)" if truncated else ""
+        _refuse(out, name, f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}{hint}")
+        return None
+    except RecursionError:
+        _refuse(out, name, "not valid JSON: nested too deeply")
+        return None
+    if not isinstance(doc, dict):
+        _refuse(out, name, f"not a FHIR resource: the JSON is a {type(doc).__name__}, expected an object with resourceType Bundle")
+        return None
+    return doc
+
+
+def _check_bundle(bundle: dict[str, Any], name: str, out: ParsedBundle) -> bool:
+    rtype = bundle.get("resourceType")
+    if rtype is None:
+        _refuse(out, name, "not a FHIR resource: no resourceType (expected a Bundle)")
+        return False
+    if rtype != "Bundle":
+        _refuse(out, name, f"a {rtype} resource, not a Bundle: export a Bundle (collection, transaction, batch or searchset)",
+                "resourceType", rtype)
+        return False
+    for where, holder in (("fhirVersion", bundle), ("meta.fhirVersion", bundle.get("meta") or {})):
+        version = holder.get("fhirVersion") if isinstance(holder, dict) else None
+        if version is not None:
+            if not str(version).startswith(R4_VERSIONS):
+                _refuse(out, name, f"FHIR version {version}: this importer reads FHIR R4 (4.0.x) Bundles only", where, version)
+            else:
+                _refuse(out, name, "fhirVersion is not an element of an R4 Bundle", where, version)
+            return False
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        _refuse(out, name, "Bundle.entry must be a list", "entry", type(entries).__name__)
+        return False
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict):
+            other = OTHER_VERSION_TYPES.get(str(resource.get("resourceType")))
+            if other is not None:
+                _refuse(out, name, f"entry[{i}]: resource type {resource.get('resourceType')} does not exist in FHIR R4 "
+                        f"(it is {other}): this file is not an R4 Bundle")
+                return False
+    # The Bundle itself (without its resources, which are checked one by one) against the R4 model.
+    shell = dict(bundle)
+    shell["entry"] = [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e for e in entries]
+    if not shell["entry"]:
+        del shell["entry"]
+    errors = _validate("Bundle", shell)
+    if errors:
+        for loc, msg, value in errors:
+            _refuse(out, name, f"not a valid FHIR R4 Bundle: {msg}", loc, value)
+        return False
+    btype = bundle.get("type")
+    if btype not in ACCEPTED_BUNDLE_TYPES:
+        _refuse(out, name, f"Bundle type {btype!r} is not imported (accepted: {', '.join(ACCEPTED_BUNDLE_TYPES)})", "type", btype)
+        return False
+    return True
+
+
+def _validate(rtype: str, resource: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """Errors of ``resource`` against the FHIR R4 model: (element path, message, offending value)."""
+    from fhir.resources.R4B import get_fhir_model_class
+    from pydantic import ValidationError
+
+    model = get_fhir_model_class(rtype)
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors()[:_MAX_ERRORS_PER_RESOURCE]:
+            loc = _path(err.get("loc", ()))
+            value = err.get("input")
+            shown = value if isinstance(value, str | int | float | Decimal | bool) else None
+            errors.append((loc or rtype, str(err.get("msg", "invalid")), shown))
+        return errors
+    return []
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+# --- reading the resources ---------------------------------------------------------------------
+
+
+@dataclass
+class _Interval:
+    start: dt.date
+    end: dt.date | None  # last day given (inclusive); None: until the next order of the drug
+    mg: float
+    per_kg: float
+    drug_as_entered: str
+    dose_as_entered: str
+    unit_as_entered: str
+    route: str | None
+    source_id: str | None
+    where: str
+    exact: bool = False  # a schedule row of this product's export: kept as it is
+
+
+class _Reader:
+    def __init__(self, bundle: dict[str, Any], name: str, out: ParsedBundle, as_of: dt.date):
+        self.bundle = bundle
+        self.name = name
+        self.out = out
+        self.as_of = as_of
+        self.entries: list[tuple[int, str | None, dict[str, Any]]] = []
+        self.by_ref: dict[str, dict[str, Any]] = {}
+        self.patient_mrn: dict[int, str] = {}  # id(resource) -> MRN
+        self.identifier_mrn: dict[tuple[str | None, str], str] = {}
+        self.intervals: dict[tuple[str, str], list[_Interval]] = defaultdict(list)
+        self.weights: dict[str, tuple[dt.datetime, float]] = {}
+        self.medications_used: set[int] = set()  # id() of Medication resources an imported order names
+
+    # -- helpers --
+    def where(self, i: int, r: Mapping[str, Any]) -> str:
+        rid = r.get("id")
+        label = f"{r.get('resourceType')}/{rid}" if rid else str(r.get("resourceType"))
+        return f"{self.name}: {label} (entry[{i}])"
+
+    def problem(self, where: str, column: str | None, value: Any, reason: str) -> None:
+        self.out.problems.append(Problem(where, column, _plain(value), reason))
+
+    def valid(self, i: int, r: dict[str, Any]) -> bool:
+        errors = _validate(r["resourceType"], r)
+        for element, codes in _REQUIRED_CODES.get(r["resourceType"], {}).items():
+            value = r.get(element)
+            if value is not None and value not in codes:
+                errors.append((element, f"not a code of the required value set ({', '.join(sorted(codes))})", value))
+        for loc, msg, value in errors:
+            self.problem(self.where(i, r), loc, value, f"not valid FHIR R4: {msg}")
+        return not errors
+
+    def update(self, mrn: str, where: str) -> PatientIn:
+        upd = self.out.patient_updates.get(mrn)
+        if upd is None:
+            upd = self.out.patient_updates[mrn] = PatientIn(mrn, None, {}, where)
+        return upd
+
+    # -- main --
+    def read(self) -> None:
+        for i, entry in enumerate(self.bundle.get("entry") or []):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict):
+                self.out.skip("(entry without resource)", "a request without a resource (e.g. DELETE)")
+                continue
+            self.out.resources += 1
+            full_url = entry.get("fullUrl")
+            self.entries.append((i, full_url, resource))
+            rtype = str(resource.get("resourceType"))
+            rid = resource.get("id")
+            if full_url:
+                self.by_ref[str(full_url)] = resource
+            if rid:
+                self.by_ref[f"{rtype}/{rid}"] = resource
+            if full_url and rid and str(full_url).endswith(f"/{rtype}/{rid}"):
+                self.by_ref[f"{rtype}/{rid}"] = resource
+        for i, _url, r in self.entries:
+            if r.get("resourceType") == "Patient":
+                self.read_patient(i, r)
+        handlers = {
+            "Observation": self.read_observation,
+            "Condition": self.read_condition,
+            "AllergyIntolerance": self.read_allergy,
+            "MedicationRequest": self.read_medication,
+            "MedicationStatement": self.read_medication,
+            "MedicationAdministration": self.read_medication,
+        }
+        for i, _url, r in self.entries:
+            rtype = str(r.get("resourceType"))
+            handler = handlers.get(rtype)
+            if handler is not None:
+                handler(i, r)
+            elif rtype == "Medication":
+                pass  # counted below: used when an order that is used refers to it
+            elif rtype == "Media":
+                self.out.skip(rtype, "photograph metadata without the image (photographs are uploaded in the dashboard)")
+            elif rtype != "Patient":
+                self.out.skip(rtype, "resource type not used by this product")
+        for _i, _url, r in self.entries:
+            if r.get("resourceType") == "Medication" and id(r) not in self.medications_used:
+                self.out.skip("Medication", "not referred to by a medication order that was imported")
+        self.finish_weights()
+        self.finish_schedules()
+
+    # -- Patient --
+    def read_patient(self, i: int, r: dict[str, Any]) -> None:
+        where = self.where(i, r)
+        if not self.valid(i, r):
+            return
+        mrn = _mrn_of(r)
+        if not mrn:
+            self.problem(where, "identifier", None, "the patient has no identifier and no id: no MRN")
+            return
+        if len(mrn) > 64:
+            self.problem(where, "identifier", mrn, "an MRN is at most 64 characters")
+            return
+        self.patient_mrn[id(r)] = mrn
+        for ident in r.get("identifier") or []:
+            if ident.get("value"):
+                self.identifier_mrn[(ident.get("system"), str(ident["value"]))] = mrn
+                self.identifier_mrn.setdefault((None, str(ident["value"])), mrn)
+        values: dict[str, Any] = {}
+        if r.get("gender"):
+            values["sex"] = r["gender"]  # FHIR administrative gender: the codes the product stores
+        if r.get("birthDate"):
+            birth = self.date_of(where, "birthDate", r["birthDate"])
+            if birth is not None:
+                values["birth_date"] = birth
+        if "active" in r:
+            values["active"] = bool(r["active"])
+        tags = (r.get("meta") or {}).get("tag") or []
+        if any(t.get("system") == SYNTHETIC_TAG["system"] and t.get("code") == SYNTHETIC_TAG["code"] for t in tags):
+            values["synthetic"] = True
+        for ext in r.get("extension") or []:
+            url = ext.get("url")
+            if url == EXT.WEIGHT:
+                w = self.quantity_in(where, "extension(weight)", ext.get("valueQuantity"), "weight")
+                if w is not None:
+                    values["weight_kg"] = w
+            elif url == EXT.BASELINE_CREATININE:
+                c = self.quantity_in(where, "extension(baseline-creatinine)", ext.get("valueQuantity"), "creatinine")
+                if c is not None:
+                    values["baseline_creatinine_mg_dl"] = c
+            elif url == EXT.SETTING and ext.get("valueCode") in ("inpatient", "clinic"):
+                values["setting"] = ext["valueCode"]
+        self.out.patients.append(PatientIn(mrn, _name_of(r), values, where))
+
+    def quantity_in(self, where: str, column: str, q: Any, test_key: str) -> float | None:
+        if not isinstance(q, dict) or q.get("value") is None:
+            self.problem(where, column, None, "a quantity with a value is required")
+            return None
+        test = catalogue.CATALOGUE[test_key]
+        unit = q.get("code") or q.get("unit") or test.canonical_unit
+        try:
+            conv = LabConverter(test, str(unit))
+            cv = conv.convert(str(q["value"]))
+        except ValueError as exc:
+            self.problem(where, column, q.get("value"), str(exc))
+            return None
+        if test_key == "weight" and not cv.value:
+            self.problem(where, column, q.get("value"), "a weight must be above 0 kg")
+            return None
+        return cv.value
+
+    # -- references --
+    def patient_of(self, i: int, r: dict[str, Any], element: str) -> str | None:
+        where = self.where(i, r)
+        ref = r.get(element)
+        if not isinstance(ref, dict):
+            self.problem(where, element, None, "no patient: the resource does not say whose it is")
+            return None
+        target = ref.get("reference")
+        if target:
+            target = str(target)
+            res = self.by_ref.get(target)
+            if res is None and "/Patient/" in target:
+                res = self.by_ref.get("Patient/" + target.rsplit("/Patient/", 1)[1].split("/_history")[0])
+            if res is not None and res.get("resourceType") == "Patient":
+                mrn = self.patient_mrn.get(id(res))
+                if mrn is None:
+                    self.problem(where, f"{element}.reference", target, "refers to a Patient that could not be read (see its problem)")
+                return mrn
+        ident = ref.get("identifier")
+        if isinstance(ident, dict) and ident.get("value"):
+            value = str(ident["value"])
+            # A patient not in the bundle: known by identifier (a stored MRN; write_batch checks it).
+            return self.identifier_mrn.get((ident.get("system"), value)) or self.identifier_mrn.get((None, value)) or value
+        if target:
+            self.problem(where, f"{element}.reference", target,
+                         "refers to a patient that is not in this bundle, and gives no identifier (MRN) to find it")
+        else:
+            self.problem(where, element, None, "no patient reference or identifier")
+        return None
+
+    def date_of(self, where: str, column: str, text: Any) -> dt.date | None:
+        s = str(text)
+        if _FHIR_DATE.fullmatch(s[:10]) and (len(s) == 10 or s[10] == "T"):
+            try:
+                return dt.date.fromisoformat(s[:10])
+            except ValueError:
+                pass
+        if _PARTIAL_DATE.fullmatch(s):
+            self.problem(where, column, s, "a partial date (year or month only) is not precise enough")
+        else:
+            self.problem(where, column, s, "not a FHIR date (YYYY-MM-DD)")
+        return None
+
+    def datetime_of(self, where: str, column: str, text: Any) -> dt.datetime | None:
+        """The local clock time as recorded: the offset, when given, is dropped, never applied."""
+        s = str(text)
+        if _FHIR_DATETIME.fullmatch(s) or (_FHIR_DATE.fullmatch(s)):
+            try:
+                value = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+            except ValueError:
+                value = None
+            if value is not None:
+                return value.replace(tzinfo=None)
+        if _PARTIAL_DATE.fullmatch(s):
+            self.problem(where, column, s, "a partial date (year or month only) is not precise enough")
+        else:
+            self.problem(where, column, s, "not a FHIR dateTime (YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with offset)")
+        return None
+
+    # -- Observation --
+    def read_observation(self, i: int, r: dict[str, Any]) -> None:
+        status = r.get("status")
+        if status in _SKIP_STATUS["Observation"]:
+            self.out.skip("Observation", f"status {status}")
+            return
+        test, loinc, finding = _observation_code(r.get("code"))
+        if test is None and finding is None:
+            self.out.skip("Observation", "code not in the catalogue of tests")
+            return
+        where = self.where(i, r)
+        if not self.valid(i, r):
+            return
+        mrn = self.patient_of(i, r, "subject")
+        when_text, when_col = _effective(r)
+        if when_text is None:
+            self.problem(where, "effectiveDateTime", None, "no time: effectiveDateTime, effectivePeriod.start or effectiveInstant is required")
+            return
+        when = self.datetime_of(where, when_col, when_text)
+        if mrn is None or when is None:
+            return
+        if finding is not None:
+            self.read_finding(where, r, mrn, finding, when)
+            return
+        assert test is not None
+        if when.date() > self.as_of:
+            self.problem(where, when_col, when_text, "lab results cannot be dated in the future")
+            return
+        lab = self.lab_value(where, r, test)
+        if lab is None:
+            return
+        value, value_text, original_value, original_unit = lab
+        refs = self.reference_range(where, r, test, original_unit) if value is not None else (None, None)
+        if refs is None:
+            return
+        source_id = _source_id(r)
+        if source_id is not None and len(source_id) > 128:
+            self.problem(where, "id", source_id, "an identifier longer than 128 characters cannot be stored")
+            return
+        self.out.labs.append(
+            LabIn(
+                mrn=mrn,
+                test=test.key,
+                taken_at=when,
+                value=value,
+                unit=test.canonical_unit,
+                original_value=original_value[:64],
+                original_unit=original_unit[:40],
+                loinc=loinc or test.primary_loinc,
+                value_text=value_text,
+                ref_low=refs[0],
+                ref_high=refs[1],
+                source="fhir",
+                source_id=source_id,
+                where=where,
+            )
+        )
+        if test.key == "weight" and value is not None:
+            prev = self.weights.get(mrn)
+            if prev is None or when >= prev[0]:
+                self.weights[mrn] = (when, value)
+
+    def lab_value(
+        self, where: str, r: dict[str, Any], test: TestDef
+    ) -> tuple[float | None, str | None, str, str] | None:
+        """(canonical value, value text, original value, original unit), or None after a problem/skip."""
+        as_received = _as_received(r)
+        q = r.get("valueQuantity")
+        if isinstance(q, dict):
+            if q.get("value") is None:
+                self.problem(where, "valueQuantity.value", None, "the quantity has no value")
+                return None
+            candidates = [(f"valueQuantity.{k}", str(q[k])) for k in ("code", "unit") if q.get(k) not in (None, "")]
+            if not candidates:
+                self.problem(where, "valueQuantity.unit", None, f"no unit: a {test.label} result needs one (canonical {test.canonical_unit})")
+                return None
+            conv = None
+            for _col, unit in candidates:
+                try:
+                    conv = LabConverter(test, unit)
+                    break
+                except catalogue.UnitError:
+                    continue
+            if conv is None:
+                col, unit = candidates[-1]
+                self.problem(where, col, unit, str(_unit_error(test, unit)))
+                return None
+            number = str(q["value"])
+            try:
+                cv = conv.convert(number)
+            except ValueError as exc:
+                self.problem(where, "valueQuantity.value", number, str(exc))
+                return None
+            comparator = str(q.get("comparator") or "")
+            original_unit = str(q.get("unit") or q.get("code"))
+            original_value = comparator + number
+            if as_received is not None:
+                original_value, original_unit = as_received
+            return cv.value, cv.value_text, original_value, original_unit
+        text = None
+        column = None
+        if isinstance(r.get("valueString"), str):
+            text, column = r["valueString"], "valueString"
+        elif isinstance(r.get("valueCodeableConcept"), dict):
+            cc = r["valueCodeableConcept"]
+            column = "valueCodeableConcept"
+            text = _detection_text(cc)
+        elif isinstance(r.get("valueBoolean"), bool) and test.qualitative:
+            text, column = ("detected" if r["valueBoolean"] else "not detected"), "valueBoolean"
+        if column is None:
+            other = next((k for k in r if k.startswith("value")), None)
+            if other is None:
+                self.out.skip("Observation", "no value (not yet resulted, or data absent)")
+                return None
+            self.problem(where, other, None, f"a {test.label} result must be a valueQuantity")
+            return None
+        if not test.qualitative:
+            self.problem(where, column, text, f"a {test.label} result must be a valueQuantity with a unit, not text")
+            return None
+        detected = catalogue.parse_detection(text or "")
+        if detected is None:
+            self.problem(where, column, text, "not a result this product reads (detected, not detected, positive or negative)")
+            return None
+        value_text = "detected" if detected else "not detected"
+        original_value, original_unit = as_received if as_received is not None else ((text or value_text), "")
+        return None, value_text, original_value, original_unit
+
+    def reference_range(
+        self, where: str, r: dict[str, Any], test: TestDef, value_unit: str
+    ) -> tuple[float | None, float | None] | None:
+        ranges = r.get("referenceRange") or []
+        for k, rr in enumerate(ranges):
+            limits: list[float | None] = []
+            for side in ("low", "high"):
+                q = rr.get(side)
+                if not isinstance(q, dict) or q.get("value") is None:
+                    limits.append(None)
+                    continue
+                unit = str(q.get("code") or q.get("unit") or value_unit)
+                column = f"referenceRange[{k}].{side}"
+                try:
+                    conv = catalogue.conversion_for(test, unit)
+                except catalogue.UnitError:
+                    alt = q.get("unit")
+                    try:
+                        conv = catalogue.conversion_for(test, str(alt)) if alt else None
+                    except catalogue.UnitError:
+                        conv = None
+                    if conv is None:
+                        self.problem(where, f"{column}.unit", unit, str(_unit_error(test, unit)))
+                        return None
+                limits.append(conv.apply(float(q["value"])))
+            if limits[0] is not None or limits[1] is not None:
+                if limits[0] is not None and limits[1] is not None and limits[0] > limits[1]:
+                    self.problem(where, f"referenceRange[{k}].low", _plain(rr["low"].get("value")),
+                                 "the reference range's lower limit is above its upper limit")
+                    return None
+                return limits[0], limits[1]
+        return None, None
+
+    def read_finding(self, where: str, r: dict[str, Any], mrn: str, item: str, when: dt.datetime) -> None:
+        value = r.get("valueString")
+        if not isinstance(value, str) or not value.strip():
+            self.problem(where, "valueString", None, f"the finding {item} needs an answer (valueString)")
+            return
+        answer = value.strip().lower()
+        allowed = _finding_answers()
+        if allowed is not None:
+            if item not in allowed:
+                self.problem(where, "code", item, f"not a hand-entered RegiSCAR item (one of {', '.join(allowed)})")
+                return
+            if answer not in {a.lower() for a in allowed[item]}:
+                self.problem(where, "valueString", value, f"answer for {item} must be one of {', '.join(allowed[item])}")
+                return
+        notes = [n.get("text") for n in r.get("note") or [] if n.get("text")]
+        performer = next((p.get("display") for p in r.get("performer") or [] if p.get("display")), None)
+        self.out.findings.append(FindingIn(mrn, item, answer, "\n".join(notes) or None, when, performer, where))
+
+    def finish_weights(self) -> None:
+        for mrn, (when, kg) in self.weights.items():
+            given = next((p for p in self.out.patients if p.mrn == mrn and "weight_kg" in p.values), None)
+            if given is not None:
+                continue  # this product's export states the weight in force: it wins
+            self.update(mrn, self.name).values["weight_kg"] = kg
+            self.out.weight_times[mrn] = when
+
+    # -- Condition --
+    def read_condition(self, i: int, r: dict[str, Any]) -> None:
+        if not _is_dress(r.get("code")):
+            self.out.skip("Condition", "not DRESS")
+            return
+        ver = _codes(r.get("verificationStatus"))
+        if ver & {"entered-in-error", "refuted"}:
+            self.out.skip("Condition", "verification status entered-in-error or refuted")
+            return
+        where = self.where(i, r)
+        if not self.valid(i, r):
+            return
+        mrn = self.patient_of(i, r, "subject")
+        if mrn is None:
+            return
+        onset_text, onset_col = _first(r, ("onsetDateTime", None), ("onsetPeriod", "start"))
+        end_text, end_col = _first(r, ("abatementDateTime", None), ("abatementPeriod", "end"), ("abatementPeriod", "start"))
+        onset = self.date_of(where, onset_col, onset_text) if onset_text else None
+        resolved = self.date_of(where, end_col, end_text) if end_text else None
+        if onset and resolved and resolved < onset:
+            self.problem(where, end_col, end_text, f"resolution before the onset ({onset.isoformat()})")
+            return
+        upd = self.update(mrn, where)
+        prev_onset = upd.values.get("onset_date")
+        if onset is not None and (prev_onset is None or onset >= prev_onset):
+            # Several DRESS Conditions: the latest episode's dates are the patient's.
+            upd.values["onset_date"] = onset
+            upd.values.pop("resolved_date", None)
+            if resolved is not None:
+                upd.values["resolved_date"] = resolved
+        elif onset is None and resolved is not None and prev_onset is None:
+            upd.values["resolved_date"] = resolved
+
+    # -- AllergyIntolerance --
+    def read_allergy(self, i: int, r: dict[str, Any]) -> None:
+        ver = _codes(r.get("verificationStatus"))
+        if ver & {"entered-in-error", "refuted"}:
+            self.out.skip("AllergyIntolerance", "verification status entered-in-error or refuted")
+            return
+        code = r.get("code")
+        categories = set(r.get("category") or [])
+        drug = _drug_name(code) if isinstance(code, dict) else None
+        is_drug = "medication" in categories or (isinstance(code, dict) and _has_rxnorm(code))
+        if not is_drug and not categories and drug:
+            is_drug = _known_drug(normalise_drug(drug))
+        if not is_drug:
+            self.out.skip("AllergyIntolerance", "not a drug allergy")
+            return
+        where = self.where(i, r)
+        if not drug:
+            self.out.skip("AllergyIntolerance", "drug allergy without a drug name or code")
+            return
+        if not self.valid(i, r):
+            return
+        mrn = self.patient_of(i, r, "patient")
+        if mrn is None:
+            return
+        upd = self.update(mrn, where)
+        upd.values["culprit_drugs"] = _merge_names(upd.values.get("culprit_drugs", []), [_generic(code, drug)])
+
+    # -- medications --
+    def medication_concept(self, i: int, r: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(the CodeableConcept naming the drug, the Medication resource used) of an order."""
+        if isinstance(r.get("medicationCodeableConcept"), dict):
+            return r["medicationCodeableConcept"], None
+        ref = (r.get("medicationReference") or {}).get("reference")
+        if not ref:
+            return None, None
+        ref = str(ref)
+        med = None
+        if ref.startswith("#"):
+            med = next((c for c in r.get("contained") or [] if c.get("id") == ref[1:]), None)
+        else:
+            med = self.by_ref.get(ref)
+            if med is None and "/Medication/" in ref:
+                med = self.by_ref.get("Medication/" + ref.rsplit("/Medication/", 1)[1])
+        if not isinstance(med, dict) or med.get("resourceType") != "Medication":
+            return None, None
+        return (med.get("code") if isinstance(med.get("code"), dict) else None), med
+
+    def read_medication(self, i: int, r: dict[str, Any]) -> None:
+        rtype = str(r["resourceType"])
+        status = r.get("status")
+        if status in _SKIP_STATUS[rtype]:
+            self.out.skip(rtype, f"status {status}")
+            return
+        where = self.where(i, r)
+        concept, med_resource = self.medication_concept(i, r)
+        name = _drug_name(concept) if concept else None
+        if not name:
+            if r.get("medicationReference"):
+                self.problem(where, "medicationReference", (r.get("medicationReference") or {}).get("reference"),
+                             "refers to a Medication that is not in this bundle or has no code")
+            else:
+                self.out.skip(rtype, "no medication name or code")
+            return
+        drug = _generic(concept, name)
+        if not self.valid(i, r):
+            return
+        if med_resource is not None and med_resource is not r and not self.valid_medication(med_resource):
+            return
+        as_entered = _as_entered(r)
+        dose = self.dose_of(where, rtype, r, drug, name, as_entered)
+        if dose is None:
+            return
+        mg, per_kg, dose_text, unit_text, route = dose
+        period = self.period_of(where, rtype, r)
+        if period is None:
+            return
+        start, end = period
+        mrn = self.patient_of(i, r, "subject")
+        if mrn is None:
+            return
+        if med_resource is not None:
+            self.medications_used.add(id(med_resource))
+        drug_as_entered = name
+        if as_entered is not None:
+            drug_as_entered = as_entered.get("drug") or name
+            dose_text = as_entered.get("dose") or dose_text
+            unit_text = as_entered.get("unit") or unit_text
+        self.intervals[(mrn, drug)].append(
+            _Interval(start, end, mg, per_kg, drug_as_entered[:200], dose_text[:64], unit_text[:16], route,
+                      _source_id(r), where, exact=as_entered is not None)
+        )
+
+    def valid_medication(self, med: dict[str, Any]) -> bool:
+        idx = next((i for i, _u, r in self.entries if r is med), None)
+        if idx is None:  # contained: validated with its order
+            return True
+        return self.valid(idx, med)
+
+    def dose_of(
+        self, where: str, rtype: str, r: dict[str, Any], drug: str, name: str, as_entered: dict[str, str] | None
+    ) -> tuple[float, float, str, str, str | None] | None:
+        """(mg/day, mg/kg/day, dose as entered, unit as entered, route), or None after a problem/skip."""
+        if rtype == "MedicationAdministration":
+            dosage = r.get("dosage") if isinstance(r.get("dosage"), dict) else {}
+            q = dosage.get("dose")
+            column = "dosage.dose"
+            per_day = 1.0  # one administration: summed with the others of the same day
+        else:
+            key = "dosageInstruction" if rtype == "MedicationRequest" else "dosage"
+            dosages = r.get(key) or []
+            dosage = dosages[0] if dosages else {}
+            dar = (dosage.get("doseAndRate") or [{}])[0]
+            q = dar.get("doseQuantity")
+            column = f"{key}[0].doseAndRate[0].doseQuantity"
+            per_day = _per_day(dosage.get("timing"))
+            if per_day is None:
+                self.out.skip(rtype, "timing that is not a regular frequency (e.g. as needed)")
+                return None
+        route = _route(dosage.get("route"))
+        recognised = drug in RECOGNISED_DRUGS
+        if not isinstance(q, dict) or q.get("value") is None:
+            reason = f"no dose (a {drug} order without a dose cannot be placed on the schedule)" if recognised else "no dose"
+            self.out.skip(rtype, reason)
+            return None
+        try:
+            amount = float(Decimal(str(q["value"])))
+        except (InvalidOperation, ValueError):
+            self.problem(where, f"{column}.value", q.get("value"), "not a number")
+            return None
+        if amount < 0:
+            self.problem(where, f"{column}.value", q.get("value"), "a dose cannot be negative")
+            return None
+        unit = str(q.get("code") or q.get("unit") or "").strip()
+        u = catalogue.normalise_unit(unit)
+        value_text = str(_plain(q["value"]))
+        if u in _MASS_UNITS:
+            factor, weight_based = _MASS_UNITS[u]
+            daily = amount * factor * per_day
+            shown_unit = unit if weight_based else "mg"
+            dose_text = f"{value_text} {unit}" + ("" if per_day == 1 else f" x {per_day:g}/day")
+            if as_entered is None and not weight_based and per_day == 1 and u in ("mg", "g"):
+                dose_text, shown_unit = value_text, u
+            return (0.0, daily, dose_text, shown_unit, route) if weight_based else (daily, 0.0, dose_text, shown_unit, route)
+        if u in _COUNT_UNITS or u.strip("{}") in _COUNT_UNITS:
+            strengths = _STRENGTH.findall(name)
+            if len(strengths) == 1:
+                # One tablet of "Prednisone 5 MG Oral Tablet" is 5 mg: the strength is coded in the name.
+                daily = amount * float(strengths[0]) * per_day
+                return daily, 0.0, f"{value_text} x {strengths[0]} mg" + ("" if per_day == 1 else f" x {per_day:g}/day"), "mg", route
+            reason = "dose in tablets or units without a single strength in mg in the product's name"
+            self.out.skip(rtype, reason if not recognised else f"{drug}: {reason}")
+            return None
+        if recognised:
+            self.problem(where, f"{column}.unit", unit,
+                         f"dose unit not usable for {drug} (accepted: mg, g, mcg, mg/kg, g/kg, or tablets of a named strength)")
+            return None
+        self.out.skip(rtype, f"dose unit {unit!r} not convertible to mg")
+        return None
+
+    def period_of(self, where: str, rtype: str, r: dict[str, Any]) -> tuple[dt.date, dt.date | None] | None:
+        start_text: str | None = None
+        start_col = ""
+        end_text: str | None = None
+        end_col = ""
+        duration_days: float | None = None
+        if rtype in ("MedicationStatement", "MedicationAdministration"):
+            if r.get("effectiveDateTime"):
+                start_text, start_col = r["effectiveDateTime"], "effectiveDateTime"
+                if rtype == "MedicationAdministration":
+                    end_text, end_col = start_text, start_col
+            elif isinstance(r.get("effectivePeriod"), dict):
+                p = r["effectivePeriod"]
+                start_text, start_col = p.get("start"), "effectivePeriod.start"
+                if rtype == "MedicationAdministration":
+                    # One administration: the day it started (its dose is the amount given then).
+                    end_text, end_col = start_text, start_col
+                else:
+                    end_text, end_col = p.get("end"), "effectivePeriod.end"
+        else:
+            dosages = r.get("dosageInstruction") or []
+            repeat = ((dosages[0].get("timing") or {}).get("repeat") or {}) if dosages else {}
+            bounds = repeat.get("boundsPeriod")
+            validity = (r.get("dispenseRequest") or {}).get("validityPeriod")
+            if isinstance(bounds, dict) and bounds.get("start"):
+                base = "dosageInstruction[0].timing.repeat.boundsPeriod"
+                start_text, start_col = bounds["start"], f"{base}.start"
+                end_text, end_col = bounds.get("end"), f"{base}.end"
+            elif isinstance(validity, dict) and validity.get("start"):
+                start_text, start_col = validity["start"], "dispenseRequest.validityPeriod.start"
+                end_text, end_col = validity.get("end"), "dispenseRequest.validityPeriod.end"
+            elif r.get("authoredOn"):
+                start_text, start_col = r["authoredOn"], "authoredOn"
+            bd = repeat.get("boundsDuration")
+            if isinstance(bd, dict) and bd.get("value") is not None and not end_text:
+                days = _PERIOD_DAYS.get(str(bd.get("code") or bd.get("unit") or "d"))
+                if days is not None:
+                    duration_days = float(bd["value"]) * days
+        if not start_text:
+            self.out.skip(rtype, "no start date")
+            return None
+        start = self.date_of(where, start_col, start_text)
+        if start is None:
+            return None
+        end = None
+        if end_text:
+            end = self.date_of(where, end_col, end_text)
+            if end is None:
+                return None
+            if end < start:
+                self.problem(where, end_col, end_text, f"ends before it starts ({start.isoformat()})")
+                return None
+        elif duration_days is not None and duration_days >= 1:
+            end = start + dt.timedelta(days=round(duration_days) - 1)
+        return start, end
+
+    def finish_schedules(self) -> None:
+        for (mrn, drug), intervals in self.intervals.items():
+            for row in _schedule_rows(intervals):
+                iv, start, mg, per_kg = row
+                if mg and per_kg:
+                    self.problem(iv.where, "dose", None,
+                                 f"{drug} on {start.isoformat()}: doses in mg and in mg/kg overlap and cannot be added up")
+                    continue
+                self.out.meds.append(
+                    MedIn(
+                        mrn=mrn,
+                        drug=drug,
+                        drug_as_entered=iv.drug_as_entered,
+                        start_date=start,
+                        daily_dose_mg=mg,
+                        dose_as_entered=iv.dose_as_entered if (mg or per_kg or iv.exact) else "0",
+                        unit_as_entered=iv.unit_as_entered,
+                        route=iv.route,
+                        source="fhir",
+                        source_id=iv.source_id,
+                        where=iv.where,
+                        dose_per_kg=per_kg or None,
+                    )
+                )
+
+
+def _schedule_rows(intervals: list[_Interval]) -> list[tuple[_Interval, dt.date, float, float]]:
+    """Schedule rows of one drug: (the interval behind the row, start date, mg/day, mg/kg/day).
+
+    At each date the dose in force is that of the orders started most recently and still running
+    (orders of one drug starting the same day add up: two administrations, morning and evening);
+    an open-ended order runs until the next order of the drug starts. A row is written at every
+    order's start and wherever the dose changes, so a stop is a row with dose 0 the day after the
+    last day unless the drug continues then.
+    """
+    ivs = sorted(intervals, key=lambda iv: iv.start)
+    starts = sorted({iv.start for iv in ivs})
+    ends: dict[int, dt.date | None] = {}
+    for iv in ivs:
+        if iv.end is not None:
+            ends[id(iv)] = iv.end + dt.timedelta(days=1)
+        else:
+            ends[id(iv)] = next((s for s in starts if s > iv.start), None)
+    points = sorted(set(starts) | {e for e in ends.values() if e is not None})
+    rows: list[tuple[_Interval, dt.date, float, float]] = []
+    prev: tuple[float, float] | None = None
+    start_set = set(starts)
+    for t in points:
+        active = [iv for iv in ivs if iv.start <= t and (ends[id(iv)] is None or t < ends[id(iv)])]  # type: ignore[operator]
+        if active:
+            latest = max(iv.start for iv in active)
+            current = [iv for iv in active if iv.start == latest]
+            dose = (sum(iv.mg for iv in current), sum(iv.per_kg for iv in current))
+            owner = current[0]
+        else:
+            dose = (0.0, 0.0)
+            owner = max((iv for iv in ivs if ends[id(iv)] == t), key=lambda iv: iv.start, default=ivs[0])
+        if t in start_set or dose != prev:
+            rows.append((owner, t, dose[0], dose[1]))
+        prev = dose
+    return rows
+
+
+# --- small pure helpers ------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _mrn_of(r: Mapping[str, Any]) -> str | None:
+    """PRODUCT.md §6: the identifier typed MR (v2-0203), else the first identifier, else the id."""
+    identifiers = [x for x in r.get("identifier") or [] if isinstance(x, dict) and x.get("value")]
+    for ident in identifiers:
+        for coding in (ident.get("type") or {}).get("coding") or []:
+            if coding.get("code") == "MR" and coding.get("system") in (V2_0203, None):
+                return str(ident["value"]).strip()
+    if identifiers:
+        return str(identifiers[0]["value"]).strip()
+    rid = r.get("id")
+    return str(rid).strip() if rid else None
+
+
+def _name_of(r: Mapping[str, Any]) -> str | None:
+    names = [n for n in r.get("name") or [] if isinstance(n, dict)]
+    if not names:
+        return None
+    ranked = sorted(names, key=lambda n: {"official": 0, "usual": 1}.get(str(n.get("use")), 2))
+    n = ranked[0]
+    if n.get("text"):
+        return str(n["text"]).strip()[:200] or None
+    parts = [*(n.get("given") or []), n.get("family") or ""]
+    text = " ".join(str(p).strip() for p in parts if p and str(p).strip())
+    return text[:200] or None
+
+
+def _codes(cc: Any) -> set[str]:
+    if not isinstance(cc, dict):
+        return set()
+    return {str(c.get("code")) for c in cc.get("coding") or [] if c.get("code")}
+
+
+def _observation_code(cc: Any) -> tuple[TestDef | None, str | None, str | None]:
+    """(catalogue test, LOINC code as received, finding item) of an Observation's code."""
+    if not isinstance(cc, dict):
+        return None, None, None
+    codings = [c for c in cc.get("coding") or [] if isinstance(c, dict)]
+    for c in codings:
+        if c.get("system") == LOINC:
+            test = catalogue.lookup_loinc(str(c.get("code") or ""))
+            if test is not None:
+                return test, str(c["code"]), None
+    for c in codings:
+        if c.get("system") == LOCAL_TEST_SYSTEM and str(c.get("code")) in catalogue.CATALOGUE:
+            return catalogue.CATALOGUE[str(c["code"])], None, None
+        if c.get("system") == LOCAL_FINDING_SYSTEM and c.get("code"):
+            return None, None, str(c["code"])
+    return None, None, None
+
+
+def _effective(r: Mapping[str, Any]) -> tuple[str | None, str]:
+    if r.get("effectiveDateTime"):
+        return str(r["effectiveDateTime"]), "effectiveDateTime"
+    period = r.get("effectivePeriod")
+    if isinstance(period, dict) and period.get("start"):
+        return str(period["start"]), "effectivePeriod.start"
+    if r.get("effectiveInstant"):
+        return str(r["effectiveInstant"]), "effectiveInstant"
+    return None, "effectiveDateTime"
+
+
+def _first(r: Mapping[str, Any], *paths: tuple[str, str | None]) -> tuple[str | None, str]:
+    for key, sub in paths:
+        v = r.get(key)
+        if sub is not None:
+            v = v.get(sub) if isinstance(v, dict) else None
+        if v:
+            return str(v), key + (f".{sub}" if sub else "")
+    key, sub = paths[0]
+    return None, key + (f".{sub}" if sub else "")
+
+
+def _source_id(r: Mapping[str, Any]) -> str | None:
+    """This product's own record id when it exported the resource, else the resource id."""
+    for ident in r.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == SOURCE_ID_SYSTEM and ident.get("value"):
+            return str(ident["value"])
+    rid = r.get("id")
+    return str(rid) if rid else None
+
+
+def _sub_extensions(r: Mapping[str, Any], url: str) -> dict[str, str] | None:
+    for ext in r.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == url:
+            out: dict[str, str] = {}
+            for sub in ext.get("extension") or []:
+                if isinstance(sub, dict) and sub.get("url") and "valueString" in sub:
+                    out[str(sub["url"])] = str(sub["valueString"])
+            return out
+    return None
+
+
+def _as_received(r: Mapping[str, Any]) -> tuple[str, str] | None:
+    sub = _sub_extensions(r, EXT.AS_RECEIVED)
+    if sub is None or "value" not in sub:
+        return None
+    return sub["value"], sub.get("unit", "")
+
+
+def _as_entered(r: Mapping[str, Any]) -> dict[str, str] | None:
+    return _sub_extensions(r, EXT.AS_ENTERED)
+
+
+def _detection_text(cc: Mapping[str, Any]) -> str | None:
+    for c in cc.get("coding") or []:
+        if c.get("system") == SNOMED and c.get("code") in ("260373001", "10828004"):
+            return "detected"
+        if c.get("system") == SNOMED and c.get("code") in ("260415000", "260385009"):
+            return "not detected"
+    if cc.get("text"):
+        return str(cc["text"])
+    for c in cc.get("coding") or []:
+        if c.get("display"):
+            return str(c["display"])
+    return None
+
+
+def _unit_error(test: TestDef, unit: str) -> catalogue.UnitError:
+    try:
+        catalogue.conversion_for(test, unit)
+    except catalogue.UnitError as exc:
+        return exc
+    return catalogue.UnitError(f"unit {unit!r} is not known for {test.key}")
+
+
+def _drug_name(cc: Mapping[str, Any] | None) -> str | None:
+    if not isinstance(cc, dict):
+        return None
+    if cc.get("text") and str(cc["text"]).strip():
+        return str(cc["text"]).strip()
+    for c in cc.get("coding") or []:
+        if c.get("display"):
+            return str(c["display"]).strip()
+    for c in cc.get("coding") or []:
+        if c.get("system") == RXNORM and str(c.get("code")) in RXNORM_INGREDIENTS:
+            return RXNORM_INGREDIENTS[str(c["code"])]
+    return None
+
+
+def _has_rxnorm(cc: Mapping[str, Any]) -> bool:
+    return any(c.get("system") == RXNORM for c in cc.get("coding") or [])
+
+
+_HYPERIMMUNE = ("anti-thymocyte", "antithymocyte", "rho(d)", "rho (d)", "hepatitis b", "tetanus", "rabies", "botulism",
+                "cytomegalovirus", "varicella", "vaccinia", "anthrax", "lymphocyte")
+
+
+def _generic(cc: Mapping[str, Any] | None, name: str) -> str:
+    """The normalised generic name: an RxNorm ingredient code first, then the name."""
+    if isinstance(cc, dict):
+        for c in cc.get("coding") or []:
+            if c.get("system") == RXNORM and str(c.get("code")) in RXNORM_INGREDIENTS:
+                return RXNORM_INGREDIENTS[str(c["code"])]
+    low = name.lower()
+    if ("immune globulin" in low or "immunoglobulin" in low) and not any(h in low for h in _HYPERIMMUNE):
+        # Polyvalent human immunoglobulin (IVIG), the second-line treatment of DRESS; hyperimmune
+        # globulins against one antigen are other drugs.
+        return "ivig"
+    generic = normalise_drug(name)
+    if _known_drug(generic):
+        return generic
+    # "Hydrocortisone 1 % Topical Cream", "Sulfamethoxazole 800 MG / Trimethoprim 160 MG": the first
+    # word that names a drug the rules know (steroid, PPI, second line, culprit group, brand).
+    for word in re.findall(r"[a-z][a-z\-]+", low):
+        candidate = normalise_drug(word)
+        if _known_drug(candidate):
+            return candidate
+    return generic
+
+
+def _known_drug(drug: str) -> bool:
+    from monitoring import drugs
+
+    if drug in RECOGNISED_DRUGS or drugs.group_of(drug) is not None:
+        return True
+    return drug in set(drugs.BRAND_NAMES.values()) | set(drugs.SYNONYMS.values())
+
+
+def _is_dress(cc: Any) -> bool:
+    """ICD-10-CM D72.12, or text naming DRESS / DIHS / drug reaction with eosinophilia (§6)."""
+    if not isinstance(cc, dict):
+        return False
+    for c in cc.get("coding") or []:
+        if c.get("system") == ICD10CM and str(c.get("code")).upper().replace(".", "") == "D7212":
+            return True
+    texts = [cc.get("text")] + [c.get("display") for c in cc.get("coding") or []]
+    return any(isinstance(t, str) and _DRESS_TEXT.search(t) for t in texts)
+
+
+def _route(cc: Any) -> str | None:
+    if not isinstance(cc, dict):
+        return None
+    for c in cc.get("coding") or []:
+        if str(c.get("code")) in ROUTES and c.get("system") in (SNOMED, None):
+            return ROUTES[str(c["code"])]
+    text = cc.get("text") or next((c.get("display") for c in cc.get("coding") or [] if c.get("display")), None)
+    if not text:
+        return None
+    t = re.sub(r"\s+route$", "", str(text).strip().lower())
+    return t[:40] or None
+
+
+def _per_day(timing: Any) -> float | None:
+    """Administrations per day from a Timing; 1 when absent; None when not a regular frequency."""
+    if not isinstance(timing, dict):
+        return 1.0
+    repeat = timing.get("repeat")
+    if isinstance(repeat, dict) and (repeat.get("frequency") is not None or repeat.get("period") is not None):
+        freq = float(repeat.get("frequency") or 1)
+        period = float(repeat.get("period") or 1)
+        days = _PERIOD_DAYS.get(str(repeat.get("periodUnit") or "d"))
+        if days is None or period <= 0:
+            return None
+        return freq / (period * days)
+    code = (timing.get("code") or {}).get("coding") or []
+    for c in code:
+        if str(c.get("code")).upper() in _TIMING_CODES:
+            return float(_TIMING_CODES[str(c["code"]).upper()])
+    if isinstance(repeat, dict) and repeat.get("timeOfDay"):
+        return float(len(repeat["timeOfDay"]))
+    return 1.0
+
+
+def _finding_answers() -> dict[str, tuple[str, ...]] | None:
+    """The hand-entered RegiSCAR items and answers, when the scoring module is installed."""
+    try:
+        from monitoring.services import finding_answers
+
+        return finding_answers()
+    except (ImportError, TypeError):
+        return None
+
+
+def deterministic_uuid(*parts: object) -> str:
+    """A stable urn:uuid for a record (the export's fullUrls): the same record, the same URN."""
+    return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, "dress-monitor:" + ":".join(str(p) for p in parts)))
