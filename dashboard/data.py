@@ -528,7 +528,7 @@ def ward_row(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> W
     new: list[str] = []
     for a in alerts:
         if (a.code, a.severity) not in yesterday:
-            new.append(f"new {a.severity} alert: {a.code}")
+            new.append(f"new {a.severity}: {a.title or a.code}")
     for test, ch in changes.items():
         if ch and ch.crossed and ch.taken_at.date() >= as_of - dt.timedelta(days=1):
             new.append(f"{catalogue.lookup(test).label} {ch.crossed}")

@@ -377,7 +377,7 @@ def _draw_dose(fig: go.Figure, row: int, t: Timeline, mode: XMode, x1: object) -
         fig.add_trace(
             go.Scatter(
                 x=[x],
-                y=[top * 0.85],
+                y=[top * 0.55],
                 name=drug.upper() if drug == "ivig" else drug,
                 mode="markers+text",
                 marker={"symbol": "triangle-down", "size": 12, "color": SECOND_LINE_COLOUR},
@@ -394,12 +394,12 @@ def _draw_dose(fig: go.Figure, row: int, t: Timeline, mode: XMode, x1: object) -
     if t.dose.course_day is not None and t.dose.course_start is not None:
         fig.add_annotation(
             text=f"course day {t.dose.course_day} (from {t.dose.course_start.isoformat()})",
-            x=today_x,
-            xref=f"x{row}",
+            x=0.005,
+            xref=f"x{row} domain",
             y=1.0,
             yref=f"y{row} domain",
             showarrow=False,
-            xanchor="right",
+            xanchor="left",
             yanchor="top",
             font={"size": 11, "color": DOSE_COLOUR},
             bgcolor="rgba(255,255,255,0.8)",

@@ -150,3 +150,90 @@ def code_label(code: str) -> str:
     if out and out[0] == out[0].lower():
         out[0] = out[0].capitalize()
     return " ".join(out)
+
+
+def _cell(text: str, sub: str = "", *, strong: bool = False) -> str:
+    main = f"<b>{html.escape(text)}</b>" if strong else html.escape(text)
+    if sub:
+        main += f'<br><span style="font-size:0.78rem;color:{MUTED}">{html.escape(sub)}</span>'
+    return main
+
+
+def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], link_page: str) -> str:
+    """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
+    each row links to the patient's timeline, severity is written and coloured.
+
+    ``rows`` are ``dashboard.data.WardRow``; ``lab_columns`` are (test key, header)."""
+    head = ["Patient", "Day", "Steroid (pred-eq)", *[h for _, h in lab_columns], "Alerts", "New since yesterday"]
+    out = [
+        '<table class="dm-ward" style="width:100%;border-collapse:collapse;font-size:0.84rem;line-height:1.22">',
+        "<thead><tr>"
+        + "".join(
+            f'<th style="text-align:left;padding:4px 6px;border-bottom:2px solid #cfd8dc;white-space:nowrap'
+            f'{";min-width:165px" if h == "Patient" else ""}">{html.escape(h)}</th>'
+            for h in head
+        )
+        + "</tr></thead><tbody>",
+    ]
+    for r in rows:
+        sev = r.worst
+        tint = SEVERITY_TINTS.get(sev, "#ffffff")
+        edge = SEVERITY_COLOURS.get(sev, "#cfd8dc")
+        status = (
+            f'<span style="color:{SEVERITY_COLOURS[sev] if sev != "warning" else "#8a5a00"};font-weight:700;font-size:0.74rem">'
+            f"{SEVERITY_SYMBOLS[sev]} {sev.upper()}</span>"
+            if sev
+            else f'<span style="color:{MUTED}">no alerts</span>'
+        )
+        link = f'{link_page}?mrn={html.escape(r.mrn)}'
+        patient = (
+            f"{status}<br>"
+            f'<a href="{link}" target="_self" style="font-weight:700;color:#0d3b66">'
+            f"{html.escape(r.name + synthetic_label(r.synthetic, r.name))}</a>"
+            f'<br><span style="font-size:0.78rem;color:{MUTED}">{html.escape(r.mrn)} · {html.escape(r.setting)}</span>'
+        )
+        day = _cell(
+            f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
+            f"course day {r.course_day}" if r.course_day is not None else "",
+        )
+        if r.dose_mg is None:
+            steroid = _cell("none today")
+        else:
+            steroid = _cell(
+                f"{r.dose_mg:.0f} mg/day",
+                f"{r.dose_mg_per_kg:.2f} mg/kg" if r.dose_mg_per_kg is not None else "mg/kg: no weight",
+            )
+        labs = []
+        for test, _ in lab_columns:
+            ch = r.changes.get(test)
+            if ch is None:
+                labs.append(f'<span style="color:{MUTED}">—</span>')
+                continue
+            text = ch.text()
+            value, _, change = text.partition(" ")
+            cell = f"<b>{html.escape(value)}</b>"
+            if change:
+                cell += f'<br><span style="font-size:0.8rem">{html.escape(change)}</span>'
+            if ch.crossed:
+                colour = CRITICAL if ch.crossed.startswith("↑") else OK
+                cell += f'<br><span style="font-size:0.76rem;font-weight:700;color:{colour}">{html.escape(ch.crossed)}</span>'
+            labs.append(cell)
+        # One badge per severity naming its alerts: the row stays short enough for nine patients
+        # on a 768-pixel screen.
+        grouped: dict[str, list[str]] = {}
+        for s, c in r.alerts:
+            grouped.setdefault(s, []).append(code_label(c))
+        alerts = "".join(
+            badge_html(s, ", ".join(names)).replace("font-size:0.85rem", "font-size:0.74rem")
+            for s, names in sorted(grouped.items(), key=lambda kv: SEVERITY_RANK.get(kv[0], 9))
+        ) or f'<span style="color:{MUTED}">—</span>'
+        new = "<br>".join(f"<b>{html.escape(n)}</b>" for n in r.new)
+        cells = [patient, day, steroid, *labs, alerts, new]
+        out.append(
+            f'<tr class="dm-row dm-{sev or "none"}" data-mrn="{html.escape(r.mrn)}" style="background:{tint if sev in ("critical", "warning") else "#fff"};'
+            f'border-left:5px solid {edge}">'
+            + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top">{c}</td>' for c in cells)
+            + "</tr>"
+        )
+    out.append("</tbody></table>")
+    return "".join(out)

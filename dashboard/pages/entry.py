@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard import data, widgets
 from monitoring import catalogue, services
+from monitoring.auth import PermissionDenied, authorise_write
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
 
@@ -37,6 +38,9 @@ def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
     except BatchRejected as exc:
         st.error("Not stored:\n" + "\n".join(f"- {p}" for p in exc.problems))
         return False
+    except PermissionDenied as exc:
+        st.error(f"Not stored: {exc}.")
+        return False
     data.clear_caches()
     st.success(done)
     return True
@@ -49,7 +53,7 @@ with top_right:
     if widgets.username():
         st.markdown(f"Signed by **{widgets.username()}**")
     else:
-        st.text_input("Signed by (your name, recorded with every change)", key="entry_signer")
+        st.text_input("Signed by (your account name, recorded with every change)", key="entry_signer")
 
 tab_labs, tab_doses, tab_findings, tab_patient, tab_upload = st.tabs(
     ["Lab results", "Doses", "Clinical findings", "Patient details", "Upload CSV / FHIR"]
@@ -246,9 +250,16 @@ with tab_upload:
         else:
             from monitoring.importers import import_uploads
 
-            with session_scope(data.engine()) as session:
-                report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer)
-            if report.ok:
+            report = None
+            try:
+                with session_scope(data.engine()) as session:
+                    authorise_write(session, username=signer, action="import", entity="batch")
+                    report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer)
+            except PermissionDenied as exc:
+                st.error(f"Nothing was imported: {exc}.")
+            if report is None:
+                pass
+            elif report.ok:
                 data.clear_caches()
                 st.success("Imported.\n" + "\n".join(f"- {line}" for line in report.summary_lines()))
             else:

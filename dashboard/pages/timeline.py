@@ -15,7 +15,8 @@ version = data.data_version()
 today = data.today()
 prof = data.profile()
 
-with st.sidebar:
+pick, _ = st.columns([2, 3])
+with pick:
     mrn = widgets.patient_picker(data.patient_options(url, version), key="timeline_patient")
 record = data.patient_record(url, version, mrn) if mrn else None
 if record is None:

@@ -1,0 +1,200 @@
+"""The timeline figure, asserted on the Plotly object: the lines a clinician reads off it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from dashboard import data, figures
+from monitoring import auth, services
+from monitoring.guideline import load_profile
+from monitoring.records import PatientRecord, load_record
+
+USER = "dr.fig"
+TODAY = dt.date(2026, 3, 1)
+ONSET = dt.date(2026, 2, 10)
+
+
+@pytest.fixture
+def writer(session: Session) -> Iterator[Session]:
+    auth.create_user(session, actor="test", username=USER, role=auth.CLINICIAN, password=None)
+    services.add_patient(session, username=USER, mrn="P1", name="Pat One", weight_kg=80, onset_date=ONSET,
+                         culprit_drugs="carbamazepine")
+    yield session
+
+
+def _lab(s: Session, day: int, test: str, value: float | str, unit: str, ref_high: float | None = None) -> None:
+    services.add_lab_result(s, username=USER, mrn="P1", test=test,
+                            taken_at=dt.datetime.combine(ONSET + dt.timedelta(days=day), dt.time(7, 30)),
+                            value=value, unit=unit, ref_high=ref_high, now=dt.datetime(2026, 3, 2))
+
+
+def _record(s: Session) -> PatientRecord:
+    s.commit()
+    return load_record(s, "P1")
+
+
+def _figure(record: PatientRecord, **kw: object) -> go.Figure:
+    tl = data.timeline(record, load_profile(), TODAY, **kw)  # type: ignore[arg-type]
+    return figures.timeline_figure(tl)
+
+
+def _line(fig: go.Figure, label: str) -> list[float]:
+    """y values of the threshold line whose name starts with ``label``."""
+    found = [t for t in fig.data if t.meta and "threshold" in t.meta and t.name.startswith(label)]
+    assert found, f"no line {label!r} in {[t.name for t in fig.data]}"
+    return [float(y) for y in found[0].y]
+
+
+def test_lab_supplied_uln_of_35_gives_a_70_line(writer: Session) -> None:
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
+    _lab(writer, 4, "alt", 90, "U/L", ref_high=35)
+    fig = _figure(_record(writer))
+    assert set(_line(fig, "ALT 2×ULN")) == {70.0}
+    assert set(_line(fig, "ALT ULN")) == {35.0}
+    labels = [a.text for a in fig.layout.annotations]
+    assert "ALT 2×ULN 70" in labels  # labelled, and not marked as a default
+
+
+def test_without_laboratory_range_the_profile_default_uln_is_used_and_labelled_default(writer: Session) -> None:
+    _lab(writer, 2, "alt", 120, "U/L")
+    fig = _figure(_record(writer))
+    default_uln = load_profile().value("uln_alt")
+    assert set(_line(fig, "ALT 2×ULN")) == {2 * default_uln}
+    assert f"ALT 2×ULN {2 * default_uln:g} (default)" in [a.text for a in fig.layout.annotations]
+
+
+def test_uln_line_follows_each_results_own_reference_range(writer: Session) -> None:
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
+    _lab(writer, 5, "alt", 150, "U/L", ref_high=50)
+    fig = _figure(_record(writer))
+    ys = _line(fig, "ALT 2×ULN")
+    assert ys[0] == 70.0 and ys[-1] == 100.0  # a step at the second result
+    zone = [t for t in fig.data if t.meta and t.meta.get("zone") == "alt_ALT 2×ULN"]
+    assert zone and zone[0].fill == "toself" and min(zone[0].y) == 70.0
+
+
+def test_creatinine_lines_from_recorded_baseline_else_lowest_result(writer: Session) -> None:
+    _lab(writer, 1, "creatinine", 1.2, "mg/dL")
+    _lab(writer, 3, "creatinine", 0.9, "mg/dL")
+    _lab(writer, 6, "creatinine", 1.6, "mg/dL")
+    fig = _figure(_record(writer))
+    assert set(_line(fig, "baseline")) == {0.9}  # no baseline recorded: the lowest result
+    assert _line(fig, "1.5× baseline")[0] == pytest.approx(1.35)
+    services.update_patient(writer, username=USER, mrn="P1", baseline_creatinine_mg_dl=0.7)
+    fig = _figure(_record(writer))
+    assert set(_line(fig, "baseline")) == {0.7}
+    assert _line(fig, "1.5× baseline")[0] == pytest.approx(1.05)
+
+
+def test_eosinophil_and_ferritin_lines_come_from_the_profile(writer: Session, tmp_path: Path) -> None:
+    _lab(writer, 2, "eosinophils", 1.1, "10^9/L")
+    _lab(writer, 2, "ferritin", 800, "ng/mL")
+    record = _record(writer)
+    fig = _figure(record)
+    assert set(_line(fig, "RegiSCAR +1")) == {0.7}
+    assert set(_line(fig, "eosinophilia")) == {1.5}
+    assert set(_line(fig, "high")) == {500.0}
+    assert set(_line(fig, "consider HLH")) == {3000.0}
+    local = tmp_path / "local.toml"
+    local.write_text(
+        '[profile]\nname = "local"\nversion = "1"\nextends = "default"\n'
+        '[thresholds.ferritin_high]\nvalue = 400\n[thresholds.eosinophils_high]\nvalue = 1.2\n'
+    )
+    fig = figures.timeline_figure(data.timeline(record, load_profile(local), TODAY))
+    assert set(_line(fig, "high")) == {400.0}
+    assert set(_line(fig, "eosinophilia")) == {1.2}
+
+
+def test_si_units_convert_values_and_thresholds(writer: Session) -> None:
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=30)
+    _lab(writer, 2, "creatinine", 1.0, "mg/dL")
+    fig = _figure(_record(writer), units="SI")
+    alt = next(t for t in fig.data if t.name == "ALT")
+    assert list(alt.y) == [pytest.approx(2.0)]  # 120 U/L = 2 ukat/L
+    assert _line(fig, "ALT 2×ULN") == pytest.approx([1.0, 1.0])
+    creat = next(t for t in fig.data if t.name == "Creatinine")
+    assert list(creat.y) == [pytest.approx(88.4)]
+    assert "Creatinine (umol/L)" in [a.text for a in fig.layout.annotations]
+
+
+def test_hover_shows_value_as_received_and_canonical(writer: Session) -> None:
+    _lab(writer, 2, "creatinine", "150", "µmol/L")
+    fig = _figure(_record(writer))
+    creat = next(t for t in fig.data if t.name == "Creatinine")
+    when, received, canonical, *_ = creat.customdata[0]
+    assert received == "150 µmol/L"
+    assert canonical.startswith("1.69") and canonical.endswith("mg/dL")
+    assert "received" in creat.hovertemplate
+
+
+def test_dose_panel_given_solid_planned_dashed_second_line_marked(writer: Session) -> None:
+    for day, mg in ((1, 80), (12, 60)):
+        services.add_dose_change(writer, username=USER, mrn="P1", drug="methylprednisolone",
+                                 start_date=ONSET + dt.timedelta(days=day), dose=mg, unit="mg")
+    switch = TODAY + dt.timedelta(days=7)  # the plan: a switch to oral prednisone is two rows on one date
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="methylprednisolone", start_date=switch, dose=0, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="prednisone", start_date=switch, dose=40, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="IVIG", start_date=ONSET + dt.timedelta(days=9),
+                             dose=2, unit="g")
+    fig = _figure(_record(writer))
+    given = next(t for t in fig.data if t.name == "dose given")
+    planned = next(t for t in fig.data if t.name == "dose planned")
+    assert given.line.shape == "hv" and given.line.dash is None
+    assert planned.line.dash == "dash"
+    assert list(given.y[:2]) == [100.0, 75.0]  # methylprednisolone x 1.25 = prednisone-equivalent
+    assert list(planned.y) == [75.0, 40.0, 40.0]  # from the last dose given to the planned 40 mg
+    ivig = [t for t in fig.data if t.meta and t.meta.get("second_line") == "ivig"]
+    assert ivig and ivig[0].text == ("IVIG",)
+    texts = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith("course day ") for t in texts)
+
+
+def test_days_since_onset_axis(writer: Session) -> None:
+    _lab(writer, 3, "ferritin", 700, "ng/mL")
+    tl = data.timeline(_record(writer), load_profile(), TODAY)
+    fig = figures.timeline_figure(tl, x_mode="day")
+    ferritin = next(t for t in fig.data if t.name == "Ferritin")
+    assert float(ferritin.x[0]) == pytest.approx(3 + 7.5 / 24)
+
+
+def test_range_window_sets_axis(writer: Session) -> None:
+    _lab(writer, 3, "ferritin", 700, "ng/mL")
+    tl = data.timeline(_record(writer), load_profile(), TODAY)
+    fig = figures.timeline_figure(tl, x_range=(TODAY - dt.timedelta(days=7), TODAY))
+    lo, hi = fig.layout.xaxis.range
+    assert str(lo).startswith((TODAY - dt.timedelta(days=7)).isoformat())
+
+
+def test_photo_dates_marked(writer: Session) -> None:
+    tl = data.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
+    fig = figures.timeline_figure(tl)
+    photos = [t for t in fig.data if t.meta and t.meta.get("photos")]
+    assert photos and tuple(photos[0].customdata) == ((ONSET + dt.timedelta(days=4)).isoformat(),)
+
+
+def test_empty_record_draws_every_panel_with_a_note(engine: Engine, writer: Session) -> None:
+    fig = _figure(_record(writer))
+    texts = [a.text for a in fig.layout.annotations]
+    assert texts.count("no results recorded") == 4
+    assert "no systemic steroid recorded" in texts
+
+
+def test_table_says_in_words_which_line_a_result_is_above(writer: Session) -> None:
+    _lab(writer, 2, "alt", 100, "U/L", ref_high=35)
+    _lab(writer, 3, "alt", 50, "U/L", ref_high=35)
+    _lab(writer, 3, "ferritin", 3100, "ng/mL")
+    table = data.timeline_table(_record(writer), load_profile(), TODAY)
+    above = dict(zip(table["as received"], table["above"], strict=True))
+    assert above["100 U/L"] == "> 2×ULN"
+    assert above["50 U/L"] == "> ULN"
+    assert above["3100 ng/mL"] == "≥ 3000"
+    assert "ULN 35 (laboratory)" in set(table["reference"])
+    csv = data.csv_bytes(table).decode()
+    assert csv.splitlines()[0].startswith("taken_at,day since onset,test,value,unit,above")
