@@ -1,0 +1,156 @@
+"""Follow-up in clinic: the earliest patch-test date with both reasons and what is unknown,
+RegiSCAR item by item (with a form for the items a person must answer), the sequelae checklist
+after resolution, and viral PCR results over time. All of it from monitoring."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import clinic_figures, data, widgets
+from monitoring.db import session_scope
+from monitoring.followup import checklist_rows, patch_test_plan, sequelae_checklist, viral_pcr_results
+from monitoring.regiscar import REGISCAR_ITEMS, score_regiscar
+from monitoring.store import BatchRejected
+
+url = data.database_url()
+version = data.data_version()
+today = data.today()
+prof = data.profile()
+NO_CHANGE = "— keep —"
+
+st.title("Follow-up")
+pick, sign = st.columns([3, 2])
+with pick:
+    mrn = widgets.patient_picker(data.patient_options(url, version), key="followup_patient")
+with sign:
+    if widgets.username():
+        st.markdown(f"Signed by **{widgets.username()}**")
+    else:
+        st.text_input("Signed by (your name, recorded with every change)", key="followup_signer")
+record = data.patient_record(url, version, mrn) if mrn else None
+if record is None:
+    st.info("Choose a patient.")
+    st.stop()
+p = record.patient
+signer = widgets.username() or st.session_state.get("followup_signer", "").strip()
+widgets.patient_header(
+    [
+        ("MRN", p.mrn),
+        ("onset", widgets.iso(p.onset_date) or "not recorded"),
+        ("day since onset", str((today - p.onset_date).days) if p.onset_date else "—"),
+        ("resolution", widgets.iso(p.resolved_date) or "not recorded"),
+        ("culprit", ", ".join(p.culprit_drugs) or "not recorded"),
+        ("as of", today.isoformat()),
+    ],
+    p.name + widgets.synthetic_label(p.synthetic, p.name),
+)
+if msg := st.session_state.pop("followup_done", None):
+    st.success(msg)
+
+# --- patch test ---------------------------------------------------------------------------------
+patch = patch_test_plan(record, prof)
+with st.container(border=True):
+    st.subheader("Earliest patch-test date")
+    st.metric("Earliest patch test", widgets.iso(patch.earliest) or "not yet known")
+    for reason in patch.reasons:
+        st.markdown(f"- {reason}")
+    for unknown in patch.unknowns:
+        st.warning(unknown)
+    st.caption(f"The later of the two dates; the plan counts. Source: {patch.source}")
+
+# --- RegiSCAR -----------------------------------------------------------------------------------
+regiscar = score_regiscar(record, today, prof)
+st.subheader("RegiSCAR")
+a, b, c = st.columns([1, 1, 3])
+a.metric("RegiSCAR score", regiscar.score)
+b.metric("Category", regiscar.category)
+c.caption("Categories: < 2 no case, 2–3 possible, 4–5 probable, > 5 definite (Kardaun 2007, BJD 156:609; "
+          "Kardaun 2013, BJD 169:1071). Items filled from data use every result so far; a clinician's answer "
+          "wins over a negative from the data.")
+st.dataframe(
+    pd.DataFrame(
+        [{"key": i.key, "item": i.label, "answer": i.answer, "points": i.points, "filled by": i.filled_by} for i in regiscar.items]
+    ),
+    hide_index=True,
+    key="followup_regiscar_table",
+    column_config={"key": None},
+)
+with st.form("followup_regiscar_form"):
+    st.markdown("**Items a person answers** (the latest answer is in force; earlier answers are kept)")
+    cols = st.columns(3)
+    for n, (item, (label, answers)) in enumerate(REGISCAR_ITEMS.items()):
+        current = record.findings.get(item)
+        cols[n % 3].selectbox(
+            label, [NO_CHANGE, *answers], key=f"followup_item_{item}",
+            help=f"Recorded now: {current}" if current else "Not recorded yet",
+        )
+    submitted = st.form_submit_button("Record answers")
+if submitted:
+    from monitoring import services
+    from monitoring.auth import PermissionDenied
+
+    changes = {item: st.session_state[f"followup_item_{item}"] for item in REGISCAR_ITEMS}
+    changes = {k: v for k, v in changes.items() if v != NO_CHANGE and v != record.findings.get(k)}
+    if not signer:
+        st.error("Sign your changes: type your name in 'Signed by' first. Nothing was stored.")
+    elif not changes:
+        st.info("No answer changed.")
+    else:
+        try:
+            with session_scope(data.engine()) as session:  # all answers in one transaction
+                for item, value in changes.items():
+                    services.set_finding(session, username=signer, mrn=p.mrn, item=item, value=value)
+        except (BatchRejected, PermissionDenied) as exc:
+            problems = getattr(exc, "problems", None) or [exc]
+            st.error("Not stored:\n" + "\n".join(f"- {x}" for x in problems))
+        else:
+            data.clear_caches()
+            for item in REGISCAR_ITEMS:
+                st.session_state.pop(f"followup_item_{item}", None)
+            st.session_state["followup_done"] = f"Recorded: {', '.join(f'{k} = {v}' for k, v in changes.items())}."
+            st.rerun()
+
+# --- sequelae checklist -------------------------------------------------------------------------
+st.subheader("Sequelae follow-up: thyroid and glucose after resolution")
+items = sequelae_checklist(record, today)
+if not items:
+    st.info("The checklist counts from the resolution date: record it on the Entry page (patient details) once the "
+            "reaction has resolved.")
+else:
+    counts = {s: sum(1 for i in items if i.status == s) for s in ("overdue", "due", "done", "upcoming")}
+    widgets.badges(
+        [("critical" if counts["overdue"] else "info", f"{counts['overdue']} overdue"),
+         ("warning" if counts["due"] else "info", f"{counts['due']} due now"),
+         ("info", f"{counts['done']} done"), ("info", f"{counts['upcoming']} upcoming")]
+    )
+    st.dataframe(
+        pd.DataFrame(checklist_rows(items)),
+        hide_index=True,
+        key="followup_checklist",
+        column_config={"source": st.column_config.TextColumn("source", width="large")},
+    )
+    st.caption("DONE = a result of the test is stored within the check's window; OVERDUE = the window closed without "
+               "one. Schedule: monitoring/followup.toml. 'sourced' checks follow Cutis/MDedge (monthly glucose, TSH and "
+               "free T4 for 3 months); the 6- and 12-month TSH are a default (UNCONFIRMED); 18 and 24 months cover "
+               "'at least 2 years' (interval a design choice). Free T4 is not in the catalogue: order it with the TSH.")
+
+# --- viral PCR ----------------------------------------------------------------------------------
+st.subheader("Viral PCR (HHV-6, EBV, CMV)")
+pcr = viral_pcr_results(record, today)
+if not pcr:
+    st.info("No viral PCR results. HHV-6 reactivates 2–3 weeks after onset, then EBV and CMV; repeat testing is "
+            "needed (CLINICAL_REFERENCE.md §5).")
+else:
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(clinic_figures.pcr_figure(pcr), key="followup_pcr_figure")
+    with right:
+        st.dataframe(
+            pd.DataFrame(
+                [{"taken": r.taken_at.strftime("%Y-%m-%d %H:%M"), "day": r.day_since_onset, "test": r.label,
+                  "result": "DETECTED" if r.detected else "not detected", "as received": r.as_received} for r in pcr]
+            ),
+            hide_index=True,
+            key="followup_pcr_table",
+        )

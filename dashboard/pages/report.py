@@ -1,0 +1,75 @@
+"""Report: a printable one-patient summary for the clinic letter (PDF), previewed here.
+
+The PDF is made by monitoring.report from the engine's data; this page only shows and offers it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import streamlit as st
+
+from dashboard import data, widgets
+
+url = data.database_url()
+version = data.data_version()
+today = data.today()
+
+
+@st.cache_data(show_spinner="Drawing the report…", max_entries=16)
+def _report(url: str, version: tuple[Any, ...], mrn: str, as_of: dt.date) -> tuple[bytes, bytes]:
+    """(figure PNG, PDF) for one patient as of a date; a write changes ``version`` and redraws."""
+    from monitoring.report import patient_report_pdf, timeline_png
+
+    record = data.patient_record(url, version, mrn)
+    assert record is not None
+    prof = data.profile()
+    png = timeline_png(record, as_of, prof)
+    return png, patient_report_pdf(record, as_of, prof, figure_png=png)
+
+
+st.title("Clinic report")
+pick, when = st.columns([3, 2])
+with pick:
+    mrn = widgets.patient_picker(data.patient_options(url, version), key="report_patient")
+with when:
+    as_of = st.date_input("As of", value=today, max_value=today, key="report_as_of")
+record = data.patient_record(url, version, mrn) if mrn else None
+if record is None:
+    st.info("Choose a patient.")
+    st.stop()
+
+from monitoring.followup import patch_test_plan  # noqa: E402
+from monitoring.rules import evaluate  # noqa: E402
+
+p = record.patient
+png, pdf = _report(url, version, p.mrn, as_of)
+st.download_button(
+    "Download the PDF",
+    data=pdf,
+    file_name=f"dress-clinic-summary-{p.mrn}-{as_of.isoformat()}.pdf",
+    mime="application/pdf",
+    icon=":material/download:",
+    type="primary",
+    key="report_download",
+)
+st.caption(f"PDF ready: {len(pdf) // 1024} kB, A4. Header facts, the steroid course, the figure below, current alerts "
+           "with their sources, the saved taper plan, the patch-test date, RegiSCAR, sequelae checklist and viral PCR.")
+
+left, right = st.columns([3, 2], gap="medium")
+with left:
+    st.image(png, caption=f"Timeline as printed (as of {as_of.isoformat()})")
+with right:
+    widgets.patient_header(
+        [("MRN", p.mrn), ("onset", widgets.iso(p.onset_date) or "—"), ("resolution", widgets.iso(p.resolved_date) or "—")],
+        p.name + widgets.synthetic_label(p.synthetic, p.name),
+    )
+    alerts = evaluate(record, as_of, data.profile())
+    st.markdown(f"**Alerts in the report ({len(alerts)})**")
+    if alerts:
+        widgets.badges([(a.severity, a.title or a.code) for a in alerts])
+    else:
+        st.markdown("None as of this date.")
+    st.caption(widgets.DECISION_SUPPORT_NOTE)
+    patch = patch_test_plan(record, data.profile())
+    st.markdown(f"**Earliest patch test:** {widgets.iso(patch.earliest) or 'not yet known'}")

@@ -1,0 +1,238 @@
+"""The clinic pages through Streamlit's AppTest: taper planner (warning before saving, plan rows
+stored and drawn as planned by the timeline, discard), follow-up (patch test, RegiSCAR with the
+hand-entry form, sequelae checklist, viral PCR) and report (preview and PDF download)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from monitoring.db import create_db_engine, session_scope
+from monitoring.models import ClinicalFinding, MedicationRow, User
+from monitoring.records import load_record
+from monitoring.store import LabIn, MedIn, PatientIn, write_batch
+
+PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "pages"
+MRN = "CLINIC-T1"
+USER = "dr.clinic"
+TODAY = dt.date.today()
+ONSET = TODAY - dt.timedelta(days=40)
+COURSE_START = ONSET + dt.timedelta(days=2)
+
+
+def _lab(test: str, day: dt.date, value: float | None, unit: str, text: str | None = None) -> LabIn:
+    return LabIn(MRN, test, dt.datetime.combine(day, dt.time(8, 0)), value, unit, text or f"{value:g}", unit, value_text=text)
+
+
+@pytest.fixture
+def clinic_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    url = f"sqlite:///{db_path}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    eng = create_db_engine(url)
+    with session_scope(eng) as s:
+        write_batch(
+            s,
+            patients=[PatientIn(MRN, "Synthetic Clinic Page", {
+                "onset_date": ONSET, "weight_kg": 60.0, "synthetic": True, "sex": "female", "culprit_drugs": ["allopurinol"],
+                "resolved_date": ONSET + dt.timedelta(days=30),
+            })],
+            labs=[
+                _lab("eosinophils_pct", ONSET + dt.timedelta(days=1), 15, "%"),
+                _lab("wbc", ONSET + dt.timedelta(days=1), 3.2, "10^9/L"),
+                _lab("temperature", ONSET + dt.timedelta(days=1), 39.0, "Cel"),
+                _lab("alt", ONSET + dt.timedelta(days=1), 180, "U/L"),
+                _lab("hhv6_pcr", ONSET + dt.timedelta(days=18), 12000, "{copies}/mL"),
+                _lab("cmv_pcr", ONSET + dt.timedelta(days=25), None, "{copies}/mL", text="not detected"),
+            ],
+            meds=[MedIn(MRN, "prednisone", "prednisone", COURSE_START, 60, "60", "mg", route="oral")],
+            username="test",
+        )
+        s.add(User(username=USER, role="clinician"))
+    yield eng
+    eng.dispose()
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=60)
+    at.session_state["patient_mrn"] = MRN
+    at.session_state["username"] = USER
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def plan_rows(eng: Engine) -> list[tuple[dt.date, float, bool, str | None]]:
+    with Session(eng) as s:
+        rows = s.execute(
+            select(MedicationRow).where(MedicationRow.start_date > TODAY).order_by(MedicationRow.start_date)  # type: ignore[arg-type]
+        ).scalars().all()
+        return [(r.start_date, r.daily_dose_mg, r.hidden, r.hidden_reason) for r in rows]
+
+
+# --- taper planner ---------------------------------------------------------------------------
+
+
+def test_short_plan_is_flagged_before_saving(clinic_db: Engine) -> None:
+    at = page("taper.py")
+    assert not at.exception
+    assert at.number_input(key="taper_current_prednisone").value == 60
+    assert "Taper length" in [m.label for m in at.metric]
+    # Default: 10 mg every 7 days from 60 mg = 35 days, at least the 28 days the guideline asks for.
+    assert at.metric[0].value == "35 days"
+    assert not at.warning and at.success
+    # 20 mg every 5 days: 60 -> 40 -> 20 -> 0 over 10 days.
+    at.number_input(key="taper_step_mg").set_value(20.0)
+    at.number_input(key="taper_interval").set_value(5).run()
+    assert not at.exception
+    assert at.metric[0].value == "10 days"
+    warning = "\n".join(w.value for w in at.warning)
+    assert "PREMATURE_TAPER" in warning and "shorter than 28 days" in warning
+    assert "minimum 4-week taper" in warning  # the guideline's source, from the profile
+    # Nothing is stored until saved, and saving needs the warning acknowledged.
+    assert plan_rows(clinic_db) == []
+    assert at.button(key="taper_save").disabled
+    at.checkbox(key="taper_ack").check().run()
+    at.button(key="taper_save").click().run()
+    assert not at.exception
+    assert [(d, mg) for d, mg, hidden, _ in plan_rows(clinic_db) if not hidden] == [
+        (TODAY + dt.timedelta(days=1), 40), (TODAY + dt.timedelta(days=6), 20), (TODAY + dt.timedelta(days=11), 0),
+    ]
+
+
+def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> None:
+    from dashboard import data, figures
+    from monitoring.guideline import load_profile
+
+    at = page("taper.py")
+    at.radio(key="taper_method").set_value("by %").run()
+    at.number_input(key="taper_step_pct").set_value(25.0).run()
+    at.button(key="taper_save").click().run()
+    assert not at.exception
+    assert any("Plan saved" in s.value for s in at.success)
+    stored = [(d, mg) for d, mg, hidden, _ in plan_rows(clinic_db) if not hidden]
+    assert stored[0] == (TODAY + dt.timedelta(days=1), 45) and stored[-1][1] == 0
+    assert all(b[1] < a[1] for a, b in zip(stored, stored[1:], strict=False))
+
+    with Session(clinic_db) as s:
+        record = load_record(s, MRN)
+    tl = data.timeline(record, load_profile(), TODAY)
+    planned = [(st.day, st.mg) for st in tl.dose.steps if st.planned]
+    assert planned == [(d, mg) for d, mg in stored]
+    assert [(st.day, st.mg) for st in tl.dose.steps if not st.planned] == [(COURSE_START, 60)]
+    fig = figures.timeline_figure(tl)
+    assert "dose planned" in [t.name for t in fig.data]
+
+    # The page now shows the saved plan and offers to replace or discard it.
+    out = texts(at)
+    assert "Taper length on the saved schedule" in out
+    assert at.button(key="taper_save").label.startswith("Replace the saved plan")
+    at.button(key="taper_discard").click().run()
+    assert not at.exception
+    rows = plan_rows(clinic_db)
+    assert rows and all(hidden and reason == "plan discarded" for _, _, hidden, reason in rows)
+    assert "No plan saved" in texts(at)
+
+
+def test_zero_dose_is_refused_with_a_message(clinic_db: Engine) -> None:
+    at = page("taper.py")
+    at.number_input(key="taper_current_prednisone").set_value(0.0).run()
+    assert not at.exception
+    assert any("nothing to taper" in e.value for e in at.error)
+    assert all(b.key != "taper_save" for b in at.button)
+
+
+def test_unsigned_save_stores_nothing(clinic_db: Engine) -> None:
+    at = AppTest.from_file(str(PAGES / "taper.py"), default_timeout=60)
+    at.session_state["patient_mrn"] = MRN
+    at.run()
+    at.button(key="taper_save").click().run()
+    assert any("Sign your changes" in e.value for e in at.error)
+    assert plan_rows(clinic_db) == []
+
+
+def test_viewer_cannot_save_a_plan(clinic_db: Engine) -> None:
+    with session_scope(clinic_db) as s:
+        s.add(User(username="viewer.only", role="viewer"))
+    at = AppTest.from_file(str(PAGES / "taper.py"), default_timeout=60)
+    at.session_state["patient_mrn"] = MRN
+    at.session_state["username"] = "viewer.only"
+    at.run()
+    at.button(key="taper_save").click().run()
+    assert any("may not change clinical data" in e.value for e in at.error)
+    assert plan_rows(clinic_db) == []
+
+
+# --- follow-up -------------------------------------------------------------------------------
+
+
+def frame(at: AppTest, column: str):  # type: ignore[no-untyped-def]
+    """The first table on the page with this column (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def score(at: AppTest) -> int:
+    return int(next(m.value for m in at.metric if m.label == "RegiSCAR score"))
+
+
+def test_followup_page_shows_patch_test_regiscar_checklist_and_pcr(clinic_db: Engine) -> None:
+    at = page("followup.py")
+    assert not at.exception
+    out = texts(at)
+    resolved = ONSET + dt.timedelta(days=30)
+    assert "Resolution on" in out and resolved.isoformat() in out
+    # The course never comes down to 10 mg without a plan: the washout is unknown.
+    assert any("never comes down to 10 mg/day" in w.value for w in at.warning)
+    # RegiSCAR from data: fever 0, eosinophils 15 % with leukocytes 3.2 -> +1, liver +1; the rest not recorded.
+    regiscar = frame(at, "filled by")
+    eos = regiscar[regiscar["key"] == "eosinophilia"].iloc[0]
+    assert (eos["answer"], eos["points"], eos["filled by"]) == ("moderate", 1, "data")
+    # fever 0 (39.0 °C), eosinophilia +1, organs +1 (liver), biopsy 0, rash suggestive 0 (unknown),
+    # resolution -1 (not recorded scores as unknown); others 0: total 1, 'no case'.
+    assert score(at) == 1
+    assert next(m.value for m in at.metric if m.label == "Category") == "no case"
+    # Sequelae checklist and viral PCR tables are there.
+    checklist = frame(at, "window")
+    assert set(checklist["test"]) == {"TSH", "Glucose"} and set(checklist["status"]) <= {"DONE", "OVERDUE", "DUE", "UPCOMING"}
+    pcr = frame(at, "as received")
+    assert list(pcr["test"]) == ["HHV-6 PCR", "CMV PCR"] and list(pcr["result"]) == ["DETECTED", "not detected"]
+
+
+def test_followup_form_records_hand_items_and_moves_the_category(clinic_db: Engine) -> None:
+    at = page("followup.py")
+    before = score(at)
+    for item, answer in (
+        ("lymphadenopathy", "yes"), ("atypical_lymphocytes", "yes"), ("rash_suggestive", "yes"),
+        ("resolution_15_days", "yes"), ("other_causes_excluded", "yes"),
+    ):
+        at.selectbox(key=f"followup_item_{item}").set_value(answer)
+    at.button(key="FormSubmitter:followup_regiscar_form-Record answers").click().run()
+    assert not at.exception
+    with Session(clinic_db) as s:
+        stored = {f.item: (f.value, f.recorded_by) for f in s.execute(select(ClinicalFinding)).scalars()}
+    assert stored["lymphadenopathy"] == ("yes", USER) and len(stored) == 5
+    after = score(at)
+    # lymph +1, atypical +1, rash suggestive +1 (unknown 0 before), resolution 0 (was -1), other causes +1
+    assert after == before + 5
+    regiscar = frame(at, "filled by")
+    assert regiscar[regiscar["key"] == "lymphadenopathy"].iloc[0]["filled by"] == "clinician"
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def test_report_page_previews_and_offers_the_pdf(clinic_db: Engine) -> None:
+    at = page("report.py")
+    assert not at.exception
+    assert at.get("download_button"), "a download button for the PDF"
+    assert any(c.value.startswith("PDF ready: ") for c in at.caption)
+    assert at.image and at.image[0].captions[0].startswith("Timeline as printed"), "a preview of the figure"
+    assert "Synthetic Clinic Page" in texts(at)
