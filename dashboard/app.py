@@ -39,7 +39,11 @@ PAGES: dict[str, list[StreamlitPage]] = {
         st.Page("pages/entry.py", title="Entry", icon=":material/edit_note:", url_path="entry"),
         st.Page("pages/photos.py", title="Photos", icon="📷", url_path="photos"),
     ],
-    "Clinic": [],
+    "Clinic": [
+        st.Page("pages/taper.py", title="Taper planner", icon=":material/trending_down:", url_path="taper"),
+        st.Page("pages/followup.py", title="Follow-up", icon=":material/event_available:", url_path="followup"),
+        st.Page("pages/report.py", title="Report", icon=":material/picture_as_pdf:", url_path="report"),
+    ],
     "Admin": [],
 }
 
