@@ -16,6 +16,7 @@ install: $(BIN)/.installed
 ## Install, then start the dashboard on the embedded default (SQLite under data/, demo cohort on first run).
 run: install
 	$(BIN)/python -m monitoring init
+	$(BIN)/python -m monitoring users demo
 	$(BIN)/streamlit run dashboard/app.py
 
 ## Install (Python packages, and Debian's chromium and postgresql for the browser and server tests), then lint and test.

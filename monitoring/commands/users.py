@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.set_defaults(func=cmd_set_password)
 
+    p = cmds.add_parser(
+        "demo",
+        help="on a database without any account: create the demo accounts with random passwords and print them once",
+    )
+    p.set_defaults(func=cmd_demo)
+
     p = cmds.add_parser("set-role", help="change an account's role")
     p.add_argument("username")
     p.add_argument("role", choices=("admin", "clinician", "viewer"))
@@ -161,4 +167,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{r['username']:<32} {r['role']:<10} {state:<9} {r['sign_in']}")
         if not rows:
             print("no accounts: create one with  python -m monitoring users add NAME --role admin")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo set-up of the README (make run): accounts only where there are none, each with a
+    random password shown here once; nothing ever has a default password."""
+    from monitoring import auth
+    from monitoring.db import session_scope
+    from monitoring.schema import open_database
+
+    engine = open_database(args.db)
+    with session_scope(engine) as session:
+        created = auth.ensure_demo_accounts(session)
+    if not created:
+        print("accounts exist already: no demo account created (python -m monitoring users list)")
+        return EXIT_OK
+    print("Demo accounts created. Their passwords are shown this once; keep them or set new ones with")
+    print("  python -m monitoring users set-password NAME")
+    for name, (role, password) in created.items():
+        print(f"  user {name:<8} role {role:<10} password {password}")
     return EXIT_OK
