@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitoring.commands.backup",
     "monitoring.commands.engine",
     "monitoring.commands.demo",
+    "monitoring.commands.fhir",
 )
 
 
