@@ -34,6 +34,7 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_rules",
         "test_summary",
         "test_regiscar",
+        "test_photos",
     }
 )
 
