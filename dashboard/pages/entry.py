@@ -28,9 +28,9 @@ st.title("Entry")
 
 def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
     """Run one write service in its own transaction; report refusal field by field."""
-    signer = widgets.username() or st.session_state.get("entry_signer", "").strip()
+    signer = widgets.username()
     if not signer:
-        st.error("Sign your changes: type your name in 'Signed by' first. Nothing was stored.")
+        st.error("Sign in first: every change is signed. Nothing was stored.")
         return False
     try:
         with session_scope(data.engine()) as session:
@@ -46,14 +46,11 @@ def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
     return True
 
 
-top_left, top_right = st.columns([3, 2])
+top_left, top_right = st.columns([3, 2], vertical_alignment="bottom")
 with top_left:
     mrn = widgets.patient_picker(data.patient_options(url, version), key="entry_patient")
 with top_right:
-    if widgets.username():
-        st.markdown(f"Signed by **{widgets.username()}**")
-    else:
-        st.text_input("Signed by (your account name, recorded with every change)", key="entry_signer")
+    st.markdown(f"Changes are signed **{widgets.username() or 'nobody: sign in first'}** and audited.")
 
 tab_labs, tab_doses, tab_findings, tab_patient, tab_upload = st.tabs(
     ["Lab results", "Doses", "Clinical findings", "Patient details", "Upload CSV / FHIR"]
@@ -244,9 +241,9 @@ with tab_upload:
     )
     files = st.file_uploader("Files", type=["csv", "json"], accept_multiple_files=True, key="entry_upload")
     if st.button("Import", type="primary", key="entry_import", disabled=not files):
-        signer = widgets.username() or st.session_state.get("entry_signer", "").strip()
+        signer = widgets.username()
         if not signer:
-            st.error("Sign your changes: type your name in 'Signed by' first. Nothing was imported.")
+            st.error("Sign in first: every import is signed. Nothing was imported.")
         else:
             from monitoring.importers import import_uploads
 

@@ -1,0 +1,204 @@
+"""Every page of the dashboard run by Streamlit's AppTest on a temporary SQLite file holding a small
+cohort (DATABASE_URL), asserting what a clinician would check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from dashboard import auth as dashboard_auth
+from monitoring import auth
+from monitoring.models import LabResult
+from monitoring.schema import open_database
+from tests.dashboard.cohort import USER, write_cohort
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+TODAY = dt.date.today()
+TIMEOUT = 60
+
+
+@pytest.fixture
+def db_url_with_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'ward.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    engine = open_database(url)
+    with Session(engine) as s:
+        write_cohort(s, TODAY)
+    yield url
+
+
+def _signed_in(at: AppTest, username: str = USER) -> AppTest:
+    """Seed the session as the sign-in page would (dashboard.auth); the account is in the cohort."""
+    with Session(open_database(os.environ["DATABASE_URL"])) as s:
+        user = auth.get_user(s, username)
+        assert user is not None and user.id is not None
+        signed = auth.SignedIn(user.id, user.username, user.role)
+    for key, value in dashboard_auth.signed_in_state(signed).items():
+        at.session_state[key] = value
+    return at
+
+
+def _app() -> AppTest:
+    at = _signed_in(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _ward_html(at: AppTest) -> str:
+    found = [m.value for m in at.markdown if "dm-ward" in m.value]
+    assert found, "the ward table is not on the page"
+    return found[0]
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    """The first table on the page with ``column`` (tables carry no key in AppTest)."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with column {column!r}")
+
+
+def _labs(url: str) -> int:
+    with Session(open_database(url)) as s:
+        return s.execute(select(func.count()).select_from(LabResult)).scalar_one()
+
+
+def test_ward_lists_patients_critical_first_with_badges(db_url_with_cohort: str) -> None:
+    at = _app()
+    html = _ward_html(at)
+    order = re.findall(r'data-mrn="([^"]+)"', html)
+    assert order == ["CRIT-1", "WARN-1", "CALM-1"]
+    rows = html.split("<tr class=")[1:]  # patient rows only
+    assert "‼ CRITICAL · Cardiac involvement, ICU criteria" in rows[0]
+    assert "⚠ WARNING · Hepatic involvement" in rows[0]
+    assert "⚠ WARNING · Eosinophilia" in rows[1] and "CRITICAL" not in rows[1]
+    assert "no alerts" in rows[2]
+    assert "Eosinophils ↑ above 1.5" in rows[1]  # new since yesterday
+    assert "Alerts are decision support, not a diagnosis" in " ".join(c.value for c in at.caption)
+
+
+def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
+    at = _app()
+    at.segmented_control(key="ward_setting").set_value("clinic").run()
+    assert re.findall(r'data-mrn="([^"]+)"', _ward_html(at)) == ["WARN-1", "CALM-1"]
+    at.segmented_control(key="ward_setting").set_value("all")
+    at.text_input(key="ward_search").input("cora").run()
+    assert re.findall(r'data-mrn="([^"]+)"', _ward_html(at)) == ["CRIT-1"]
+
+
+def test_opening_a_patient_from_the_ward_shows_the_timeline(db_url_with_cohort: str) -> None:
+    at = _app()
+    at.selectbox(key="ward_open_choice").set_value("CRIT-1")
+    at.button(key="ward_open").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["patient_mrn"] == "CRIT-1"
+    text = " ".join(m.value for m in at.markdown)
+    assert "Cora Critical" in text
+    assert "NEVER RECHALLENGE" in text and "carbamazepine" in text
+    assert at.get("plotly_chart"), "no timeline figure"
+
+
+def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_cohort: str) -> None:
+    at = _app()
+    at.session_state["patient_mrn"] = "CRIT-1"
+    at.switch_page("pages/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(m.value for m in at.markdown)
+    assert text.index("CRITICAL · Cardiac involvement") < text.index("WARNING · Hepatic involvement")
+    assert "Recommendation:" in text
+    assert any("Source:" in c.value for c in at.caption)
+    assert any("decision support, not a diagnosis" in c.value for c in at.caption)
+    table = _frame(at, "above")
+    assert set(table["test"]) >= {"ALT", "Troponin T", "Creatinine"}
+    assert "> 2×ULN" in set(table["above"])
+    at.radio(key="timeline_units").set_value("SI").run()
+    assert not at.exception
+    table = _frame(at, "above")
+    assert "ukat/L" in set(table["unit"])
+
+
+def _entry(at: AppTest, mrn: str) -> AppTest:
+    at.switch_page("pages/entry.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="entry_patient").set_value(mrn)
+    return at.run()
+
+
+def test_entering_a_result_stores_it_and_the_overview_shows_it(db_url_with_cohort: str) -> None:
+    at = _entry(_app(), "CALM-1")
+    before = _labs(db_url_with_cohort)
+    at.selectbox(key="entry_lab_test").set_value("ferritin").run()
+    at.time_input(key="entry_lab_time").set_value(dt.time(0, 0))
+    at.text_input(key="entry_lab_value").input("950")
+    at.button(key="entry_lab_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("Stored Ferritin 950" in s.value for s in at.success)
+    assert _labs(db_url_with_cohort) == before + 1
+    at.switch_page("pages/ward.py").run()
+    html = _ward_html(at)
+    calm = html.split('data-mrn="CALM-1"')[1]
+    assert "<b>950</b>" in calm and "High ferritin" in calm  # the new value and its alert, at once
+
+
+def test_a_bad_entry_shows_an_error_naming_field_and_value_and_stores_nothing(db_url_with_cohort: str) -> None:
+    at = _entry(_app(), "CALM-1")
+    before = _labs(db_url_with_cohort)
+    at.selectbox(key="entry_lab_test").set_value("creatinine").run()
+    at.time_input(key="entry_lab_time").set_value(dt.time(0, 0))
+    at.text_input(key="entry_lab_value").input("45")  # µmol/L typed with the default mg/dL
+    at.button(key="entry_lab_save").click().run()
+    assert at.error, "no error shown"
+    message = at.error[0].value
+    assert "column value" in message and "'45'" in message and "physiological bound" in message
+    assert _labs(db_url_with_cohort) == before
+
+
+def test_a_correction_needs_a_reason_and_keeps_the_earlier_value(db_url_with_cohort: str) -> None:
+    at = _entry(_app(), "WARN-1")
+    table = _frame(at, "as received")
+    eos_id = int(table[table["test"] == "eosinophils"]["id"].iloc[0])
+    at.selectbox(key="entry_amend_lab").set_value(eos_id)
+    at.text_input(key="entry_amend_value").input("1.7")
+    at.button(key="entry_amend_save").click().run()
+    assert at.error and "reason" in at.error[0].value
+    at.text_input(key="entry_amend_reason").input("analyser re-run")
+    at.button(key="entry_amend_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    with Session(open_database(db_url_with_cohort)) as s:
+        row = s.get(LabResult, eos_id)
+        assert row is not None and row.value == 1.7 and row.amended_at is not None
+
+
+def test_without_sign_in_only_the_sign_in_page_is_shown(db_url_with_cohort: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert not [m for m in at.markdown if "dm-ward" in m.value]  # no patient data before sign-in
+    assert at.text_input(key="auth_username") is not None
+
+
+def test_upload_with_a_bad_row_reports_it_and_writes_nothing(db_url_with_cohort: str) -> None:
+    at = _entry(_app(), "CALM-1")
+    before = _labs(db_url_with_cohort)
+    content = (
+        "mrn,taken_at,test,value,unit\n"
+        f"CALM-1,{TODAY.isoformat()},alt,31,U/L\n"
+        f"CALM-1,{TODAY.isoformat()},creatinine,abc,mg/dL\n"
+    ).encode()
+    uploader = at.file_uploader(key="entry_upload")
+    uploader.upload("labs.csv", content, "text/csv").run()
+    at.button(key="entry_import").click().run()
+    assert at.error and "Nothing was imported" in at.error[0].value
+    report = _frame(at, "problem")
+    assert "labs.csv: row 3" in set(report["file"]) and "abc" in set(report["value"])
+    assert _labs(db_url_with_cohort) == before
