@@ -233,7 +233,7 @@ def load_records(
         current_pid = None
         bucket: list[LabPoint] = []
         for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at) in (
-            session.execute(lab_stmt)
+            session.execute(lab_stmt).all()
         ):
             if pid != current_pid:
                 bucket = labs.setdefault(pid, [])
