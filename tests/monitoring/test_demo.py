@@ -19,9 +19,10 @@ from monitoring.demo import (
     ensure_demo,
     generate_cohort,
     load_demo,
+    synthetic_rash_image,
     write_cohort,
 )
-from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient
+from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.records import load_record
 from monitoring.rules import evaluate
 from monitoring.store import LabIn, PatientIn, write_batch
@@ -61,10 +62,11 @@ def test_every_demo_patient_is_synthetic_and_labelled(demo_session: Session) -> 
         assert "SYNTHETIC" in p.name.upper(), p.name
         assert p.onset_date is not None and p.onset_date < TODAY
         assert p.weight_kg and p.culprit_drugs
-    sources = set(demo_session.execute(select(LabResult.source)).scalars()) | set(
-        demo_session.execute(select(MedicationRow.source)).scalars()
-    )
-    assert sources == {"demo"}
+    assert set(demo_session.execute(select(MedicationRow.source)).scalars()) == {"demo"}
+    # Results are the demo's, except the BSA % entered with the (synthetic) photographs.
+    by_source = set(demo_session.execute(select(LabResult.source, LabResult.test)).all())
+    assert {src for src, _ in by_source} == {"demo", "photo"}
+    assert {test for src, test in by_source if src == "photo"} == {"bsa_pct"}
 
 
 def test_demo_results_are_never_in_the_future(demo_session: Session) -> None:
@@ -290,6 +292,41 @@ def test_demo_patients_carry_hand_entered_regiscar_items(demo_session: Session) 
     assert {r.patient_id for r in rows} == set(demo_session.execute(select(Patient.id)).scalars())
     for r in rows:
         assert r.item in REGISCAR_ITEMS and r.value in REGISCAR_ITEMS[r.item][1]
+
+
+def test_demo_photographs_are_synthetic_drawings_with_their_bsa(demo_session: Session) -> None:
+    from monitoring.photos import list_photos
+
+    photos = list_photos(demo_session, "DEMO-005", with_thumbnails=False)
+    assert [(p.taken_on, p.body_site, p.bsa_pct) for p in photos] == [
+        (TODAY - dt.timedelta(days=d), "chest", bsa) for d, bsa in ((6, 40), (4, 55), (2, 60))
+    ]
+    assert all((p.note or "").startswith("SYNTHETIC") for p in photos)
+    # The BSA entered with each photograph is the day's observation (ICU_CRITERIA reads it).
+    record = load_record(demo_session, "DEMO-005")
+    bsa = [(pt.taken_at.date(), pt.value) for pt in record.labs if pt.test == "bsa_pct"]
+    assert bsa == [(p.taken_on, p.bsa_pct) for p in photos]
+    total = demo_session.execute(select(func.count()).select_from(Photo)).scalar_one()
+    assert total == 12  # DEMO-001, -003, -005, -008: three dates of one site each
+
+
+def test_synthetic_rash_image_is_deterministic_and_scales_with_bsa() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    day = dt.date(2026, 1, 1)
+    a = synthetic_rash_image("DEMO-001", "back", 40, day)
+    assert a == synthetic_rash_image("DEMO-001", "back", 40, day)
+    clear = Image.open(BytesIO(synthetic_rash_image("DEMO-001", "back", 0, day))).convert("RGB")
+    rash = Image.open(BytesIO(a)).convert("RGB")
+
+    def red_fraction(im: Image.Image) -> float:
+        raw = im.crop((0, 40, im.width, im.height)).tobytes()  # RGB triples, below the banner
+        n = len(raw) // 3
+        return sum(1 for i in range(n) if raw[3 * i] - raw[3 * i + 1] > 80) / n
+
+    assert red_fraction(clear) == 0.0 < red_fraction(rash)
 
 
 # --- the benchmark generator -----------------------------------------------------------------
