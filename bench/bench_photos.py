@@ -52,24 +52,26 @@ class PhotoMaker:
         self.w, self.h = width, height
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         self.gradient = (xx / width * 40 + yy / height * 25).astype(np.float32)
-        self.noise = rng.normal(0, 6, size=(height, width, 3)).astype(np.float32)
+        self.noise = np.clip(rng.normal(0, 6, size=(height, width, 3)), -18, 18).astype(np.int16)
         # Blotches: a low-resolution random field blown up (an exanthem-like pattern).
         small = rng.random((height // 100, width // 100)).astype(np.float32)
-        self.blotch = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC),
-                                 dtype=np.float32) / 255.0
+        blotch = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC),
+                            dtype=np.float32) / 255.0
+        scene = np.empty((height, width, 3), dtype=np.float32)
+        scene[...] = np.array([215.0, 175.0, 155.0], dtype=np.float32)
+        scene += self.gradient[..., None]
+        scene[..., 1] -= blotch * 70  # red blotches: less green and blue
+        scene[..., 2] -= blotch * 60
+        self.scene = np.clip(scene, 20, 235).astype(np.int16)
+        del self.gradient
 
     def jpeg(self, i: int) -> bytes:
+        # Shifting the precomputed scene and noise by different amounts gives every photograph
+        # different pixels (no duplicates) at the cost of two array rolls.
         dx, dy = (i * 7919) % self.w, (i * 104729) % self.h
-        noise = np.roll(self.noise, (dy, dx), axis=(0, 1))
-        blotch = np.roll(self.blotch, (dx % self.h, dy % self.w), axis=(0, 1))
-        base = np.array([225.0, 180.0, 160.0], dtype=np.float32) - (i % 11)
-        img = np.empty((self.h, self.w, 3), dtype=np.float32)
-        img[...] = base
-        img += self.gradient[..., None]
-        img[..., 1] -= blotch * 70  # red blotches: less green and blue
-        img[..., 2] -= blotch * 60
-        img += noise
-        arr = np.clip(img, 0, 255).astype(np.uint8)
+        scene = np.roll(self.scene, (dy, dx), axis=(0, 1))
+        noise = np.roll(self.noise, ((dy * 3) % self.h, (dx * 5) % self.w), axis=(0, 1))
+        arr = (scene + noise).astype(np.uint8)  # scene kept within [20, 235]: no wrap-around
         buf = io.BytesIO()
         Image.fromarray(arr, "RGB").save(buf, "JPEG", quality=92)
         return buf.getvalue()
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             store_s += t2 - t1
             done = start + len(chunk)
             if done % 50 == 0 or done == len(plan):
-                print(f"  stored {done}/{len(plan)} ({store_s / done:.2f} s per photograph through store_photos)", flush=True)
+                print(f"  stored {done}/{len(plan)} (this batch {(t2 - t1) / len(chunk):.2f} s per photograph through store_photos)",
+                      flush=True)
 
         mrn = mrns[0]
         with Session(engine) as s:

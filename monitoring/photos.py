@@ -268,9 +268,21 @@ def _to_srgb(im: Image.Image) -> Image.Image:
     return out if out is not None else im
 
 
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16- and 32-bit integer greyscale scaled to 8 bits (a plain conversion would clip everything
+    above 255 to white); floating-point pixels are measurements, not photographs."""
+    if im.mode == "F":
+        raise ValueError("floating-point pixels are a measurement image, not a photograph")
+    if im.mode.startswith("I;16") or im.mode == "I":
+        # Read as 16-bit data (what cameras and scanners write): the top 8 bits are kept.
+        return im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    return im
+
+
 def _normalise_mode(im: Image.Image, out_format: str) -> Image.Image:
     """Pixels in a mode the output format stores faithfully (alpha kept in PNG, flattened on white
     for JPEG)."""
+    im = _to_8bit(im)
     if out_format == "PNG":
         if im.mode in ("RGB", "RGBA", "L", "LA"):
             return im

@@ -11,6 +11,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageDraw
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
@@ -566,3 +568,73 @@ def test_cli_refusals_exit_2_with_each_problem_on_its_own_line(cli_db: str, tmp_
     assert "column body_site: value 'elbow'" in capsys.readouterr().err
     assert main(["--db", cli_db, "photos", "--json"]) == 2
     assert main(["--db", cli_db, "photos", "hide", "--id", "12345", "--reason", "x"]) == 2
+
+
+# --- pixel formats ----------------------------------------------------------------------------------------
+
+
+def _encoded(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "content_type", "mode", "pixel"),
+    [
+        # 16-bit greyscale is scaled to 8 bits, not clipped to white.
+        ("grey16.png", lambda: _encoded(Image.new("I;16", (40, 30), 30000), "PNG"), "image/png", "L", 117),
+        ("grey16.tif", lambda: _encoded(Image.new("I;16", (40, 30), 30000), "TIFF"), "image/jpeg", "L", 117),
+        # Transparency is kept in PNG.
+        ("alpha.png", lambda: _encoded(Image.new("RGBA", (40, 30), (255, 0, 0, 128)), "PNG"), "image/png", "RGBA", (255, 0, 0, 128)),
+        # CMYK (print workflows) and phone MPO files are photographs too.
+        ("cmyk.jpg", lambda: _encoded(Image.new("CMYK", (40, 30), (0, 0, 0, 0)), "JPEG"), "image/jpeg", "RGB", None),
+        ("phone.jpg", lambda: _encoded(Image.new("RGB", (40, 30), (200, 100, 50)), "MPO", save_all=True,
+                                       append_images=[Image.new("RGB", (40, 30))]), "image/jpeg", "RGB", None),
+        ("web.webp", lambda: _encoded(Image.new("RGB", (40, 30), (200, 100, 50)), "WEBP"), "image/jpeg", "RGB", None),
+    ],
+)
+def test_pixel_formats_are_stored_faithfully(name: str, make, content_type: str, mode: str, pixel: object) -> None:  # type: ignore[no-untyped-def]
+    prepared = photos.prepare_photo(PhotoIn(name, make(), "face"), today=TODAY)
+    assert prepared.content_type == content_type
+    with Image.open(io.BytesIO(prepared.image)) as im:
+        assert im.mode == mode and im.size == (40, 30)
+        if pixel is not None:
+            assert im.getpixel((5, 5)) == pixel
+
+
+def test_gif_and_floating_point_images_are_refused() -> None:
+    with pytest.raises(photos.PhotoError, match="a GIF image is not accepted"):
+        photos.prepare_photo(PhotoIn("a.gif", _encoded(Image.new("RGB", (10, 10)), "GIF"), "face"), today=TODAY)
+    with pytest.raises(photos.PhotoError, match="floating-point pixels"):
+        photos.prepare_photo(PhotoIn("m.tif", _encoded(Image.new("F", (10, 10), 0.5), "TIFF"), "face"), today=TODAY)
+
+
+def test_an_unset_camera_clock_is_not_a_date() -> None:
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "0000:00:00 00:00:00"
+    prepared = photos.prepare_photo(PhotoIn("a.jpg", jpeg_bytes(scene(), exif), "face", taken_on=dt.date(2026, 11, 3)), today=TODAY)
+    assert (prepared.taken_on, prepared.date_source) == (dt.date(2026, 11, 3), "entered")
+
+
+@settings(max_examples=16, deadline=None)
+@given(orientation=st.integers(min_value=1, max_value=8), w=st.integers(min_value=2, max_value=40), h=st.integers(min_value=2, max_value=40))
+def test_every_exif_orientation_gives_an_upright_image_and_the_same_hash_as_the_upright_original(orientation: int, w: int, h: int) -> None:
+    """Storing a PNG with an EXIF orientation gives the same pixels (and pixel hash) as storing the
+    already-upright image: the duplicate check sees through orientation."""
+    from PIL import ImageOps
+
+    raw = Image.frombytes("RGB", (w, h), bytes((i * 37) % 251 for i in range(w * h * 3)))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    tagged = _encoded(raw, "PNG", exif=exif)
+    with Image.open(io.BytesIO(tagged)) as im:
+        upright = ImageOps.exif_transpose(im)
+        assert upright is not None
+        upright_png = _encoded(upright.convert("RGB"), "PNG")
+    a = photos.prepare_photo(PhotoIn("tagged.png", tagged, "face"), today=TODAY)
+    b = photos.prepare_photo(PhotoIn("upright.png", upright_png, "face"), today=TODAY)
+    assert a.pixel_sha256 == b.pixel_sha256
+    assert (a.width, a.height) == ((h, w) if orientation >= 5 else (w, h))
+    with Image.open(io.BytesIO(a.image)) as stored:
+        assert stored.getexif().get(ExifTags.Base.Orientation) is None
