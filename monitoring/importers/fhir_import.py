@@ -246,6 +246,8 @@ class ParsedBundle:
     resources: int = 0
     # Times of the body-weight results behind a weight update (checked against stored results).
     weight_times: dict[str, dt.datetime] = field(default_factory=dict)
+    # Culprit drugs from AllergyIntolerance, per MRN: merge_stored adds them to the stored ones.
+    culprits: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -260,10 +262,12 @@ class ParsedBundle:
         return [*self.patients, *self.patient_updates.values()]
 
     def merge_stored(self, session: Session) -> None:
-        """Merge with what is stored, before ``write_batch``: culprit drugs are added to the stored
-        ones (never replace them), and a body weight older than a stored weight result does not
-        overwrite the patient's weight (the latest by time wins)."""
-        mrns = [m for m, u in self.patient_updates.items() if "culprit_drugs" in u.values or "weight_kg" in u.values]
+        """Merge with what is stored; call before ``write_batch`` (the updates are changed in place).
+
+        Culprit drugs are added to the stored ones, never replace them (a culprit dropped would
+        silence RECHALLENGE); a body weight older than a stored weight result does not overwrite the
+        patient's weight (the latest by time wins)."""
+        mrns = [m for m, u in self.patient_updates.items() if m in self.culprits or "weight_kg" in u.values]
         if not mrns:
             return
         pt = Patient.__table__  # type: ignore[attr-defined]
@@ -276,11 +280,13 @@ class ParsedBundle:
             .group_by(lt.c.patient_id)
         ).all()) if stored else {}
         for mrn, upd in self.patient_updates.items():
-            if mrn not in stored:
+            pid, culprits = stored.get(mrn, (None, []))
+            if mrn in self.culprits:
+                merged = _merge_names(culprits, self.culprits[mrn])
+                if merged != culprits:
+                    upd.values["culprit_drugs"] = merged
+            if pid is None:
                 continue
-            pid, culprits = stored[mrn]
-            if "culprit_drugs" in upd.values:
-                upd.values["culprit_drugs"] = _merge_names(culprits, upd.values["culprit_drugs"])
             when = self.weight_times.get(mrn)
             if when is not None and "weight_kg" in upd.values and latest_weight.get(pid) and latest_weight[pid] > when:
                 del upd.values["weight_kg"]
@@ -956,8 +962,9 @@ class _Reader:
         mrn = self.patient_of(i, r, "patient")
         if mrn is None:
             return
-        upd = self.update(mrn, where)
-        upd.values["culprit_drugs"] = _merge_names(upd.values.get("culprit_drugs", []), [_generic(code, drug)])
+        # Added to the stored culprits by merge_stored (never written as a replacement list).
+        self.update(mrn, where)
+        self.out.culprits[mrn] = _merge_names(self.out.culprits.get(mrn, []), [_generic(code, drug)])
 
     # -- medications --
     def medication_concept(self, i: int, r: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -511,6 +511,14 @@ def test_allergy_records_culprits_merged_with_stored_ones(session: Session, tmp_
     _import(session, tmp_path, doc)
     assert _rows(session, Patient)[0].culprit_drugs == ["allopurinol", "carbamazepine"]
 
+    # through the `import` command's path too: a bundle naming one culprit never drops another
+    session.execute(Patient.__table__.update().values(culprit_drugs=["vancomycin"]))  # type: ignore[attr-defined]
+    session.commit()
+    report = import_files(session, [_write(tmp_path, doc, "again.json")], username="tester", as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    session.expire_all()
+    assert _rows(session, Patient)[0].culprit_drugs == ["vancomycin", "carbamazepine", "allopurinol"]
+
 
 def test_dress_condition_gives_onset_and_resolution(session: Session, tmp_path: Path) -> None:
     doc = _bundle(
@@ -540,7 +548,8 @@ def test_findings_of_this_products_export_are_stored_once(session: Session, tmp_
                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-03-03T10:00:00+00:00", "valueString": "yes"}
     doc = _bundle(_patient(), finding)
     _import(session, tmp_path, doc)
-    _import(session, tmp_path, doc)
+    report = import_files(session, [_write(tmp_path, doc, "same.json")], username="tester", as_of=TODAY)
+    assert report.ok, report.problem_lines()
     rows = _rows(session, ClinicalFinding)
     assert [(f.item, f.value, f.recorded_at) for f in rows] == [("lymphadenopathy", "yes", dt.datetime(2026, 3, 3, 10))]
 
