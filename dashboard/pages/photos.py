@@ -50,11 +50,13 @@ if flash:
 
 # A link from the timeline (?photo_day=YYYY-MM-DD) opens that day's photographs.
 linked_day = st.query_params.get("photo_day")
-if linked_day and DAY not in st.session_state:
+if linked_day and linked_day != st.session_state.get("photos_linked_day"):
+    st.session_state["photos_linked_day"] = linked_day  # a link is followed once, then the page is free
     try:
         st.session_state[DAY] = dt.date.fromisoformat(str(linked_day))
+        st.session_state["photos_goto"] = "Gallery"
     except ValueError:
-        pass
+        st.warning(f"The link's photo_day {linked_day!r} is not a date YYYY-MM-DD.")
 
 items = pw.gallery(url, version, p.mrn)
 goto = st.session_state.pop("photos_goto", None)  # set by a write, before the view widget exists

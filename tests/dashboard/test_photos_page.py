@@ -197,3 +197,15 @@ def test_hiding_from_the_page_needs_a_reason_and_is_audited(photo_db: Engine) ->
     assert audit.username == "dr.photo" and audit.reason == "wrong patient"
     captions = [c for img in at.image for c in img.captions]
     assert "#3 · face" not in captions and len(captions) == 2
+
+
+def test_a_link_with_photo_day_opens_that_day(photo_db: Engine) -> None:
+    day = ONSET + dt.timedelta(days=3)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["username"] = "dr.photo"
+    at.query_params["mrn"] = MRN
+    at.query_params["photo_day"] = day.isoformat()
+    at.run()
+    assert not at.exception
+    assert f"Photographs of {day.isoformat()}" in [h.value for h in at.subheader]
+    assert "- **BSA involved**: 40 %" in texts(at)
