@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from monitoring import catalogue
@@ -810,8 +810,9 @@ def ensure_demo(engine: Engine, today: dt.date | None = None) -> bool:
     """Load the demo cohort into an EMPTY database (no patients at all); True when it did.
 
     The dashboard calls this on first run. A database holding any patient, real or synthetic, is
-    never touched. Two first runs racing each other: the loser's insert fails on the unique MRN
-    and is rolled back, and it reports False.
+    never touched. Two first runs racing each other (two dashboard processes, or ``demo`` run
+    while the dashboard starts): the loser's insert fails (unique MRN, or a write lock lost to
+    the winner), is rolled back, and it reports False once it sees the winner's patients.
     """
     with Session(engine) as session:
         if session.execute(select(Patient.id).limit(1)).first() is not None:
@@ -819,9 +820,11 @@ def ensure_demo(engine: Engine, today: dt.date | None = None) -> bool:
         try:
             load_demo(session, today)
             session.commit()
-        except IntegrityError:
+        except (IntegrityError, OperationalError):
             session.rollback()
-            return False
+            if session.execute(select(Patient.id).limit(1)).first() is not None:
+                return False
+            raise
     return True
 
 

@@ -137,6 +137,36 @@ def test_ensure_demo_never_touches_a_database_with_patients(engine: Engine) -> N
         assert _counts(s)[:3] == (1, 0, 0)
 
 
+def test_two_first_runs_racing_load_the_demo_once(db_url: str) -> None:
+    """The dashboard's first run while someone loads the demo by hand: one load wins, the other
+    sees its patients and reports False; nothing is duplicated and nothing crashes."""
+    import threading
+
+    from monitoring.db import create_db_engine
+
+    first, second = create_db_engine(db_url), create_db_engine(db_url)
+    outcome: list[object] = []
+    with Session(first) as winner:
+        load_demo(winner, TODAY)  # holds the write lock, not yet committed
+
+        def run() -> None:
+            try:
+                outcome.append(ensure_demo(second, TODAY))
+            except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+                outcome.append(exc)
+
+        loser = threading.Thread(target=run)
+        loser.start()
+        time.sleep(0.5)  # the loser has seen an empty database and is waiting for the lock
+        winner.commit()
+        loser.join(timeout=60)
+    assert outcome == [False]
+    with Session(first) as s:
+        assert _counts(s)[0] == len(DEMO_STORIES)
+    first.dispose()
+    second.dispose()
+
+
 # --- the stories, through the engine ---------------------------------------------------------
 
 # (MRN, day relative to the reference date, codes that must hold, codes that must not).
