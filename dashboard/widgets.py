@@ -159,9 +159,9 @@ def _cell(text: str, sub: str = "", *, strong: bool = False) -> str:
     return main
 
 
-def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], link_page: str) -> str:
+def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]]) -> str:
     """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
-    each row links to the patient's timeline, severity is written and coloured.
+    severity is written and coloured.
 
     ``rows`` are ``dashboard.data.WardRow``; ``lab_columns`` are (test key, header)."""
     head = ["Patient", "Day", "Steroid (pred-eq)", *[h for _, h in lab_columns], "Alerts", "New since yesterday"]
@@ -170,7 +170,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
         "<thead><tr>"
         + "".join(
             f'<th style="text-align:left;padding:4px 6px;border-bottom:2px solid #cfd8dc;white-space:nowrap'
-            f'{";min-width:165px" if h == "Patient" else ""}">{html.escape(h)}</th>'
+            f'{";min-width:160px" if h == "Patient" else ""}{";min-width:230px" if h == "Alerts" else ""}">{html.escape(h)}</th>'
             for h in head
         )
         + "</tr></thead><tbody>",
@@ -185,11 +185,12 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
             if sev
             else f'<span style="color:{MUTED}">no alerts</span>'
         )
-        link = f'{link_page}?mrn={html.escape(r.mrn)}'
+        # No link: a plain link reloads the page and a reload is a new session (sign in again).
+        # The page opens a patient with one click on the "Open a patient" buttons instead.
         patient = (
             f"{status}<br>"
-            f'<a href="{link}" target="_self" style="font-weight:700;color:#0d3b66">'
-            f"{html.escape(r.name + synthetic_label(r.synthetic, r.name))}</a>"
+            f'<span style="font-weight:700;color:#0d3b66">'
+            f"{html.escape(r.name + synthetic_label(r.synthetic, r.name))}</span>"
             f'<br><span style="font-size:0.78rem;color:{MUTED}">{html.escape(r.mrn)} · {html.escape(r.setting)}</span>'
         )
         day = _cell(

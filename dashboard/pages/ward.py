@@ -2,7 +2,7 @@
 
 Per patient: alerts by severity (in words), what is new since yesterday, day since onset, steroid
 course day and dose, the latest ALT, creatinine, eosinophils and ferritin with the change since the
-previous value. Select a row to open the patient's timeline.
+previous value. One click on a patient's button opens the timeline.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import data, widgets
+from dashboard.auth import require_signed_in
+
+require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 today = data.today()
 prof = data.profile()
@@ -44,20 +47,36 @@ if not shown:
 UNITS = {t: data.display_unit(t, "conventional") for t in data.WARD_TESTS}
 
 
+
+
+def _open(choice_key: str) -> None:
+    """One click opens the patient: remember the choice and clear the buttons for the next visit."""
+    st.session_state["ward_open_target"] = st.session_state.get(choice_key)
+    st.session_state[choice_key] = None
+
+
+names = [r.name.replace("[SYNTHETIC]", "").strip() for r in shown]
+labels = {
+    r.mrn: f"{widgets.SEVERITY_SYMBOLS.get(r.worst, '')} {n}".strip() + (f" · {r.mrn}" if names.count(n) > 1 else "")
+    for r, n in zip(shown, names, strict=True)
+}
+st.pills(
+    "Open a patient (attention order)",
+    [r.mrn for r in shown],
+    format_func=lambda m: labels[m],
+    selection_mode="single",
+    key="ward_open",
+    on_change=_open,
+    args=("ward_open",),
+)
+if target := st.session_state.pop("ward_open_target", None):
+    widgets.select_patient(target)
+    st.switch_page("pages/timeline.py", query_params={"mrn": target})
+
 HEADERS = [(t, f"{label} {data.display_unit(t, 'conventional')}") for t, label in
            zip(data.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
-st.markdown(widgets.ward_table_html(shown, HEADERS, "timeline"), unsafe_allow_html=True)
+st.markdown(widgets.ward_table_html(shown, HEADERS), unsafe_allow_html=True)
 st.caption(
     "Each result: latest value, then arrow and signed change since the previous result; a line crossed since then "
-    "is written under it. Click a name to open the patient's timeline."
+    "is written under it."
 )
-
-with st.container(horizontal=True, vertical_alignment="bottom"):
-    choice = st.selectbox(
-        "Open a patient", [r.mrn for r in shown], format_func=lambda m: next(f"{r.name} · {m}" for r in shown if r.mrn == m),
-        key="ward_open_choice",
-        width=420,
-    )
-    if st.button("Open timeline", key="ward_open", type="primary"):
-        widgets.select_patient(choice)
-        st.switch_page("pages/timeline.py", query_params={"mrn": choice})
