@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitoring.records import DoseRow, LabPoint, PatientInfo, PatientRecord
 from monitoring.summary import add_months, patch_test_earliest, summarise
 from tests.monitoring.engine_builder import Chart, day
 
@@ -110,3 +111,47 @@ def test_add_months_properties(start: dt.date, months: int) -> None:
     out = add_months(start, months)
     assert (out.year * 12 + out.month) - (start.year * 12 + start.month) == months
     assert out.day <= start.day and out >= start
+
+
+# --- property: a row dated after the as-of date changes the summary only through the plan ---------
+
+_START = dt.date(2026, 1, 1)
+_INFO = PatientInfo(1, "H1", "Hypothesis", None, None, 60.0, _START, (), None, dt.date(2026, 2, 15), "inpatient", True, True, None)
+_PLAN_KEYS = {"taper_start", "stop_date", "taper_days", "second_line"}
+
+med = st.tuples(st.sampled_from(["prednisone", "dexamethasone", "ivig"]), st.integers(0, 50), st.sampled_from([0, 5, 10, 20, 40, 60]))
+lab = st.tuples(st.sampled_from(["eosinophils", "temperature", "alt"]), st.integers(0, 50), st.floats(0.5, 1))
+
+
+def _rec(meds: list, labs: list) -> PatientRecord:
+    rows, seen = [], set()
+    for i, (drug, off, mg) in enumerate(meds):
+        if (drug, off) not in seen:
+            seen.add((drug, off))
+            rows.append(DoseRow(i + 1, drug, _START + dt.timedelta(days=off), float(mg), "oral", str(mg), "mg", "t"))
+    rows.sort(key=lambda m: (m.start_date, m.id))
+    units = {"eosinophils": ("10^9/L", 3.0), "temperature": ("Cel", 40.0), "alt": ("U/L", 600.0)}
+    points = []
+    for i, (test, off, frac) in enumerate(labs):
+        unit, top = units[test]
+        v = round(top * frac, 2)
+        points.append(LabPoint(i + 1, test, dt.datetime.combine(_START + dt.timedelta(days=off), dt.time(9)), v, unit, None, str(v), unit, None, None, None, "t", False))
+    points.sort(key=lambda p: (p.taken_at, p.id))
+    return PatientRecord(_INFO, tuple(points), tuple(rows), {})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(med, max_size=10), st.lists(lab, max_size=15), st.integers(0, 50), med, lab)
+def test_rows_after_as_of_change_only_plan_fields(meds, labs, as_of_offset, extra_med, extra_lab) -> None:
+    as_of = _START + dt.timedelta(days=as_of_offset)
+    base = summarise(_rec(meds, labs), as_of)
+    later_lab = (extra_lab[0], as_of_offset + 1 + extra_lab[1] % 10, extra_lab[2])
+    assert summarise(_rec(meds, [*labs, later_lab]), as_of) == base
+    later_med = (extra_med[0], as_of_offset + 1 + extra_med[1] % 10, extra_med[2])
+    changed = summarise(_rec([*meds, later_med], labs), as_of)
+    for key in set(base["steroid"]) - _PLAN_KEYS:
+        assert changed["steroid"][key] == base["steroid"][key], key
+    for key in ("day_since_onset", "regiscar"):
+        assert changed[key] == base[key]
+    if base["steroid"]["taper_days"] is not None:
+        assert base["steroid"]["taper_days"] >= 0
