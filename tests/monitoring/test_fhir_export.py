@@ -70,7 +70,7 @@ def _chart(session: Session) -> None:
             LabIn("EXP-1", "alt", _at(0), 312.0, "U/L", "5.2", "ukat/L", loinc="1743-4", ref_high=33.0),
             LabIn("EXP-1", "creatinine", _at(0, 9, 15), 1.9, "mg/dL", "168", "µmol/L", loinc="14682-9", ref_low=0.5, ref_high=1.1),
             LabIn("EXP-1", "eosinophils", _at(1), 2.1, "10^9/L", "2100", "/uL", loinc="711-2"),
-            LabIn("EXP-1", "bsa_pct", _at(1, 12), 40.0, "%", "40", "%"),
+            LabIn("EXP-1", "bsa_pct", _at(1, 12), 40.0, "%", "40", "%", source="photo", source_id="photo/3"),
             LabIn("EXP-1", "hhv6_pcr", _at(14), None, "{copies}/mL", "positive", "", value_text="detected"),
             LabIn("EXP-1", "temperature", _at(2, 22, 5), 38.9, "Cel", "102.0", "[degF]", loinc="8310-5"),
             LabIn("EXP-1", "alt", _at(5), 150.0, "U/L", "150", "U/L", loinc="1742-6", source="fhir", source_id="obs-77"),
@@ -121,6 +121,10 @@ def test_export_is_a_valid_r4_collection_with_every_part(session: Session) -> No
     assert obs["Eosinophils"]["code"]["coding"][0] == {"system": "http://loinc.org", "code": "711-2", "display": "Eosinophils"}
     assert obs["Creatinine"]["code"]["coding"][0]["code"] == "14682-9"  # the LOINC code as received
     assert obs["Rash BSA %"]["code"]["coding"] == [{"system": "urn:dress-monitor:test", "code": "bsa_pct", "display": "Rash BSA %"}]
+    # "photo/3" is not a FHIR id: the product's row identity travels as an identifier
+    assert "id" not in obs["Rash BSA %"] and obs["Rash BSA %"]["identifier"] == [{"system": "urn:dress-monitor:source-id", "value": "photo/3"}]
+    from_fhir = [r for r in resources if r.get("identifier") == [{"system": "urn:dress-monitor:source-id", "value": "obs-77"}]]
+    assert [r.get("id") for r in from_fhir] == ["obs-77"]  # a result that came by FHIR keeps its resource id
     assert obs["Creatinine"]["referenceRange"] == [
         {"low": {"value": 0.5, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"},
          "high": {"value": 1.1, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}}
@@ -157,7 +161,8 @@ def _lab_rows(session: Session, mrn: str) -> list[tuple[Any, ...]]:
         select(LabResult).join(Patient).where(Patient.mrn == mrn, LabResult.hidden.is_(False))  # type: ignore[attr-defined]
     ).scalars()
     return sorted(
-        ((r.test, r.taken_at, r.value, r.unit, r.value_text, r.original_value, r.original_unit, r.ref_low, r.ref_high, r.loinc)
+        ((r.test, r.taken_at, r.value, r.unit, r.value_text, r.original_value, r.original_unit, r.ref_low, r.ref_high, r.loinc,
+          r.source_id)
          for r in rows),
         key=repr,
     )
@@ -210,6 +215,13 @@ def _round_trip(source: Session, target_engine: Engine, mrn: str, tmp_path: Path
         again = import_bundle(target, path, username="tester", as_of=TODAY + dt.timedelta(days=1))
         assert (again.labs_inserted, again.meds_inserted, again.patients_created, again.patients_updated) == (0, 0, 0, 0)
         target.rollback()
+    # and importing it back into the database it came from changes nothing either
+    before = (_patient_row(source, mrn), _lab_rows(source, mrn), _med_rows(source, mrn), _finding_rows(source, mrn))
+    back = import_bundle(source, path, username="tester", as_of=TODAY + dt.timedelta(days=1))
+    assert (back.labs_inserted, back.meds_inserted, back.patients_created, back.patients_updated) == (0, 0, 0, 0)
+    source.flush()
+    assert (_patient_row(source, mrn), _lab_rows(source, mrn), _med_rows(source, mrn), _finding_rows(source, mrn)) == before
+    source.rollback()
     return compared
 
 
