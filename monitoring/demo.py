@@ -119,7 +119,7 @@ DEMO_STORIES: tuple[DemoStory, ...] = (
         "clinic",
         "HHV-6 reactivation during the taper: lamotrigine DRESS; HHV-6 PCR not detected in weeks 1-2, "
         "detected in week 3 after onset and rising (RELAPSE_RISK) while prednisone is being tapered over "
-        "10 weeks; eosinophils creeping up but still below 0.7.",
+        "11 weeks; eosinophils creeping up but still below 0.7.",
         ("RELAPSE_RISK",),
     ),
     DemoStory(
@@ -277,7 +277,9 @@ class _Patient:
         when = dt.datetime.combine(self.date(day), dt.time(12, 0))
         self.findings.extend((when, item, value) for item, value in answers.items())
 
-    def schedule(self, drug: str, steps: Iterable[tuple[int, float]], unit: str = "mg", route: str | None = "oral") -> None:
+    def schedule(
+        self, drug: str, steps: Iterable[tuple[int, float]], unit: str = "mg", route: str | None = "oral"
+    ) -> None:
         for day, amount in steps:
             self.dose(day, drug, amount, unit, route)
 
@@ -379,8 +381,15 @@ def _demo_001(today: dt.date) -> tuple[PatientIn, _Patient]:
     so course day 7 is day -2, when ALT is 37 % and eosinophils 17 % of their start values."""
     p = _Patient(today, "DEMO-001", 72.0)
     info = _patient_in(
-        today, p.mrn, sex="female", age=46, birthday=(3, 14), weight_kg=72.0, onset_day=-12,
-        culprits=["carbamazepine"], setting="inpatient",
+        today,
+        p.mrn,
+        sex="female",
+        age=46,
+        birthday=(3, 14),
+        weight_kg=72.0,
+        onset_day=-12,
+        culprits=["carbamazepine"],
+        setting="inpatient",
     )
     p.schedule("Tegretol", [(-40, 400), (-12, 0)])
     p.dose(-9, "methylprednisolone", 1, "mg/kg", route="intravenous")
@@ -401,7 +410,14 @@ def _demo_001(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.photo(-6, "back", 18, "fading, less infiltrated")
     p.photo(-2, "back", 10, "residual erythema, desquamation")
     p.visits("hhv6_pcr", {-8: "not detected"}, "", at=_BLOODS)
-    p.findings_on(-8, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="unknown", other_causes_excluded="yes")
+    p.findings_on(
+        -8,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="yes",
+        rash_suggestive="yes",
+        biopsy="unknown",
+        other_causes_excluded="yes",
+    )
     return info, p
 
 
@@ -410,8 +426,16 @@ def _demo_002(today: dt.date) -> tuple[PatientIn, _Patient]:
     102 % and eosinophils 87 % of their start values with fever; IVIG 1 g/kg/day on days -3 and -2."""
     p = _Patient(today, "DEMO-002", 84.0)
     info = _patient_in(
-        today, p.mrn, sex="male", age=71, birthday=(9, 2), weight_kg=84.0, onset_day=-14,
-        culprits=["allopurinol"], setting="inpatient", baseline_creatinine=1.1,
+        today,
+        p.mrn,
+        sex="male",
+        age=71,
+        birthday=(9, 2),
+        weight_kg=84.0,
+        onset_day=-14,
+        culprits=["allopurinol"],
+        setting="inpatient",
+        baseline_creatinine=1.1,
     )
     p.schedule("allopurinol", [(-38, 300), (-14, 0)])
     p.dose(-11, "methylprednisolone", 1, "mg/kg", route="intravenous")
@@ -423,14 +447,24 @@ def _demo_002(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-12, "eosinophils", [2.4, 3.1, 3.3, 3.0, 2.9, 3.2, 2.8, 2.9, 2.7, 2.5, 1.9, 1.5, 1.2], "10^9/L")
     p.daily(-12, "creatinine", [1.28, 1.31, 1.35, 1.4, 1.38, 1.36, 1.4, 1.37, 1.35, 1.33, 1.3, 1.29, 1.27], "mg/dL")
     p.daily(
-        -12, "temperature", [38.9, 39.2, 38.8, 38.7, 38.9, 38.6, 38.8, 38.7, 38.9, 38.6, 37.4, 37.1, 36.9], "Cel",
+        -12,
+        "temperature",
+        [38.9, 39.2, 38.8, 38.7, 38.9, 38.6, 38.8, 38.7, 38.9, 38.6, 37.4, 37.1, 36.9],
+        "Cel",
         at=_OBS,
     )
     p.visits("ferritin", {-12: 650, -10: 820, -8: 980, -6: 940, -4: 910, -2: 760, 0: 640}, "ng/mL", at=_BLOODS)
     p.visits("crp", {-12: 110, -9: 124, -6: 118, -4: 121, -2: 70, 0: 41}, "mg/L", at=_BLOODS)
     p.visits("bsa_pct", {-12: 28, -8: 30, -4: 30, 0: 20}, "%", at=_OBS)
     p.visits("atypical_lymphocytes_pct", {-12: 8, -8: 6}, "%", at=_BLOODS)
-    p.findings_on(-10, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(
+        -10,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="yes",
+        rash_suggestive="yes",
+        biopsy="yes",
+        other_causes_excluded="yes",
+    )
     return info, p
 
 
@@ -439,8 +473,15 @@ def _demo_003(today: dt.date) -> tuple[PatientIn, _Patient]:
     day -10 (taper 18 days); lowest ALT 28 and eosinophils 0.2 at the stop; flare from day -1."""
     p = _Patient(today, "DEMO-003", 61.0)
     info = _patient_in(
-        today, p.mrn, sex="female", age=44, birthday=(11, 30), weight_kg=61.0, onset_day=-45,
-        culprits=["sulfasalazine"], setting="inpatient",
+        today,
+        p.mrn,
+        sex="female",
+        age=44,
+        birthday=(11, 30),
+        weight_kg=61.0,
+        onset_day=-45,
+        culprits=["sulfasalazine"],
+        setting="inpatient",
     )
     p.schedule("sulfasalazine", [(-70, 2000), (-45, 0)])
     p.schedule("prednisone", [(-42, 60), (-28, 40), (-21, 20), (-14, 10), (-10, 0)])
@@ -448,10 +489,19 @@ def _demo_003(today: dt.date) -> tuple[PatientIn, _Patient]:
     # Inpatient days -44 .. -30 (daily), clinic days -24, -17, -10, -3, readmitted day -1.
     p.daily(-44, "alt", [190, 236, 280, 262, 240, 214, 190, 166, 148, 130, 112, 96, 84, 72, 60], "U/L")
     p.daily(-44, "eosinophils", [1.8, 2.1, 2.3, 2.0, 1.7, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4], "10^9/L")
-    p.daily(-44, "creatinine", [0.7, 0.72, 0.74, 0.71, 0.7, 0.69, 0.7, 0.68, 0.7, 0.69, 0.68, 0.7, 0.67, 0.69, 0.68],
-            "mg/dL")
-    p.daily(-44, "temperature", [38.9, 39.0, 38.4, 37.9, 37.5, 37.2, 37.0, 36.9, 37.1, 36.8, 36.9, 36.8, 36.9, 36.7,
-                                 36.8], "Cel", at=_OBS)
+    p.daily(
+        -44,
+        "creatinine",
+        [0.7, 0.72, 0.74, 0.71, 0.7, 0.69, 0.7, 0.68, 0.7, 0.69, 0.68, 0.7, 0.67, 0.69, 0.68],
+        "mg/dL",
+    )
+    p.daily(
+        -44,
+        "temperature",
+        [38.9, 39.0, 38.4, 37.9, 37.5, 37.2, 37.0, 36.9, 37.1, 36.8, 36.9, 36.8, 36.9, 36.7, 36.8],
+        "Cel",
+        at=_OBS,
+    )
     clinic = {-24: 42, -17: 31, -10: 28, -3: 66}
     p.visits("alt", clinic, "U/L")
     p.visits("eosinophils", {-24: 0.3, -17: 0.25, -10: 0.2, -3: 0.55}, "10^9/L")
@@ -465,7 +515,14 @@ def _demo_003(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.photo(-44, "chest", 28, "infiltrated erythema, purpura on the trunk")
     p.photo(-30, "chest", 5, "at discharge: faint residual erythema")
     p.photo(-1, "chest", 15, "readmission: new papules on the trunk")
-    p.findings_on(-42, lymphadenopathy="no", atypical_lymphocytes="unknown", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(
+        -42,
+        lymphadenopathy="no",
+        atypical_lymphocytes="unknown",
+        rash_suggestive="yes",
+        biopsy="yes",
+        other_causes_excluded="yes",
+    )
     p.findings_on(-24, resolution_15_days="yes")
     return info, p
 
@@ -476,22 +533,44 @@ def _demo_004(today: dt.date) -> tuple[PatientIn, _Patient]:
     77 days (no premature taper); eosinophils 0.6 at most after the nadir (no flare)."""
     p = _Patient(today, "DEMO-004", 76.0)
     info = _patient_in(
-        today, p.mrn, sex="male", age=29, birthday=(6, 21), weight_kg=76.0, onset_day=-24,
-        culprits=["lamotrigine"], setting="clinic",
+        today,
+        p.mrn,
+        sex="male",
+        age=29,
+        birthday=(6, 21),
+        weight_kg=76.0,
+        onset_day=-24,
+        culprits=["lamotrigine"],
+        setting="clinic",
     )
     p.schedule("Lamictal", [(-52, 100), (-24, 0)])
     p.dose(-24, "levetiracetam", 1000)  # the neurologists' non-aromatic alternative from onset
     p.schedule(
         "prednisone",
-        [(-22, 75), (-8, 60), (-1, 50), (6, 40), (13, 30), (20, 25), (27, 20), (34, 15), (41, 10), (48, 7.5),
-         (55, 5), (62, 2.5), (69, 0)],
+        [
+            (-22, 75),
+            (-8, 60),
+            (-1, 50),
+            (6, 40),
+            (13, 30),
+            (20, 25),
+            (27, 20),
+            (34, 15),
+            (41, 10),
+            (48, 7.5),
+            (55, 5),
+            (62, 2.5),
+            (69, 0),
+        ],
     )
     p.schedule("omeprazole", [(-22, 20), (69, 0)])
     # Inpatient days -23 .. -12 (daily), then clinic on day -5 and a recall on day 0.
     p.daily(-23, "alt", [140, 188, 220, 204, 180, 150, 124, 101, 84, 70, 58, 48], "U/L")
     p.daily(-23, "eosinophils", [2.0, 2.2, 1.9, 1.6, 1.3, 1.0, 0.8, 0.65, 0.5, 0.42, 0.38, 0.35], "10^9/L")
     p.daily(-23, "creatinine", [0.9, 0.92, 0.95, 0.93, 0.9, 0.91, 0.88, 0.9, 0.89, 0.87, 0.88, 0.9], "mg/dL")
-    p.daily(-23, "temperature", [39.0, 38.8, 38.3, 37.8, 37.4, 37.1, 36.9, 37.0, 36.8, 36.9, 36.7, 36.8], "Cel", at=_OBS)
+    p.daily(
+        -23, "temperature", [39.0, 38.8, 38.3, 37.8, 37.4, 37.1, 36.9, 37.0, 36.8, 36.9, 36.7, 36.8], "Cel", at=_OBS
+    )
     p.visits("alt", {-5: 55, 0: 62}, "U/L")
     p.visits("eosinophils", {-5: 0.45, 0: 0.6}, "10^9/L")
     p.visits("creatinine", {-5: 0.88, 0: 0.9}, "mg/dL")
@@ -499,7 +578,14 @@ def _demo_004(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.visits("hhv6_pcr", {-19: "not detected"}, "", at=_BLOODS)
     p.visits("hhv6_pcr", {-12: 0, -5: 8400, 0: 41000}, "copies/mL")
     p.visits("ferritin", {-23: 540, -18: 420, -12: 260, 0: 310}, "ng/mL", at=_BLOODS)
-    p.findings_on(-20, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(
+        -20,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="yes",
+        rash_suggestive="yes",
+        biopsy="yes",
+        other_causes_excluded="yes",
+    )
     p.findings_on(-5, resolution_15_days="yes")
     return info, p
 
@@ -510,8 +596,16 @@ def _demo_005(today: dt.date) -> tuple[PatientIn, _Patient]:
     >= 3000 from day -2; rash over 30 % BSA."""
     p = _Patient(today, "DEMO-005", 92.0)
     info = _patient_in(
-        today, p.mrn, sex="female", age=63, birthday=(1, 8), weight_kg=92.0, onset_day=-6,
-        culprits=["vancomycin"], setting="inpatient", baseline_creatinine=0.8,
+        today,
+        p.mrn,
+        sex="female",
+        age=63,
+        birthday=(1, 8),
+        weight_kg=92.0,
+        onset_day=-6,
+        culprits=["vancomycin"],
+        setting="inpatient",
+        baseline_creatinine=0.8,
     )
     # Osteomyelitis: vancomycin 1.25 g twice daily from day -24 (latency 18 days, an antibiotic),
     # replaced by daptomycin at onset.
@@ -530,7 +624,14 @@ def _demo_005(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.photo(-6, "chest", 40, "morbilliform eruption, facial oedema")
     p.photo(-4, "chest", 55, "spreading, purpuric on the trunk")
     p.photo(-2, "chest", 60, "near-erythroderma")
-    p.findings_on(-5, lymphadenopathy="yes", atypical_lymphocytes="unknown", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(
+        -5,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="unknown",
+        rash_suggestive="yes",
+        biopsy="yes",
+        other_causes_excluded="yes",
+    )
     return info, p
 
 
@@ -539,23 +640,47 @@ def _demo_006(today: dt.date) -> tuple[PatientIn, _Patient]:
     10 mg until day -134, stopped on day -119: the patch-test date is resolution + 6 months."""
     p = _Patient(today, "DEMO-006", 81.0)
     info = _patient_in(
-        today, p.mrn, sex="male", age=52, birthday=(4, 17), weight_kg=81.0, onset_day=-240,
-        culprits=["Bactrim"], setting="clinic", resolved_day=-150,
+        today,
+        p.mrn,
+        sex="male",
+        age=52,
+        birthday=(4, 17),
+        weight_kg=81.0,
+        onset_day=-240,
+        culprits=["Bactrim"],
+        setting="clinic",
+        resolved_day=-150,
     )
     p.schedule("Bactrim", [(-263, 1920), (-240, 0)])
     p.schedule(
         "prednisone",
-        [(-238, 80), (-210, 60), (-196, 50), (-182, 40), (-168, 30), (-154, 20), (-140, 15), (-133, 10),
-         (-126, 5), (-119, 0)],
+        [
+            (-238, 80),
+            (-210, 60),
+            (-196, 50),
+            (-182, 40),
+            (-168, 30),
+            (-154, 20),
+            (-140, 15),
+            (-133, 10),
+            (-126, 5),
+            (-119, 0),
+        ],
     )
     p.schedule("omeprazole", [(-238, 20), (-119, 0)])
     # Inpatient days -239 .. -226, then clinic every two weeks during the taper, monthly afterwards.
     p.daily(-239, "alt", [160, 210, 248, 230, 196, 170, 140, 118, 96, 80, 70, 62, 55, 50], "U/L")
     p.daily(-239, "eosinophils", [1.6, 2.0, 2.2, 1.8, 1.5, 1.2, 1.0, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35], "10^9/L")
-    p.daily(-239, "creatinine", [1.0, 1.05, 1.1, 1.08, 1.02, 1.0, 0.98, 0.97, 0.99, 0.96, 0.98, 0.97, 0.95, 0.96],
-            "mg/dL")
-    p.daily(-239, "temperature", [38.7, 39.1, 38.6, 38.0, 37.5, 37.2, 37.0, 36.9, 36.8, 36.9, 36.8, 36.7, 36.8, 36.8],
-            "Cel", at=_OBS)
+    p.daily(
+        -239, "creatinine", [1.0, 1.05, 1.1, 1.08, 1.02, 1.0, 0.98, 0.97, 0.99, 0.96, 0.98, 0.97, 0.95, 0.96], "mg/dL"
+    )
+    p.daily(
+        -239,
+        "temperature",
+        [38.7, 39.1, 38.6, 38.0, 37.5, 37.2, 37.0, 36.9, 36.8, 36.9, 36.8, 36.7, 36.8, 36.8],
+        "Cel",
+        at=_OBS,
+    )
     clinic_days = list(range(-210, -118, 14)) + [-90, -60, -30, -2]
     alt = [44, 38, 35, 33, 31, 30, 29, 28, 27, 28, 26]
     eos = [0.3, 0.28, 0.25, 0.22, 0.2, 0.2, 0.22, 0.21, 0.19, 0.2, 0.18]
@@ -565,7 +690,14 @@ def _demo_006(today: dt.date) -> tuple[PatientIn, _Patient]:
     # Sequelae follow-up after discharge: thyroid and glucose (CLINICAL_REFERENCE.md §5).
     p.visits("tsh", {-180: 2.1, -150: 2.4, -90: 3.2, -60: 4.1, -30: 5.2, -2: 6.4}, "mIU/L", ref_high=4.5)
     p.visits("glucose", {-180: 5.4, -150: 5.2, -90: 5.1, -60: 5.3, -30: 5.0, -2: 5.2}, "mmol/L")
-    p.findings_on(-236, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(
+        -236,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="yes",
+        rash_suggestive="yes",
+        biopsy="yes",
+        other_causes_excluded="yes",
+    )
     p.findings_on(-150, resolution_15_days="yes")
     return info, p
 
@@ -576,8 +708,15 @@ def _demo_007(today: dt.date) -> tuple[PatientIn, _Patient]:
     Prednisolone without a proton-pump inhibitor."""
     p = _Patient(today, "DEMO-007", 58.0)
     info = _patient_in(
-        today, p.mrn, sex="female", age=19, birthday=(8, 5), weight_kg=58.0, onset_day=-8,
-        culprits=["minocycline"], setting="inpatient",
+        today,
+        p.mrn,
+        sex="female",
+        age=19,
+        birthday=(8, 5),
+        weight_kg=58.0,
+        onset_day=-8,
+        culprits=["minocycline"],
+        setting="inpatient",
     )
     p.schedule("minocycline", [(-30, 100), (-8, 0)])
     p.dose(-6, "prednisolone", 60)
@@ -587,7 +726,14 @@ def _demo_007(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-7, "temperature", [101.8, 102.2, 100.9, 99.5, 98.9, 98.6, 98.8, 98.4], "[degF]", at=_OBS)
     p.visits("ferritin", {-7: 610, -5: 540, -3: 470, -1: 420}, "ug/L", at=_BLOODS)
     p.visits("bsa_pct", {-7: 30, -3: 20}, "%", at=_OBS)
-    p.findings_on(-6, lymphadenopathy="yes", atypical_lymphocytes="no", rash_suggestive="yes", biopsy="unknown", other_causes_excluded="yes")
+    p.findings_on(
+        -6,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="no",
+        rash_suggestive="yes",
+        biopsy="unknown",
+        other_causes_excluded="yes",
+    )
     return info, p
 
 
@@ -596,33 +742,66 @@ def _demo_008(today: dt.date) -> tuple[PatientIn, _Patient]:
     then a step every 15 days down to 0 on day 107; weekly clinic bloods, all normal now."""
     p = _Patient(today, "DEMO-008", 80.0)
     info = _patient_in(
-        today, p.mrn, sex="male", age=58, birthday=(12, 12), weight_kg=80.0, onset_day=-75,
-        culprits=["dapsone"], setting="clinic",
+        today,
+        p.mrn,
+        sex="male",
+        age=58,
+        birthday=(12, 12),
+        weight_kg=80.0,
+        onset_day=-75,
+        culprits=["dapsone"],
+        setting="clinic",
     )
     p.schedule("dapsone", [(-100, 100), (-75, 0)])
     p.schedule(
         "prednisone",
-        [(-73, 40), (-43, 30), (-28, 25), (-13, 20), (2, 17.5), (17, 15), (32, 12.5), (47, 10), (62, 7.5), (77, 5),
-         (92, 2.5), (107, 0)],
+        [
+            (-73, 40),
+            (-43, 30),
+            (-28, 25),
+            (-13, 20),
+            (2, 17.5),
+            (17, 15),
+            (32, 12.5),
+            (47, 10),
+            (62, 7.5),
+            (77, 5),
+            (92, 2.5),
+            (107, 0),
+        ],
     )
     p.schedule("omeprazole", [(-73, 20), (107, 0)])
     p.daily(-75, "alt", [120, 168, 190, 176, 150, 128, 104, 90, 76, 66, 58, 52, 47], "U/L")
     p.daily(-75, "eosinophils", [1.4, 1.7, 1.9, 1.6, 1.3, 1.1, 0.9, 0.7, 0.6, 0.5, 0.45, 0.4, 0.38], "10^9/L")
     p.daily(-75, "creatinine", [0.95, 1.0, 1.02, 0.98, 0.97, 0.96, 0.95, 0.96, 0.94, 0.95, 0.93, 0.94, 0.95], "mg/dL")
-    p.daily(-75, "temperature", [38.6, 38.9, 38.2, 37.6, 37.2, 37.0, 36.9, 36.8, 36.9, 36.8, 36.7, 36.8, 36.8], "Cel",
-            at=_OBS)
+    p.daily(
+        -75,
+        "temperature",
+        [38.6, 38.9, 38.2, 37.6, 37.2, 37.0, 36.9, 36.8, 36.9, 36.8, 36.7, 36.8, 36.8],
+        "Cel",
+        at=_OBS,
+    )
     weekly = list(range(-56, 1, 7))
     p.visits("alt", dict(zip(weekly, [44, 40, 36, 33, 31, 30, 29, 31, 28], strict=True)), "U/L")
-    p.visits("eosinophils", dict(zip(weekly, [0.35, 0.33, 0.3, 0.28, 0.26, 0.25, 0.27, 0.24, 0.25], strict=True)),
-             "10^9/L")
-    p.visits("creatinine", dict(zip(weekly, [0.94, 0.95, 0.93, 0.96, 0.94, 0.95, 0.93, 0.94, 0.95], strict=True)),
-             "mg/dL")
+    p.visits(
+        "eosinophils", dict(zip(weekly, [0.35, 0.33, 0.3, 0.28, 0.26, 0.25, 0.27, 0.24, 0.25], strict=True)), "10^9/L"
+    )
+    p.visits(
+        "creatinine", dict(zip(weekly, [0.94, 0.95, 0.93, 0.96, 0.94, 0.95, 0.93, 0.94, 0.95], strict=True)), "mg/dL"
+    )
     p.visits("tsh", {-28: 1.9, 0: 2.2}, "mIU/L", ref_high=4.5)
     p.photo(-74, "arms", 35, "diffuse exanthem on the arms")
     p.photo(-46, "arms", 5, "post-inflammatory change only")
     p.photo(-18, "arms", 0, "clear")
     p.visits("glucose", {-56: 112, -28: 104, 0: 99}, "mg/dL")
-    p.findings_on(-72, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="yes", other_causes_excluded="yes")
+    p.findings_on(
+        -72,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="yes",
+        rash_suggestive="yes",
+        biopsy="yes",
+        other_causes_excluded="yes",
+    )
     p.findings_on(-28, resolution_15_days="yes")
     return info, p
 
@@ -631,27 +810,58 @@ def _demo_009(today: dt.date) -> tuple[PatientIn, _Patient]:
     """Rechallenge: phenytoin DRESS (onset day -30), carbamazepine ordered from day -1."""
     p = _Patient(today, "DEMO-009", 66.0)
     info = _patient_in(
-        today, p.mrn, sex="female", age=35, birthday=(2, 27), weight_kg=66.0, onset_day=-30,
-        culprits=["phenytoin"], setting="clinic",
+        today,
+        p.mrn,
+        sex="female",
+        age=35,
+        birthday=(2, 27),
+        weight_kg=66.0,
+        onset_day=-30,
+        culprits=["phenytoin"],
+        setting="clinic",
     )
     p.schedule("Dilantin", [(-58, 300), (-30, 0)])
     p.dose(-30, "levetiracetam", 1000)
     p.dose(-1, "Tegretol", 400)
     p.schedule(
         "prednisone",
-        [(-28, 60), (-14, 50), (-7, 40), (0, 30), (7, 25), (14, 20), (21, 15), (28, 10), (35, 7.5), (42, 5),
-         (49, 2.5), (56, 0)],
+        [
+            (-28, 60),
+            (-14, 50),
+            (-7, 40),
+            (0, 30),
+            (7, 25),
+            (14, 20),
+            (21, 15),
+            (28, 10),
+            (35, 7.5),
+            (42, 5),
+            (49, 2.5),
+            (56, 0),
+        ],
     )
     p.schedule("pantoprazole", [(-28, 40), (56, 0)])
     p.daily(-30, "alt", [96, 130, 150, 138, 120, 104, 90, 78, 68, 60, 54, 50, 46], "U/L")
     p.daily(-30, "eosinophils", [1.7, 2.0, 1.8, 1.5, 1.2, 1.0, 0.8, 0.66, 0.55, 0.5, 0.44, 0.4, 0.36], "10^9/L")
     p.daily(-30, "creatinine", [0.7, 0.72, 0.71, 0.7, 0.69, 0.7, 0.68, 0.7, 0.69, 0.71, 0.7, 0.69, 0.7], "mg/dL")
-    p.daily(-30, "temperature", [38.8, 38.9, 38.1, 37.6, 37.2, 37.0, 36.9, 36.8, 36.9, 36.8, 36.7, 36.9, 36.8], "Cel",
-            at=_OBS)
+    p.daily(
+        -30,
+        "temperature",
+        [38.8, 38.9, 38.1, 37.6, 37.2, 37.0, 36.9, 36.8, 36.9, 36.8, 36.7, 36.9, 36.8],
+        "Cel",
+        at=_OBS,
+    )
     p.visits("alt", {-11: 38, -4: 33}, "U/L")
     p.visits("eosinophils", {-11: 0.3, -4: 0.28}, "10^9/L")
     p.visits("creatinine", {-11: 0.7, -4: 0.69}, "mg/dL")
-    p.findings_on(-27, lymphadenopathy="yes", atypical_lymphocytes="yes", rash_suggestive="yes", biopsy="unknown", other_causes_excluded="yes")
+    p.findings_on(
+        -27,
+        lymphadenopathy="yes",
+        atypical_lymphocytes="yes",
+        rash_suggestive="yes",
+        biopsy="unknown",
+        other_causes_excluded="yes",
+    )
     p.findings_on(-4, resolution_15_days="yes")
     return info, p
 
@@ -776,7 +986,9 @@ def _store_photos(
             store_photos(session, mrn, items, username=username, today=today)
 
 
-def synthetic_rash_image(mrn: str, site: str, bsa_pct: float, taken_on: dt.date, size: tuple[int, int] = (640, 480)) -> bytes:
+def synthetic_rash_image(
+    mrn: str, site: str, bsa_pct: float, taken_on: dt.date, size: tuple[int, int] = (640, 480)
+) -> bytes:
     """A JPEG drawing (never a photograph of anyone): skin-toned background, red macules whose
     number follows the BSA %, and a SYNTHETIC banner. Deterministic for its arguments."""
     import io
@@ -834,8 +1046,17 @@ def ensure_demo(engine: Engine, today: dt.date | None = None) -> bool:
 
 _GIVEN = ("Alex", "Sam", "Noor", "Kai", "Mina", "Ravi", "Lena", "Tomas", "Yara", "Jon", "Ife", "Mei", "Omar", "Zoe")
 _FAMILY = ("Example", "Sample", "Testcase", "Placeholder", "Fictive", "Madeup", "Mock", "Dummy")
-_CULPRITS = ("carbamazepine", "allopurinol", "vancomycin", "lamotrigine", "sulfasalazine", "phenytoin", "minocycline",
-             "dapsone", "trimethoprim-sulfamethoxazole")
+_CULPRITS = (
+    "carbamazepine",
+    "allopurinol",
+    "vancomycin",
+    "lamotrigine",
+    "sulfasalazine",
+    "phenytoin",
+    "minocycline",
+    "dapsone",
+    "trimethoprim-sulfamethoxazole",
+)
 # Archetypes, as in the demo: responder, stalled at day 7 then IVIG, short taper then flare,
 # long outpatient taper. Modelling assumptions, not data (see the module docstring).
 _ARCHETYPES = ("responder", "stalled", "flare", "long_taper")
@@ -904,9 +1125,18 @@ def _cohort_patient(
 
     def med(day: int, drug: str, mg: float, unit: str = "mg", shown: float | None = None, route: str = "oral") -> None:
         meds.append(
-            MedIn(mrn=mrn, drug=drug, drug_as_entered=drug, start_date=today + dt.timedelta(days=day),
-                  daily_dose_mg=mg, dose_as_entered=f"{mg if shown is None else shown:g}", unit_as_entered=unit,
-                  route=route, source=DEMO_SOURCE, where=f"cohort {mrn}: {drug} day {day}")
+            MedIn(
+                mrn=mrn,
+                drug=drug,
+                drug_as_entered=drug,
+                start_date=today + dt.timedelta(days=day),
+                daily_dose_mg=mg,
+                dose_as_entered=f"{mg if shown is None else shown:g}",
+                unit_as_entered=unit,
+                route=route,
+                source=DEMO_SOURCE,
+                where=f"cohort {mrn}: {drug} day {day}",
+            )
         )
 
     med(onset - 24, culprit, 100.0)
@@ -963,8 +1193,18 @@ def _cohort_lab(mrn: str, test: str, when: dt.datetime, value: float) -> LabIn:
     if not (t.min_value <= value and (t.max_value is None or value <= t.max_value)):
         catalogue.check_bounds(t, value)
     unit = t.canonical_unit
-    return LabIn(mrn=mrn, test=test, taken_at=when, value=value, unit=unit, original_value=f"{value:g}",
-                 original_unit=unit, loinc=t.loinc[0] if t.loinc else None, source=DEMO_SOURCE, where=mrn)
+    return LabIn(
+        mrn=mrn,
+        test=test,
+        taken_at=when,
+        value=value,
+        unit=unit,
+        original_value=f"{value:g}",
+        original_unit=unit,
+        loinc=t.loinc[0] if t.loinc else None,
+        source=DEMO_SOURCE,
+        where=mrn,
+    )
 
 
 def generate_cohort(
@@ -1001,6 +1241,11 @@ def write_cohort(
     """Generate a cohort and write it through ``write_batch`` in the caller's transaction."""
     patients, labs, meds = generate_cohort(n_patients, days, seed, today)
     return write_batch(
-        session, patients=patients, labs=labs, meds=meds, username=username, source=DEMO_SOURCE,
+        session,
+        patients=patients,
+        labs=labs,
+        meds=meds,
+        username=username,
+        source=DEMO_SOURCE,
         description=f"synthetic benchmark cohort: {n_patients} patients x {days} days, seed {seed}",
     )

@@ -115,7 +115,10 @@ def test_a_demo_mrn_already_present_is_left_alone_and_the_rest_loaded(session: S
     assert result.patients_created == len(DEMO_STORIES) - 1
     kept = session.execute(select(Patient).where(Patient.mrn == "DEMO-003")).scalar_one()
     assert kept.name == "Someone else" and kept.synthetic is False
-    assert session.execute(select(func.count()).select_from(LabResult).where(LabResult.patient_id == kept.id)).scalar_one() == 0
+    assert (
+        session.execute(select(func.count()).select_from(LabResult).where(LabResult.patient_id == kept.id)).scalar_one()
+        == 0
+    )
 
 
 def test_ensure_demo_fills_an_empty_database_once(engine: Engine) -> None:
@@ -174,14 +177,22 @@ STORY_CHECKS: list[tuple[str, int, set[str], set[str]]] = [
     # Responder: day 7 of steroids is day -2; ALT 142 of 388 and eosinophils 0.45 of 2.6, afebrile.
     ("DEMO-001", -9, {"HEPATIC_INVOLVEMENT", "EOSINOPHILIA"}, {"ICU_CRITERIA"}),
     ("DEMO-001", -2, {"HEPATIC_INVOLVEMENT"}, {"STALLED_RESPONSE_DAY7", "EOSINOPHILIA"}),
-    ("DEMO-001", 0, {"HEPATIC_INVOLVEMENT"},
-     {"STALLED_RESPONSE_DAY7", "PREMATURE_TAPER", "RELAPSE_RISK", "GI_PROPHYLAXIS_MISSING", "RECHALLENGE"}),
+    (
+        "DEMO-001",
+        0,
+        {"HEPATIC_INVOLVEMENT"},
+        {"STALLED_RESPONSE_DAY7", "PREMATURE_TAPER", "RELAPSE_RISK", "GI_PROPHYLAXIS_MISSING", "RECHALLENGE"},
+    ),
     # No response: day 6 is too early, day 7 stalls, IVIG the next day silences it.
     ("DEMO-002", -5, {"HEPATIC_INVOLVEMENT", "EOSINOPHILIA", "FERRITIN_HIGH"}, {"STALLED_RESPONSE_DAY7"}),
     ("DEMO-002", -4, {"STALLED_RESPONSE_DAY7", "HEPATIC_INVOLVEMENT", "EOSINOPHILIA", "FERRITIN_HIGH"}, set()),
     ("DEMO-002", -3, {"HEPATIC_INVOLVEMENT"}, {"STALLED_RESPONSE_DAY7"}),
-    ("DEMO-002", 0, {"HEPATIC_INVOLVEMENT", "FERRITIN_HIGH"},
-     {"STALLED_RESPONSE_DAY7", "RENAL_INVOLVEMENT", "EOSINOPHILIA"}),
+    (
+        "DEMO-002",
+        0,
+        {"HEPATIC_INVOLVEMENT", "FERRITIN_HIGH"},
+        {"STALLED_RESPONSE_DAY7", "RENAL_INVOLVEMENT", "EOSINOPHILIA"},
+    ),
     # Premature taper (18 days, planned from the start) then a flare ten days after the stop.
     ("DEMO-003", -30, {"PREMATURE_TAPER", "RELAPSE_RISK"}, set()),
     ("DEMO-003", -3, {"PREMATURE_TAPER", "RELAPSE_RISK"}, {"HEPATIC_INVOLVEMENT", "EOSINOPHILIA"}),
@@ -194,16 +205,29 @@ STORY_CHECKS: list[tuple[str, int, set[str], set[str]]] = [
     # Kidney, heart, ferritin: troponin above its limit from day -4, ferritin >= 3000 from day -2.
     ("DEMO-005", -6, {"RENAL_INVOLVEMENT", "POOR_PROGNOSIS", "ICU_CRITERIA", "FERRITIN_HIGH"}, {"CARDIAC_INVOLVEMENT"}),
     ("DEMO-005", -4, {"CARDIAC_INVOLVEMENT", "RENAL_INVOLVEMENT", "ICU_CRITERIA", "POOR_PROGNOSIS"}, set()),
-    ("DEMO-005", 0,
-     {"RENAL_INVOLVEMENT", "CARDIAC_INVOLVEMENT", "FERRITIN_HIGH", "POOR_PROGNOSIS", "ICU_CRITERIA",
-      "HEPATIC_INVOLVEMENT"},
-     {"GI_PROPHYLAXIS_MISSING", "STALLED_RESPONSE_DAY7"}),
+    (
+        "DEMO-005",
+        0,
+        {
+            "RENAL_INVOLVEMENT",
+            "CARDIAC_INVOLVEMENT",
+            "FERRITIN_HIGH",
+            "POOR_PROGNOSIS",
+            "ICU_CRITERIA",
+            "HEPATIC_INVOLVEMENT",
+        },
+        {"GI_PROPHYLAXIS_MISSING", "STALLED_RESPONSE_DAY7"},
+    ),
     # Resolved, off steroids, normal bloods: nothing to alert about.
     ("DEMO-006", 0, set(), {"PREMATURE_TAPER", "RELAPSE_RISK", "GI_PROPHYLAXIS_MISSING", "EOSINOPHILIA"}),
     # Mixed units: ALT 1.7 ukat/L = 102 U/L > 2 x 45 U/L (the laboratory's 0.75 ukat/L); no PPI.
     ("DEMO-007", -7, {"HEPATIC_INVOLVEMENT", "EOSINOPHILIA", "FERRITIN_HIGH"}, {"GI_PROPHYLAXIS_MISSING"}),
-    ("DEMO-007", 0, {"HEPATIC_INVOLVEMENT", "GI_PROPHYLAXIS_MISSING"},
-     {"EOSINOPHILIA", "RENAL_INVOLVEMENT", "ICU_CRITERIA", "STALLED_RESPONSE_DAY7"}),
+    (
+        "DEMO-007",
+        0,
+        {"HEPATIC_INVOLVEMENT", "GI_PROPHYLAXIS_MISSING"},
+        {"EOSINOPHILIA", "RENAL_INVOLVEMENT", "ICU_CRITERIA", "STALLED_RESPONSE_DAY7"},
+    ),
     # Long clinic taper: no alert at all.
     ("DEMO-008", 0, set(), {"PREMATURE_TAPER", "RELAPSE_RISK", "GI_PROPHYLAXIS_MISSING", "HEPATIC_INVOLVEMENT"}),
     # Carbamazepine (Tegretol) for a phenytoin DRESS.
@@ -281,7 +305,11 @@ def test_summaries_tell_the_course_of_each_story(demo_records: tuple[dt.date, di
     assert s2["steroid"]["day_of_course"] == 11
     assert [x["drug"] for x in s2["steroid"]["second_line"]] == ["ivig"]
     s3 = summary("DEMO-003")
-    assert (s3["steroid"]["taper_start"], s3["steroid"]["stop_date"], s3["steroid"]["taper_days"]) == (iso(-28), iso(-10), 18)
+    assert (s3["steroid"]["taper_start"], s3["steroid"]["stop_date"], s3["steroid"]["taper_days"]) == (
+        iso(-28),
+        iso(-10),
+        18,
+    )
     s4 = summary("DEMO-004")
     assert s4["steroid"]["taper_days"] == 77 and s4["steroid"]["stop_date"] == iso(69)
     s8 = summary("DEMO-008")
@@ -409,8 +437,10 @@ def test_generated_stalled_patients_raise_the_day7_alert(session: Session) -> No
         start = min(m.start_date for m in record.meds if m.drug == "prednisone")
         return {a.code for a in evaluate(record, start + dt.timedelta(days=course_day))}
 
-    for responder, stalled, flare, long_taper in (("SYN-000001", "SYN-000002", "SYN-000003", "SYN-000004"),
-                                                  ("SYN-000005", "SYN-000006", "SYN-000007", "SYN-000008")):
+    for responder, stalled, flare, long_taper in (
+        ("SYN-000001", "SYN-000002", "SYN-000003", "SYN-000004"),
+        ("SYN-000005", "SYN-000006", "SYN-000007", "SYN-000008"),
+    ):
         assert "STALLED_RESPONSE_DAY7" not in codes(responder, 7)
         assert "STALLED_RESPONSE_DAY7" in codes(stalled, 7)
         assert "STALLED_RESPONSE_DAY7" not in codes(stalled, 9)  # IVIG on course day 8
