@@ -82,6 +82,9 @@ _PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("Ferritin (ng/mL)", ("ferritin",), "ng/mL"),
 )
 _SERIES_COLOURS = ("#1f3b73", "#7b3294")
+# Line colours follow the alert a threshold belongs to (EOSINOPHILIA, HEPATIC and RENAL are
+# warnings; ferritin >= 3000 is critical); reference lines that raise no alert are grey-blue.
+_REF = "#546e7a"
 _WARN = "#b26a00"
 _CRIT = "#b71c1c"
 
@@ -182,7 +185,7 @@ def _thresholds(
         uln, default = prof.uln("alt", latest.ref_high if latest else None)
         k = prof.value("hepatic_alt_uln_multiple")
         tag = " (default)" if default else ""
-        return [(f"ULN {uln:g}{tag}", uln, _WARN), (f"{k:g}×ULN {k * uln:g}", k * uln, _CRIT)]
+        return [(f"ULN {uln:g}{tag}", uln, _REF), (f"{k:g}×ULN {k * uln:g}", k * uln, _WARN)]
     if test == "creatinine":
         pts = counted["creatinine"]
         baseline = record.patient.baseline_creatinine_mg_dl
@@ -192,10 +195,10 @@ def _thresholds(
         if baseline is None:
             return []
         k = prof.value("renal_creatinine_baseline_multiple")
-        return [(f"baseline {baseline:.3g} ({basis})", baseline, "#546e7a"), (f"{k:g}× baseline {k * baseline:.3g}", k * baseline, _WARN)]
+        return [(f"baseline {baseline:.3g} ({basis})", baseline, _REF), (f"{k:g}× baseline {k * baseline:.3g}", k * baseline, _WARN)]
     if test == "eosinophils":
         lo, hi = prof.value("eosinophils_moderate"), prof.value("eosinophils_high")
-        return [(f"{lo:g}", lo, _WARN), (f"{hi:g}", hi, _CRIT)]
+        return [(f"{lo:g}", lo, _REF), (f"{hi:g}", hi, _WARN)]
     if test == "ferritin":
         lo, hi = prof.value("ferritin_high"), prof.value("ferritin_critical")
         return [(f"{lo:g}", lo, _WARN), (f"{hi:g}", hi, _CRIT)]

@@ -8,10 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import clinic_figures, data, widgets
+from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
 from monitoring.followup import checklist_rows, patch_test_plan, sequelae_checklist, viral_pcr_results
 from monitoring.regiscar import REGISCAR_ITEMS, score_regiscar
 from monitoring.store import BatchRejected
+
+require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()
@@ -76,16 +79,18 @@ st.dataframe(
     key="followup_regiscar_table",
     column_config={"key": None},
 )
-with st.form("followup_regiscar_form"):
-    st.markdown("**Items a person answers** (the latest answer is in force; earlier answers are kept)")
-    cols = st.columns(3)
-    for n, (item, (label, answers)) in enumerate(REGISCAR_ITEMS.items()):
-        current = record.findings.get(item)
-        cols[n % 3].selectbox(
-            label, [NO_CHANGE, *answers], key=f"followup_item_{item}",
-            help=f"Recorded now: {current}" if current else "Not recorded yet",
-        )
-    submitted = st.form_submit_button("Record answers")
+submitted = False
+if can_write():  # read-only accounts see the answers, not the form
+    with st.form("followup_regiscar_form"):
+        st.markdown("**Items a person answers** (the latest answer is in force; earlier answers are kept)")
+        cols = st.columns(3)
+        for n, (item, (label, answers)) in enumerate(REGISCAR_ITEMS.items()):
+            current = record.findings.get(item)
+            cols[n % 3].selectbox(
+                label, [NO_CHANGE, *answers], key=f"followup_item_{item}",
+                help=f"Recorded now: {current}" if current else "Not recorded yet",
+            )
+        submitted = st.form_submit_button("Record answers")
 if submitted:
     from monitoring import services
     from monitoring.auth import PermissionDenied
@@ -120,8 +125,9 @@ if not items:
 else:
     counts = {s: sum(1 for i in items if i.status == s) for s in ("overdue", "due", "done", "upcoming")}
     widgets.badges(
-        [("critical" if counts["overdue"] else "info", f"{counts['overdue']} overdue"),
-         ("warning" if counts["due"] else "info", f"{counts['due']} due now"),
+        # An overdue check is a task for the clinic, not an emergency: warning at most.
+        [("warning" if counts["overdue"] else "info", f"{counts['overdue']} overdue"),
+         ("info", f"{counts['due']} due now"),
          ("info", f"{counts['done']} done"), ("info", f"{counts['upcoming']} upcoming")]
     )
     st.dataframe(
