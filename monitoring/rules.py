@@ -21,7 +21,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from monitoring.catalogue import PCR_TESTS, parse_detection
-from monitoring.drugs import PROTON_PUMP_INHIBITORS, cross_reacts, normalise_drug
+from monitoring.drugs import PREDNISONE_EQUIVALENCE, PROTON_PUMP_INHIBITORS, cross_reacts, normalise_drug
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.records import DoseRow, LabPoint, PatientRecord
 from monitoring.steroids import CourseInfo, analyse_course, dose_above
@@ -577,8 +577,6 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
 
 def _course_rows(ctx: RuleContext) -> list[dict[str, Any]]:
     """Steroid schedule rows from the course start to its stop (plan included), for evidence."""
-    from monitoring.drugs import PREDNISONE_EQUIVALENCE
-
     course = ctx.course
     if course.course_start is None:
         return []
