@@ -82,7 +82,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     record, as_of, profile = _load(args)
     alerts = evaluate(record, as_of, profile)
     if args.json:
-        json.dump([a.to_dict() for a in alerts], sys.stdout, indent=2, ensure_ascii=False)
+        json.dump([a.to_dict() for a in alerts], sys.stdout, indent=2)
         print()
         return EXIT_OK
     p = record.patient
@@ -111,7 +111,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     record, as_of, profile = _load(args)
     s = summarise(record, as_of, profile)
     if args.json:
-        json.dump(s, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(s, sys.stdout, indent=2)
         print()
         return EXIT_OK
     st, rs = s["steroid"], s["regiscar"]

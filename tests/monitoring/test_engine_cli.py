@@ -115,3 +115,17 @@ def test_real_process_exit_codes(clinic_db: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "unknown MRN" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_engine_benchmark_runs_and_prints_its_ratios() -> None:
+    """bench/bench_engine.py on a tiny cohort: the script keeps working and prints its ratios."""
+    done = subprocess.run(
+        [sys.executable, "bench/bench_engine.py", "--patients", "3", "--days", "5", "--runs", "1"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SELECTs per load: 4" in done.stdout
+    assert "ratio (b)/(a)" in done.stdout and "ratio (a+b)/(a)" in done.stdout
