@@ -528,6 +528,7 @@ class _Reader:
         self.intervals: dict[tuple[str, str], list[_Interval]] = defaultdict(list)
         self.weights: dict[str, tuple[dt.datetime, float]] = {}
         self.medications_used: set[int] = set()  # id() of Medication resources an imported order names
+        self.lab_ids: dict[tuple[str, str], tuple[Any, ...]] = {}  # (MRN, resource id) -> where and result
 
     # -- helpers --
     def where(self, i: int, r: Mapping[str, Any]) -> str:
@@ -679,6 +680,10 @@ class _Reader:
                     self.problem(where, f"{element}.reference", target, "refers to a Patient that could not be read (see its problem)")
                 return mrn
         ident = ref.get("identifier")
+        if target and target.startswith("Patient?identifier="):
+            # A conditional reference of a transaction: "Patient?identifier=system|value".
+            system, _, value = target.split("=", 1)[1].rpartition("|")
+            ident = {"system": system or None, "value": value}
         if isinstance(ident, dict) and ident.get("value"):
             value = str(ident["value"])
             # A patient not in the bundle: known by identifier (a stored MRN; write_batch checks it).
@@ -758,6 +763,12 @@ class _Reader:
         if source_id is not None and len(source_id) > 128:
             self.problem(where, "id", source_id, "an identifier longer than 128 characters cannot be stored")
             return
+        if source_id is not None:
+            seen = self.lab_ids.get((mrn, source_id))
+            if seen is not None and seen[1:] != (test.key, when, value, value_text):
+                self.problem(where, "id", source_id, f"the same resource id as {seen[0]} with a different result")
+                return
+            self.lab_ids[(mrn, source_id)] = (where, test.key, when, value, value_text)
         self.out.labs.append(
             LabIn(
                 mrn=mrn,

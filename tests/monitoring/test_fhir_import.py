@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -615,3 +617,66 @@ def test_cli_import_prints_skipped_counts_and_refuses_bad_files(db_url: str, tmp
     assert main(["--db", db_url, "import", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "truncated" in err
+
+
+def test_conditional_reference_and_duplicate_ids(tmp_path: Path) -> None:
+    obs = {**_obs("o1", "1742-6", 40, "U/L"), "subject": {"reference": "Patient?identifier=urn:hosp|MRN-1"}}
+    parsed = parse_bundle(_write(tmp_path, _bundle(obs, btype="transaction")), as_of=TODAY)
+    assert parsed.problems == [] and [lab.mrn for lab in parsed.labs] == ["MRN-1"]
+
+    same_id = _bundle(_patient(), _obs("dup", "1742-6", 40, "U/L"), _obs("dup", "1742-6", 41, "U/L"))
+    parsed = parse_bundle(_write(tmp_path, same_id), as_of=TODAY)
+    assert [(p.where.rsplit(": ", 1)[-1], p.column) for p in parsed.problems] == [("Observation/dup (entry[2])", "id")]
+
+
+# --- property: schedule rows reproduce the daily dose of the orders ---------------------------
+
+@st.composite
+def _courses(draw: st.DrawFn) -> list[tuple[int, int | None, int]]:
+    """Orders of one drug, in date order, not overlapping: (start day, length in days or None, mg/day)."""
+    out: list[tuple[int, int | None, int]] = []
+    day = 0
+    for k in range(draw(st.integers(1, 6))):
+        day += draw(st.integers(0 if k == 0 else 1, 10))
+        open_ended = draw(st.booleans())
+        length = None if open_ended else draw(st.integers(1, 15))
+        out.append((day, length, draw(st.sampled_from([0, 5, 10, 20, 40, 60]))))
+        day += length or 1
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(courses=_courses())
+def test_schedule_rows_give_the_dose_of_the_order_in_force(courses: list[tuple[int, int | None, int]]) -> None:
+    base = dt.date(2026, 1, 1)
+    resources: list[dict[str, Any]] = [_patient()]
+    for k, (start, length, mg) in enumerate(courses):
+        period = {"start": (base + dt.timedelta(days=start)).isoformat()}
+        if length is not None:
+            period["end"] = (base + dt.timedelta(days=start + length - 1)).isoformat()
+        resources.append(_order("MedicationStatement", f"s{k}", _cc("prednisone"), effectivePeriod=period, dosage=[_dosage(mg, "mg")]))
+    parsed = parse_bundle_bytes(json.dumps(_bundle(*resources)).encode(), "p.json", as_of=TODAY)
+    assert parsed.problems == []
+    rows = sorted((m.start_date, m.daily_dose_mg) for m in parsed.meds)
+    assert len({d for d, _ in rows}) == len(rows)  # one row per date (the schedule's key)
+
+    def by_rows(day: dt.date) -> float:
+        current = [mg for d, mg in rows if d <= day]
+        return current[-1] if current else 0.0
+
+    def by_orders(day: dt.date) -> float:
+        dose = 0.0
+        for k, (start, length, mg) in enumerate(courses):
+            first = base + dt.timedelta(days=start)
+            nxt = base + dt.timedelta(days=courses[k + 1][0]) if k + 1 < len(courses) else None
+            last = first + dt.timedelta(days=length - 1) if length is not None else (nxt - dt.timedelta(days=1) if nxt else None)
+            if first <= day and (last is None or day <= last):
+                dose = float(mg)
+        return dose
+
+    horizon = base + dt.timedelta(days=sum((length or 1) + 10 for _, length, _ in courses) + 5)
+    day = base
+    while day <= horizon:
+        assert by_rows(day) == by_orders(day), day
+        day += dt.timedelta(days=1)
+    assert {d for d, _ in rows} >= {base + dt.timedelta(days=s) for s, _, _ in courses}  # a row at every start
