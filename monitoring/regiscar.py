@@ -167,10 +167,13 @@ def _fever(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile) -> 
 
 
 def _eosinophilia(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile) -> RegiscarItem:
-    label = "Eosinophilia: 0.7–1.499 ×10^9/L (+1), ≥ 1.5 ×10^9/L (+2); or 10–19.9 % (+1), ≥ 20 % (+2) if leukocytes < 4.0 ×10^9/L"
     moderate, high = profile.value("eosinophils_moderate"), profile.value("eosinophils_high")
     pct_low, pct_high = profile.value("regiscar_eos_pct_low"), profile.value("regiscar_eos_pct_high")
     low_wbc = profile.value("regiscar_low_wbc")
+    label = (
+        f"Eosinophilia: {moderate:g} to < {high:g} ×10^9/L (+1), ≥ {high:g} ×10^9/L (+2); or {pct_low:g} to < {pct_high:g} % (+1), "
+        f"≥ {pct_high:g} % (+2) if leukocytes < {low_wbc:g} ×10^9/L"
+    )
     counts = [p for p in record.results("eosinophils", as_of) if p.value is not None]
     pcts = [p for p in record.results("eosinophils_pct", as_of) if p.value is not None]
     if not counts and not pcts:
