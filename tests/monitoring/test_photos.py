@@ -638,3 +638,31 @@ def test_every_exif_orientation_gives_an_upright_image_and_the_same_hash_as_the_
     assert (a.width, a.height) == ((h, w) if orientation >= 5 else (w, h))
     with Image.open(io.BytesIO(a.image)) as stored:
         assert stored.getexif().get(ExifTags.Base.Orientation) is None
+
+
+# --- accounts (the dashboard's path) --------------------------------------------------------------------------
+
+
+def test_the_dashboard_path_refuses_accounts_that_may_not_write(patient: Session) -> None:
+    from monitoring.auth import PermissionDenied
+    from monitoring.models import User
+
+    patient.add(User(username="reader", role="viewer"))
+    patient.add(User(username="writer", role="clinician"))
+    patient.commit()
+    item = PhotoIn("a.jpg", jpeg_bytes(scene(seed=41)), "face")
+    for who in ("reader", "nobody", ""):
+        with pytest.raises(PermissionDenied):
+            store_photos(patient, MRN, [item], username=who, today=TODAY, check_account=True)
+        patient.rollback()
+    assert count(patient, Photo) == 0
+    # The refusals are audited in their own transaction (they outlive the rollback).
+    refused_by = patient.execute(select(AuditEntry.username).where(AuditEntry.entity == "photo")).scalars().all()
+    assert {"reader", "nobody"} <= set(refused_by)
+    [saved] = store_photos(patient, MRN, [item], username="writer", today=TODAY, check_account=True)
+    patient.commit()
+    with pytest.raises(PermissionDenied):
+        hide_photo(patient, saved.id, reason="x", username="reader", check_account=True)
+    patient.rollback()
+    hide_photo(patient, saved.id, reason="blurred", username="writer", check_account=True)
+    assert list_photos(patient, MRN) == []
