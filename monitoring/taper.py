@@ -21,6 +21,7 @@ import datetime as dt
 import math
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -330,7 +331,9 @@ def _round_not_above(target: float, prev: float, levels: list[float], *, force_l
     return best
 
 
-def _stepwise(current: float, start: dt.date, interval: int, levels: list[float], next_target) -> list[tuple[dt.date, float]]:  # type: ignore[no-untyped-def]
+def _stepwise(
+    current: float, start: dt.date, interval: int, levels: list[float], next_target: Callable[[float], float]
+) -> list[tuple[dt.date, float]]:
     out: list[tuple[dt.date, float]] = []
     prev = current
     day = start

@@ -10,7 +10,13 @@ import streamlit as st
 from dashboard import clinic_figures, data, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
-from monitoring.followup import checklist_rows, patch_test_plan, sequelae_checklist, viral_pcr_results
+from monitoring.followup import (
+    FollowupConfigError,
+    checklist_rows,
+    patch_test_plan,
+    sequelae_checklist,
+    viral_pcr_results,
+)
 from monitoring.regiscar import REGISCAR_ITEMS, score_regiscar
 from monitoring.store import BatchRejected
 
@@ -118,7 +124,11 @@ if submitted:
 
 # --- sequelae checklist -------------------------------------------------------------------------
 st.subheader("Sequelae follow-up: thyroid and glucose after resolution")
-items = sequelae_checklist(record, today)
+try:
+    items = sequelae_checklist(record, today)
+except FollowupConfigError as exc:  # a unit's edited schedule file: say what is wrong in it
+    st.error(f"The follow-up schedule cannot be used:\n\n{exc}")
+    st.stop()
 if not items:
     st.info("The checklist counts from the resolution date: record it on the Entry page (patient details) once the "
             "reaction has resolved.")
