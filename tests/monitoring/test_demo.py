@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitoring.cli import main
+from monitoring.db import create_db_engine
 from monitoring.demo import (
     DEMO_STORIES,
     build_demo,
@@ -145,8 +146,6 @@ def test_two_first_runs_racing_load_the_demo_once(db_url: str) -> None:
     sees its patients and reports False; nothing is duplicated and nothing crashes."""
     import threading
 
-    from monitoring.db import create_db_engine
-
     first, second = create_db_engine(db_url), create_db_engine(db_url)
     outcome: list[object] = []
     with Session(first) as winner:
@@ -240,8 +239,6 @@ _NOT_ELSEWHERE = {"RECHALLENGE": {"DEMO-009"}, "CARDIAC_INVOLVEMENT": {"DEMO-005
 @pytest.fixture(scope="module", params=[TODAY, OTHER_DAY], ids=str)
 def demo_records(request: pytest.FixtureRequest) -> tuple[dt.date, dict[str, object]]:
     from sqlmodel import SQLModel
-
-    from monitoring.db import create_db_engine
 
     today: dt.date = request.param
     eng = create_db_engine("sqlite://")
@@ -460,13 +457,27 @@ def test_demo_command_is_idempotent(db_path: Path, capsys: pytest.CaptureFixture
     assert main(["--db", str(db_path), "demo", "--today", TODAY.isoformat()]) == 0
     out = capsys.readouterr().out
     assert f"{len(DEMO_STORIES)} patients" in out and "synthetic" in out
-    assert main(["--db", str(db_path), "demo", "--today", (TODAY + dt.timedelta(days=3)).isoformat()]) == 0
+    # Later (here: the day before the real today, whatever it is): nothing added, nothing refused.
+    later = max(TODAY, dt.date.today() - dt.timedelta(days=1))
+    assert main(["--db", str(db_path), "demo", "--today", later.isoformat()]) == 0
     out = capsys.readouterr().out
     assert "0 patients, 0 results, 0 medication rows added" in out
     assert "DEMO-001" in out and "left unchanged" in out
+    assert main(["--db", str(db_path), "demo"]) == 0  # default reference date: today
+    assert "left unchanged" in capsys.readouterr().out
+    with Session(create_db_engine(f"sqlite:///{db_path}")) as s:
+        assert _counts(s)[0] == len(DEMO_STORIES)
 
 
-def test_demo_command_refuses_a_bad_date(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--db", str(db_path), "demo", "--today", "24/11/2026"]) == 2
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("24/11/2026", "not an ISO 8601 date"), ("2026-02-30", "not an ISO 8601 date"), ("2999-01-01", "after today")],
+)
+def test_demo_command_refuses_a_bad_date(
+    db_path: Path, capsys: pytest.CaptureFixture[str], value: str, reason: str
+) -> None:
+    assert main(["--db", str(db_path), "demo", "--today", value]) == 2
     err = capsys.readouterr().err
-    assert "--today" in err and "24/11/2026" in err
+    assert f"--today: value '{value}'" in err and reason in err
+    with Session(create_db_engine(f"sqlite:///{db_path}")) as s:
+        assert _counts(s) == (0, 0, 0, 0)
