@@ -24,11 +24,13 @@ if str(_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from streamlit.navigation.page import StreamlitPage  # noqa: E402
 
-from dashboard import data  # noqa: E402
+from dashboard import auth, data  # noqa: E402
 
 st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="expanded")
 
 data.engine()  # open (and on first run fill) the database before any page reads it
+# Every page requires a signed-in user: until then the sign-in page is the only page (dashboard/auth.py).
+signed_in = auth.gate(data.engine())
 
 PAGES: dict[str, list[StreamlitPage]] = {
     "Ward": [
@@ -44,7 +46,9 @@ PAGES: dict[str, list[StreamlitPage]] = {
         st.Page("pages/followup.py", title="Follow-up", icon=":material/event_available:", url_path="followup"),
         st.Page("pages/report.py", title="Report", icon=":material/picture_as_pdf:", url_path="report"),
     ],
-    "Admin": [],
+    "Admin": [
+        st.Page("pages/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"),
+    ],
 }
 
 # Compact page: a ward workstation is 1366x768; every pixel of height goes to patients.
@@ -54,4 +58,4 @@ st.markdown(
     unsafe_allow_html=True,
 )
 
-st.navigation({group: pages for group, pages in PAGES.items() if pages}, position="top").run()
+st.navigation(auth.visible_pages(PAGES, signed_in), position="top").run()

@@ -15,10 +15,13 @@ from typing import Any
 import streamlit as st
 
 from dashboard import data, widgets
+from dashboard.auth import require_signed_in
 from monitoring import catalogue, services
 from monitoring.auth import PermissionDenied, authorise_write
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
+
+require_signed_in("write")  # a signed-in user who may write (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()

@@ -11,7 +11,10 @@ import streamlit as st
 
 from dashboard import data, widgets
 from dashboard import photo_widgets as pw
+from dashboard.auth import can_write, require_signed_in
 from monitoring.photos import BODY_SITES, PhotoIn, PhotoLimits, PhotoMeta
+
+require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 VIEWS = ("Gallery", "Compare", "Add photographs")
 NONCE = "photos_upload_nonce"
@@ -145,6 +148,8 @@ def show_day(day: dt.date) -> None:
 
 
 def hide_controls(shown: list[PhotoMeta]) -> None:
+    if not can_write():
+        return  # read-only account: no hide or restore
     with st.expander("Hide or restore a photograph (there is no delete)"):
         st.caption("A hidden photograph, and the BSA % entered with it, leaves the gallery, the timeline and the alerts; it stays stored and can be restored.")
         if not shown:
@@ -235,6 +240,9 @@ def show_compare() -> None:
 
 # --- add ----------------------------------------------------------------------------------------
 def show_add() -> None:
+    if not can_write():
+        st.info("Read-only account: adding photographs needs a clinician account.")
+        return
     nonce = st.session_state.setdefault(NONCE, 0)
     limits = PhotoLimits.from_env()
     st.caption(

@@ -10,6 +10,9 @@ from typing import Any
 import streamlit as st
 
 from dashboard import data, widgets
+from dashboard.auth import require_signed_in
+
+require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()

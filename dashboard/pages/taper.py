@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import clinic_figures, data, widgets
+from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
 from monitoring.taper import (
@@ -27,6 +28,8 @@ from monitoring.taper import (
     save_plan,
     saved_plan,
 )
+
+require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()
@@ -110,7 +113,7 @@ with st.container(border=True):
             st.warning(f"PREMATURE_TAPER · {stored.premature_taper.message}")
         st.caption("To edit the plan, propose a new one below and save it: it replaces this one (the rows it does not "
                    "repeat are hidden with the reason 'plan discarded', never deleted).")
-        if st.button("Discard saved plan", key="taper_discard", icon=":material/delete:"):
+        if can_write() and st.button("Discard saved plan", key="taper_discard", icon=":material/delete:"):
             run_write(f"Saved plan discarded ({len(plan_rows)} rows hidden).", discard_plan)
     else:
         st.markdown("No plan saved: no steroid rows dated after today.")
@@ -190,5 +193,5 @@ ack = True
 if check.premature_taper is not None:
     ack = st.checkbox("I have read the premature-taper warning and want to save this plan anyway.", key="taper_ack")
 label = "Replace the saved plan" if plan_rows else "Save plan"
-if st.button(f"{label} ({len(plan.steps)} rows)", key="taper_save", type="primary", disabled=not ack):
+if can_write() and st.button(f"{label} ({len(plan.steps)} rows)", key="taper_save", type="primary", disabled=not ack):
     run_write(f"Plan saved: {plan.method}, stop {plan.stop_date.isoformat()}.", save_plan, plan=plan)

@@ -8,7 +8,10 @@ import datetime as dt
 import streamlit as st
 
 from dashboard import data, figures, widgets
+from dashboard.auth import require_signed_in
 from monitoring.drugs import group_of
+
+require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()

@@ -1,0 +1,223 @@
+"""The sign-in gate: every page requires a signed-in user (issue 7; PRODUCT.md §8).
+
+``gate(engine)`` runs in dashboard/app.py before the navigation. Without a signed-in user the
+navigation holds only the sign-in page, so no other page can be reached, not even by its URL.
+
+- Where the hospital has configured Streamlit's OpenID Connect sign-in (an ``[auth]`` section in
+  .streamlit/secrets.toml), ``st.login`` is used and the identity (e-mail) is mapped to an account
+  of this product, which gives the role; an identity without an account is refused.
+- Otherwise a local sign-in form checks the password (monitoring.auth: Argon2, slowed repeated
+  failures, everything audited).
+
+Each rerun checks the account again (one primary-key read), so disabling an account or changing a
+role takes effect at once. The signed-in user lives in ``st.session_state[SIGNED_IN_KEY]`` (a
+``monitoring.auth.SignedIn``), its name also under ``widgets.USERNAME_KEY``, which the pages sign
+their writes with. Session state lives on the server: a browser cannot set it.
+
+Pages hide write controls from viewers with ``can_write()``; the write services refuse a viewer in
+any case (monitoring.auth.authorise_write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+from streamlit.navigation.page import StreamlitPage
+
+from dashboard import widgets
+from monitoring import auth
+from monitoring.auth import SignedIn
+
+SIGNED_IN_KEY = "auth_signed_in"
+"""st.session_state key of the signed-in user (a monitoring.auth.SignedIn)."""
+
+# Pages that only make sense for someone who may write, and pages for administrators, by url_path.
+WRITE_PAGES: frozenset[str] = frozenset({"entry"})
+ADMIN_PAGES: frozenset[str] = frozenset({"audit"})
+
+
+def oidc_configured() -> bool:
+    """Whether the hospital configured st.login (an [auth] section in secrets.toml)."""
+    try:
+        return bool(st.secrets.load_if_toml_exists() and "auth" in st.secrets)
+    except Exception:  # noqa: BLE001 - unreadable secrets: fall back to local accounts, never crash
+        return False
+
+
+def current() -> SignedIn | None:
+    user = st.session_state.get(SIGNED_IN_KEY)
+    return user if isinstance(user, SignedIn) else None
+
+
+def can_write() -> bool:
+    """Whether to show write controls (clinicians and admins)."""
+    user = current()
+    return user is not None and user.can(auth.WRITE)
+
+
+def is_admin() -> bool:
+    user = current()
+    return user is not None and user.can(auth.MANAGE_ACCOUNTS)
+
+
+def signed_in_state(user: SignedIn) -> dict[str, Any]:
+    """The session-state entries of a signed-in user. Tests seed AppTest with these (the account
+    must exist in the test's database: the gate checks it on every run)."""
+    return {SIGNED_IN_KEY: user, widgets.USERNAME_KEY: user.username}
+
+
+def _remember(user: SignedIn) -> None:
+    for key, value in signed_in_state(user).items():
+        st.session_state[key] = value
+
+
+def _forget() -> None:
+    for key in (SIGNED_IN_KEY, widgets.USERNAME_KEY):
+        st.session_state.pop(key, None)
+
+
+def visible_pages(pages: Mapping[str, Sequence[StreamlitPage]], user: SignedIn) -> dict[str, list[StreamlitPage]]:
+    """The navigation for this user's role: write pages only for writers, admin pages for admins."""
+    out: dict[str, list[StreamlitPage]] = {}
+    for group, items in pages.items():
+        kept = [
+            p
+            for p in items
+            if (p.url_path not in WRITE_PAGES or user.can(auth.WRITE)) and (p.url_path not in ADMIN_PAGES or user.can(auth.VIEW_AUDIT))
+        ]
+        if kept:
+            out[group] = kept
+    return out
+
+
+def _sign_in_page(engine: Engine) -> None:
+    st.markdown("## DRESS monitor")
+    st.caption("Patient data: sign in to continue. Every sign-in is recorded.")
+    if oidc_configured():
+        _oidc_sign_in(engine)
+        return
+    with st.form("auth_sign_in", clear_on_submit=False, enter_to_submit=True):
+        username = st.text_input("User name", key="auth_username", autocomplete="username")
+        password = st.text_input("Password", type="password", key="auth_password", autocomplete="current-password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            user = auth.sign_in(engine, username, password)
+        except auth.SignInRefused as exc:
+            st.error(str(exc))
+        else:
+            _remember(user)
+            st.session_state.pop("auth_password", None)
+            st.rerun()
+    _no_accounts_hint(engine)
+
+
+def _no_accounts_hint(engine: Engine) -> None:
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from monitoring.models import User
+
+    with Session(engine) as session:
+        if session.execute(select(User.id).limit(1)).first() is None:
+            st.info(
+                "There is no account yet. On the server, create one with "
+                "`python -m monitoring users add NAME --role admin` (or `make run` once, which creates demo accounts "
+                "and prints their passwords)."
+            )
+
+
+def _oidc_sign_in(engine: Engine) -> None:
+    if not st.user.is_logged_in:
+        st.button("Sign in with the hospital account", type="primary", on_click=st.login)
+        return
+    identity = str(st.user.get("email") or "")
+    try:
+        user = auth.sign_in_external(engine, identity)
+    except auth.SignInRefused as exc:
+        st.error(str(exc))
+        st.button("Sign out", on_click=st.logout)
+        return
+    _remember(user)
+    st.rerun()
+
+
+def sign_out(engine: Engine) -> None:
+    user = current()
+    if user is not None:
+        auth.record_sign_out(engine, user)
+    _forget()
+    if oidc_configured() and st.user.is_logged_in:
+        st.logout()
+    st.rerun()
+
+
+def _sidebar(engine: Engine, user: SignedIn) -> None:
+    with st.sidebar:
+        st.markdown(f"Signed in as **{user.username}** · {user.role}")
+        if not user.can(auth.WRITE):
+            st.caption("Read-only account: you can look, not change.")
+        if st.button("Sign out", key="auth_sign_out"):
+            sign_out(engine)
+
+
+def _validated(engine: Engine) -> SignedIn | None:
+    """The session's user as the database has it now, or None (and the session forgets it)."""
+    user = current()
+    if user is None:
+        return None
+    fresh = auth.current(engine, user)
+    if fresh is None:
+        _forget()
+        st.warning("Your account was disabled or removed: sign in again.")
+        return None
+    if fresh != user:
+        _remember(fresh)  # role changed by an admin: in force from now on
+    return fresh
+
+
+def gate(engine: Engine) -> SignedIn:
+    """The signed-in user, checked against the database; otherwise show the sign-in page (the only
+    page reachable) and stop this run."""
+    user = _validated(engine)
+    if user is not None:
+        _sidebar(engine, user)
+        return user
+    st.navigation([st.Page(lambda: _sign_in_page(engine), title="Sign in", url_path="sign-in", icon=":material/lock:")], position="hidden").run()
+    st.stop()
+    raise AssertionError("unreachable: st.stop() ends the run")
+
+
+def require(permission: str) -> SignedIn:
+    """For a page: stop with a message unless the signed-in user has ``permission``."""
+    user = current()
+    if user is None or not user.can(permission):
+        st.error("You do not have access to this page.")
+        st.stop()
+        raise AssertionError("unreachable: st.stop() ends the run")
+    return user
+
+
+def require_signed_in(permission: str = auth.READ) -> SignedIn:
+    """The first statement of every page file: defence in depth behind the gate of app.py.
+    ``permission``: what the page needs beyond reading (the Entry page: write; Audit: view_audit).
+
+    Streamlit still treats a folder named ``pages`` beside the entry file as a legacy multipage
+    app until the entry file's first ``st.navigation`` call in the process: on a freshly started
+    server a request for /ward would run pages/ward.py without app.py. This check stops such a run.
+    """
+    from dashboard import data
+
+    user = _validated(data.engine())
+    if user is None:
+        st.warning("Sign in first: open the dashboard's start page.")
+        st.stop()
+        raise AssertionError("unreachable: st.stop() ends the run")
+    if not user.can(permission):
+        st.error("Your account does not have access to this page.")
+        st.stop()
+        raise AssertionError("unreachable: st.stop() ends the run")
+    return user

@@ -1,0 +1,225 @@
+"""The sign-in gate and roles through Streamlit's AppTest (issue 7).
+
+Every page refuses an anonymous session; the sign-in form lets a user in and is audited; a viewer
+sees data and no write controls; a write attempted by a viewer through the service layer is
+refused and audited; a clinician's write produces its audit entry; the audit page is for admins.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from dashboard import auth as gate
+from monitoring import audit, auth, services
+from monitoring.db import create_db_engine, session_scope
+from monitoring.models import AuditEntry, LabResult, User
+from monitoring.store import MedIn, PatientIn, write_batch
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+PAGES = ("ward", "timeline", "entry", "photos", "taper", "followup", "report", "audit")
+PASSWORD = "a proper long password"
+MRN = "AUTH-T1"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A migrated database with one synthetic patient and one account per role."""
+    url = f"sqlite:///{db_path}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    eng = create_db_engine(url)
+    with session_scope(eng) as s:
+        start = dt.date.today() - dt.timedelta(days=10)
+        write_batch(
+            s,
+            patients=[PatientIn(MRN, "Synthetic Gatekeeper", {"synthetic": True, "weight_kg": 70.0, "onset_date": start})],
+            meds=[MedIn(MRN, "prednisone", "prednisone", start, 60, "60", "mg")],
+            username="test",
+        )
+        auth.create_user(s, actor="test", username="doc", role=auth.CLINICIAN, password=PASSWORD)
+        auth.create_user(s, actor="test", username="watcher", role=auth.VIEWER, password=None)
+        auth.create_user(s, actor="test", username="boss", role=auth.ADMIN, password=None)
+    yield eng
+    eng.dispose()
+
+
+def _signed(eng: Engine, username: str) -> auth.SignedIn:
+    with Session(eng) as s:
+        user = s.execute(select(User).where(User.username == username)).scalar_one()
+        assert user.id is not None
+        return auth.SignedIn(user.id, user.username, user.role)
+
+
+def _app(eng: Engine | None = None, username: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if eng is not None and username is not None:
+        for key, value in gate.signed_in_state(_signed(eng, username)).items():
+            at.session_state[key] = value
+    return at
+
+
+def _text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [t.value for t in at.title] + [e.value for e in at.error] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def _is_sign_in(at: AppTest) -> bool:
+    labels = [w.label for w in at.text_input]
+    return labels == ["User name", "Password"]
+
+
+def _page_file(name: str) -> str:
+    return f"pages/{name}.py"
+
+
+def test_anonymous_session_sees_only_the_sign_in_form_on_every_page(app_db: Engine) -> None:
+    at = _app()
+    at.run()
+    assert not at.exception
+    assert _is_sign_in(at)
+    assert "Synthetic Gatekeeper" not in _text(at)
+    assert not at.dataframe and [b.label for b in at.button] == ["Sign in"]  # no page content, no other control
+    # No page is registered in an anonymous session's navigation: none can be opened, by link or URL.
+    for name in PAGES:
+        with pytest.raises(ValueError, match="Known pages: \\['Sign in'\\]"):
+            at.switch_page(_page_file(name))
+
+
+def test_sign_in_form_lets_the_right_password_in_and_audits_both_outcomes(app_db: Engine) -> None:
+    at = _app()
+    at.run()
+    at.text_input(key="auth_username").input("doc")
+    at.text_input(key="auth_password").input("not the password")
+    at.button[0].click().run()
+    assert _is_sign_in(at) and auth.GENERIC_FAILURE in _text(at)
+    at.text_input(key="auth_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    assert not _is_sign_in(at)
+    signed = at.session_state[gate.SIGNED_IN_KEY]
+    assert (signed.username, signed.role) == ("doc", "clinician")
+    assert at.session_state["username"] == "doc"  # what the pages sign writes with
+    with Session(app_db) as s:
+        actions = [e.action for e in s.execute(select(AuditEntry).where(AuditEntry.entity == "app_user").order_by(AuditEntry.id)).scalars()]
+    assert actions[-2:] == ["sign_in_failed", "sign_in"]
+
+
+def test_disabling_an_account_ends_its_session_at_the_next_rerun(app_db: Engine) -> None:
+    at = _app(app_db, "doc")
+    at.run()
+    assert not _is_sign_in(at)
+    with session_scope(app_db) as s:
+        auth.disable_user(s, actor="boss", username="doc")
+    at.run()
+    assert not at.exception
+    assert gate.SIGNED_IN_KEY not in at.session_state and "username" not in at.session_state
+    assert any("disabled or removed" in w.value for w in at.warning)
+    assert "Synthetic Gatekeeper" not in _text(at) and not at.dataframe
+
+
+WRITE_CONTROLS = {"photos": "photos_store", "taper": "taper_save", "followup": "FormSubmitter:followup_regiscar_form-Record answers"}
+
+
+def _write_buttons(at: AppTest) -> list[str]:
+    """Buttons that change data: everything but signing out and navigation."""
+    return [b.key or b.label for b in at.button if b.key != "auth_sign_out" and not (b.key or "").startswith(("photos_open_", "ward_open"))]
+
+
+@pytest.mark.parametrize("username", ["doc", "watcher"])
+def test_viewer_sees_data_and_no_write_controls(app_db: Engine, username: str) -> None:
+    """The same pages for a clinician (who has the write controls: the check can fail) and a viewer."""
+    with session_scope(app_db) as s:
+        services.add_lab_result(s, username="doc", mrn=MRN, test="alt", taken_at=dt.date.today() - dt.timedelta(days=1), value=321, unit="U/L")
+    at = _app(app_db, username)
+    at.session_state["patient_mrn"] = MRN
+    at.run()
+    assert not at.exception
+    assert not _is_sign_in(at)
+    for name in ("ward", "timeline", "photos", "taper", "followup", "report"):
+        at.switch_page(_page_file(name)).run()
+        assert not at.exception, (name, [e.stack_trace for e in at.exception])
+        assert "Synthetic Gatekeeper" in _text(at) or "Gatekeeper" in str([d.value for d in at.dataframe]), name  # sees data
+        buttons = _write_buttons(at)
+        if username == "watcher":
+            assert buttons == [], (name, buttons)
+            assert not at.get("file_uploader") and not at.get("camera_input"), name
+        elif name in WRITE_CONTROLS:
+            assert any(WRITE_CONTROLS[name] in b for b in buttons), (name, buttons)
+    if username == "doc":
+        return
+    # The entry and audit pages are not in a viewer's navigation at all...
+    fresh = _app(app_db, "watcher")
+    fresh.run()
+    for name in ("entry", "audit"):
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            fresh.switch_page(_page_file(name))
+    # ...and refuse a viewer even when run directly.
+    for name in ("entry", "audit"):
+        direct = AppTest.from_file(APP.replace("app.py", f"pages/{name}.py"), default_timeout=TIMEOUT)
+        for key, value in gate.signed_in_state(_signed(app_db, "watcher")).items():
+            direct.session_state[key] = value
+        direct.run()
+        assert not direct.exception and not _write_buttons(direct), name
+        assert any("does not have access" in e.value for e in direct.error), name
+
+
+def test_viewer_write_through_the_service_layer_is_refused_and_audited(app_db: Engine) -> None:
+    with pytest.raises(auth.PermissionDenied), session_scope(app_db) as s:
+        services.add_lab_result(s, username="watcher", mrn=MRN, test="alt", taken_at="2026-01-12 08:00", value=321, unit="U/L")
+    with Session(app_db) as s:
+        assert s.execute(select(LabResult)).first() is None
+        refused = s.execute(select(AuditEntry).where(AuditEntry.action == audit.WRITE_REFUSED)).scalar_one()
+    assert refused.username == "watcher" and refused.entity == "lab_result"
+
+
+def test_clinician_write_on_the_entry_page_produces_its_audit_entry(app_db: Engine) -> None:
+    at = _app(app_db, "doc")
+    at.session_state["patient_mrn"] = MRN
+    at.run()
+    at.switch_page(_page_file("entry")).run()
+    assert not at.exception
+    at.text_input(key="entry_lab_value").input("250")
+    at.button(key="entry_lab_save").click().run()
+    assert not at.exception
+    with Session(app_db) as s:
+        row = s.execute(select(LabResult)).scalar_one()
+        entry = s.execute(select(AuditEntry).where(AuditEntry.entity == "lab_result", AuditEntry.action == "create")).scalar_one()
+    assert entry.username == "doc" and entry.entity_id == str(row.id)
+    assert row.entered_by == "doc"
+
+
+def test_audit_page_is_for_admins_with_filters_and_csv_export(app_db: Engine) -> None:
+    with session_scope(app_db) as s:
+        services.add_lab_result(s, username="doc", mrn=MRN, test="alt", taken_at="2026-01-12 08:00", value=321, unit="U/L")
+    at = _app(app_db, "boss")
+    at.run()
+    at.switch_page(_page_file("audit")).run()
+    assert not at.exception
+    assert "Audit trail" in _text(at)
+    frame = at.dataframe[0].value
+    assert "doc" in set(frame["user"]) and "create" in set(frame["action"])
+    at.selectbox(key="audit_user").select("doc").run()
+    frame = at.dataframe[0].value
+    assert set(frame["user"]) == {"doc"}
+    at.text_input(key="audit_mrn").input(MRN).run()
+    frame = at.dataframe[0].value
+    assert len(frame) >= 1 and set(frame["patient"]) == {MRN}
+    with Session(app_db) as s:
+        rows = audit.query(s, audit.AuditFilter(username="doc"))
+        exported = list(csv.reader(io.StringIO(audit.to_csv(rows))))
+    assert tuple(exported[0]) == audit.CSV_COLUMNS and len(exported) == len(rows) + 1
+    # A clinician's navigation has no audit page.
+    other = _app(app_db, "doc")
+    other.run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        other.switch_page(_page_file("audit"))
