@@ -119,15 +119,18 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
             if pts:
                 ax.plot([p.taken_at for p in pts], [p.value for p in pts], marker="o", ms=3, lw=1.4, color=colour, label=test.upper())
                 drawn = True
-        for label, value, colour in _thresholds(tests[0], record, as_of, prof, counted):
+        lines = _thresholds(tests[0], record, as_of, prof, counted)
+        for i, (label, value, colour) in enumerate(lines):
             ax.axhline(value, color=colour, lw=0.9, ls="--")
+            # Lower line's label under it, upper line's over it: close lines keep readable labels.
             ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
-                        fontsize=6.5, color=colour, va="center")
+                        fontsize=6.5, color=colour, va=("top" if i == 0 and len(lines) > 1 else "bottom"))
         if len(tests) > 1 and drawn:
-            ax.legend(fontsize=6.5, loc="upper left", frameon=False)
+            ax.legend(fontsize=6.5, loc="best", frameon=True, framealpha=0.85)
         if not drawn:
             ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
-        ax.set_ylim(bottom=0)
+        values = [p.value for t in tests for p in counted[t]] + [v for _, v, _ in lines]
+        ax.set_ylim(0, max(values, default=1.0) * 1.15 or 1.0)
 
     dose_ax = axes[-1]
     dose_ax.set_title("Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)", fontsize=8, loc="left", pad=2)
@@ -165,8 +168,8 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
         ax.tick_params(labelsize=7)
         ax.grid(True, axis="y", lw=0.3, color="#dddddd")
         ax.set_xlim(start, end)
-    axes[0].annotate("as of", xy=(today, 1.0), xycoords=("data", "axes fraction"), fontsize=6.5, color="#616161", ha="center",
-                     va="bottom")
+    dose_ax.annotate(f"as of {as_of.isoformat()}", xy=(today, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                     textcoords="offset points", fontsize=6.5, color="#616161", ha="left", va="top")
     locator = AutoDateLocator()
     dose_ax.xaxis.set_major_locator(locator)
     dose_ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
