@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from dashboard import auth as dashboard_auth
+from monitoring.auth import SignedIn
 from monitoring.db import create_db_engine, session_scope
 from monitoring.models import ClinicalFinding, MedicationRow, User
 from monitoring.records import load_record
@@ -59,10 +61,20 @@ def clinic_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine
     eng.dispose()
 
 
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / name), default_timeout=60)
+def signed_in(at: AppTest, eng: Engine, username: str) -> AppTest:
+    """Seed the session as the sign-in gate does (dashboard.auth.signed_in_state); the gate checks
+    the account against the database on every run."""
+    with Session(eng) as s:
+        user = s.execute(select(User).where(User.username == username)).scalar_one()
+        state = dashboard_auth.signed_in_state(SignedIn(user_id=user.id or 0, username=user.username, role=user.role))
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
+def page(name: str, eng: Engine, username: str = USER) -> AppTest:
+    at = signed_in(AppTest.from_file(str(PAGES / name), default_timeout=60), eng, username)
     at.session_state["patient_mrn"] = MRN
-    at.session_state["username"] = USER
     return at.run()
 
 
@@ -82,7 +94,7 @@ def plan_rows(eng: Engine) -> list[tuple[dt.date, float, bool, str | None]]:
 
 
 def test_short_plan_is_flagged_before_saving(clinic_db: Engine) -> None:
-    at = page("taper.py")
+    at = page("taper.py", clinic_db)
     assert not at.exception
     assert at.number_input(key="taper_current_prednisone").value == 60
     assert "Taper length" in [m.label for m in at.metric]
@@ -112,7 +124,7 @@ def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> No
     from dashboard import data, figures
     from monitoring.guideline import load_profile
 
-    at = page("taper.py")
+    at = page("taper.py", clinic_db)
     at.radio(key="taper_method").set_value("by %").run()
     at.number_input(key="taper_step_pct").set_value(25.0).run()
     at.button(key="taper_save").click().run()
@@ -143,32 +155,39 @@ def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> No
 
 
 def test_zero_dose_is_refused_with_a_message(clinic_db: Engine) -> None:
-    at = page("taper.py")
+    at = page("taper.py", clinic_db)
     at.number_input(key="taper_current_prednisone").set_value(0.0).run()
     assert not at.exception
     assert any("nothing to taper" in e.value for e in at.error)
     assert all(b.key != "taper_save" for b in at.button)
 
 
-def test_unsigned_save_stores_nothing(clinic_db: Engine) -> None:
+def test_the_page_needs_a_signed_in_user(clinic_db: Engine) -> None:
     at = AppTest.from_file(str(PAGES / "taper.py"), default_timeout=60)
     at.session_state["patient_mrn"] = MRN
     at.run()
-    at.button(key="taper_save").click().run()
-    assert any("Sign your changes" in e.value for e in at.error)
-    assert plan_rows(clinic_db) == []
+    assert any("Sign in first" in w.value for w in at.warning)
+    assert all(b.key != "taper_save" for b in at.button)
 
 
-def test_viewer_cannot_save_a_plan(clinic_db: Engine) -> None:
+def test_a_viewer_sees_the_check_but_cannot_save_or_discard(clinic_db: Engine) -> None:
     with session_scope(clinic_db) as s:
         s.add(User(username="viewer.only", role="viewer"))
-    at = AppTest.from_file(str(PAGES / "taper.py"), default_timeout=60)
-    at.session_state["patient_mrn"] = MRN
-    at.session_state["username"] = "viewer.only"
-    at.run()
-    at.button(key="taper_save").click().run()
-    assert any("may not change clinical data" in e.value for e in at.error)
+    at = page("taper.py", clinic_db, "viewer.only")
+    assert not at.exception
+    assert at.metric[0].value == "35 days"
+    assert all(b.key not in ("taper_save", "taper_discard") for b in at.button)
     assert plan_rows(clinic_db) == []
+
+
+def test_a_role_change_to_viewer_takes_effect_before_the_write(clinic_db: Engine) -> None:
+    at = page("taper.py", clinic_db)
+    with session_scope(clinic_db) as s:  # an administrator makes the account read-only meanwhile
+        s.execute(select(User).where(User.username == USER)).scalar_one().role = "viewer"
+    at.button(key="taper_save").click().run()
+    assert not at.exception
+    assert plan_rows(clinic_db) == []
+    assert all(b.key != "taper_save" for b in at.button)  # the page follows the new role at once
 
 
 # --- follow-up -------------------------------------------------------------------------------
@@ -184,7 +203,7 @@ def score(at: AppTest) -> int:
 
 
 def test_followup_page_shows_patch_test_regiscar_checklist_and_pcr(clinic_db: Engine) -> None:
-    at = page("followup.py")
+    at = page("followup.py", clinic_db)
     assert not at.exception
     out = texts(at)
     resolved = ONSET + dt.timedelta(days=30)
@@ -207,7 +226,7 @@ def test_followup_page_shows_patch_test_regiscar_checklist_and_pcr(clinic_db: En
 
 
 def test_followup_form_records_hand_items_and_moves_the_category(clinic_db: Engine) -> None:
-    at = page("followup.py")
+    at = page("followup.py", clinic_db)
     before = score(at)
     for item, answer in (
         ("lymphadenopathy", "yes"), ("atypical_lymphocytes", "yes"), ("rash_suggestive", "yes"),
@@ -230,9 +249,19 @@ def test_followup_form_records_hand_items_and_moves_the_category(clinic_db: Engi
 
 
 def test_report_page_previews_and_offers_the_pdf(clinic_db: Engine) -> None:
-    at = page("report.py")
+    at = page("report.py", clinic_db)
     assert not at.exception
     assert at.get("download_button"), "a download button for the PDF"
     assert any(c.value.startswith("PDF ready: ") for c in at.caption)
     assert at.image and at.image[0].captions[0].startswith("Timeline as printed"), "a preview of the figure"
     assert "Synthetic Clinic Page" in texts(at)
+
+
+def test_a_broken_schedule_file_is_named_on_the_page(clinic_db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "followup.toml"
+    bad.write_text('[[check]]\ntest = "tsh"\nmonths = [1]\nwindow = "monthly"\nlabel = "x"\nsource = "y"\nbasis = "sourced"\n',
+                   encoding="utf-8")
+    monkeypatch.setenv("DRESS_FOLLOWUP", str(bad))
+    at = page("followup.py", clinic_db)
+    assert not at.exception
+    assert any("check 1: window: value 'monthly'" in e.value for e in at.error)
