@@ -39,7 +39,7 @@ PAGES: dict[str, list[StreamlitPage]] = {
     "Patient": [
         st.Page("pages/timeline.py", title="Patient timeline", icon=":material/monitoring:", url_path="timeline"),
         st.Page("pages/entry.py", title="Entry", icon=":material/edit_note:", url_path="entry"),
-        st.Page("pages/photos.py", title="Photos", icon="📷", url_path="photos"),
+        st.Page("pages/photos.py", title="Photos", icon=":material/photo_camera:", url_path="photos"),
     ],
     "Clinic": [
         st.Page("pages/taper.py", title="Taper planner", icon=":material/trending_down:", url_path="taper"),
