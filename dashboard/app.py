@@ -26,7 +26,7 @@ from streamlit.navigation.page import StreamlitPage  # noqa: E402
 
 from dashboard import auth, data  # noqa: E402
 
-st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="collapsed")
 
 data.engine()  # open (and on first run fill) the database before any page reads it
 # Every page requires a signed-in user: until then the sign-in page is the only page (dashboard/auth.py).

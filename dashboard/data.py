@@ -417,7 +417,8 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
     for p in record.labs:
         t = catalogue.lookup(p.test)
         ref_high = p.ref_high
-        shown = None if p.value is None else to_display(p.test, p.value, units)
+        # Four significant digits: a converted value must not pretend to more precision than it had.
+        shown = None if p.value is None else float(f"{to_display(p.test, p.value, units):.4g}")
         if p.test in ("alt", "ast", "alp", "bilirubin", "creatinine", "troponin_t", "troponin_i"):
             uln, default = prof.uln(p.test, ref_high)
             reference = f"ULN {_fmt(to_display(p.test, uln, units))}" + (" (profile default)" if default else " (laboratory)")

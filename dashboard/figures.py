@@ -188,8 +188,13 @@ def _draw_panel(
     fig: go.Figure, row: int, panel: Panel, onset: dt.date | None, mode: XMode, x0: object, x1: object
 ) -> None:
     top = _top(panel)
+    has_data = any(s.points for s in panel.series)
     for th in panel.thresholds:
-        _draw_threshold(fig, row, panel, th, onset, mode, x0, x1, top)
+        # Without results an abnormal zone would colour an empty panel: lines only.
+        drawn = th if has_data or not th.shade_above else Threshold(
+            th.key, th.label, th.severity, th.value, th.steps, False, th.basis
+        )
+        _draw_threshold(fig, row, panel, drawn, onset, mode, x0, x1, top)
     for i, s in enumerate(panel.series):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         xs = [_x(p.taken_at, onset, mode) for p in s.points]
@@ -223,7 +228,7 @@ def _draw_panel(
             row=row,
             col=1,
         )
-    if not any(s.points for s in panel.series):
+    if not has_data:
         fig.add_annotation(
             text="no results recorded",
             xref="x domain" if row == 1 else f"x{row} domain",
@@ -411,8 +416,9 @@ def _draw_markers(fig: go.Figure, rows: int, t: Timeline, mode: XMode) -> None:
     today_x = _x(t.today, t.onset, mode)
     for r in range(1, rows + 1):
         fig.add_vline(x=today_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1)  # type: ignore[arg-type]
-    fig.add_annotation(text="today", x=today_x, xref="x", y=1.0, yref="y domain", showarrow=False, yanchor="bottom",
-                       font={"size": 10, "color": MUTED})
+    # At the foot of the dose panel: at the top it would sit on the first panel's title.
+    fig.add_annotation(text="today", x=today_x, xref=f"x{rows}", y=0.0, yref=f"y{rows} domain", showarrow=False,
+                       yanchor="bottom", xanchor="left", font={"size": 10, "color": MUTED})
     for _drug, start in t.dose.second_line:
         for r in range(1, rows + 1):
             fig.add_vline(x=_x(start, t.onset, mode), line={"color": SECOND_LINE_COLOUR, "width": 1, "dash": "dashdot"},

@@ -86,6 +86,11 @@ def synthetic_label(synthetic: bool, name: str = "") -> str:
 def patient_header(facts: Sequence[tuple[str, str]], title: str) -> None:
     """The patient's name line and a compact row of facts (label, value)."""
     st.markdown(f"### {html.escape(title)}")
+    patient_facts(facts)
+
+
+def patient_facts(facts: Sequence[tuple[str, str]]) -> None:
+    """A compact row of facts about the patient (label, value)."""
     cells = " &nbsp;·&nbsp; ".join(
         f'<span style="color:{MUTED}">{html.escape(label)}</span> <b>{html.escape(value)}</b>' for label, value in facts
     )

@@ -26,7 +26,7 @@ require_signed_in("write")  # a signed-in user who may write (dashboard/auth.py)
 url = data.database_url()
 version = data.data_version()
 
-st.title("Entry")
+st.markdown("### Entry")
 
 
 def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
@@ -172,13 +172,17 @@ with tab_findings:
         record = data.patient_record(url, version, mrn)
         current = record.findings if record else {}
         answers = services.finding_answers()
+        from monitoring.regiscar import REGISCAR_ITEMS
+
         with st.form("entry_findings_form"):
             chosen: dict[str, str] = {}
-            for item, allowed in answers.items():
+            grid = st.columns(3)
+            for i, (item, allowed) in enumerate(answers.items()):
                 options = ["(not recorded)", *allowed]
                 now = current.get(item)
                 index = options.index(now) if now in options else 0
-                chosen[item] = st.selectbox(item.replace("_", " "), options, index=index, key=f"entry_finding_{item}")
+                label = str(REGISCAR_ITEMS[item][0]) if item in REGISCAR_ITEMS else item.replace("_", " ")
+                chosen[item] = grid[i % 3].selectbox(label, options, index=index, key=f"entry_finding_{item}")
             submitted = st.form_submit_button("Save findings", type="primary")
         if submitted:
             changed = {k: v for k, v in chosen.items() if v != "(not recorded)" and v != current.get(k)}

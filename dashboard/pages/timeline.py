@@ -18,7 +18,7 @@ version = data.data_version()
 today = data.today()
 prof = data.profile()
 
-pick, _ = st.columns([2, 3])
+title_col, pick = st.columns([3, 2], vertical_alignment="bottom")
 with pick:
     mrn = widgets.patient_picker(data.patient_options(url, version), key="timeline_patient")
 record = data.patient_record(url, version, mrn) if mrn else None
@@ -60,7 +60,9 @@ facts = [
 ]
 if p.synthetic:
     facts.append(("data", "SYNTHETIC demo patient"))
-widgets.patient_header(facts, p.name + widgets.synthetic_label(p.synthetic, p.name))
+with title_col:
+    st.markdown(f"### {p.name + widgets.synthetic_label(p.synthetic, p.name)}")
+widgets.patient_facts(facts)
 
 if p.culprit_drugs:
     named = []
@@ -90,18 +92,23 @@ if course.second_line:
 st.markdown(steroid_line)
 
 # --- controls -----------------------------------------------------------------------------
-c1, c2, c3 = st.columns([2, 2, 3])
-x_mode = c1.radio(
+c1, c2, c3 = st.columns([2, 1.6, 3], vertical_alignment="center")
+x_mode = c1.segmented_control(
     "Time axis",
     ["date", "day"],
+    default="date",
     format_func=lambda m: "calendar dates" if m == "date" else "days since onset",
-    horizontal=True,
     key="timeline_xmode",
     disabled=p.onset_date is None,
-)
-units = c2.radio("Units", list(data.UNIT_SYSTEMS), horizontal=True, key="timeline_units")
+    label_visibility="collapsed",
+) or "date"
+units = c2.segmented_control(
+    "Units", list(data.UNIT_SYSTEMS), default="conventional", key="timeline_units",
+    format_func=lambda u: f"{u} units", label_visibility="collapsed",
+) or "conventional"
 window = c3.segmented_control(
-    "Show", ["all", "last 7 days", "last 14 days", "last 30 days"], default="all", key="timeline_window"
+    "Show", ["all", "last 7 days", "last 14 days", "last 30 days"], default="all", key="timeline_window",
+    label_visibility="collapsed",
 )
 x_range = None
 if window and window != "all":
@@ -118,8 +125,13 @@ with fig_col:
         config={"displaylogo": False, "toImageButtonOptions": {"filename": f"timeline-{p.mrn}"}},
     )
 with alert_col:
-    st.subheader(f"Alerts as of {today.isoformat()}")
+    st.markdown(f"#### Alerts as of {today.isoformat()}")
     st.caption(widgets.DECISION_SUPPORT_NOTE)
+    if len(alerts) > 3:  # every alert named at a glance; details below scroll
+        widgets.badges([(a.severity, a.title or widgets.code_label(a.code)) for a in alerts])
+    # As tall as the figure and scrolling inside: the results table stays right under the figure.
+    alert_box = st.container(height=640 if len(alerts) > 3 else "content", border=False)
+with alert_box:
     if not alerts:
         st.markdown("No alert holds today.")
     for a in alerts:

@@ -34,10 +34,13 @@ shown = [
     and (not query or query.strip().lower() in f"{r.name} {r.mrn}".lower())
 ]
 counts = {sev: sum(1 for r in shown if r.worst == sev) for sev in ("critical", "warning")}
-widgets.badges([("critical", f"{counts['critical']} patient(s)"), ("warning", f"{counts['warning']} patient(s)")])
-st.caption(
-    f"{today.isoformat()} · {len(shown)} of {len(rows)} active patients · guideline profile {prof.name} {prof.version} · "
-    "critical first, then warning. " + widgets.DECISION_SUPPORT_NOTE
+st.markdown(
+    widgets.badge_html("critical", f"{counts['critical']} patient(s)")
+    + widgets.badge_html("warning", f"{counts['warning']} patient(s)")
+    + f'<span style="color:{widgets.MUTED};font-size:0.85rem"> {today.isoformat()} · {len(shown)} of {len(rows)} active '
+    f"patients · guideline profile {prof.name} {prof.version} · critical first, then warning. "
+    f"{widgets.DECISION_SUPPORT_NOTE}</span>",
+    unsafe_allow_html=True,
 )
 
 if not shown:

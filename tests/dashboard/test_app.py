@@ -84,7 +84,7 @@ def test_ward_lists_patients_critical_first_with_badges(db_url_with_cohort: str)
     assert "⚠ WARNING · Eosinophilia" in rows[1] and "CRITICAL" not in rows[1]
     assert "no alerts" in rows[2]
     assert "Eosinophils ↑ above 1.5" in rows[1]  # new since yesterday
-    assert "Alerts are decision support, not a diagnosis" in " ".join(c.value for c in at.caption)
+    assert "Alerts are decision support, not a diagnosis" in " ".join(m.value for m in at.markdown)
 
 
 def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
@@ -98,14 +98,15 @@ def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
 
 def test_opening_a_patient_from_the_ward_shows_the_timeline(db_url_with_cohort: str) -> None:
     at = _app()
-    at.selectbox(key="ward_open_choice").set_value("CRIT-1")
-    at.button(key="ward_open").click().run()
+    at.pills(key="ward_open").set_value("CRIT-1").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["patient_mrn"] == "CRIT-1"
     text = " ".join(m.value for m in at.markdown)
     assert "Cora Critical" in text
     assert "NEVER RECHALLENGE" in text and "carbamazepine" in text
     assert at.get("plotly_chart"), "no timeline figure"
+    at.switch_page("pages/ward.py").run()  # back on the ward: the choice does not open the patient again
+    assert _ward_html(at) and at.pills(key="ward_open").value is None
 
 
 def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_cohort: str) -> None:
@@ -121,7 +122,7 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     table = _frame(at, "above")
     assert set(table["test"]) >= {"ALT", "Troponin T", "Creatinine"}
     assert "> 2×ULN" in set(table["above"])
-    at.radio(key="timeline_units").set_value("SI").run()
+    at.segmented_control(key="timeline_units").set_value("SI").run()
     assert not at.exception
     table = _frame(at, "above")
     assert "ukat/L" in set(table["unit"])

@@ -1,0 +1,124 @@
+"""The real server in a real browser: `streamlit run dashboard/app.py` on a free port with
+DATABASE_URL set to a temporary database holding the demo cohort, loaded in headless Chromium
+through Playwright. Fails on any Streamlit exception on a page.
+
+Skipped only where /usr/bin/chromium is missing AND the environment variable CI is unset: in CI
+it must run (.ci/run installs Debian's chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from monitoring import auth
+from monitoring.demo import ensure_demo
+from monitoring.schema import open_database
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+USER, PASSWORD = "dr.browser", "browser-test-pass-2026"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+    reason="Debian chromium not installed (in CI this test must run)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db = tmp_path_factory.mktemp("browser") / "demo.db"
+    url = f"sqlite:///{db}"
+    engine = open_database(url)
+    assert ensure_demo(engine)
+    with Session(engine) as s:
+        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
+        s.commit()
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.fail(f"streamlit did not start:\n{out[-3000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        # The whole process group: the server and anything it started, always.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _no_exception(page: object) -> None:
+    errors = page.query_selector_all('[data-testid="stException"]')  # type: ignore[attr-defined]
+    assert not errors, [e.inner_text()[:2000] for e in errors]
+
+
+def test_ward_overview_and_a_patient_timeline_in_chromium(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(server + "/", wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="User name").fill(USER)
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+
+            page.wait_for_selector("table.dm-ward", timeout=90_000)
+            page.wait_for_selector("text=Ada Okafor", timeout=30_000)
+            _no_exception(page)
+            rows = page.query_selector_all("table.dm-ward tr.dm-row")
+            assert len(rows) >= 5
+            assert "CRITICAL" in rows[0].inner_text()  # critical first
+
+            # One click on a patient's button opens the timeline in the same session.
+            page.get_by_role("radio", name=re.compile("Ada Okafor")).first.click()
+            page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+            page.wait_for_selector("text=NEVER RECHALLENGE", timeout=30_000)
+            assert "mrn=DEMO-001" in page.url
+            assert page.get_by_text("Ada Okafor").first.is_visible()
+            _no_exception(page)
+            page.wait_for_selector("text=Alerts as of", timeout=30_000)
+            _no_exception(page)
+        finally:
+            browser.close()
