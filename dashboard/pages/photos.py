@@ -17,6 +17,7 @@ from monitoring.photos import BODY_SITES, PhotoIn, PhotoLimits, PhotoMeta
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 VIEWS = ("Gallery", "Compare", "Add photographs")
+READ_VIEWS = ("Gallery", "Compare")
 NONCE = "photos_upload_nonce"
 FLASH = "photos_flash"
 DAY = "photos_day"
@@ -65,7 +66,12 @@ items = pw.gallery(url, version, p.mrn)
 goto = st.session_state.pop("photos_goto", None)  # set by a write, before the view widget exists
 if goto in VIEWS:
     st.session_state["photos_view"] = goto
-view = st.segmented_control("View", VIEWS, default="Gallery" if items else "Add photographs", key="photos_view")
+# Write controls only for accounts that may write (viewers see the photographs, not the upload).
+writer = can_write()
+views = VIEWS if writer else READ_VIEWS
+if st.session_state.get("photos_view") not in (*views, None):
+    st.session_state["photos_view"] = "Gallery"
+view = st.segmented_control("View", views, default="Gallery" if items or not writer else "Add photographs", key="photos_view")
 
 
 def _who() -> str | None:
@@ -131,7 +137,8 @@ def show_gallery() -> None:
         for i, ph in enumerate(group):
             with cols[i % 6]:
                 st.image(ph.thumbnail, caption=pw.caption(ph), width="stretch")
-    hide_controls(shown)
+    if writer:
+        hide_controls(shown)
 
 
 def show_day(day: dt.date) -> None:
@@ -278,7 +285,7 @@ def show_add() -> None:
             for f in uploads
         ]
         try:
-            with session_scope(data.engine()) as s:
+            with st.spinner(f"Checking and storing {len(batch)} photograph(s)…"), session_scope(data.engine()) as s:
                 stored = store_photos(s, p.mrn, batch, username=who, today=today, limits=limits, check_account=True)
         except PermissionDenied as exc:
             st.error(f"Nothing stored: {exc}")
@@ -299,7 +306,7 @@ def show_add() -> None:
 
 if view == "Compare":
     show_compare()
-elif view == "Add photographs":
+elif view == "Add photographs" and writer:
     show_add()
 else:
     show_gallery()

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
+from dashboard import auth as dashboard_auth
+from monitoring.auth import SignedIn
 from monitoring.db import create_db_engine, session_scope
 from monitoring.models import AuditEntry, LabResult, Photo, User
 from monitoring.photos import PhotoIn, store_photos
@@ -67,10 +69,21 @@ def photo_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]
     eng.dispose()
 
 
-def page(user: str = "dr.photo") -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
+def signed_in(at: AppTest, eng: Engine, username: str) -> AppTest:
+    """Seed the session as the sign-in gate does (dashboard.auth.signed_in_state); every page
+    checks the account against the database on each run."""
+    with Session(eng) as s:
+        user = s.execute(select(User).where(User.username == username)).scalar_one()
+        assert user.id is not None
+        signed = SignedIn(user.id, user.username, user.role)
+    for key, value in dashboard_auth.signed_in_state(signed).items():
+        at.session_state[key] = value
+    return at
+
+
+def page(eng: Engine, user: str = "dr.photo") -> AppTest:
+    at = signed_in(AppTest.from_file(PAGE, default_timeout=60), eng, user)
     at.session_state["patient_mrn"] = MRN
-    at.session_state["username"] = user
     return at.run()
 
 
@@ -84,7 +97,7 @@ def photo_count(eng: Engine) -> int:
 
 
 def test_gallery_shows_thumbnails_by_date(photo_db: Engine) -> None:
-    at = page()
+    at = page(photo_db)
     assert not at.exception
     out = texts(at)
     assert "Synthetic Photo Page" in out and "SYNTHETIC" in out
@@ -96,7 +109,7 @@ def test_gallery_shows_thumbnails_by_date(photo_db: Engine) -> None:
 
 
 def test_opening_a_day_shows_its_photographs_and_course(photo_db: Engine) -> None:
-    at = page()
+    at = page(photo_db)
     day = ONSET + dt.timedelta(days=21)
     at.button(key=f"photos_open_{day.isoformat()}").click().run()
     assert not at.exception
@@ -108,7 +121,7 @@ def test_opening_a_day_shows_its_photographs_and_course(photo_db: Engine) -> Non
 
 
 def test_compare_view_defaults_to_first_and_latest_of_a_site(photo_db: Engine) -> None:
-    at = page()
+    at = page(photo_db)
     at.segmented_control(key="photos_view").set_value("Compare").run()
     assert not at.exception
     assert at.selectbox(key="photos_cmp_site").value == "chest"  # the site with two dates
@@ -130,7 +143,7 @@ def test_compare_view_defaults_to_first_and_latest_of_a_site(photo_db: Engine) -
 
 
 def test_upload_through_the_page_stores_photographs_and_bsa(photo_db: Engine) -> None:
-    at = page()
+    at = page(photo_db)
     at.segmented_control(key="photos_view").set_value("Add photographs").run()
     at.selectbox(key="photos_site_0").set_value("legs")
     at.number_input(key="photos_bsa_0").set_value(35.0)
@@ -150,7 +163,7 @@ def test_upload_through_the_page_stores_photographs_and_bsa(photo_db: Engine) ->
 
 
 def test_a_refused_upload_names_the_file_and_stores_nothing(photo_db: Engine) -> None:
-    at = page()
+    at = page(photo_db)
     at.segmented_control(key="photos_view").set_value("Add photographs").run()
     at.selectbox(key="photos_site_0").set_value("arms")
     at.file_uploader(key="photos_files_0").set_value(
@@ -167,22 +180,23 @@ def test_a_refused_upload_names_the_file_and_stores_nothing(photo_db: Engine) ->
     assert photo_count(photo_db) == 3
 
 
-def test_a_read_only_account_cannot_upload(photo_db: Engine) -> None:
-    at = page(user="viewer.only")
-    at.segmented_control(key="photos_view").set_value("Add photographs").run()
-    at.selectbox(key="photos_site_0").set_value("arms")
-    at.file_uploader(key="photos_files_0").set_value(("x.jpg", picture(30), "image/jpeg"))
+def test_a_read_only_account_sees_photographs_but_no_write_controls(photo_db: Engine) -> None:
+    at = page(photo_db, user="viewer.only")
+    assert not at.exception
+    assert at.segmented_control(key="photos_view").options == ["Gallery", "Compare"]
+    assert len(at.image) == 3
+    assert not [b for b in at.button if b.key == "photos_hide_go"]
+
+
+def test_an_unknown_session_sees_nothing(photo_db: Engine) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["patient_mrn"] = MRN
     at.run()
-    at.button(key="photos_store").click().run()
-    assert any("may not change clinical data" in e.value for e in at.error)
-    assert photo_count(photo_db) == 3
-    with Session(photo_db) as s:
-        refusals = s.execute(select(AuditEntry).where(AuditEntry.username == "viewer.only")).scalars().all()
-    assert refusals and refusals[0].entity == "photo"
+    assert not at.image and any("Sign in first" in w.value for w in at.warning)
 
 
 def test_hiding_from_the_page_needs_a_reason_and_is_audited(photo_db: Engine) -> None:
-    at = page()
+    at = page(photo_db)
     assert not [b for b in at.button if "delete" in b.label.lower()]
     at.selectbox(key="photos_hide_id").set_value(3)
     at.run()
@@ -201,8 +215,7 @@ def test_hiding_from_the_page_needs_a_reason_and_is_audited(photo_db: Engine) ->
 
 def test_a_link_with_photo_day_opens_that_day(photo_db: Engine) -> None:
     day = ONSET + dt.timedelta(days=3)
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["username"] = "dr.photo"
+    at = signed_in(AppTest.from_file(PAGE, default_timeout=60), photo_db, "dr.photo")
     at.query_params["mrn"] = MRN
     at.query_params["photo_day"] = day.isoformat()
     at.run()
