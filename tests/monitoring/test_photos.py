@@ -385,14 +385,17 @@ def test_bsa_entered_with_a_photograph_is_a_bsa_observation(patient: Session) ->
 
 def test_rules_see_the_bsa_of_a_photograph(patient: Session) -> None:
     """ICU_CRITERIA holds when the latest BSA % > 30 (PRODUCT.md §5): the photo's BSA counts."""
-    rules = pytest.importorskip("monitoring.rules")
-    records = pytest.importorskip("monitoring.records")
-    store(patient, PhotoIn("a.jpg", jpeg_bytes(scene(seed=1)), "chest", bsa_pct=45, taken_on=dt.date(2026, 11, 2)))
+    from monitoring import records, rules
+    [saved] = store(patient, PhotoIn("a.jpg", jpeg_bytes(scene(seed=1)), "chest", bsa_pct=45, taken_on=dt.date(2026, 11, 2)))
     patient.commit()
     record = records.load_record(patient, MRN)
     codes = {a.code for a in rules.evaluate(record, TODAY)}
     assert "ICU_CRITERIA" in codes
     assert not {a.code for a in rules.evaluate(record, dt.date(2026, 11, 1))} & {"ICU_CRITERIA"}
+    # Hidden with its photograph (e.g. wrong patient), the BSA no longer counts.
+    hide_photo(patient, saved.id, reason="wrong patient", username="dr.test")
+    patient.commit()
+    assert "ICU_CRITERIA" not in {a.code for a in rules.evaluate(records.load_record(patient, MRN), TODAY)}
 
 
 # --- gallery reads thumbnails only ---------------------------------------------------------------------
@@ -480,8 +483,7 @@ def test_every_upload_is_audited(patient: Session) -> None:
 
 
 def test_photo_context_gives_day_since_onset_and_course_day(patient: Session) -> None:
-    pytest.importorskip("monitoring.steroids")
-    records = pytest.importorskip("monitoring.records")
+    from monitoring import records
     from monitoring.store import MedIn
 
     write_batch(
