@@ -680,3 +680,15 @@ def test_schedule_rows_give_the_dose_of_the_order_in_force(courses: list[tuple[i
         assert by_rows(day) == by_orders(day), day
         day += dt.timedelta(days=1)
     assert {d for d, _ in rows} >= {base + dt.timedelta(days=s) for s, _, _ in courses}  # a row at every start
+
+
+def test_dashboard_upload_names_the_uploaded_file(session: Session) -> None:
+    from monitoring.importers import import_uploads
+
+    report = import_uploads(session, [("results.json", b'{"resourceType": "Bundle", "type": "collection", "entry": [')],
+                            username="tester", as_of=TODAY)
+    assert [line.split(": ", 1)[0] for line in report.problem_lines()] == ["results.json"]
+    doc = _bundle(_patient(), _obs("u1", "1742-6", 40, "U/L"), _obs("u2", "1742-6", 2, "mmol/L"))
+    report = import_uploads(session, [("results.json", json.dumps(doc).encode())], username="tester", as_of=TODAY)
+    assert [line.split(": ")[:2] for line in report.problem_lines()] == [["results.json", "Observation/u2 (entry[2])"]]
+    assert _rows(session, LabResult) == []
