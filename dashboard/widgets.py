@@ -122,9 +122,17 @@ def patient_picker(options: Sequence[tuple[str, str]], *, key: str) -> str | Non
     mrns = [m for m, _ in options]
     labels = dict(options)
     current = current_patient()
-    index = mrns.index(current) if current in mrns else 0
-    chosen = st.selectbox("Patient", mrns, index=index, format_func=lambda m: labels[m], key=key)
-    if chosen != current:
+    unknown = bool(current) and current not in mrns
+    if unknown:
+        # Never show another patient in place of the one asked for: say so and let the user choose.
+        st.warning(f"No patient with MRN {current!r}: choose one.")
+        current = None
+    elif current and st.session_state.get(key, current) != current:
+        st.session_state[key] = current  # opened from another page: the shared selection wins
+    index = None if unknown else (mrns.index(current) if current in mrns else 0)
+    chosen = st.selectbox("Patient", mrns, index=index, format_func=lambda m: labels[m], key=key,
+                          placeholder="Choose a patient")
+    if chosen and chosen != current:
         select_patient(chosen)
     return chosen
 

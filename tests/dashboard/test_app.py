@@ -203,3 +203,24 @@ def test_upload_with_a_bad_row_reports_it_and_writes_nothing(db_url_with_cohort:
     report = _frame(at, "problem")
     assert "labs.csv: row 3" in set(report["file"]) and "abc" in set(report["value"])
     assert _labs(db_url_with_cohort) == before
+
+
+def test_an_unknown_mrn_in_the_link_shows_no_other_patient(db_url_with_cohort: str) -> None:
+    at = _app()
+    at.query_params["mrn"] = "NOPE-9"
+    at.switch_page("pages/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No patient with MRN 'NOPE-9'" in w.value for w in at.warning)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Cora Critical" not in text and "Walt Warning" not in text and "Carl Calm" not in text
+
+
+def test_the_selected_patient_follows_the_user_between_pages(db_url_with_cohort: str) -> None:
+    at = _app()
+    at.pills(key="ward_open").set_value("WARN-1").run()
+    assert "Walt Warning" in " ".join(m.value for m in at.markdown)
+    at.switch_page("pages/ward.py").run()
+    at.pills(key="ward_open").set_value("CRIT-1").run()  # a second patient from the ward
+    assert "Cora Critical" in " ".join(m.value for m in at.markdown)
+    at.switch_page("pages/entry.py").run()
+    assert at.selectbox(key="entry_patient").value == "CRIT-1"
