@@ -1013,12 +1013,13 @@ class _Reader:
             else:
                 self.out.skip(rtype, "no medication name or code")
             return
-        drug = _generic(concept, name)
+        as_entered = _as_entered(r)
+        # This product's own export names the stored generic name: kept as it is (round trip).
+        drug = name.lower() if as_entered is not None else _generic(concept, name)
         if not self.valid(i, r):
             return
         if med_resource is not None and med_resource is not r and not self.valid_medication(med_resource):
             return
-        as_entered = _as_entered(r)
         dose = self.dose_of(where, rtype, r, drug, name, as_entered)
         if dose is None:
             return
