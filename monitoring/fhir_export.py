@@ -50,7 +50,7 @@ from monitoring.importers.fhir_import import (
 )
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo, utcnow
 
-__all__ = ["export_patient_bundle", "write_patient_bundle"]
+__all__ = ["export_patient_bundle", "export_patient_json", "write_patient_bundle"]
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RXNORM_BY_DRUG = {drug: code for code, drug in RXNORM_INGREDIENTS.items()}
@@ -148,24 +148,28 @@ def export_patient_bundle(session: Session, mrn: str, *, now: dt.datetime | None
     }
 
 
+def export_patient_json(session: Session, mrn: str) -> bytes:
+    """The export as UTF-8 JSON bytes (the dashboard's download button). LookupError for an unknown MRN."""
+    return (json.dumps(export_patient_bundle(session, mrn), indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def write_patient_bundle(session: Session, mrn: str, path: str | Path) -> int:
     """Write the export to ``path`` atomically, readable by the owner only (patient data).
 
     Returns the number of resources written."""
-    bundle = export_patient_bundle(session, mrn)
+    data = export_patient_json(session, mrn)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(bundle, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return len(bundle["entry"])
+    return len(json.loads(data)["entry"])
 
 
 # --- resources -------------------------------------------------------------------------------

@@ -281,3 +281,14 @@ def test_cli_export_then_import_into_an_empty_database(db_url: str, tmp_path: Pa
         return [{k: v for k, v in r.items() if k not in ("id", "source")} for r in rows]
 
     assert same(imported) == same(original) and len(original) == 7
+
+
+def test_json_bytes_for_the_download_button_import_cleanly(session: Session) -> None:
+    from monitoring.fhir_export import export_patient_json
+
+    _chart(session)
+    data = export_patient_json(session, "EXP-1")
+    assert json.loads(data)["resourceType"] == "Bundle"
+    parsed = parse_bundle_bytes(data, "EXP-1.json", as_of=TODAY)
+    assert parsed.problems == []
+    assert sorted(lab.test for lab in parsed.labs) == ["alt", "alt", "bsa_pct", "creatinine", "eosinophils", "hhv6_pcr", "temperature"]
