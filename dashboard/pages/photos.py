@@ -71,7 +71,9 @@ writer = can_write()
 views = VIEWS if writer else READ_VIEWS
 if st.session_state.get("photos_view") not in (*views, None):
     st.session_state["photos_view"] = "Gallery"
-view = st.segmented_control("View", views, default="Gallery" if items or not writer else "Add photographs", key="photos_view")
+# A default only on the first run: afterwards the session (or a link, or a write) says which view.
+first_view = None if "photos_view" in st.session_state else ("Gallery" if items or not writer else "Add photographs")
+view = st.segmented_control("View", views, default=first_view, key="photos_view") or "Gallery"
 
 
 def _who() -> str | None:
