@@ -222,3 +222,17 @@ def test_a_link_with_photo_day_opens_that_day(photo_db: Engine) -> None:
     assert not at.exception
     assert f"Photographs of {day.isoformat()}" in [h.value for h in at.subheader]
     assert "- **BSA involved**: 40 %" in texts(at)
+
+
+def test_a_photograph_taken_with_the_camera_is_stored(photo_db: Engine) -> None:
+    at = page(photo_db)
+    at.segmented_control(key="photos_view").set_value("Add photographs").run()
+    at.selectbox(key="photos_site_0").set_value("mucosa")
+    at.toggle(key="photos_camera_on_0").set_value(True).run()
+    at.camera_input(key="photos_camera_0").set_value(("camera.jpg", picture(40), "image/jpeg"))
+    at.run()
+    at.button(key="photos_store").click().run()
+    assert not at.exception
+    with Session(photo_db) as s:
+        sites = s.execute(select(Photo.body_site, Photo.taken_on).where(Photo.body_site == "mucosa")).all()
+    assert sites == [("mucosa", TODAY)]  # no camera date in the file: the date entered (today)
