@@ -290,6 +290,15 @@ def _check_labs(
             by_key[(pid, test, taken_at)].append((value, value_text, source_id))
             if source_id is not None:
                 by_source[(pid, source_id)] = (test, taken_at, value, value_text)
+    # A FHIR resource id is one result whatever its test: a resent Observation whose code changed
+    # must meet its stored self here, or the unique index refuses the insert with a traceback.
+    source_ids = sorted({lab.source_id for lab in labs if lab.source_id is not None})
+    for i in range(0, len(source_ids), 500):
+        stmt = select(lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id).where(
+            lt.c.patient_id.in_(chunk), lt.c.source_id.in_(source_ids[i : i + 500])
+        )
+        for pid, test, taken_at, value, value_text, source_id in session.execute(stmt):
+            by_source[(pid, source_id)] = (test, taken_at, value, value_text)
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[int, str, dt.datetime], LabIn] = {}
     seen_source: set[tuple[int, str]] = set()
