@@ -376,7 +376,8 @@ def timeline(
             if pts or test == tests[0]:
                 series.append(Series(test, catalogue.lookup(test).label, unit, tuple(pts)))
         converted = tuple(_convert_threshold(th, tests[0], units) for th in thresholds.get(key, []))
-        panels.append(Panel(key, title, unit, tuple(series), converted))
+        drawn = [s.label for s in series if s.points]
+        panels.append(Panel(key, " and ".join(drawn) if drawn else title, unit, tuple(series), converted))
     course = analyse_course(record, as_of)
     steps = tuple(DoseStep(p.date, p.pred_eq_mg, p.planned) for p in course.schedule)
     dose = DoseTrack(
