@@ -563,6 +563,9 @@ class _Reader:
                 self.out.skip("(entry without resource)", "a request without a resource (e.g. DELETE)")
                 continue
             self.out.resources += 1
+            if not isinstance(resource.get("resourceType"), str):
+                self.problem(f"{self.name}: entry[{i}]", "resource.resourceType", None, "a resource without a resourceType")
+                continue
             full_url = entry.get("fullUrl")
             self.entries.append((i, full_url, resource))
             rtype = str(resource.get("resourceType"))
@@ -622,9 +625,14 @@ class _Reader:
         if r.get("gender"):
             values["sex"] = r["gender"]  # FHIR administrative gender: the codes the product stores
         if r.get("birthDate"):
-            birth = self.date_of(where, "birthDate", r["birthDate"])
-            if birth is not None:
-                values["birth_date"] = birth
+            if _PARTIAL_DATE.fullmatch(str(r["birthDate"])):
+                # FHIR allows a year or month only (often for privacy): not a date the product stores.
+                note = "Patient: partial birthDate (year or month only) not stored"
+                self.out.skip_reasons[note] = self.out.skip_reasons.get(note, 0) + 1
+            else:
+                birth = self.date_of(where, "birthDate", r["birthDate"])
+                if birth is not None:
+                    values["birth_date"] = birth
         if "active" in r:
             values["active"] = bool(r["active"])
         tags = (r.get("meta") or {}).get("tag") or []

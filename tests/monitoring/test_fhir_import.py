@@ -692,3 +692,13 @@ def test_dashboard_upload_names_the_uploaded_file(session: Session) -> None:
     report = import_uploads(session, [("results.json", json.dumps(doc).encode())], username="tester", as_of=TODAY)
     assert [line.split(": ")[:2] for line in report.problem_lines()] == [["results.json", "Observation/u2 (entry[2])"]]
     assert _rows(session, LabResult) == []
+
+
+def test_partial_birth_date_is_not_stored_and_not_an_error(tmp_path: Path) -> None:
+    parsed = parse_bundle(_write(tmp_path, _bundle(_patient(birthDate="1970"))), as_of=TODAY)
+    assert parsed.problems == [] and "birth_date" not in parsed.patients[0].values
+    assert parsed.skip_reasons == {"Patient: partial birthDate (year or month only) not stored": 1}
+    untyped = parse_bundle(_write(tmp_path, _bundle({"id": "x"}), "untyped.json"), as_of=TODAY)
+    assert [str(p) for p in untyped.problems] == [
+        f"{tmp_path / 'untyped.json'}: entry[0]: column resource.resourceType: a resource without a resourceType"
+    ]
