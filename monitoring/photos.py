@@ -348,27 +348,12 @@ def _check_entered(item: PhotoIn) -> list[Problem]:
     return problems
 
 
-def prepare_photo(item: PhotoIn, *, today: dt.date | None = None, limits: PhotoLimits | None = None) -> PreparedPhoto:
-    """Check one photograph and re-encode it without metadata. Raises PhotoError naming the file.
-
-    Refused: an empty file, a file over the size limit, anything that is not an image whatever its
-    extension, an image over the pixel limit (decompression bomb), a corrupt or truncated image,
-    an animation or multi-page file, a date taken after today.
-    """
-    today = today or dt.date.today()
-    limits = limits or PhotoLimits.from_env()
-    name = item.filename
-    entered = _check_entered(item)
-    if entered:
-        raise PhotoError(entered[0])
-    size = len(item.data)
-    too_big = size_problem(name, size, limits)
-    if too_big is not None:
-        raise PhotoError(too_big)
+def _decode(name: str, data: bytes, limits: PhotoLimits) -> tuple[str, Image.Image, dt.datetime | None]:
+    """Open, check and decode: (format, upright pixels, EXIF date taken). Raises PhotoError."""
     try:
-        im = Image.open(io.BytesIO(item.data))
+        im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise _refuse(name, _describe_not_image(item.data)) from None
+        raise _refuse(name, _describe_not_image(data)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _refuse(name, "refused as a decompression bomb: too many pixels for a photograph") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -397,6 +382,34 @@ def prepare_photo(item: PhotoIn, *, today: dt.date | None = None, limits: PhotoL
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise _refuse(name, f"corrupt or truncated image: {exc}") from None
         upright.info.setdefault("icc_profile", im.info.get("icc_profile"))
+    return fmt, upright, taken_at
+
+
+def prepare_photo(item: PhotoIn, *, today: dt.date | None = None, limits: PhotoLimits | None = None) -> PreparedPhoto:
+    """Check one photograph and re-encode it without metadata. Raises PhotoError naming the file.
+
+    Refused: an empty file, a file over the size limit, anything that is not an image whatever its
+    extension, an image over the pixel limit (decompression bomb), a corrupt or truncated image,
+    an animation or multi-page file, a date taken after today.
+    """
+    today = today or dt.date.today()
+    limits = limits or PhotoLimits.from_env()
+    name = item.filename
+    entered = _check_entered(item)
+    if entered:
+        raise PhotoError(entered[0])
+    size = len(item.data)
+    too_big = size_problem(name, size, limits)
+    if too_big is not None:
+        raise PhotoError(too_big)
+    try:
+        fmt, upright, taken_at = _decode(name, item.data, limits)
+    except PhotoError:
+        raise
+    except MemoryError:
+        raise _refuse(name, "too large to decode in memory") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds of error on malformed files
+        raise _refuse(name, f"corrupt image file: {type(exc).__name__}: {exc}") from None
     out_format = ACCEPTED_FORMATS[fmt]
     try:
         pixels = _normalise_mode(_to_srgb(upright), out_format)

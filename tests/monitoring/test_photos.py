@@ -668,3 +668,35 @@ def test_the_dashboard_path_refuses_accounts_that_may_not_write(patient: Session
     patient.rollback()
     hide_photo(patient, saved.id, reason="blurred", username="writer", check_account=True)
     assert list_photos(patient, MRN) == []
+
+
+def _seed(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    scene((48, 32), seed=50).save(buf, fmt)
+    return buf.getvalue()
+
+
+_SEEDS = {fmt: _seed(fmt) for fmt in ("JPEG", "PNG", "WEBP", "TIFF", "BMP")}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(_SEEDS)),
+    cuts=st.lists(st.tuples(st.integers(min_value=0, max_value=4000), st.binary(min_size=1, max_size=6)), min_size=1, max_size=4),
+    truncate=st.one_of(st.none(), st.integers(min_value=1, max_value=4000)),
+)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's TIFF reader warns about the damage it skips
+def test_a_damaged_file_is_stored_or_refused_with_its_name_never_a_crash(kind: str, cuts: list[tuple[int, bytes]], truncate: int | None) -> None:
+    data = bytearray(_SEEDS[kind])
+    for offset, patch in cuts:
+        at = offset % len(data)
+        data[at : at + len(patch)] = patch
+    if truncate is not None:
+        data = data[: max(1, truncate % len(data))]
+    try:
+        prepared = photos.prepare_photo(PhotoIn("damaged.img", bytes(data), "face"), today=TODAY)
+    except photos.PhotoError as exc:
+        assert str(exc).startswith("damaged.img: ")
+    else:
+        with Image.open(io.BytesIO(prepared.image)) as im:
+            im.load()
