@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -384,6 +386,19 @@ def test_synthetic_rash_image_is_deterministic_and_scales_with_bsa() -> None:
     assert red_fraction(clear) == 0.0 < red_fraction(rash)
 
 
+def test_every_demo_patient_is_a_probable_or_definite_case(demo_records: tuple[dt.date, dict[str, object]]) -> None:
+    """Demo patients are DRESS cases by RegiSCAR (score >= 4), scored from their data and the
+    items a clinician entered by hand."""
+    from monitoring.regiscar import score_regiscar
+
+    today, records = demo_records
+    for story in DEMO_STORIES:
+        result = score_regiscar(records[story.mrn], today)  # type: ignore[arg-type]
+        assert result.score >= 4 and result.category in {"probable", "definite"}, (story.mrn, result.score)
+        origins = {item.filled_by for item in result.items}
+        assert {"data", "clinician"} <= origins, story.mrn
+
+
 # --- the benchmark generator -----------------------------------------------------------------
 
 
@@ -443,6 +458,37 @@ def test_generated_stalled_patients_raise_the_day7_alert(session: Session) -> No
         assert "STALLED_RESPONSE_DAY7" not in codes(stalled, 9)  # IVIG on course day 8
         assert {"PREMATURE_TAPER", "RELAPSE_RISK"} <= codes(flare, 38)
         assert not {"PREMATURE_TAPER", "STALLED_RESPONSE_DAY7"} & (codes(long_taper, 7) | codes(responder, 20))
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=6),
+    days=st.integers(min_value=1, max_value=90),
+    seed=st.integers(min_value=0, max_value=2**32),
+    offset=st.integers(min_value=-3000, max_value=0),
+)
+def test_any_generated_cohort_is_accepted_by_the_write_path(n: int, days: int, seed: int, offset: int) -> None:
+    """Whatever the size, seed and reference date: values within the catalogue's bounds, no result
+    after the reference date, one schedule row per (drug, start date), and write_batch accepts it."""
+    from sqlmodel import SQLModel
+
+    from monitoring import catalogue
+
+    today = TODAY + dt.timedelta(days=offset)
+    patients, labs, meds = generate_cohort(n, days, seed=seed, today=today)
+    assert len(labs) == n * days * 6
+    for lab in labs:
+        assert lab.value is not None and lab.taken_at.date() <= today
+        catalogue.check_bounds(catalogue.lookup(lab.test), lab.value)
+    keys = [(m.mrn, m.drug, m.start_date) for m in meds]
+    assert len(keys) == len(set(keys))
+    assert all(m.daily_dose_mg >= 0 for m in meds)
+    eng = create_db_engine("sqlite://")
+    SQLModel.metadata.create_all(eng)
+    with Session(eng) as s:
+        result = write_batch(s, patients=patients, labs=labs, meds=meds, source="demo")
+        assert (result.patients_created, result.labs_inserted, result.meds_inserted) == (n, len(labs), len(meds))
+    eng.dispose()
 
 
 def test_generate_cohort_refuses_nonsense_sizes() -> None:
