@@ -8,7 +8,10 @@ nothing generated here is ever committed.
 
 Rows go through ``monitoring.store.write_batch`` with ``source="demo"``, exactly like an import:
 values are converted to canonical units by the catalogue and checked against its physiological
-bounds, MRNs must exist, conflicting values are refused.
+bounds, MRNs must exist, conflicting values are refused. The RegiSCAR items a clinician would enter
+by hand are stored as ``ClinicalFinding`` rows (one audit entry); the "photographs" are drawings
+made here, stored through ``monitoring.photos.store_photos`` like an upload (their BSA % becomes
+the day's observation).
 
 Modelling assumptions (CLINICAL_REFERENCE.md §8: population curves for the day of peak
 eosinophils, peak ALT and time to normalisation are UNCONFIRMED): the shapes of ALT, eosinophil,
@@ -55,6 +58,7 @@ __all__ = [
     "ensure_demo",
     "generate_cohort",
     "write_cohort",
+    "synthetic_rash_image",
 ]
 
 DEMO_SOURCE = "demo"
@@ -244,7 +248,8 @@ class _Patient:
         """From ``day`` the drug is given at ``amount`` per day (0 = stopped); days > 0 are the plan."""
         per_kg: float | None = None
         if unit == "mg/kg":
-            assert self.weight_kg is not None, "a mg/kg dose needs the weight"
+            if self.weight_kg is None:
+                raise ValueError(f"demo {self.mrn}: a mg/kg dose of {drug} needs the patient's weight")
             per_kg = amount
             mg = amount * self.weight_kg
         elif unit == "g":
