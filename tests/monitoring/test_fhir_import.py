@@ -583,8 +583,11 @@ def test_local_code_system_for_tests_without_loinc(tmp_path: Path) -> None:
          "not a valid FHIR R4 Bundle"),
     ],
 )
-def test_files_that_are_not_r4_bundles_are_refused_naming_the_file(session: Session, tmp_path: Path, content: str, needle: str) -> None:
-    lines = _refused(session, tmp_path, content, "upload.json")
+def test_files_that_are_not_r4_bundles_are_refused_naming_the_file(tmp_path: Path, content: str, needle: str) -> None:
+    # file-level refusals do not depend on the database (nothing written: the CLI and upload tests)
+    parsed = parse_bundle(_write(tmp_path, content, "upload.json"), as_of=TODAY)
+    assert parsed.labs == [] and parsed.patients == [] and parsed.meds == []
+    lines = [str(p) for p in parsed.problems]
     assert len(lines) == 1
     assert lines[0].startswith(str(tmp_path / "upload.json") + ": ")
     assert needle in lines[0]
