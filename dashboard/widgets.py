@@ -131,10 +131,18 @@ def patient_picker(options: Sequence[tuple[str, str]], *, key: str) -> str | Non
         st.session_state[key] = current  # opened from another page: the shared selection wins
     index = None if unknown else (mrns.index(current) if current in mrns else 0)
     chosen = st.selectbox("Patient", mrns, index=index, format_func=lambda m: labels[m], key=key,
-                          placeholder="Choose a patient")
+                          placeholder="Choose a patient", on_change=_picked, args=(key,))
     if chosen and chosen != current:
-        select_patient(chosen)
+        select_patient(chosen)  # first visit: the default becomes the shared selection
     return chosen
+
+
+def _picked(key: str) -> None:
+    """The user chose a patient in a picker: that choice becomes the shared selection before the
+    page runs again, so it is never mistaken for a stale value."""
+    mrn = st.session_state.get(key)
+    if mrn:
+        select_patient(str(mrn))
 
 
 def username() -> str | None:

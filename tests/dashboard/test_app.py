@@ -224,3 +224,35 @@ def test_the_selected_patient_follows_the_user_between_pages(db_url_with_cohort:
     assert "Cora Critical" in " ".join(m.value for m in at.markdown)
     at.switch_page("pages/entry.py").run()
     assert at.selectbox(key="entry_patient").value == "CRIT-1"
+
+
+def test_a_dose_change_entered_on_the_page_reaches_the_overview(db_url_with_cohort: str) -> None:
+    at = _entry(_app(), "WARN-1")
+    at.text_input(key="entry_dose_drug").input("Deltasone")  # a brand name
+    at.date_input(key="entry_dose_start").set_value(TODAY)
+    at.text_input(key="entry_dose_amount").input("0.5")
+    at.selectbox(key="entry_dose_unit").set_value("mg/kg")
+    at.button(key="entry_dose_save").click().run()
+    assert not at.error, [e.value for e in at.error]
+    meds = _frame(at, "daily dose (mg)")
+    assert list(meds["drug"]) == ["prednisone"] and list(meds["daily dose (mg)"]) == [40.0]  # 0.5 mg/kg x 80 kg
+    at.switch_page("pages/ward.py").run()
+    warn = _ward_html(at).split('data-mrn="WARN-1"')[1].split("</tr>")[0]
+    assert "40 mg/day" in warn and "0.50 mg/kg" in warn
+
+
+def test_registering_a_patient_and_a_refused_registration(db_url_with_cohort: str) -> None:
+    at = _entry(_app(), "CALM-1")
+    at.text_input(key="entry_new_mrn").input("NEW-1")
+    at.text_input(key="entry_new_name").input("Nina New")
+    at.number_input(key="entry_new_weight").set_value(55.0)
+    at.text_input(key="entry_new_culprits").input("Lamictal")
+    at.button(key="FormSubmitter:entry_new_patient_form-Register patient").click().run()
+    assert not at.error, [e.value for e in at.error]
+    at.switch_page("pages/ward.py").run()
+    assert 'data-mrn="NEW-1"' in _ward_html(at)
+    at = _entry(at, "NEW-1")
+    at.text_input(key="entry_new_mrn").input("CALM-1")  # an MRN already registered
+    at.text_input(key="entry_new_name").input("Someone Else")
+    at.button(key="FormSubmitter:entry_new_patient_form-Register patient").click().run()
+    assert at.error and "column mrn" in at.error[0].value and "already registered" in at.error[0].value
