@@ -66,9 +66,13 @@ def _ucum(unit: str) -> str:
 
 def _local_datetime(value: dt.datetime) -> str:
     """A naive clock time as recorded, with the server's UTC offset for that date (FHIR needs one)."""
-    aware = value.astimezone() if value.tzinfo is None else value
     spec = "microseconds" if value.microsecond else "seconds"
-    return aware.isoformat(timespec=spec)
+    if value.tzinfo is not None:
+        return value.isoformat(timespec=spec)
+    # The offset in force at that time, attached to the clock time unchanged: a time in the
+    # spring-forward gap (02:30 that never happened) must stay 02:30, not become 03:30.
+    offset = value.astimezone().utcoffset() or dt.timedelta(0)
+    return value.replace(tzinfo=dt.timezone(offset)).isoformat(timespec=spec)
 
 
 def _utc_datetime(value: dt.datetime) -> str:

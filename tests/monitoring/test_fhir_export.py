@@ -292,3 +292,20 @@ def test_json_bytes_for_the_download_button_import_cleanly(session: Session) -> 
     parsed = parse_bundle_bytes(data, "EXP-1.json", as_of=TODAY)
     assert parsed.problems == []
     assert sorted(lab.test for lab in parsed.labs) == ["alt", "alt", "bsa_pct", "creatinine", "eosinophils", "hhv6_pcr", "temperature"]
+
+
+def test_clock_times_survive_the_servers_time_zone_and_its_dst_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from monitoring.fhir_export import _local_datetime
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        gap = _local_datetime(dt.datetime(2026, 3, 29, 2, 30))  # a clock time that never happened there
+        assert gap in ("2026-03-29T02:30:00+01:00", "2026-03-29T02:30:00+02:00")
+        assert _local_datetime(dt.datetime(2026, 7, 1, 8, 15, 0, 500)) == "2026-07-01T08:15:00.000500+02:00"
+        assert _local_datetime(dt.datetime(2026, 12, 1, 23, 59, 59)) == "2026-12-01T23:59:59+01:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
