@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +224,67 @@ def test_audit_page_is_for_admins_with_filters_and_csv_export(app_db: Engine) ->
     other.run()
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         other.switch_page(_page_file("audit"))
+
+
+# --- the real server ------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian chromium not installed (in CI this test must run)")
+def test_fresh_server_refuses_an_anonymous_request_for_a_page_url(tmp_path: Path) -> None:
+    """Streamlit runs a folder named pages/ beside the entry file as a legacy multipage app until
+    the entry file's first st.navigation call: on a freshly started server, /ward and /entry run
+    those files without app.py's gate. Each page's own guard must refuse them."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from monitoring.demo import ensure_demo
+    from monitoring.schema import open_database
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert ensure_demo(open_database(url))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=Path(APP).parent.parent, env={**os.environ, "DATABASE_URL": url},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                for path in ("ward", "entry", "audit"):
+                    page = browser.new_page()
+                    page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+                    page.wait_for_selector("text=Sign in first", timeout=60_000)
+                    body = page.inner_text("body")
+                    assert "SYNTHETIC" not in body and "DEMO-0" not in body, (path, body[:500])
+                    page.close()
+            finally:
+                browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
