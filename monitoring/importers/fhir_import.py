@@ -206,8 +206,6 @@ _REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
                                                       "stopped", "unknown"})},
     "Patient": {"gender": frozenset({"male", "female", "other", "unknown"})},
 }
-_MED_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
-_USED_TYPES = frozenset({"Patient", "Observation", "Condition", "AllergyIntolerance", "Medication", *_MED_TYPES})
 _MAX_ERRORS_PER_RESOURCE = 5
 
 
