@@ -70,7 +70,10 @@ with tab_labs:
         test = c1.selectbox("Test", tests, format_func=lambda k: catalogue.CATALOGUE[k].label, key="entry_lab_test")
         day = c2.date_input("Date taken", value=dt.date.today(), max_value=dt.date.today(), format="YYYY-MM-DD",
                             key="entry_lab_date")
-        time = c3.time_input("Time", value=dt.time(6, 0), key="entry_lab_time", step=300)
+        now = dt.datetime.now()
+        # Morning bloods by default; before 06:00 the current time, so a default is never in the future.
+        default_time = dt.time(6, 0) if now.time() >= dt.time(6, 0) else now.time().replace(second=0, microsecond=0)
+        time = c3.time_input("Time", value=default_time, key="entry_lab_time", step=300)
         value = c4.text_input("Value", key="entry_lab_value", help="a number; for a PCR also 'detected' / 'not detected'")
         t = catalogue.CATALOGUE[test]
         unit_options = list(dict.fromkeys([t.canonical_unit, *([t.si_unit] if t.si_unit else []), *t.units]))
