@@ -86,6 +86,8 @@ class DemoResult(BatchResult):
     """``BatchResult`` plus the demo MRNs left alone because they were already in the database."""
 
     skipped_mrns: list[str] = field(default_factory=list)
+    findings_inserted: int = 0
+    photos_inserted: int = 0
     reference_date: str = ""
 
 
@@ -939,18 +941,24 @@ def load_demo(
         source=DEMO_SOURCE,
         description=f"synthetic demo cohort, reference date {today.isoformat()}",
     )
-    _write_findings(session, {mrn: f for mrn, f in findings.items() if mrn not in existing}, username)
-    _store_photos(session, {mrn: ph for mrn, ph in photos.items() if mrn not in existing}, today, username)
-    return DemoResult(**batch.as_dict(), skipped_mrns=sorted(existing), reference_date=today.isoformat())
+    n_findings = _write_findings(session, {mrn: f for mrn, f in findings.items() if mrn not in existing}, username)
+    n_photos = _store_photos(session, {mrn: ph for mrn, ph in photos.items() if mrn not in existing}, today, username)
+    return DemoResult(
+        **batch.as_dict(),
+        skipped_mrns=sorted(existing),
+        findings_inserted=n_findings,
+        photos_inserted=n_photos,
+        reference_date=today.isoformat(),
+    )
 
 
 def _write_findings(
     session: Session, findings: dict[str, list[tuple[dt.datetime, str, str]]], username: str | None
-) -> None:
+) -> int:
     """The hand-entered RegiSCAR items of newly created demo patients, with one audit entry."""
     rows = [(mrn, f) for mrn, fs in findings.items() for f in fs]
     if not rows:
-        return
+        return 0
     ids = patient_ids_by_mrn(session, findings)
     for mrn, (when, item, value) in rows:
         session.add(
@@ -966,15 +974,17 @@ def _write_findings(
         )
     )
     session.flush()
+    return len(rows)
 
 
 def _store_photos(
     session: Session, photos: dict[str, list[tuple[int, str, float, str]]], today: dt.date, username: str | None
-) -> None:
+) -> int:
     """Drawn, obviously synthetic rash images through the same path as an upload (re-encoded,
     thumbnail, BSA % as an observation, audited)."""
     from monitoring.photos import PhotoIn, store_photos
 
+    stored = 0
     for mrn, specs in photos.items():
         items = [
             PhotoIn(
@@ -988,7 +998,8 @@ def _store_photos(
             for day, site, bsa, note in specs
         ]
         if items:
-            store_photos(session, mrn, items, username=username, today=today)
+            stored += len(store_photos(session, mrn, items, username=username, today=today))
+    return stored
 
 
 def synthetic_rash_image(

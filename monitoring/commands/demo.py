@@ -48,7 +48,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"synthetic demo cohort (reference date {result.reference_date}): "
         f"{result.patients_created} patients, {result.labs_inserted} results, "
-        f"{result.meds_inserted} medication rows added"
+        f"{result.meds_inserted} medication rows, {result.findings_inserted} RegiSCAR findings, "
+        f"{result.photos_inserted} synthetic photographs added"
     )
     if result.skipped_mrns:
         print(

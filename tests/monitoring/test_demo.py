@@ -99,6 +99,7 @@ def test_loading_again_the_same_day_adds_nothing(demo_session: Session) -> None:
     demo_session.commit()
     assert _counts(demo_session) == before
     assert (again.patients_created, again.labs_inserted, again.meds_inserted) == (0, 0, 0)
+    assert (again.findings_inserted, again.photos_inserted) == (0, 0)
     assert again.skipped_mrns == [s.mrn for s in DEMO_STORIES]
 
 
@@ -365,6 +366,7 @@ def test_demo_photographs_are_synthetic_drawings_with_their_bsa(demo_session: Se
     assert bsa == [(p.taken_on, p.bsa_pct) for p in photos]
     total = demo_session.execute(select(func.count()).select_from(Photo)).scalar_one()
     assert total == 12  # DEMO-001, -003, -005, -008: three dates of one site each
+    assert load_demo(demo_session, TODAY).photos_inserted == 0  # idempotent
 
 
 def test_synthetic_rash_image_is_deterministic_and_scales_with_bsa() -> None:
@@ -507,7 +509,7 @@ def test_demo_command_is_idempotent(db_path: Path, capsys: pytest.CaptureFixture
     later = max(TODAY, dt.date.today() - dt.timedelta(days=1))
     assert main(["--db", str(db_path), "demo", "--today", later.isoformat()]) == 0
     out = capsys.readouterr().out
-    assert "0 patients, 0 results, 0 medication rows added" in out
+    assert "0 patients, 0 results, 0 medication rows, 0 RegiSCAR findings, 0 synthetic photographs added" in out
     assert "DEMO-001" in out and "left unchanged" in out
     assert main(["--db", str(db_path), "demo"]) == 0  # default reference date: today
     assert "left unchanged" in capsys.readouterr().out
