@@ -276,6 +276,23 @@ def test_every_story_alert_is_raised_today_or_on_its_day(demo_records: tuple[dt.
                 assert code not in seen, f"{story.mrn} raises {code}, which is another patient's story"
 
 
+def test_the_default_demo_tells_its_stories_as_of_today(session: Session) -> None:
+    """What the dashboard loads on first run (reference date today, nothing after the current
+    time): every story's alerts show up within the last twelve days, whatever the hour."""
+    load_demo(session)
+    session.commit()
+    today = dt.date.today()
+    for story in DEMO_STORIES:
+        record = load_record(session, story.mrn)
+        assert record.patient.onset_date is not None and record.patient.onset_date < today
+        seen: set[str] = set()
+        for day in range(-12, 1):
+            seen |= {a.code for a in evaluate(record, today + dt.timedelta(days=day))}
+        assert set(story.alerts) <= seen, f"{story.mrn}: {set(story.alerts) - seen} never raised"
+    latest = session.execute(select(func.max(LabResult.taken_at))).scalar_one()
+    assert latest <= dt.datetime.now()
+
+
 def test_relapse_evidence_names_the_factor_of_each_story(demo_records: tuple[dt.date, dict[str, object]]) -> None:
     today, records = demo_records
 
