@@ -226,6 +226,51 @@ def test_audit_page_is_for_admins_with_filters_and_csv_export(app_db: Engine) ->
         other.switch_page(_page_file("audit"))
 
 
+# --- hospital sign-in (OIDC) ----------------------------------------------------------------
+
+OIDC_SECRETS = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "c",
+                "client_secret": "s", "server_metadata_url": "https://login.example.org/.well-known/openid-configuration"}
+
+
+def _oidc_app(user: dict) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.secrets["auth"] = OIDC_SECRETS
+    at.user = user
+    return at
+
+
+def test_oidc_configured_replaces_the_password_form_with_the_hospital_sign_in(app_db: Engine) -> None:
+    at = _oidc_app({"is_logged_in": False})
+    at.run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in with the hospital account"]
+    assert not at.text_input  # no password form
+
+
+def test_oidc_identity_is_mapped_to_its_account_and_role(app_db: Engine) -> None:
+    with session_scope(app_db) as s:
+        auth.create_user(s, actor="boss", username="a.smith@hospital.org", role=auth.VIEWER, password=None)
+    at = _oidc_app({"is_logged_in": True, "email": "a.smith@hospital.org"})
+    at.run()
+    assert not at.exception
+    signed = at.session_state[gate.SIGNED_IN_KEY]
+    assert (signed.username, signed.role) == ("a.smith@hospital.org", "viewer")
+    with Session(app_db) as s:
+        entry = s.execute(select(AuditEntry).where(AuditEntry.action == "sign_in")).scalar_one()
+    assert entry.username == "a.smith@hospital.org" and entry.reason == "OIDC"
+
+
+def test_oidc_identity_without_an_account_is_refused_and_audited(app_db: Engine) -> None:
+    at = _oidc_app({"is_logged_in": True, "email": "stranger@elsewhere.org"})
+    at.run()
+    assert not at.exception
+    assert gate.SIGNED_IN_KEY not in at.session_state
+    assert any("no access" in e.value for e in at.error)
+    with Session(app_db) as s:
+        entry = s.execute(select(AuditEntry).where(AuditEntry.action == "sign_in_failed")).scalar_one()
+    assert entry.username == "stranger@elsewhere.org"
+
+
 # --- the real server ------------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
