@@ -251,10 +251,12 @@ class ParsedBundle:
     def ok(self) -> bool:
         return not self.problems
 
-    def skip(self, rtype: str, reason: str) -> None:
+    def skip(self, rtype: str, reason: str | None = None) -> None:
+        """Count a resource not used; ``reason`` None: its type is not used (the count says it all)."""
         self.skipped[rtype] = self.skipped.get(rtype, 0) + 1
-        key = f"{rtype}: {reason}"
-        self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
+        if reason is not None:
+            key = f"{rtype}: {reason}"
+            self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
 
     def all_patients(self) -> list[PatientIn]:
         return [*self.patients, *self.patient_updates.values()]
@@ -595,7 +597,7 @@ class _Reader:
             elif rtype == "Media":
                 self.out.skip(rtype, "photograph metadata without the image (photographs are uploaded in the dashboard)")
             elif rtype != "Patient":
-                self.out.skip(rtype, "resource type not used by this product")
+                self.out.skip(rtype)  # a resource type this product does not use
         for _i, _url, r in self.entries:
             if r.get("resourceType") == "Medication" and id(r) not in self.medications_used:
                 self.out.skip("Medication", "not referred to by a medication order that was imported")

@@ -131,7 +131,9 @@ def test_synthea_skipped_resources_are_counted_per_type(session: Session, name: 
     used_orders = set(session.execute(select(MedicationRow.source_id)).scalars())
     assert skipped.get("MedicationRequest", 0) + len(used_orders) == types["MedicationRequest"]
     assert sum(skipped.values()) + used_obs + len(used_orders) + types["Patient"] == sum(types.values())
-    assert f"Claim {types['Claim']}" in "\n".join(report.summary_lines())
+    summary = "\n".join(report.summary_lines())
+    assert f"Claim {types['Claim']}" in summary
+    assert f"skipped {skipped['MedicationRequest']}: MedicationRequest: no dose" in summary  # skipped with the reason
 
 
 @needs_fixtures
