@@ -194,7 +194,7 @@ class TaperPlan:
     def plan_days(self) -> int:
         """Days from the first planned reduction to the stop (the engine's taper length may be
         longer when the taper had already begun before the plan)."""
-        return (self.stop_date - self.first_date).days
+        return (self.stop_date - self.steps[0].date).days
 
 
 def _mg(x: float) -> str:

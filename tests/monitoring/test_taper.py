@@ -221,7 +221,7 @@ from sqlmodel import Session  # noqa: E402
 
 from monitoring import services  # noqa: E402
 from monitoring.models import AuditEntry, MedicationRow  # noqa: E402
-from monitoring.records import load_record  # noqa: E402
+from monitoring.records import DoseRow, PatientInfo, PatientRecord, load_record  # noqa: E402
 from monitoring.steroids import analyse_course  # noqa: E402
 from monitoring.taper import (  # noqa: E402
     PLAN_DISCARDED,
@@ -356,3 +356,35 @@ def test_a_refused_save_writes_nothing(session: Session) -> None:
         save_plan(session, username="", mrn=mrn, plan=plan, as_of=TODAY)
     session.rollback()
     assert saved_plan(load_record(session, mrn), TODAY) == ()
+
+
+def _record_on(drug: str, dose: float, start: dt.date) -> PatientRecord:
+    info = PatientInfo(
+        id=1, mrn="P", name="Property", sex=None, birth_date=None, weight_kg=70.0, onset_date=start - dt.timedelta(days=3),
+        culprit_drugs=(), baseline_creatinine_mg_dl=None, resolved_date=None, setting="clinic", active=True, synthetic=True,
+        updated_at=None,
+    )
+    row = DoseRow(1, drug, start, dose, "oral", f"{dose:g}", "mg", "manual", drug)
+    return PatientRecord(patient=info, labs=(), meds=(row,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    drug=st.sampled_from(["prednisone", "methylprednisolone", "dexamethasone"]),
+    dose=st.sampled_from([8.0, 16.0, 40.0, 64.0]),
+    interval=st.integers(min_value=1, max_value=21),
+    mode=st.sampled_from(["mg", "pct", "end"]),
+    step=st.floats(min_value=2, max_value=60, allow_nan=False),
+    span=st.integers(min_value=0, max_value=90),
+)
+def test_planner_verdict_is_the_engines_alert(drug: str, dose: float, interval: int, mode: str, step: float, span: int) -> None:
+    """The live check and the alert list can never disagree: PREMATURE_TAPER holds exactly when
+    the engine's taper length of the course with the plan is under the profile's minimum."""
+    record = _record_on(drug, dose, TODAY - dt.timedelta(days=10))
+    start = TODAY + dt.timedelta(days=1)
+    kwargs: dict = {"mg": {"step_mg": step}, "pct": {"step_pct": min(step, 100)}, "end": {"end_date": start + dt.timedelta(days=span)}}[mode]
+    plan = propose_taper(drug=drug, current_dose_mg=dose, start_date=start, interval_days=interval, **kwargs)
+    check = check_plan(record, plan, TODAY)
+    assert check.taper_days == check.course.taper_days == plan.plan_days  # no reduction before the plan
+    assert check.premature == (check.taper_days is not None and check.taper_days < check.min_taper.value)
+    assert check.premature == any(a.code == "PREMATURE_TAPER" for a in check.alerts)
