@@ -333,3 +333,19 @@ def test_fresh_server_refuses_an_anonymous_request_for_a_page_url(tmp_path: Path
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
+
+
+def test_safe_defaults_localhost_no_error_details_and_no_database_in_git() -> None:
+    import subprocess
+    import tomllib
+
+    root = Path(APP).parent.parent
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["address"] == "localhost"  # listens on this machine unless a deployment says otherwise
+    assert config["client"]["showErrorDetails"] == "none"  # a traceback could carry patient data
+    assert config["browser"]["gatherUsageStats"] is False
+    ignored = subprocess.run(
+        ["git", "check-ignore", "data/dress_monitor.db", "data/dress_monitor.db-wal", "data/backups/x-before-restore.db", "elsewhere/copy.db"],
+        cwd=root, capture_output=True, text=True,
+    )
+    assert ignored.stdout.split() == ["data/dress_monitor.db", "data/dress_monitor.db-wal", "data/backups/x-before-restore.db", "elsewhere/copy.db"]
