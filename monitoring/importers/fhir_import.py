@@ -227,7 +227,8 @@ class ParsedBundle:
     """What one bundle holds, ready for ``store.write_batch``, and every problem found in it.
 
     ``skipped`` counts, per resource type, the resources not used (unused types, uncatalogued
-    codes, entered-in-error, orders without a usable dose); ``skip_reasons`` says why.
+    codes, entered-in-error, orders without a usable dose); ``skip_reasons`` says why, except for
+    types the product does not use at all. ``notes`` counts resources used with a caveat.
     ``patient_updates`` carries patient fields found outside the Patient resource (weight from a
     body-weight Observation, DRESS dates from a Condition, culprit drugs from AllergyIntolerance).
     """
@@ -239,6 +240,7 @@ class ParsedBundle:
     problems: list[Problem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)  # used, with something the reader should know
     patient_updates: dict[str, PatientIn] = field(default_factory=dict)
     findings: list[FindingIn] = field(default_factory=list)
     resources: int = 0
@@ -628,7 +630,7 @@ class _Reader:
             if _PARTIAL_DATE.fullmatch(str(r["birthDate"])):
                 # FHIR allows a year or month only (often for privacy): not a date the product stores.
                 note = "Patient: partial birthDate (year or month only) not stored"
-                self.out.skip_reasons[note] = self.out.skip_reasons.get(note, 0) + 1
+                self.out.notes[note] = self.out.notes.get(note, 0) + 1
             else:
                 birth = self.date_of(where, "birthDate", r["birthDate"])
                 if birth is not None:
@@ -1039,6 +1041,11 @@ class _Reader:
         mrn = self.patient_of(i, r, "subject")
         if mrn is None:
             return
+        if end is None and status in ("completed", "stopped") and rtype != "MedicationAdministration":
+            # The stop date is not in the resource: the order holds until the next order of the drug
+            # (the schedule rule). Said in the import report, since a clinician may need to add the stop.
+            note = f"{rtype}: {status} without an end date, kept open until the next order of {drug}"
+            self.out.notes[note] = self.out.notes.get(note, 0) + 1
         if med_resource is not None:
             self.medications_used.add(id(med_resource))
         drug_as_entered = name

@@ -133,7 +133,7 @@ def test_synthea_skipped_resources_are_counted_per_type(session: Session, name: 
     assert sum(skipped.values()) + used_obs + len(used_orders) + types["Patient"] == sum(types.values())
     summary = "\n".join(report.summary_lines())
     assert f"Claim {types['Claim']}" in summary
-    assert f"skipped {skipped['MedicationRequest']}: MedicationRequest: no dose" in summary  # skipped with the reason
+    assert f"skipped: MedicationRequest: no dose ({skipped['MedicationRequest']})" in summary  # skipped with the reason
 
 
 @needs_fixtures
@@ -702,8 +702,17 @@ def test_dashboard_upload_names_the_uploaded_file(session: Session) -> None:
 def test_partial_birth_date_is_not_stored_and_not_an_error(tmp_path: Path) -> None:
     parsed = parse_bundle(_write(tmp_path, _bundle(_patient(birthDate="1970"))), as_of=TODAY)
     assert parsed.problems == [] and "birth_date" not in parsed.patients[0].values
-    assert parsed.skip_reasons == {"Patient: partial birthDate (year or month only) not stored": 1}
+    assert parsed.notes == {"Patient: partial birthDate (year or month only) not stored": 1}
+    assert parsed.skipped == {}
     untyped = parse_bundle(_write(tmp_path, _bundle({"id": "x"}), "untyped.json"), as_of=TODAY)
     assert [str(p) for p in untyped.problems] == [
         f"{tmp_path / 'untyped.json'}: entry[0]: column resource.resourceType: a resource without a resourceType"
     ]
+
+
+def test_a_stopped_order_without_end_date_is_kept_open_and_said(tmp_path: Path) -> None:
+    doc = _bundle(_patient(), _order("MedicationRequest", "st", _cc("Prednisone 10 MG Oral Tablet"), status="stopped",
+                                     authoredOn="2026-03-01", dosageInstruction=[_dosage(1, "{tbl}")]))
+    parsed = parse_bundle(_write(tmp_path, doc), as_of=TODAY)
+    assert [(m.drug, m.start_date, m.daily_dose_mg) for m in parsed.meds] == [("prednisone", dt.date(2026, 3, 1), 10.0)]
+    assert parsed.notes == {"MedicationRequest: stopped without an end date, kept open until the next order of prednisone": 1}
