@@ -349,3 +349,20 @@ def test_safe_defaults_localhost_no_error_details_and_no_database_in_git() -> No
         cwd=root, capture_output=True, text=True,
     )
     assert ignored.stdout.split() == ["data/dress_monitor.db", "data/dress_monitor.db-wal", "data/backups/x-before-restore.db", "elsewhere/copy.db"]
+
+
+def test_timeline_table_marks_an_amended_result(app_db: Engine) -> None:
+    from dashboard import data
+    from monitoring.guideline import load_profile
+    from monitoring.records import load_record
+
+    with session_scope(app_db) as s:
+        lab = services.add_lab_result(s, username="doc", mrn=MRN, test="alt", taken_at=dt.date.today() - dt.timedelta(days=2), value=400, unit="U/L")
+        services.add_lab_result(s, username="doc", mrn=MRN, test="alt", taken_at=dt.date.today() - dt.timedelta(days=1), value=300, unit="U/L")
+        services.amend_lab_result(s, username="doc", lab_id=lab, value=40, unit="U/L", reason="transcription error")
+    with Session(app_db) as s:
+        record = load_record(s, MRN)
+    table = data.timeline_table(record, load_profile(), dt.date.today())
+    alt = table[table["test"] == "ALT"].sort_values("taken_at")
+    assert list(alt["value"]) == [40.0, 300.0]
+    assert list(alt["amended"]) == ["amended", ""]

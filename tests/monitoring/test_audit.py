@@ -170,3 +170,20 @@ def test_csv_export_has_the_header_json_values_and_defuses_formulas(session: Ses
 def test_jsonable_makes_dates_and_tuples_storable() -> None:
     value = audit.jsonable({"d": dt.date(2026, 1, 2), "t": (1, dt.datetime(2026, 1, 2, 3, 4)), 5: {"x"}})
     assert value == {"d": "2026-01-02", "t": [1, "2026-01-02T03:04:00"], "5": ["x"]}
+
+
+def test_record_shows_the_current_value_marks_it_amended_and_leaves_hidden_rows_out(session: Session) -> None:
+    from monitoring.records import load_record
+
+    auth.create_user(session, actor="setup", username="doc", role=auth.CLINICIAN, password=None)
+    services.add_patient(session, username="doc", mrn="M1", name="Ada Example")
+    a = services.add_lab_result(session, username="doc", mrn="M1", test="alt", taken_at="2026-01-12 08:00", value=400, unit="U/L")
+    b = services.add_lab_result(session, username="doc", mrn="M1", test="alt", taken_at="2026-01-13 08:00", value=300, unit="U/L")
+    c = services.add_lab_result(session, username="doc", mrn="M1", test="alt", taken_at="2026-01-14 08:00", value=200, unit="U/L")
+    services.amend_lab_result(session, username="doc", lab_id=a, value=40, unit="U/L", reason="transcription error")
+    services.hide_record(session, username="doc", entity="lab_result", record_id=c, reason="wrong patient")
+    session.commit()
+    record = load_record(session, "M1")
+    shown = {p.id: (p.value, p.amended) for p in record.labs}
+    assert shown == {a: (40.0, True), b: (300.0, False)}
+    assert session.get(LabResult, c) is not None  # hidden, not deleted
