@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +238,50 @@ def test_a_photograph_taken_with_the_camera_is_stored(photo_db: Engine) -> None:
     with Session(photo_db) as s:
         sites = s.execute(select(Photo.body_site, Photo.taken_on).where(Photo.body_site == "mucosa")).all()
     assert sites == [("mucosa", TODAY)]  # no camera date in the file: the date entered (today)
+
+
+# --- the real server in Chromium (fixtures of tests/dashboard/test_browser.py) -----------------------------------
+
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USER, _no_exception, server  # noqa: E402, F401
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian chromium not installed")
+def test_compare_view_in_chromium(server: str) -> None:  # noqa: F811 - the imported fixture
+    """Signed in, a demo patient's Photos page: the gallery's thumbnails and then the compare view's
+    two photographs are really displayed (decoded by the browser), with their course context."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(server + "/", wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="User name").fill(USER)
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_selector("table.dm-ward", timeout=90_000)
+            page.get_by_role("radio", name=re.compile("Ada Okafor")).first.click()
+            page.wait_for_selector("text=NEVER RECHALLENGE", timeout=90_000)
+            page.get_by_text("Patient", exact=True).first.click()
+            page.get_by_text("Photos", exact=True).first.click()
+            page.wait_for_selector("text=All photographs by date", timeout=90_000)
+            _no_exception(page)
+            # Thumbnails displayed: decoded by the browser (the demo patient has three dates of one site).
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=\"stMain\"] img')]"
+                ".filter(x => x.complete && x.naturalWidth > 0).length >= 3",
+                timeout=30_000,
+            )
+            page.get_by_text("Compare", exact=True).first.click()
+            page.wait_for_selector("text=days apart", timeout=90_000)
+            page.wait_for_selector("text=prednisone-equivalent", timeout=30_000)
+            _no_exception(page)
+            # Exactly the two photographs of the compare view, both displayed.
+            page.wait_for_function(
+                "() => { const i = [...document.querySelectorAll('[data-testid=\"stMain\"] img')];"
+                " return i.length === 2 && i.every(x => x.complete && x.naturalWidth > 0); }",
+                timeout=30_000,
+            )
+            assert page.get_by_text("day since onset").count() >= 2
+        finally:
+            browser.close()
