@@ -345,12 +345,12 @@ def cardiac_involvement(ctx: RuleContext) -> Alert | None:
             found.append((p, uln, default))
     if not found:
         return None
-    text = "; ".join(f"latest {_show(p)} is above its {_uln_text(uln, d, p.unit)}" for p, uln, d in found)
+    text = "; ".join(f"Latest {_show(p)} is above its {_uln_text(uln, d, p.unit)}" for p, uln, d in found)
     return ctx.alert(
         "CARDIAC_INVOLVEMENT",
         "critical",
         max(p.taken_at.date() for p, _, _ in found),
-        text[0].upper() + text[1:] + ".",
+        text + ".",
         "Cardiac involvement in DRESS can be fatal: ECG, echocardiography and cardiology review; "
         "the guideline counts it as an ICU criterion.",
         {
