@@ -389,6 +389,28 @@ def timeline(
     return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos))
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def timeline_figure(
+    url: str,
+    version: tuple[Any, ...],
+    mrn: str,
+    as_of: dt.date,
+    units: str,
+    x_mode: str,
+    x_range: tuple[dt.date, dt.date] | None,
+    profile_key: str = "",
+) -> Any:
+    """The patient's timeline figure, built once per data version and view (a few hundred ms for
+    months of daily results): reruns that change nothing on the figure reuse it."""
+    from dashboard.figures import timeline_figure as build
+
+    record = patient_record(url, version, mrn)
+    if record is None:
+        raise LookupError(f"unknown MRN {mrn!r}")
+    photos = photo_dates(url, version, record.patient.id)
+    return build(timeline(record, profile(), as_of, units=units, photos=photos), x_mode=x_mode, x_range=x_range)
+
+
 def _convert_threshold(th: Threshold, test: str, units: str) -> Threshold:
     if units != "SI" or not catalogue.lookup(test).si_unit:
         return th

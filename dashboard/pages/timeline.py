@@ -7,7 +7,7 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import data, figures, widgets
+from dashboard import data, widgets
 from dashboard.auth import require_signed_in
 from monitoring.drugs import group_of
 
@@ -116,11 +116,10 @@ if window and window != "all":
     x_range = (today - dt.timedelta(days=days), today)
 
 # --- figure and alerts --------------------------------------------------------------------
-tl = data.timeline(record, prof, today, units=units, photos=data.photo_dates(url, version, p.id))
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
     st.plotly_chart(
-        figures.timeline_figure(tl, x_mode=x_mode, x_range=x_range),
+        data.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}"),
         key="timeline_figure",
         config={"displaylogo": False, "toImageButtonOptions": {"filename": f"timeline-{p.mrn}"}},
     )
