@@ -13,6 +13,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", help="create or migrate the schema")
     p.set_defaults(func=cmd_init)
 
+    p = sub.add_parser(
+        "import",
+        help="import CSV files (patients, labs, medications) and FHIR R4 Bundle JSON files in one transaction",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="CSV or FHIR Bundle JSON (.json) files")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("labs", help="a patient's results, oldest first")
+    p.add_argument("--mrn", required=True, help="the patient's MRN")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_labs)
+
     p = sub.add_parser("patients", help="list patients")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_patients)
@@ -61,4 +74,88 @@ def cmd_patients(args: argparse.Namespace) -> int:
         for p in out:
             tag = " [synthetic]" if p["synthetic"] else ""
             print(f"{p['mrn']:<12} {p['name']:<30} onset {p['onset_date'] or '-'}{tag}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """All files in one transaction: every problem on its own line (exit 2) and nothing written."""
+    from sqlmodel import Session
+
+    from monitoring.cli import BadInput
+    from monitoring.importers import import_files
+    from monitoring.schema import open_database
+
+    engine = open_database(args.db)
+    with Session(engine, expire_on_commit=False) as session:
+        report = import_files(session, args.files, username=_username())
+    if not report.ok:
+        lines = report.problem_lines()
+        lines.append(f"import refused: {len(lines)} problem(s); nothing was written")
+        raise BadInput(lines)
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        for line in report.summary_lines():
+            print(line)
+    return EXIT_OK
+
+
+def _username() -> str:
+    """Who ran the import, for the audit trail: the operating-system account."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_labs(args: argparse.Namespace) -> int:
+    """A patient's results oldest first (ties in storage order), hidden rows excluded."""
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from monitoring.cli import BadInput
+    from monitoring.models import LabResult, Patient
+    from monitoring.schema import open_database
+
+    engine = open_database(args.db)
+    mrn = (args.mrn or "").strip()
+    with Session(engine) as session:
+        patient = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one_or_none()
+        if patient is None:
+            raise BadInput(f"--mrn: value {mrn!r}: unknown MRN: no such patient")
+        lt = LabResult.__table__  # type: ignore[attr-defined]
+        rows = session.execute(
+            select(lt).where(lt.c.patient_id == patient.id, lt.c.hidden.is_(False)).order_by(lt.c.taken_at, lt.c.id)
+        ).all()
+    out = [
+        {
+            "id": r.id,
+            "taken_at": r.taken_at.isoformat(),
+            "test": r.test,
+            "loinc": r.loinc,
+            "value": r.value,
+            "unit": r.unit,
+            "value_text": r.value_text,
+            "original_value": r.original_value,
+            "original_unit": r.original_unit,
+            "ref_low": r.ref_low,
+            "ref_high": r.ref_high,
+            "source": r.source,
+            "amended": r.amended_at is not None,
+        }
+        for r in rows
+    ]
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        print()
+    else:
+        tag = " [synthetic]" if patient.synthetic else ""
+        print(f"{patient.mrn} {patient.name}{tag}: {len(out)} result(s)")
+        for r in out:
+            shown = r["value_text"] if r["value"] is None else f"{r['value']:g}"
+            received = f"{r['original_value']} {r['original_unit']}".strip()
+            print(f"{r['taken_at']:<19}  {r['test']:<24} {shown} {r['unit']}  (as received: {received})")
     return EXIT_OK
