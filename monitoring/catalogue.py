@@ -29,6 +29,7 @@ __all__ = [
     "to_canonical",
     "from_canonical",
     "check_bounds",
+    "accepted_units",
     "PCR_TESTS",
     "parse_detection",
 ]
@@ -106,11 +107,22 @@ def normalise_unit(unit: str | None) -> str:
     return u.lower()
 
 
+# Normalised unit -> the spelling shown to people (the first one the catalogue lists).
+_SPELLING: dict[str, str] = {}
+
+
+def _spelled(units: tuple[str, ...]) -> None:
+    for u in units:
+        _SPELLING.setdefault(normalise_unit(u), u)
+
+
 def _same(*units: str) -> dict[str, Conversion]:
+    _spelled(units)
     return {normalise_unit(u): Conversion() for u in units}
 
 
 def _scaled(factor: float, *units: str) -> dict[str, Conversion]:
+    _spelled(units)
     return {normalise_unit(u): Conversion(factor=factor) for u in units}
 
 
@@ -120,6 +132,13 @@ _COUNT_UNITS = {
     **_scaled(1 / 1000, "/uL", "cells/uL"),
 }
 _FAHRENHEIT = Conversion(func=lambda f: (f - 32.0) * 5.0 / 9.0, inverse=lambda c: c * 9.0 / 5.0 + 32.0)
+
+
+def _fahrenheit(*units: str) -> dict[str, Conversion]:
+    _spelled(units)
+    return {normalise_unit(u): _FAHRENHEIT for u in units}
+
+
 _PCR_UNITS = _same("{copies}/mL", "copies/mL", "[IU]/mL", "IU/mL")
 
 
@@ -176,7 +195,7 @@ _TESTS: tuple[TestDef, ...] = (
         "Temperature",
         ("8310-5",),
         "Cel",
-        {**_same("Cel", "°C", "C", "degC"), **{normalise_unit(u): _FAHRENHEIT for u in ("[degF]", "°F", "F")}},
+        {**_same("Cel", "°C", "C", "degC"), **_fahrenheit("[degF]", "°F", "F")},
         min_value=30.0,
         max_value=45.0,
     ),
@@ -220,13 +239,18 @@ def lookup_loinc(code: str) -> TestDef | None:
 def conversion_for(test: TestDef, unit: str) -> Conversion:
     conv = test.units.get(normalise_unit(unit))
     if conv is None:
-        accepted = ", ".join(sorted({u for u in _display_units(test)}))
+        accepted = ", ".join(_display_units(test))
         raise UnitError(f"unit {unit!r} is not known for {test.key} (accepted: {accepted})")
     return conv
 
 
 def _display_units(test: TestDef) -> list[str]:
-    return list(test.units)
+    return accepted_units(test)
+
+
+def accepted_units(test: TestDef) -> list[str]:
+    """The units a test accepts, spelled as the catalogue lists them (``ukat/L``, not ``ukat/l``)."""
+    return [_SPELLING.get(u, u) for u in test.units]
 
 
 def to_canonical(test: TestDef | str, value: float, unit: str) -> float:

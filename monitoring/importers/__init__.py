@@ -57,7 +57,7 @@ class ImportReport:
                 extra = " (not used, counted and skipped: " + ", ".join(
                     f"{k} {v}" for k, v in sorted(f.skipped_resources.items())
                 ) + ")"
-            unit = "resources" if f.kind == "fhir" else "rows"
+            unit = ("resource" if f.kind == "fhir" else "row") + ("" if f.records == 1 else "s")
             lines.append(f"{f.name}: {f.kind}, {f.records} {unit}{extra}")
             lines.extend(f"  {k} ({v})" for k, v in f.details.items())
         r = self.result

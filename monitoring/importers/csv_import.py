@@ -477,7 +477,7 @@ def _converter(test: TestDef, unit: str) -> LabConverter | str:
 
 def _units(test: TestDef) -> str:
     """Accepted units as people write them (the catalogue keys are normalised)."""
-    return ", ".join(test.units)
+    return ", ".join(catalogue.accepted_units(test))
 
 
 def _meds(records: list[tuple[int, list[str]]], index: dict[str, int], name: str, out: ParsedCsv) -> None:

@@ -255,7 +255,7 @@ BAD_FILES: list[tuple[str, str, str | bytes, list[tuple[int | None, str | None, 
     ("not ISO date", "l.csv", LAB_HEADER + "P1,01/02/2026,alt,50,U/L,,\n", [(2, "taken_at", "ISO 8601")]),
     ("future lab", "l.csv", LAB_HEADER + "P1,2026-03-02T08:00,alt,50,U/L,,\n", [(2, "taken_at", "future")]),
     ("missing time", "l.csv", LAB_HEADER + "P1,,alt,50,U/L,,\n", [(2, "taken_at", "required")]),
-    ("unknown unit", "l.csv", LAB_HEADER + "P1,2026-02-05,creatinine,1.1,mmol/L,,\n", [(2, "unit", "accepted: mg/dl, umol/l")]),
+    ("unknown unit", "l.csv", LAB_HEADER + "P1,2026-02-05,creatinine,1.1,mmol/L,,\n", [(2, "unit", "accepted: mg/dL, umol/L")]),
     ("unknown test", "l.csv", LAB_HEADER + "P1,2026-02-05,alanine,50,U/L,,\n", [(2, "test", "unknown test")]),
     ("unknown LOINC", "l.csv", LAB_HEADER + "P1,2026-02-05,1742-7,50,U/L,,\n", [(2, "test", "unknown test")]),
     ("negative value", "l.csv", LAB_HEADER + "P1,2026-02-05,alt,-5,U/L,,\n", [(2, "value", "negative")]),
@@ -348,7 +348,7 @@ def test_every_problem_of_every_row_is_reported(seeded: Session, tmp_path: Path)
         f"{path}: row 3: column taken_at: value 'yesterday': not an ISO 8601 date or date-time (expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS])",
         f"{path}: row 3: column value: value 'abc': not a number",
         f"{path}: row 4: column mrn: value 'ZZ9': unknown MRN: not in the database and not in this import",
-        f"{path}: row 5: column unit: value 'furlongs': unknown unit for alt (accepted: u/l, iu/l, ukat/l)",
+        f"{path}: row 5: column unit: value 'furlongs': unknown unit for alt (accepted: U/L, IU/L, ukat/L)",
     ]
     assert counts(seeded) == before
 
