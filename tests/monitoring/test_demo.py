@@ -360,6 +360,86 @@ def test_mixed_units_are_stored_converted_with_the_original_kept(demo_session: S
     assert temp.original_unit == "[degF]" and temp.value == pytest.approx((100.9 - 32) * 5 / 9)
 
 
+def test_demo_rows_are_what_the_csv_importer_makes_of_them() -> None:
+    """The demo obeys the import's rules: its rows, written out as CSV files exactly as received
+    (value, unit, laboratory limit in that unit, dose as entered), are accepted by the CSV importer
+    and become the same canonical records."""
+    import csv
+    import io
+
+    from monitoring import catalogue
+    from monitoring.importers.csv_import import parse_csv_bytes
+
+    patients, labs, meds = build_demo(TODAY)
+
+    def as_csv(header: list[str], rows: list[list[object]]) -> bytes:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        return buf.getvalue().encode()
+
+    # A PCR result given as text has no unit, which a CSV labs row cannot express: FHIR-only here.
+    numeric = [lab for lab in labs if lab.value is not None]
+    assert len(labs) - len(numeric) == 2
+    lab_rows = [
+        [
+            lab.mrn,
+            lab.taken_at.isoformat(timespec="minutes"),
+            lab.test,
+            lab.original_value,
+            lab.original_unit,
+            None if lab.ref_high is None else repr(catalogue.from_canonical(lab.test, lab.ref_high, lab.original_unit)),
+        ]
+        for lab in numeric
+    ]
+    parsed = parse_csv_bytes(
+        as_csv(["mrn", "taken_at", "test", "value", "unit", "ref_high"], lab_rows), "demo_labs.csv", as_of=TODAY
+    )
+    assert parsed.problems == [] and parsed.kind == "labs"
+    got = parsed.labs
+    assert len(got) == len(numeric)
+    for mine, theirs in zip(numeric, got, strict=True):
+        assert (theirs.mrn, theirs.test, theirs.taken_at, theirs.unit) == (
+            mine.mrn,
+            mine.test,
+            mine.taken_at,
+            mine.unit,
+        )
+        assert theirs.value == pytest.approx(mine.value)
+        assert (theirs.original_value, theirs.original_unit) == (mine.original_value, mine.original_unit)
+        if mine.ref_high is None:
+            assert theirs.ref_high is None
+        else:
+            assert theirs.ref_high == pytest.approx(mine.ref_high)
+
+    med_rows = [
+        [m.mrn, m.start_date.isoformat(), m.drug_as_entered, m.dose_as_entered, m.unit_as_entered, m.route]
+        for m in meds
+    ]
+    parsed = parse_csv_bytes(
+        as_csv(["mrn", "start_date", "drug", "daily_dose", "unit", "route"], med_rows), "demo_meds.csv", as_of=TODAY
+    )
+    assert parsed.problems == [] and parsed.kind == "medications"
+    for mine, theirs in zip(meds, parsed.meds, strict=True):
+        assert (theirs.drug, theirs.start_date, theirs.dose_per_kg) == (mine.drug, mine.start_date, mine.dose_per_kg)
+        if mine.dose_per_kg is None:
+            assert theirs.daily_dose_mg == pytest.approx(mine.daily_dose_mg)
+
+    fields = ["sex", "birth_date", "weight_kg", "onset_date", "baseline_creatinine_mg_dl", "resolved_date"]
+    patient_rows = [
+        [p.mrn, p.name, *(p.values[f] for f in fields), ";".join(p.values["culprit_drugs"])] for p in patients
+    ]
+    parsed = parse_csv_bytes(
+        as_csv(["mrn", "name", *fields, "culprit_drug"], patient_rows), "demo_patients.csv", as_of=TODAY
+    )
+    assert parsed.problems == [] and parsed.kind == "patients"
+    for mine, theirs in zip(patients, parsed.patients, strict=True):
+        assert theirs.name == mine.name
+        for f in [*fields, "culprit_drugs"]:
+            assert theirs.values.get(f) == mine.values[f], (mine.mrn, f)
+
+
 def test_demo_patients_carry_hand_entered_regiscar_items(demo_session: Session) -> None:
     from monitoring.regiscar import REGISCAR_ITEMS
 
