@@ -72,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader stopped early (`... --json | head`): not an error. Python's own flush at exit
+        # would fail again, so stdout is pointed at /dev/null (the documented remedy).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - last line of defence: a message, never a traceback
         from sqlalchemy.exc import OperationalError
 
