@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -26,7 +27,7 @@ from monitoring.demo import (
     write_cohort,
 )
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo
-from monitoring.records import load_record
+from monitoring.records import PatientRecord, load_record
 from monitoring.rules import evaluate
 from monitoring.store import LabIn, PatientIn, write_batch
 from monitoring.summary import summarise
@@ -240,7 +241,7 @@ _NOT_ELSEWHERE = {"RECHALLENGE": {"DEMO-009"}, "CARDIAC_INVOLVEMENT": {"DEMO-005
 
 
 @pytest.fixture(scope="module", params=[TODAY, OTHER_DAY], ids=str)
-def demo_records(request: pytest.FixtureRequest) -> tuple[dt.date, dict[str, object]]:
+def demo_records(request: pytest.FixtureRequest) -> tuple[dt.date, dict[str, PatientRecord]]:
     from sqlmodel import SQLModel
 
     today: dt.date = request.param
@@ -256,20 +257,22 @@ def demo_records(request: pytest.FixtureRequest) -> tuple[dt.date, dict[str, obj
 
 @pytest.mark.parametrize(("mrn", "day", "present", "absent"), STORY_CHECKS)
 def test_each_patient_raises_the_alerts_of_its_story(
-    demo_records: tuple[dt.date, dict[str, object]], mrn: str, day: int, present: set[str], absent: set[str]
+    demo_records: tuple[dt.date, dict[str, PatientRecord]], mrn: str, day: int, present: set[str], absent: set[str]
 ) -> None:
     today, records = demo_records
-    codes = {a.code for a in evaluate(records[mrn], today + dt.timedelta(days=day))}  # type: ignore[arg-type]
+    codes = {a.code for a in evaluate(records[mrn], today + dt.timedelta(days=day))}
     assert present <= codes, f"{mrn} day {day}: missing {present - codes}, got {sorted(codes)}"
     assert not (absent & codes), f"{mrn} day {day}: unexpected {sorted(absent & codes)}"
 
 
-def test_every_story_alert_is_raised_today_or_on_its_day(demo_records: tuple[dt.date, dict[str, object]]) -> None:
+def test_every_story_alert_is_raised_today_or_on_its_day(
+    demo_records: tuple[dt.date, dict[str, PatientRecord]],
+) -> None:
     today, records = demo_records
     for story in DEMO_STORIES:
         seen: set[str] = set()
         for day in range(-12, 1):
-            seen |= {a.code for a in evaluate(records[story.mrn], today + dt.timedelta(days=day))}  # type: ignore[arg-type]
+            seen |= {a.code for a in evaluate(records[story.mrn], today + dt.timedelta(days=day))}
         assert set(story.alerts) <= seen, f"{story.mrn}: {set(story.alerts) - seen} never raised"
         for code, owners in _NOT_ELSEWHERE.items():
             if story.mrn not in owners:
@@ -293,11 +296,13 @@ def test_the_default_demo_tells_its_stories_as_of_today(session: Session) -> Non
     assert latest <= dt.datetime.now()
 
 
-def test_relapse_evidence_names_the_factor_of_each_story(demo_records: tuple[dt.date, dict[str, object]]) -> None:
+def test_relapse_evidence_names_the_factor_of_each_story(
+    demo_records: tuple[dt.date, dict[str, PatientRecord]],
+) -> None:
     today, records = demo_records
 
     def factors(mrn: str, day: int) -> set[str]:
-        alerts = [a for a in evaluate(records[mrn], today + dt.timedelta(days=day)) if a.code == "RELAPSE_RISK"]  # type: ignore[arg-type]
+        alerts = [a for a in evaluate(records[mrn], today + dt.timedelta(days=day)) if a.code == "RELAPSE_RISK"]
         assert len(alerts) == 1
         return {f["factor"] for f in alerts[0].evidence["factors"]}
 
@@ -306,11 +311,11 @@ def test_relapse_evidence_names_the_factor_of_each_story(demo_records: tuple[dt.
     assert factors("DEMO-004", -5) == {"viral_reactivation"}
 
 
-def test_summaries_tell_the_course_of_each_story(demo_records: tuple[dt.date, dict[str, object]]) -> None:
+def test_summaries_tell_the_course_of_each_story(demo_records: tuple[dt.date, dict[str, PatientRecord]]) -> None:
     today, records = demo_records
 
-    def summary(mrn: str, day: int = 0) -> dict:  # type: ignore[type-arg]
-        return summarise(records[mrn], today + dt.timedelta(days=day))  # type: ignore[arg-type]
+    def summary(mrn: str, day: int = 0) -> dict[str, Any]:
+        return summarise(records[mrn], today + dt.timedelta(days=day))
 
     def iso(day: int) -> str:
         return (today + dt.timedelta(days=day)).isoformat()
@@ -485,14 +490,16 @@ def test_synthetic_rash_image_is_deterministic_and_scales_with_bsa() -> None:
     assert red_fraction(clear) == 0.0 < red_fraction(rash)
 
 
-def test_every_demo_patient_is_a_probable_or_definite_case(demo_records: tuple[dt.date, dict[str, object]]) -> None:
+def test_every_demo_patient_is_a_probable_or_definite_case(
+    demo_records: tuple[dt.date, dict[str, PatientRecord]],
+) -> None:
     """Demo patients are DRESS cases by RegiSCAR (score >= 4), scored from their data and the
     items a clinician entered by hand."""
     from monitoring.regiscar import score_regiscar
 
     today, records = demo_records
     for story in DEMO_STORIES:
-        result = score_regiscar(records[story.mrn], today)  # type: ignore[arg-type]
+        result = score_regiscar(records[story.mrn], today)
         assert result.score >= 4 and result.category in {"probable", "definite"}, (story.mrn, result.score)
         origins = {item.filled_by for item in result.items}
         assert {"data", "clinician"} <= origins, story.mrn
