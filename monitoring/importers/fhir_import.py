@@ -43,7 +43,7 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -545,11 +545,20 @@ class _Reader:
         errors = _validate(r["resourceType"], r)
         for element, codes in _REQUIRED_CODES.get(r["resourceType"], {}).items():
             value = r.get(element)
-            if value is not None and value not in codes:
+            if value is not None and not (isinstance(value, str) and value in codes):
                 errors.append((element, f"not a code of the required value set ({', '.join(sorted(codes))})", value))
         for loc, msg, value in errors:
             self.problem(self.where(i, r), loc, value, f"not valid FHIR R4: {msg}")
         return not errors
+
+    def guarded(self, handler: Callable[[int, dict[str, Any]], None], i: int, r: dict[str, Any]) -> None:
+        """Run a reader on a resource that may be malformed anywhere: a resource the readers cannot
+        walk is a problem naming it (with the R4 model's findings), never a crash."""
+        try:
+            handler(i, r)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError, InvalidOperation) as exc:
+            if self.valid(i, r):
+                self.problem(self.where(i, r), None, None, f"could not be read: {type(exc).__name__}: {exc}")
 
     def update(self, mrn: str, where: str) -> PatientIn:
         upd = self.out.patient_updates.get(mrn)
@@ -580,7 +589,7 @@ class _Reader:
                 self.by_ref[f"{rtype}/{rid}"] = resource
         for i, _url, r in self.entries:
             if r.get("resourceType") == "Patient":
-                self.read_patient(i, r)
+                self.guarded(self.read_patient, i, r)
         handlers = {
             "Observation": self.read_observation,
             "Condition": self.read_condition,
@@ -593,7 +602,7 @@ class _Reader:
             rtype = str(r.get("resourceType"))
             handler = handlers.get(rtype)
             if handler is not None:
-                handler(i, r)
+                self.guarded(handler, i, r)
             elif rtype == "Medication":
                 pass  # counted below: used when an order that is used refers to it
             elif rtype == "Media":

@@ -716,3 +716,72 @@ def test_a_stopped_order_without_end_date_is_kept_open_and_said(tmp_path: Path) 
     parsed = parse_bundle(_write(tmp_path, doc), as_of=TODAY)
     assert [(m.drug, m.start_date, m.daily_dose_mg) for m in parsed.meds] == [("prednisone", dt.date(2026, 3, 1), 10.0)]
     assert parsed.notes == {"MedicationRequest: stopped without an end date, kept open until the next order of prednisone": 1}
+
+
+# --- fuzz: any damage to a bundle is a problem or a skip, never a crash ----------------------
+
+# Values put in place of an element: every JSON type, and strings that look almost right.
+_DAMAGE: list[Any] = [None, True, False, 0, -5, 3.5, 10**20, "", "x", "mg", "2026-13-40", "2026-03", "Patient/p1",
+                      "#nowhere", [], {}, {"a": 1}, [1, "x"], [{}], {"coding": "x"}, {"value": "NaN"}]
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.extend(_paths(v, (*prefix, k)))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out.extend(_paths(v, (*prefix, i)))
+    return out
+
+
+def _rich_bundle() -> dict[str, Any]:
+    """A fresh deep copy each time (the helpers share module-level dicts such as MR_TYPE)."""
+    return json.loads(json.dumps(_rich_bundle_shared()))
+
+
+def _rich_bundle_shared() -> dict[str, Any]:
+    return _bundle(
+        _patient(),
+        _obs("o1", "14682-9", 176.8, "umol/L", referenceRange=[{"high": {"value": 110, "unit": "umol/L"}}]),
+        {**_obs("o2", "29604-6", None, ""), "valueCodeableConcept": {"text": "Detected"}},
+        _order("MedicationRequest", "m1", _cc("Prednisone 20 MG Oral Tablet", "8640"),
+               dosageInstruction=[_dosage(20, "mg", freq=2, route="26643006", boundsPeriod={"start": "2026-03-01", "end": "2026-03-10"})]),
+        _order("MedicationAdministration", "m2", {"medicationReference": {"reference": "#c"}}, effectiveDateTime="2026-03-02T08:00:00Z",
+               contained=[{"resourceType": "Medication", "id": "c", "code": {"text": "IVIG"}}], dosage={"dose": {"value": 1, "unit": "g/kg"}}),
+        {"resourceType": "AllergyIntolerance", "id": "a1", "category": ["medication"], "code": {"text": "Tegretol"},
+         "patient": {"reference": "Patient/p1"}},
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}, "code": {"text": "DRESS"},
+         "onsetDateTime": "2026-02-27", "abatementDateTime": "2026-05-01"},
+    )
+
+
+def test_damaged_bundles_give_problems_never_a_crash() -> None:
+    import random
+
+    rng = random.Random(20261124)  # seeded: a failure is reproducible
+    for _ in range(800):
+        _check_damaged(rng)
+
+
+def _check_damaged(rng: Any) -> None:
+    doc = _rich_bundle()
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice([p for p in _paths(doc) if p])
+        parent: Any = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        if rng.random() < 0.4 and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = json.loads(json.dumps(rng.choice(_DAMAGE)))
+    parsed = parse_bundle_bytes(json.dumps(doc).encode(), "damaged.json", as_of=TODAY)
+    for problem in parsed.problems:
+        assert str(problem).startswith("damaged.json")
+    for lab in parsed.labs:  # what is accepted is still converted and within bounds
+        assert lab.unit == catalogue.lookup(lab.test).canonical_unit
+        if lab.value is not None:
+            catalogue.check_bounds(catalogue.lookup(lab.test), lab.value)
+    for med in parsed.meds:
+        assert med.daily_dose_mg >= 0 and (med.dose_per_kg is None or med.dose_per_kg >= 0)
