@@ -35,6 +35,10 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_summary",
         "test_regiscar",
         "test_photos",
+        "test_audit",
+        "test_auth",
+        "test_followup",
+        "test_taper",
     }
 )
 
