@@ -18,6 +18,7 @@ import datetime as dt
 import io
 import math
 import operator
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -131,8 +132,7 @@ def parse_csv_bytes(data: bytes, name: str, *, as_of: dt.date | None = None) -> 
     index = {c: i for i, c in enumerate(columns)}
     rows: list[list[str]] = []
     try:
-        for row in reader:
-            rows.append(row)
+        rows.extend(reader)  # the records read before a csv.Error stay in the list
     except csv.Error as exc:
         out.problems.append(Problem(f"{name}: row {len(rows) + 2}", None, None, f"not readable as CSV: {exc}"))
     rows, rownums = _well_formed(rows, len(columns), index["mrn"], name, columns, out)
@@ -157,7 +157,10 @@ def _well_formed(
     with another number of fields is a problem. Checked set-wise first: most files have neither.
     """
     ragged = set(map(len, rows)) - {width}
-    blank_mrns = {m for m in {r[i_mrn] for r in rows if len(r) == width} if not m.strip()}
+    if ragged:
+        blank_mrns = {m for m in {r[i_mrn] for r in rows if len(r) == width} if not m.strip()}
+    else:
+        blank_mrns = {m for m in set(map(operator.itemgetter(i_mrn), rows)) if not m.strip()}
     if not ragged and not blank_mrns:
         out.rows = len(rows)
         return rows, range(2, len(rows) + 2)
@@ -252,6 +255,7 @@ def _check_header(columns: list[str], raw: list[str], out: ParsedCsv) -> CsvKind
     return kind
 
 
+_SPACE = re.compile(r"[ \t\r\x0b\x0c\x1c-\x1f]")
 _LAB_FIELDS = (
     "mrn",
     "test",
@@ -319,8 +323,9 @@ def _labs(
             for i in idx:
                 problem(i, "unit", raw_unit, conv)
             continue
-        raws = [value_col[i] for i in idx]
-        values = _convert_group(conv, raws)
+        raws = list(map(value_col.__getitem__, idx))
+        joined = "\n".join(raws)
+        values = _convert_group(conv, raws, joined)
         for k, v in enumerate(values):
             if type(v) is str:
                 raw = raws[k]
@@ -331,7 +336,7 @@ def _labs(
             for k, i in enumerate(idx):
                 if not bad[i] and lows[k] is not None and highs[k] is not None and lows[k] > highs[k]:  # type: ignore[operator]
                     problem(i, "ref_low", low_col[i], "the reference range's lower limit is above its upper limit")  # type: ignore[index]
-        ks = [k for k, i in enumerate(idx) if not bad[i]] if any(bad[i] for i in idx) else None
+        ks = [k for k, i in enumerate(idx) if not bad[i]] if any(bad) and any(bad[i] for i in idx) else None
         if ks is not None:  # leave out the rows with a problem
             idx = [idx[k] for k in ks]
             raws = [raws[k] for k in ks]
@@ -356,8 +361,9 @@ def _labs(
         fields["value"].extend(values)
         fields["unit"].extend([t.canonical_unit] * n)
         fields["value_text"].extend(texts)
-        joined = "".join(raws)
-        fields["original_value"].extend(raws if joined == "".join(joined.split()) else [r.strip() for r in raws])
+        # Stripping a million values is skipped when no value holds white space (the usual file).
+        clean = ks is None and joined.isascii() and joined.count("\n") == n - 1 and not _SPACE.search(joined)
+        fields["original_value"].extend(raws if clean else [r.strip() for r in raws])
         fields["original_unit"].extend([raw_unit.strip()] * n)
         fields["ref_low"].extend(lows if lows is not None else [None] * n)
         fields["ref_high"].extend(highs if highs is not None else [None] * n)
@@ -374,15 +380,14 @@ def _labs(
     out.problems.extend(p for _, _, p in problems)
 
 
-def _convert_group(conv: LabConverter, raws: list[str]) -> list[float | str | ConvertedValue]:
+def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[float | str | ConvertedValue]:
     """Canonical values of one (test, unit) group: a float, a PCR text result, or the reason it is refused.
 
-    Fast path for the usual column of plain decimal numbers: one regular-expression pass over the
-    column, one float() per value, the affine conversion, then the bounds checked on min and max.
+    ``joined`` is the values joined by newlines. Fast path for the usual column of plain decimal
+    numbers: one float() per value, the affine conversion, then the bounds checked on min and max.
     Anything else (text, blanks, a value out of bounds) is checked value by value.
     """
     test = conv.test
-    joined = "\n".join(raws)
     # float() also takes '1_000', 'nan', 'inf' and non-ASCII digits, which the product refuses: the
     # fast path runs only on ASCII text without '_', and a non-finite sum sends it to the slow path.
     if not test.qualitative and joined.isascii() and "_" not in joined:
