@@ -9,6 +9,12 @@ A page rerun reads only what it shows: the ward overview loads the active patien
 (``monitoring.records.load_records``: a fixed number of queries), a patient page loads only its
 patient (``load_record``, through the MRN and patient-id indexes).
 
+The ward overview is evaluated incrementally (``ward_rows``): each active patient has a *patient
+version* (``patient_versions``: one query of per-patient index maxima) and a process-wide cache keeps
+each patient's evaluated row under (database, profile, as-of date, patient) with the version it was
+computed from. After one new result only that patient's record is read and evaluated again; the
+other rows are reused.
+
 All clinical judgement comes from ``monitoring`` (rules, steroids, summary, the guideline
 profile); this module arranges it for display. Thresholds drawn on the timeline are the profile's
 numbers applied to the patient's data, never literals.
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -196,12 +204,17 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
-def baseline_creatinine(record: PatientRecord, as_of: dt.date) -> tuple[float | None, str]:
-    """The baseline creatinine the renal rule uses (monitoring.rules, PRODUCT.md §5), and its origin."""
+def baseline_creatinine(
+    record: PatientRecord, as_of: dt.date, prof: GuidelineProfile | None = None
+) -> tuple[float | None, str]:
+    """The baseline creatinine the renal rule uses (monitoring.rules, PRODUCT.md §5), and its origin.
+
+    ``prof``: the profile in force when the caller has it (reading the profile file per result
+    made a third of the ward's evaluation time)."""
     from monitoring.rules import RuleContext
     from monitoring.rules import baseline_creatinine as rule_baseline
 
-    found = rule_baseline(RuleContext(record, as_of, profile()))
+    found = rule_baseline(RuleContext(record, as_of, prof or profile()))
     if found is None:
         return None, ""
     value, row = found
@@ -254,7 +267,7 @@ def panel_thresholds(record: PatientRecord, prof: GuidelineProfile, as_of: dt.da
             continue  # same limits as ALT: one pair of lines says it
         liver += [t for t in (uln, double) if t is not None]
     out["liver"] = liver
-    base, basis = baseline_creatinine(record, as_of)
+    base, basis = baseline_creatinine(record, as_of, prof)
     kidney: list[Threshold] = []
     if base is not None:
         kidney.append(Threshold("creatinine_baseline", "baseline", "info", value=base, basis=basis))
@@ -293,7 +306,7 @@ def point_limits(test: str, point: LabPoint, record: PatientRecord, prof: Guidel
         m = prof.value("hepatic_alt_uln_multiple")
         return [("ULN", uln, False), (f"{m:g}×ULN", uln * m, False)]
     if test == "creatinine":
-        base, _ = baseline_creatinine(record, as_of)
+        base, _ = baseline_creatinine(record, as_of, prof)
         if base is None:
             return []
         m = prof.value("renal_creatinine_baseline_multiple")
@@ -585,9 +598,112 @@ def sort_ward(rows: Sequence[WardRow]) -> list[WardRow]:
 def ward(url: str, version: tuple[Any, ...], as_of: dt.date, profile_key: str = "") -> list[WardRow]:
     """Every active patient, evaluated as of ``as_of`` and yesterday, in attention order.
 
-    ``profile_key`` (path and version of the guideline profile) is part of the cache key: a
-    changed profile re-evaluates."""
-    prof = profile()
-    with Session(_engine(url)) as s:
-        records = load_records(s, active_only=True)
-    return sort_ward([ward_row(r, prof, as_of) for r in records])
+    Cached on the global data version, so a rerun with nothing changed reuses the list; when the
+    version moves, ``ward_rows`` evaluates again only the patients whose own version moved.
+    ``profile_key`` (path and version of the guideline profile) is part of every key: a changed
+    profile re-evaluates."""
+    return ward_rows(url, as_of, profile_key)
+
+
+def patient_versions(eng: Engine, *, active_only: bool = True) -> dict[int, tuple[Any, ...]]:
+    """Per patient, a tuple that changes whenever anything the ward shows of that patient changes.
+
+    - a new result, dose row, finding or photograph: the highest id of that table for the patient;
+    - an amendment or a hide (which add no row): every one is audited with the patient's id
+      (monitoring.services, monitoring.photos, monitoring.taper), so the highest audit id for the
+      patient moves;
+    - a change of the patient's details, by the dashboard or an import's upsert
+      (monitoring.store.write_batch, whose batch audit entry names no patient): ``updated_at``.
+
+    One query: a correlated ``max(id)`` per table, each answered from the (patient_id, ...) index
+    alone (a covering index search per patient, never a table scan), about 20 ms for 300 patients
+    of 60 days. Versions come from the database, so writes by another process (the command line)
+    are seen on the next rerun."""
+    pt = Patient.__table__  # type: ignore[attr-defined]
+
+    def newest(model: Any) -> Any:
+        t = model.__table__
+        return select(func.max(t.c.id)).where(t.c.patient_id == pt.c.id).correlate(pt).scalar_subquery()
+
+    stmt = select(
+        pt.c.id,
+        pt.c.updated_at,
+        newest(LabResult),
+        newest(MedicationRow),
+        newest(ClinicalFinding),
+        newest(Photo),
+        newest(AuditEntry),
+    )
+    if active_only:
+        stmt = stmt.where(pt.c.active.is_(True))
+    with eng.connect() as conn:
+        return {int(row[0]): tuple(str(v) for v in row[1:]) for row in conn.execute(stmt)}
+
+
+@dataclass(frozen=True)
+class WardEvaluation:
+    """What the last ``ward_rows`` call did: how many active patients, whose rows it evaluated
+    (patient ids, read from the database and run through the rules) and how many it reused."""
+
+    patients: int
+    evaluated: tuple[int, ...]
+    reused: int
+
+
+# Process-wide (every session of this server shares it): (url, profile_key, as_of, patient id) ->
+# (patient version, row). A stale version is replaced in place; the least recently used entries go
+# beyond the bound (a few kB each), so a server running for weeks of as-of dates stays small.
+_WARD_CACHE: OrderedDict[tuple[str, str, dt.date, int], tuple[tuple[Any, ...], WardRow]] = OrderedDict()
+_WARD_CACHE_MAX = 20_000
+_WARD_LOCK = threading.Lock()
+_last_evaluation = WardEvaluation(0, (), 0)
+
+
+def ward_rows(url: str, as_of: dt.date, profile_key: str = "") -> list[WardRow]:
+    """Every active patient's ward row, in attention order, evaluating only the patients whose
+    version (``patient_versions``) differs from the one their cached row was computed from.
+
+    A write between reading the versions and reading the records can only make a row newer than
+    its recorded version: the next call sees the version move and evaluates it again, so a row is
+    never older than the version it is filed under."""
+    global _last_evaluation
+    eng = _engine(url)
+    versions = patient_versions(eng)
+    rows: dict[int, WardRow] = {}
+    stale: list[int] = []
+    with _WARD_LOCK:
+        for pid, version in versions.items():
+            key = (url, profile_key, as_of, pid)
+            hit = _WARD_CACHE.get(key)
+            if hit is not None and hit[0] == version:
+                _WARD_CACHE.move_to_end(key)
+                rows[pid] = hit[1]
+            else:
+                stale.append(pid)
+    if stale:
+        prof = profile()
+        with Session(eng) as s:
+            # All stale: the set-wise load without an id list (the database filters on active).
+            records = load_records(s, None if len(stale) == len(versions) else stale, active_only=True)
+        fresh = {r.patient.id: ward_row(r, prof, as_of) for r in records}
+        with _WARD_LOCK:
+            for pid, row in fresh.items():
+                _WARD_CACHE[(url, profile_key, as_of, pid)] = (versions[pid], row)
+                _WARD_CACHE.move_to_end((url, profile_key, as_of, pid))
+            while len(_WARD_CACHE) > _WARD_CACHE_MAX:
+                _WARD_CACHE.popitem(last=False)
+        rows.update(fresh)
+    _last_evaluation = WardEvaluation(len(versions), tuple(sorted(stale)), len(versions) - len(stale))
+    return sort_ward(list(rows.values()))
+
+
+def last_ward_evaluation() -> WardEvaluation:
+    """What the last ward evaluation in this process did (benchmarks and tests read it)."""
+    return _last_evaluation
+
+
+def clear_ward_cache() -> None:
+    """Forget every evaluated ward row (a cold start, for benchmarks and tests). Writes never need
+    this: a write moves the patient's version."""
+    with _WARD_LOCK:
+        _WARD_CACHE.clear()

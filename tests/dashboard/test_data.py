@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dashboard import data
 from monitoring import services
+from monitoring.db import create_db_engine
 from monitoring.guideline import load_profile
+from monitoring.models import LabResult, Patient
 from monitoring.records import load_records
 from tests.dashboard.cohort import USER, write_cohort
 
@@ -99,3 +107,170 @@ def test_data_version_changes_on_every_kind_of_write(engine: Engine, session: Se
     services.hide_record(session, username=USER, entity="lab_result", record_id=lab_id, reason="wrong patient")
     session.commit()
     assert data.data_version(engine) != after_amend
+
+
+# --- incremental ward evaluation (issue 8): after one write only that patient is evaluated -----
+
+
+@pytest.fixture
+def ward_url(db_url: str) -> Iterator[str]:
+    """A migrated SQLite file holding the three-patient cohort, with a cold ward cache."""
+    with Session(create_db_engine(db_url)) as s:
+        write_cohort(s, TODAY)
+    data.clear_ward_cache()
+    yield db_url
+    data.clear_ward_cache()
+
+
+def _pid(url: str, mrn: str) -> int:
+    with Session(create_db_engine(url)) as s:
+        pid = s.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar_one()
+    return int(pid)
+
+
+def _fresh(url: str) -> list[data.WardRow]:
+    """The ward evaluated from scratch, the reference an incremental evaluation must equal."""
+    with Session(create_db_engine(url)) as s:
+        return _rows(s)
+
+
+def _ward(url: str) -> list[data.WardRow]:
+    return data.ward_rows(url, TODAY, "profile-key")
+
+
+def test_ward_cold_evaluates_everyone_warm_no_one(ward_url: str) -> None:
+    cold = _ward(ward_url)
+    assert len(data.last_ward_evaluation().evaluated) == 3
+    warm = _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == () and data.last_ward_evaluation().reused == 3
+    assert warm == cold == _fresh(ward_url)
+    # Another as-of date or another profile is another evaluation, never a reused row.
+    data.ward_rows(ward_url, TODAY - dt.timedelta(days=1), "profile-key")
+    assert len(data.last_ward_evaluation().evaluated) == 3
+    data.ward_rows(ward_url, TODAY, "another-profile")
+    assert len(data.last_ward_evaluation().evaluated) == 3
+
+
+def test_one_new_result_re_evaluates_only_that_patient(ward_url: str) -> None:
+    _ward(ward_url)
+    with Session(create_db_engine(ward_url)) as s:
+        services.add_lab_result(s, username=USER, mrn="CALM-1", test="alt",
+                                taken_at=dt.datetime.combine(TODAY, dt.time(0)), value=500, unit="U/L")
+        s.commit()
+    rows = _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
+    assert data.last_ward_evaluation().reused == 2
+    calm = next(r for r in rows if r.mrn == "CALM-1")
+    assert calm.changes["alt"] is not None and calm.changes["alt"].value == 500
+    assert ("warning", "HEPATIC_INVOLVEMENT") in calm.alerts
+    assert rows == _fresh(ward_url)
+
+
+def test_amendment_hide_finding_and_detail_change_each_re_evaluate_their_patient(ward_url: str) -> None:
+    """Amendments and hides add no row: the patient's audit entries carry them into its version."""
+    _ward(ward_url)
+    eng = create_db_engine(ward_url)
+    with Session(eng) as s:
+        lab_id = s.execute(
+            select(LabResult.id).join(Patient).where(Patient.mrn == "WARN-1", LabResult.test == "eosinophils")
+            .order_by(LabResult.taken_at.desc())  # type: ignore[attr-defined]
+        ).scalars().first()
+    assert lab_id is not None
+    warn = _pid(ward_url, "WARN-1")
+
+    with Session(eng) as s:
+        services.amend_lab_result(s, username=USER, lab_id=lab_id, value=0.4, unit="10^9/L", reason="typo")
+        s.commit()
+    rows = _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (warn,)
+    row = next(r for r in rows if r.mrn == "WARN-1")
+    assert row.changes["eosinophils"] is not None and row.changes["eosinophils"].value == 0.4
+    assert ("warning", "EOSINOPHILIA") not in row.alerts
+    assert rows == _fresh(ward_url)
+
+    with Session(eng) as s:
+        services.hide_record(s, username=USER, entity="lab_result", record_id=lab_id, reason="wrong patient")
+        s.commit()
+    rows = _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (warn,)
+    row = next(r for r in rows if r.mrn == "WARN-1")
+    assert row.changes["eosinophils"] is not None and row.changes["eosinophils"].value == 1.0
+    assert rows == _fresh(ward_url)
+
+    with Session(eng) as s:
+        services.set_finding(s, username=USER, mrn="WARN-1", item="lymphadenopathy", value="yes")
+        s.commit()
+    _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (warn,)
+
+    crit = _pid(ward_url, "CRIT-1")
+    with Session(eng) as s:
+        services.update_patient(s, username=USER, mrn="CRIT-1", weight_kg=100, reason="weighed today")
+        s.commit()
+    rows = _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (crit,)
+    row = next(r for r in rows if r.mrn == "CRIT-1")
+    assert row.dose_mg is not None and row.dose_mg_per_kg == pytest.approx(row.dose_mg / 100)
+    assert rows == _fresh(ward_url)
+
+
+def test_import_by_another_process_is_seen_and_re_evaluates_only_its_patient(ward_url: str, tmp_path: Path) -> None:
+    """The command line writes through write_batch, whose audit entry names no patient: the new
+    row's id moves the patient's version all the same."""
+    _ward(ward_url)
+    csv = tmp_path / "labs.csv"
+    taken = dt.datetime.combine(TODAY, dt.time(0)).isoformat()
+    csv.write_text(f"mrn,taken_at,test,value,unit\nCALM-1,{taken},ferritin,3500,ng/mL\n", encoding="utf-8")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "monitoring", "--db", ward_url, "import", str(csv)],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
+    calm = next(r for r in rows if r.mrn == "CALM-1")
+    assert calm.changes["ferritin"] is not None and calm.changes["ferritin"].value == 3500
+    assert calm.worst == "critical"
+    assert rows == _fresh(ward_url)
+
+    # A patient upsert by import (details only, no new row) moves updated_at: re-evaluated too.
+    pts = tmp_path / "patients.csv"
+    pts.write_text("mrn,name,weight_kg\nCALM-1,Carl Calm,60\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitoring", "--db", ward_url, "import", str(pts)],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    _ward(ward_url)
+    assert data.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
+
+
+def test_a_patient_made_inactive_leaves_the_ward_without_re_evaluating_others(ward_url: str) -> None:
+    _ward(ward_url)
+    with Session(create_db_engine(ward_url)) as s:
+        services.update_patient(s, username=USER, mrn="CALM-1", active=False, reason="discharged")
+        s.commit()
+    rows = _ward(ward_url)
+    assert [r.mrn for r in rows] == ["CRIT-1", "WARN-1"]
+    assert data.last_ward_evaluation().evaluated == ()
+
+
+def test_patient_versions_read_each_patient_through_its_indexes(ward_url: str) -> None:
+    """The version query never scans a clinical table: SQLite answers each max(id) from the
+    (patient_id, ...) index of the table."""
+    captured: list[str] = []
+    eng = create_db_engine(ward_url)
+
+    @event.listens_for(eng, "before_cursor_execute")
+    def _capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        captured.append(statement)
+
+    versions = data.patient_versions(eng)
+    assert set(versions) == {_pid(ward_url, m) for m in ("CRIT-1", "WARN-1", "CALM-1")}
+    assert len(captured) == 1
+    with eng.connect() as conn:
+        plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + captured[0])]
+    searches = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
+    assert [p for p in searches if p.startswith("SCAN")] == ["SCAN patient"], plan
+    assert len([p for p in searches if "USING COVERING INDEX" in p]) == 5, plan
