@@ -325,6 +325,13 @@ def hide_record(session: Session, *, username: str, entity: str, record_id: int,
     row = session.get(model, record_id)
     if row is None or row.hidden:
         raise _reject("id", record_id, f"no such {entity} (or it was already removed)")
+    if entity == "photo":
+        # One path for hiding a photograph: monitoring.photos also hides the BSA % entered with it
+        # (a photograph hidden as "wrong patient" must not leave its BSA feeding the ICU criteria).
+        from monitoring.photos import hide_photo
+
+        hide_photo(session, record_id, reason=why, username=user, check_account=True)
+        return
     row.hidden = True
     row.hidden_reason = why
     session.add(row)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from monitoring import auth, services
-from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient
+from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.store import BatchRejected
 
 USER = "dr.test"
@@ -174,6 +174,61 @@ def test_hide_keeps_row_with_reason(session: Session, patient: Patient) -> None:
     assert row is not None and row.hidden and row.hidden_reason == "wrong patient"
     with pytest.raises(BatchRejected):
         services.hide_record(session, username=USER, entity="patient", record_id=patient.id or 0, reason="x")
+
+
+def test_hide_photo_hides_its_bsa_observation_too(session: Session, patient: Patient) -> None:
+    """Issue 6: hiding a photograph from the entry services takes the BSA % entered with it along
+    (the same path as the Photos page), so a wrong-patient photograph's BSA stops counting."""
+    import io
+
+    from PIL import Image
+
+    from monitoring import photos
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 120, 100)).save(buf, "JPEG")
+    stored = photos.store_photos(
+        session, "M1", [photos.PhotoIn("arm.jpg", buf.getvalue(), "arms", bsa_pct=55.0, taken_on=dt.date(2026, 1, 12))],
+        username=USER, today=dt.date(2026, 1, 20),
+    )
+    session.commit()
+    photo_id = stored[0].id
+    bsa = session.execute(select(LabResult).where(LabResult.source_id == photos.photo_source_id(photo_id))).scalar_one()
+    assert not bsa.hidden and bsa.value == pytest.approx(55.0)
+
+    services.hide_record(session, username=USER, entity="photo", record_id=photo_id, reason="wrong patient")
+    session.commit()
+    session.expire_all()
+    photo = session.get(Photo, photo_id)
+    assert photo is not None and photo.hidden and photo.hidden_reason == "wrong patient"
+    bsa = session.get(LabResult, bsa.id)
+    assert bsa is not None and bsa.hidden and "wrong patient" in (bsa.hidden_reason or "")
+    audited = session.execute(
+        select(AuditEntry.entity).where(AuditEntry.action == "hide", AuditEntry.patient_id == patient.id)
+    ).scalars().all()
+    assert sorted(audited) == ["lab_result", "photo"]  # one entry each, not a duplicate photo entry
+    with pytest.raises(BatchRejected):  # already hidden: named, not silently repeated
+        services.hide_record(session, username=USER, entity="photo", record_id=photo_id, reason="again")
+
+
+def test_viewer_cannot_hide_photo(session: Session, patient: Patient) -> None:
+    import io
+
+    from PIL import Image
+
+    from monitoring import photos
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (90, 120, 100)).save(buf, "JPEG")
+    stored = photos.store_photos(session, "M1", [photos.PhotoIn("leg.jpg", buf.getvalue(), "legs")], username=USER,
+                                 today=dt.date(2026, 1, 20))
+    auth.create_user(session, actor="test", username="viewer.v", role=auth.VIEWER, password=None)
+    session.commit()
+    with pytest.raises(auth.PermissionDenied):
+        services.hide_record(session, username="viewer.v", entity="photo", record_id=stored[0].id, reason="x")
+    session.rollback()
+    photo = session.get(Photo, stored[0].id)
+    assert photo is not None and not photo.hidden
 
 
 def test_dose_change_in_g_mg_and_mg_per_kg(session: Session, patient: Patient) -> None:
