@@ -273,8 +273,8 @@ def _draw_panel(
     if not has_data:
         fig.add_annotation(
             text="no results recorded",
-            xref="x domain" if row == 1 else f"x{row} domain",
-            yref="y domain" if row == 1 else f"y{row} domain",
+            xref=f"{_axis('x', row)} domain",
+            yref=f"{_axis('y', row)} domain",
             x=0.5,
             y=0.5,
             showarrow=False,
@@ -349,9 +349,9 @@ def _draw_threshold(
         text=label,
         x=1.0,
         xanchor="left",
-        xref="x domain" if row == 1 else f"x{row} domain",
+        xref=f"{_axis('x', row)} domain",
         y=last,
-        yref="y" if row == 1 else f"y{row}",
+        yref=_axis("y", row),
         showarrow=False,
         font={"size": 10, "color": colour if th.severity != "warning" else "#8a5a00"},
         align="left",
@@ -410,8 +410,8 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
     if not steps:
         fig.add_annotation(
             text="no systemic steroid recorded",
-            xref=f"x{row} domain",
-            yref=f"y{row} domain",
+            xref=f"{_axis('x', row)} domain",
+            yref=f"{_axis('y', row)} domain",
             x=0.5,
             y=0.5,
             showarrow=False,
@@ -442,9 +442,9 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
         fig.add_annotation(
             text=f"course day {t.dose.course_day} (from {t.dose.course_start.isoformat()})",
             x=0.005,
-            xref=f"x{row} domain",
+            xref=f"{_axis('x', row)} domain",
             y=1.0,
-            yref=f"y{row} domain",
+            yref=f"{_axis('y', row)} domain",
             showarrow=False,
             xanchor="left",
             yanchor="top",
@@ -459,7 +459,7 @@ def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
     for r in range(1, rows + 1):
         fig.add_vline(x=today_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1)
     # At the foot of the dose panel: at the top it would sit on the first panel's title.
-    fig.add_annotation(text="today", x=today_x, xref=f"x{rows}", y=0.0, yref=f"y{rows} domain", showarrow=False,
+    fig.add_annotation(text="today", x=today_x, xref=_axis("x", rows), y=0.0, yref=f"{_axis('y', rows)} domain", showarrow=False,
                        yanchor="bottom", xanchor="left", font={"size": 10, "color": MUTED})
     for _drug, start in t.dose.second_line:
         for r in range(1, rows + 1):

@@ -198,3 +198,23 @@ def test_table_says_in_words_which_line_a_result_is_above(writer: Session) -> No
     assert "ULN 35 (laboratory)" in set(table["reference"])
     csv = data.csv_bytes(table).decode()
     assert csv.splitlines()[0].startswith("taken_at,day since onset,test,value,unit,above")
+
+
+def _bare_timeline(steps: tuple[figures.DoseStep, ...] = (), photos: tuple[dt.date, ...] = ()) -> figures.Timeline:
+    return figures.Timeline(onset=ONSET, today=TODAY, panels=(), dose=figures.DoseTrack(steps=steps,
+                            course_start=steps[0].day if steps else None, course_day=5 if steps else None),
+                            photo_dates=photos)
+
+
+@pytest.mark.parametrize("x_mode", ["date", "day"])
+def test_no_lab_panel_at_all_still_draws_the_dose_panel(x_mode: str) -> None:
+    """Issue 9: with no lab panel the dose panel is row 1, whose axes are 'x'/'y' (not 'x1')."""
+    steps = (figures.DoseStep(ONSET + dt.timedelta(days=3), 60.0, False), figures.DoseStep(TODAY, 40.0, True))
+    fig = figures.timeline_figure(_bare_timeline(steps, photos=(ONSET + dt.timedelta(days=4),)), x_mode=x_mode)
+    fig.to_json()  # every axis reference resolvable (Plotly validates on serialisation too)
+    refs = {a.xref for a in fig.layout.annotations} | {s.xref for s in fig.layout.shapes}
+    assert refs <= {"x", "x domain", "paper"}, refs
+    assert any(t.name == "dose given" for t in fig.data)
+    assert "course day 5" in " ".join(a.text for a in fig.layout.annotations)
+    empty = figures.timeline_figure(_bare_timeline())
+    assert "no systemic steroid recorded" in [a.text for a in empty.layout.annotations]
