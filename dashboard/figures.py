@@ -473,14 +473,38 @@ def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
                 y=[0.0] * len(xs),
                 name="photograph",
                 mode="markers",
-                marker={"symbol": "square", "size": 9, "color": PHOTO_COLOUR},
+                marker={"symbol": "square", "size": 11, "color": PHOTO_COLOUR, "line": {"color": "white", "width": 1}},
+                cliponaxis=False,  # on the axis line: whole, not half a mark, and easy to click
                 customdata=[d.isoformat() for d in t.photo_dates],
-                hovertemplate="photograph %{customdata}<extra></extra>",
+                hovertemplate="photographs of %{customdata}: click to open<extra></extra>",
                 meta={"photos": True},
             ),
             row=rows,
             col=1,
         )
+
+
+def selected_photo_day(fig: go.Figure, points: list[dict[str, object]] | None) -> dt.date | None:
+    """The photograph date of a clicked photo mark, from Streamlit's selection points.
+
+    A point belongs to the photo marks when its ``curve_number`` names the trace marked
+    ``meta={"photos": True}``; its ``customdata`` is the ISO date. Clicks on any other trace
+    (a result, a dose step) are not a photograph and give None."""
+    for point in points or []:
+        curve = point.get("curve_number")
+        if not isinstance(curve, int) or not 0 <= curve < len(fig.data):
+            continue
+        meta = fig.data[curve].meta
+        if not (isinstance(meta, dict) and meta.get("photos")):
+            continue
+        custom = point.get("customdata")
+        if isinstance(custom, list | tuple):
+            custom = custom[0] if custom else None
+        try:
+            return dt.date.fromisoformat(str(custom))
+        except ValueError:
+            continue
+    return None
 
 
 __all__ = [
@@ -493,5 +517,6 @@ __all__ = [
     "Series",
     "Threshold",
     "Timeline",
+    "selected_photo_day",
     "timeline_figure",
 ]

@@ -7,7 +7,7 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import data, figures, widgets
 from dashboard.auth import require_signed_in
 from monitoring.drugs import group_of
 
@@ -118,11 +118,34 @@ if window and window != "all":
 # --- figure and alerts --------------------------------------------------------------------
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
-    st.plotly_chart(
-        data.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}"),
+    figure = data.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}")
+    event = st.plotly_chart(
+        figure,
         key="timeline_figure",
+        on_select="rerun",  # a click on a photograph mark opens that day's photographs
+        selection_mode="points",
         config={"displaylogo": False, "toImageButtonOptions": {"filename": f"timeline-{p.mrn}"}},
     )
+    clicked = figures.selected_photo_day(figure, event.selection.points if event else None)
+    opened = (p.mrn, clicked.isoformat()) if clicked else None
+    # A selection outlives the rerun: follow it once, not again on every later rerun of this page.
+    if opened is None:
+        st.session_state.pop("timeline_photo_opened", None)
+    elif st.session_state.get("timeline_photo_opened") != opened:
+        st.session_state["timeline_photo_opened"] = opened
+        st.switch_page("pages/photos.py", query_params={"mrn": p.mrn, "photo_day": opened[1]})
+    photo_days = data.photo_dates(url, version, p.id) if p.id is not None else ()
+    if photo_days:
+        # The same links without a mouse: every photograph date as a link (keyboard, screen reader).
+        with st.container(horizontal=True, gap="small", key="timeline_photo_links"):
+            st.markdown("**Photographs:**")
+            for day in photo_days:
+                st.page_link(
+                    "pages/photos.py",
+                    label=f"Photographs of {day.isoformat()}",
+                    icon=":material/photo_camera:",
+                    query_params={"mrn": p.mrn, "photo_day": day.isoformat()},
+                )
 with alert_col:
     st.markdown(f"#### Alerts as of {today.isoformat()}")
     st.caption(widgets.DECISION_SUPPORT_NOTE)
@@ -162,6 +185,8 @@ else:
         mime="text/csv",
         key="timeline_download",
     )
+
+
 
 with st.expander(f"Guideline profile in force: {prof.name} {prof.version}"):
     st.caption(f"File: {prof.path}. Numbers not marked 'sourced' or 'product requirement' are configurable defaults.")

@@ -256,3 +256,36 @@ def test_registering_a_patient_and_a_refused_registration(db_url_with_cohort: st
     at.text_input(key="entry_new_name").input("Someone Else")
     at.button(key="FormSubmitter:entry_new_patient_form-Register patient").click().run()
     assert at.error and "column mrn" in at.error[0].value and "already registered" in at.error[0].value
+
+
+def test_photograph_dates_are_links_to_that_days_photographs(db_url_with_cohort: str) -> None:
+    """Issue 4 (timeline → photographs): besides a click on the figure's photo mark, every
+    photograph date is a plain link to the Photos page with ?mrn= and ?photo_day=, and the Photos
+    page opens that day from the link."""
+    import io
+
+    from PIL import Image
+
+    from monitoring import photos
+
+    day = TODAY - dt.timedelta(days=2)
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32), (180, 90, 80)).save(buf, "JPEG")
+    with Session(open_database(db_url_with_cohort)) as s:
+        photos.store_photos(s, "CRIT-1", [photos.PhotoIn("rash.jpg", buf.getvalue(), "chest", taken_on=day)],
+                            username=USER, today=TODAY)
+        s.commit()
+    at = _app()
+    at.session_state["patient_mrn"] = "CRIT-1"
+    at.switch_page("pages/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    links = [pl.proto for pl in at.get("page_link")]
+    photo_links = [pl for pl in links if pl.label == f"Photographs of {day.isoformat()}"]
+    assert photo_links, [pl.label for pl in links]
+    assert "photo_day=" + day.isoformat() in photo_links[0].query_string
+    assert "mrn=CRIT-1" in photo_links[0].query_string
+
+    at.query_params["photo_day"] = day.isoformat()  # where the link (or a click on the mark) goes
+    at.switch_page("pages/photos.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(sh.value == f"Photographs of {day.isoformat()}" for sh in at.subheader)

@@ -218,3 +218,17 @@ def test_no_lab_panel_at_all_still_draws_the_dose_panel(x_mode: str) -> None:
     assert "course day 5" in " ".join(a.text for a in fig.layout.annotations)
     empty = figures.timeline_figure(_bare_timeline())
     assert "no systemic steroid recorded" in [a.text for a in empty.layout.annotations]
+
+
+def test_a_click_on_a_photo_mark_names_its_day_and_other_clicks_do_not(writer: Session) -> None:
+    """Issue 4: Streamlit's selection points → the photograph day (only from the photo marks)."""
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
+    day = ONSET + dt.timedelta(days=4)
+    tl = data.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=1), day))
+    fig = figures.timeline_figure(tl)
+    curve = next(i for i, t in enumerate(fig.data) if t.meta and t.meta.get("photos"))
+    alt = next(i for i, t in enumerate(fig.data) if t.name == "ALT")
+    assert figures.selected_photo_day(fig, [{"curve_number": curve, "point_index": 1, "customdata": day.isoformat()}]) == day
+    assert figures.selected_photo_day(fig, [{"curve_number": alt, "point_index": 0, "customdata": ["x"]}]) is None
+    assert figures.selected_photo_day(fig, [{"curve_number": 999, "customdata": day.isoformat()}]) is None
+    assert figures.selected_photo_day(fig, []) is None and figures.selected_photo_day(fig, None) is None
