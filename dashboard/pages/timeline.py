@@ -187,6 +187,26 @@ else:
     )
 
 
+def _fhir_bundle_bytes(mrn: str = p.mrn) -> bytes:
+    """The patient's FHIR R4 Bundle, built only when the button is pressed (Streamlit calls this on
+    the download request, not on every rerun of the page)."""
+    from sqlmodel import Session
+
+    from monitoring.fhir_export import export_patient_json
+
+    with Session(data.engine()) as session:
+        return export_patient_json(session, mrn)
+
+
+st.download_button(
+    "Download FHIR bundle (JSON)",
+    data=_fhir_bundle_bytes,
+    file_name=f"{p.mrn}_fhir_{today.isoformat()}.json",
+    mime="application/fhir+json",
+    on_click="ignore",  # downloading changes nothing on the page: no rerun
+    key="timeline_fhir_download",
+    help="Patient, results, doses, findings and photograph metadata as one FHIR R4 Bundle.",
+)
 
 with st.expander(f"Guideline profile in force: {prof.name} {prof.version}"):
     st.caption(f"File: {prof.path}. Numbers not marked 'sourced' or 'product requirement' are configurable defaults.")

@@ -258,6 +258,40 @@ def test_registering_a_patient_and_a_refused_registration(db_url_with_cohort: st
     assert at.error and "column mrn" in at.error[0].value and "already registered" in at.error[0].value
 
 
+def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
+    db_url_with_cohort: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 4: the timeline offers the patient's FHIR bundle; the JSON is built on the download
+    request (a deferred callable), not on every rerun. The callable is captured on its way to
+    Streamlit's media manager (which still receives it) and run as the download would run it."""
+    import json
+
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    deferred: list[object] = []
+    original = MediaFileManager.add_deferred
+
+    def capture(self: MediaFileManager, data_callable: object, *args: object, **kw: object) -> str:
+        deferred.append(data_callable)
+        return original(self, data_callable, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
+    at = _app()
+    at.session_state["patient_mrn"] = "CRIT-1"
+    at.switch_page("pages/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    fhir = buttons["Download FHIR bundle (JSON)"]
+    assert fhir.deferred_file_id and not fhir.url  # nothing built yet
+    assert len(deferred) == 1 and callable(deferred[0])
+    bundle = json.loads(deferred[0]())
+    assert bundle["resourceType"] == "Bundle"
+    kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
+    assert {"Patient", "Observation"} <= kinds
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert "CRIT-1" in json.dumps(patient.get("identifier"))
+
+
 def test_photograph_dates_are_links_to_that_days_photographs(db_url_with_cohort: str) -> None:
     """Issue 4 (timeline → photographs): besides a click on the figure's photo mark, every
     photograph date is a plain link to the Photos page with ?mrn= and ?photo_day=, and the Photos
