@@ -80,8 +80,11 @@ def engine() -> Engine:
 
 
 def data_version(eng: Engine | None = None) -> tuple[Any, ...]:
-    """Changes whenever anything shown changes: highest ids (inserts), latest patient change and
-    highest audit id (amendments, hides, findings). Primary-key maxima: an index lookup each."""
+    """Changes whenever anything shown changes: the highest id of every table a page shows
+    (inserts) and the highest audit id (amendments, hides, findings, and every change of a
+    patient's details: monitoring.services and monitoring.store audit each one, so ``updated_at``
+    need not be scanned). Primary-key maxima only: an index lookup each, whatever the number of
+    patients (a page rerun must not cost more with 5,000 patients than with 50)."""
     eng = eng or engine()
     stmt = select(
         select(func.max(AuditEntry.id)).scalar_subquery(),
@@ -89,8 +92,7 @@ def data_version(eng: Engine | None = None) -> tuple[Any, ...]:
         select(func.max(MedicationRow.id)).scalar_subquery(),
         select(func.max(ClinicalFinding.id)).scalar_subquery(),
         select(func.max(Photo.id)).scalar_subquery(),
-        select(func.max(Patient.updated_at)).scalar_subquery(),
-        select(func.count(Patient.id)).scalar_subquery(),
+        select(func.max(Patient.id)).scalar_subquery(),
     )
     with eng.connect() as conn:
         row = conn.execute(stmt).one()
@@ -100,6 +102,7 @@ def data_version(eng: Engine | None = None) -> tuple[Any, ...]:
 def clear_caches() -> None:
     """After a write: every page reads fresh data on its next run."""
     st.cache_data.clear()
+    patient_options.clear()
 
 
 def profile() -> GuidelineProfile:
@@ -114,18 +117,21 @@ def today() -> dt.date:
 # --- patients ---------------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def patient_options(url: str, version: tuple[Any, ...]) -> list[tuple[str, str]]:
-    """(MRN, label) of every patient, active first, for the patient pickers."""
+@st.cache_resource(show_spinner=False, max_entries=8)
+def patient_options(url: str, version: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    """(MRN, label) of every patient, active first, for the patient pickers.
+
+    Immutable and shared by every session (cache_resource): a cache_data hit would unpickle a copy
+    of every patient's label on each rerun of every patient page."""
     pt = Patient.__table__  # type: ignore[attr-defined]
     with Session(_engine(url)) as s:
         rows = s.execute(
             select(pt.c.mrn, pt.c.name, pt.c.active, pt.c.synthetic).order_by(pt.c.active.desc(), pt.c.name)
         ).all()
-    return [
+    return tuple(
         (mrn, f"{name} · {mrn}" + (" · synthetic" if synthetic else "") + ("" if active else " · inactive"))
         for mrn, name, active, synthetic in rows
-    ]
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
