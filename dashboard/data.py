@@ -691,7 +691,8 @@ def ward_rows(url: str, as_of: dt.date, profile_key: str = "") -> list[WardRow]:
         with Session(eng) as s:
             # All stale: the set-wise load without an id list (the database filters on active).
             records = load_records(s, None if len(stale) == len(versions) else stale, active_only=True)
-        fresh = {r.patient.id: ward_row(r, prof, as_of) for r in records}
+        # Only the patients whose version was read: one activated since is evaluated on the next run.
+        fresh = {r.patient.id: ward_row(r, prof, as_of) for r in records if r.patient.id in versions}
         with _WARD_LOCK:
             for pid, row in fresh.items():
                 _WARD_CACHE[(url, profile_key, as_of, pid)] = (versions[pid], row)

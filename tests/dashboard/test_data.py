@@ -274,3 +274,30 @@ def test_patient_versions_read_each_patient_through_its_indexes(ward_url: str) -
     searches = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
     assert [p for p in searches if p.startswith("SCAN")] == ["SCAN patient"], plan
     assert len([p for p in searches if "USING COVERING INDEX" in p]) == 5, plan
+
+
+def test_a_patient_page_reads_its_patient_through_indexes_only(ward_url: str) -> None:
+    """What a patient page reads on a data change (its record, its photo dates, the version) never
+    scans a clinical table: each query finds the patient's rows through an index, so its cost does
+    not grow with the number of other patients (issue 8)."""
+    eng = data._engine(ward_url)
+    captured: list[tuple[str, object]] = []
+
+    def _capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        captured.append((statement, parameters))
+
+    event.listen(eng, "before_cursor_execute", _capture)
+    try:
+        version = data.data_version(eng)
+        record = data.patient_record(ward_url, version, "WARN-1")
+        assert record is not None and record.patient.mrn == "WARN-1"
+        data.photo_dates(ward_url, version, record.patient.id)
+    finally:
+        event.remove(eng, "before_cursor_execute", _capture)
+    selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) >= 3
+    with eng.connect() as conn:
+        for statement, parameters in selects:
+            plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]  # type: ignore[arg-type]
+            scans = [ln for ln in plan if ln.startswith("SCAN") and "USING" not in ln and ln != "SCAN CONSTANT ROW"]
+            assert not scans, (statement, plan)
