@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline
+from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline, temperature_panel
 from monitoring import catalogue
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
@@ -405,7 +405,8 @@ def timeline(
         course_start=course.course_start,
         course_day=course.day_of_course,
     )
-    return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos))
+    return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos),
+                    temperature=temperature_panel(record, prof))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

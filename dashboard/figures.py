@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
+
+if TYPE_CHECKING:
+    from monitoring.guideline import GuidelineProfile
+    from monitoring.records import PatientRecord
 
 # Series colours: chosen apart from the severity colours so a data line is never read as an alert.
 SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
@@ -80,6 +85,7 @@ class Panel:
     unit: str
     series: tuple[Series, ...]
     thresholds: tuple[Threshold, ...] = ()
+    y_min: float | None = None  # None: the axis starts at 0; temperature starts near normal
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class Timeline:
     dose: DoseTrack
     photo_dates: tuple[dt.date, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    temperature: Panel | None = None  # drawn above the dose panel when the patient has readings
 
 
 def _x(value: dt.date | dt.datetime, onset: dt.date | None, mode: XMode) -> dt.datetime | float:
@@ -178,21 +185,28 @@ def timeline_figure(
 ) -> go.Figure:
     """Stacked panels (one per lab group, then the steroid dose) sharing one time axis."""
     mode: XMode = "day" if x_mode == "day" and t.onset is not None else "date"
-    rows = len(t.panels) + 1
-    titles = [f"{p.title} ({p.unit})" for p in t.panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
+    # Temperature only when recorded: a thin panel (fever drives the stalled-response rule) that
+    # costs no height for a patient without readings.
+    panels = list(t.panels)
+    heights = [1.0] * len(panels)
+    if t.temperature is not None and any(s.points for s in t.temperature.series):
+        panels.append(t.temperature)
+        heights.append(0.55)
+    rows = len(panels) + 1
+    titles = [f"{p.title} ({p.unit})" for p in panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
     fig = make_subplots(
         rows=rows,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.035,
         subplot_titles=titles,
-        row_heights=[1.0] * len(t.panels) + [0.9],
+        row_heights=[*heights, 0.9],
     )
     start, end = _span(t)
     x0, x1 = _x(start, t.onset, mode), _x(end, t.onset, mode)
 
     batch = _Batch()
-    for row, panel in enumerate(t.panels, start=1):
+    for row, panel in enumerate(panels, start=1):
         _draw_panel(batch, row, panel, t.onset, mode, x0, x1)
     _draw_dose(batch, rows, t, mode, x1)
     _draw_markers(batch, rows, t, mode)
@@ -223,6 +237,9 @@ def timeline_figure(
 def _top(panel: Panel) -> float:
     values = [p.value for s in panel.series for p in s.points]
     values += [v for th in panel.thresholds for v in th.values()]
+    if panel.y_min is not None:
+        highest = max(values or [panel.y_min + 1.0])
+        return highest + (highest - panel.y_min) * 0.15
     return max(values or [1.0]) * 1.12
 
 
@@ -280,7 +297,9 @@ def _draw_panel(
             showarrow=False,
             font={"color": MUTED},
         )
-    fig.update_yaxes(range=[0, top], row=row, col=1)
+    bottom = panel.y_min if panel.y_min is not None else 0.0
+    lowest = min([p.value for s in panel.series for p in s.points] or [bottom])
+    fig.update_yaxes(range=[min(bottom, lowest - 0.2), top], row=row, col=1)
 
 
 def _draw_threshold(
@@ -484,6 +503,33 @@ def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
         )
 
 
+def temperature_panel(record: PatientRecord, prof: GuidelineProfile) -> Panel | None:
+    """Body temperature (°C) with the profile's fever line, or None without readings.
+
+    The line is the profile's ``fever_c`` (default profile 38.5 °C, RegiSCAR fever item; the
+    stalled-response rule's criterion (c), PRODUCT.md §5), never a number written here; readings at
+    or above it are the shaded zone."""
+    readings = [p for p in record.results("temperature") if p.value is not None]
+    if not readings:
+        return None
+    fever = prof.thresholds["fever_c"]
+    points = tuple(
+        Point(
+            taken_at=p.taken_at,
+            value=float(p.value),  # type: ignore[arg-type] - filtered above
+            canonical=float(p.value),  # type: ignore[arg-type]
+            canonical_unit="°C",
+            received=f"{p.original_value} {p.original_unit}".strip().replace("[degF]", "°F").replace("Cel", "°C"),
+            amended=p.amended,
+            reference=f"fever ≥ {fever.value:g} °C",
+        )
+        for p in readings
+    )
+    basis = fever.basis if fever.is_confirmed else f"default ({fever.basis})"
+    line = Threshold("fever_c", "fever ≥", "warning", value=fever.value, shade_above=True, basis=basis)
+    return Panel("temperature", "Temperature", "°C", (Series("temperature", "Temperature", "°C", points),), (line,), y_min=36.0)
+
+
 def selected_photo_day(fig: go.Figure, points: list[dict[str, object]] | None) -> dt.date | None:
     """The photograph date of a clicked photo mark, from Streamlit's selection points.
 
@@ -518,5 +564,6 @@ __all__ = [
     "Threshold",
     "Timeline",
     "selected_photo_day",
+    "temperature_panel",
     "timeline_figure",
 ]

@@ -232,3 +232,31 @@ def test_a_click_on_a_photo_mark_names_its_day_and_other_clicks_do_not(writer: S
     assert figures.selected_photo_day(fig, [{"curve_number": alt, "point_index": 0, "customdata": ["x"]}]) is None
     assert figures.selected_photo_day(fig, [{"curve_number": 999, "customdata": day.isoformat()}]) is None
     assert figures.selected_photo_day(fig, []) is None and figures.selected_photo_day(fig, None) is None
+
+
+def test_temperature_panel_with_the_profiles_fever_line(writer: Session, tmp_path: Path) -> None:
+    """Issue: fever feeds the stalled-response rule, so the timeline shows temperature with the
+    profile's fever_c line (a changed profile moves the line) and only when readings exist."""
+    fig = _figure(_record(writer))
+    assert not any(t.name and t.name.startswith("fever") for t in fig.data)  # no readings: no panel
+    _lab(writer, 1, "temperature", 39.2, "Cel")
+    _lab(writer, 2, "temperature", 101.3, "[degF]")  # 38.5 °C: at the line counts as fever
+    _lab(writer, 3, "temperature", 37.0, "Cel")
+    record = _record(writer)
+    fig = _figure(record)
+    assert set(_line(fig, "fever")) == {38.5}
+    temps = next(t for t in fig.data if t.name == "Temperature")
+    assert [round(float(y), 1) for y in temps.y] == [39.2, 38.5, 37.0]
+    assert "101.3 °F" in temps.customdata[1][1]
+    assert any(t.meta and t.meta.get("zone") == "fever_c" for t in fig.data)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "Temperature (°C)" in titles
+    yaxis = fig.layout[f"yaxis{len(data.PANELS) + 1}"]
+    assert yaxis.range[0] <= 37.0 and yaxis.range[1] > 39.2  # not squashed against zero
+
+    src = Path(load_profile().path).read_text()
+    changed = tmp_path / "profile.toml"
+    changed.write_text(src.replace("[thresholds.fever_c]\nvalue = 38.5", "[thresholds.fever_c]\nvalue = 38.0"))
+    from monitoring.guideline import load_profile as load
+    tl = data.timeline(record, load(changed), TODAY)
+    assert set(_line(figures.timeline_figure(tl), "fever")) == {38.0}
