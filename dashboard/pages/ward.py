@@ -58,7 +58,8 @@ def _open(choice_key: str) -> None:
     st.session_state[choice_key] = None
 
 
-names = [r.name.replace("[SYNTHETIC]", "").strip() for r in shown]
+# Demo patients keep their synthetic label wherever their name is shown.
+names = [r.name + widgets.synthetic_label(r.synthetic, r.name) for r in shown]
 labels = {
     r.mrn: f"{widgets.SEVERITY_SYMBOLS.get(r.worst, '')} {n}".strip() + (f" · {r.mrn}" if names.count(n) > 1 else "")
     for r, n in zip(shown, names, strict=True)
