@@ -28,9 +28,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -41,6 +40,11 @@ from monitoring import catalogue
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.records import LabPoint, PatientRecord, load_record, load_records
+
+if TYPE_CHECKING:
+    # Imported where a table is built: half a second of start-up the sign-in form and the ward
+    # overview do not need (bench/bench_startup.py).
+    import pandas as pd
 
 # Tests of the ward overview, in the order of the columns.
 WARD_TESTS: tuple[str, ...] = ("alt", "creatinine", "eosinophils", "ferritin")
@@ -157,6 +161,8 @@ def photo_dates(url: str, version: tuple[Any, ...], patient_id: int) -> tuple[dt
 @st.cache_data(show_spinner=False, max_entries=64)
 def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.DataFrame]:
     """Stored results and dose rows of one patient with their ids, for correction on the Entry page."""
+    import pandas as pd
+
     with Session(_engine(url)) as s:
         pid = s.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar_one_or_none()
         if pid is None:
@@ -455,6 +461,8 @@ TABLE_TESTS: tuple[str, ...] = (
 def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional") -> pd.DataFrame:
     """The same data as the figure, one row per result, oldest first: value as shown, as received,
     canonical, the reference in force and the lines it is above, in words."""
+    import pandas as pd
+
     onset = record.patient.onset_date
     rows: list[dict[str, Any]] = []
     for p in record.labs:
