@@ -231,7 +231,10 @@ def timeline_figure(
     if x_range is not None:
         lo, hi = (_x(x_range[0], t.onset, mode), _x(x_range[1] + dt.timedelta(days=1), t.onset, mode))
         fig.update_xaxes(range=[lo, hi])
-    return fig
+    # Canonical property order: a figure built here and its cached (pickled) copy must serialise to
+    # the same JSON, because Streamlit derives the chart's element id from that JSON; otherwise the
+    # rerun caused by a click finds a "new" chart and the click's selection is dropped (~20 ms).
+    return go.Figure(fig.to_dict())
 
 
 def _top(panel: Panel) -> float:

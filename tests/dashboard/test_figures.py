@@ -260,3 +260,17 @@ def test_temperature_panel_with_the_profiles_fever_line(writer: Session, tmp_pat
     from monitoring.guideline import load_profile as load
     tl = data.timeline(record, load(changed), TODAY)
     assert set(_line(figures.timeline_figure(tl), "fever")) == {38.0}
+
+
+def test_figure_serialises_like_its_cached_copy(writer: Session) -> None:
+    """Streamlit keys a chart's selection state by its JSON spec: the figure built on a cache miss
+    and the pickled copy served on the next rerun (the one a click causes) must be identical, or
+    a click on a photograph mark is lost (found in Chromium on the demo)."""
+    import pickle
+
+    import plotly.io as pio
+
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
+    tl = data.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
+    fig = figures.timeline_figure(tl)
+    assert pio.to_json(fig, validate=False) == pio.to_json(pickle.loads(pickle.dumps(fig)), validate=False)
