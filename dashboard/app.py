@@ -5,7 +5,7 @@ Run with ``streamlit run dashboard/app.py``. The database is resolved exactly li
 demo cohort on first run.
 
 Pages are listed once, in ``PAGES``, grouped by who uses them. To add a page, put its file in
-dashboard/pages/ and add one ``st.Page`` line to its group. Patient pages share the selected
+dashboard/views/ and add one ``st.Page`` line to its group. Patient pages share the selected
 patient through ``st.session_state["patient_mrn"]`` and the query string ``?mrn=``
 (``dashboard.widgets.PATIENT_KEY``).
 """
@@ -34,20 +34,20 @@ signed_in = auth.gate(data.engine())
 
 PAGES: dict[str, list[StreamlitPage]] = {
     "Ward": [
-        st.Page("pages/ward.py", title="Ward overview", icon=":material/bed:", url_path="ward", default=True),
+        st.Page("views/ward.py", title="Ward overview", icon=":material/bed:", url_path="ward", default=True),
     ],
     "Patient": [
-        st.Page("pages/timeline.py", title="Patient timeline", icon=":material/monitoring:", url_path="timeline"),
-        st.Page("pages/entry.py", title="Entry", icon=":material/edit_note:", url_path="entry"),
-        st.Page("pages/photos.py", title="Photos", icon=":material/photo_camera:", url_path="photos"),
+        st.Page("views/timeline.py", title="Patient timeline", icon=":material/monitoring:", url_path="timeline"),
+        st.Page("views/entry.py", title="Entry", icon=":material/edit_note:", url_path="entry"),
+        st.Page("views/photos.py", title="Photos", icon=":material/photo_camera:", url_path="photos"),
     ],
     "Clinic": [
-        st.Page("pages/taper.py", title="Taper planner", icon=":material/trending_down:", url_path="taper"),
-        st.Page("pages/followup.py", title="Follow-up", icon=":material/event_available:", url_path="followup"),
-        st.Page("pages/report.py", title="Report", icon=":material/picture_as_pdf:", url_path="report"),
+        st.Page("views/taper.py", title="Taper planner", icon=":material/trending_down:", url_path="taper"),
+        st.Page("views/followup.py", title="Follow-up", icon=":material/event_available:", url_path="followup"),
+        st.Page("views/report.py", title="Report", icon=":material/picture_as_pdf:", url_path="report"),
     ],
     "Admin": [
-        st.Page("pages/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"),
+        st.Page("views/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"),
     ],
 }
 

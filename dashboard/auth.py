@@ -205,9 +205,9 @@ def require_signed_in(permission: str = auth.READ) -> SignedIn:
     """The first statement of every page file: defence in depth behind the gate of app.py.
     ``permission``: what the page needs beyond reading (the Entry page: write; Audit: view_audit).
 
-    Streamlit still treats a folder named ``pages`` beside the entry file as a legacy multipage
-    app until the entry file's first ``st.navigation`` call in the process: on a freshly started
-    server a request for /ward would run pages/ward.py without app.py. This check stops such a run.
+    The page files live in ``dashboard/views/`` rather than ``pages/`` so that Streamlit never runs
+    them as a legacy multipage app without app.py's gate; this check is the second line of defence
+    should a page ever be run on its own.
     """
     from dashboard import data
 

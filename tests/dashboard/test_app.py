@@ -105,14 +105,14 @@ def test_opening_a_patient_from_the_ward_shows_the_timeline(db_url_with_cohort: 
     assert "Cora Critical" in text
     assert "NEVER RECHALLENGE" in text and "carbamazepine" in text
     assert at.get("plotly_chart"), "no timeline figure"
-    at.switch_page("pages/ward.py").run()  # back on the ward: the choice does not open the patient again
+    at.switch_page("views/ward.py").run()  # back on the ward: the choice does not open the patient again
     assert _ward_html(at) and at.pills(key="ward_open").value is None
 
 
 def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_cohort: str) -> None:
     at = _app()
     at.session_state["patient_mrn"] = "CRIT-1"
-    at.switch_page("pages/timeline.py").run()
+    at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown)
     assert text.index("CRITICAL · Cardiac involvement") < text.index("WARNING · Hepatic involvement")
@@ -129,7 +129,7 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
 
 
 def _entry(at: AppTest, mrn: str) -> AppTest:
-    at.switch_page("pages/entry.py").run()
+    at.switch_page("views/entry.py").run()
     assert not at.exception, [e.value for e in at.exception]
     at.selectbox(key="entry_patient").set_value(mrn)
     return at.run()
@@ -145,7 +145,7 @@ def test_entering_a_result_stores_it_and_the_overview_shows_it(db_url_with_cohor
     assert not at.error, [e.value for e in at.error]
     assert any("Stored Ferritin 950" in s.value for s in at.success)
     assert _labs(db_url_with_cohort) == before + 1
-    at.switch_page("pages/ward.py").run()
+    at.switch_page("views/ward.py").run()
     html = _ward_html(at)
     calm = html.split('data-mrn="CALM-1"')[1]
     assert "<b>950</b>" in calm and "High ferritin" in calm  # the new value and its alert, at once
@@ -208,7 +208,7 @@ def test_upload_with_a_bad_row_reports_it_and_writes_nothing(db_url_with_cohort:
 def test_an_unknown_mrn_in_the_link_shows_no_other_patient(db_url_with_cohort: str) -> None:
     at = _app()
     at.query_params["mrn"] = "NOPE-9"
-    at.switch_page("pages/timeline.py").run()
+    at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("No patient with MRN 'NOPE-9'" in w.value for w in at.warning)
     text = " ".join(m.value for m in at.markdown)
@@ -219,10 +219,10 @@ def test_the_selected_patient_follows_the_user_between_pages(db_url_with_cohort:
     at = _app()
     at.pills(key="ward_open").set_value("WARN-1").run()
     assert "Walt Warning" in " ".join(m.value for m in at.markdown)
-    at.switch_page("pages/ward.py").run()
+    at.switch_page("views/ward.py").run()
     at.pills(key="ward_open").set_value("CRIT-1").run()  # a second patient from the ward
     assert "Cora Critical" in " ".join(m.value for m in at.markdown)
-    at.switch_page("pages/entry.py").run()
+    at.switch_page("views/entry.py").run()
     assert at.selectbox(key="entry_patient").value == "CRIT-1"
 
 
@@ -236,7 +236,7 @@ def test_a_dose_change_entered_on_the_page_reaches_the_overview(db_url_with_coho
     assert not at.error, [e.value for e in at.error]
     meds = _frame(at, "daily dose (mg)")
     assert list(meds["drug"]) == ["prednisone"] and list(meds["daily dose (mg)"]) == [40.0]  # 0.5 mg/kg x 80 kg
-    at.switch_page("pages/ward.py").run()
+    at.switch_page("views/ward.py").run()
     warn = _ward_html(at).split('data-mrn="WARN-1"')[1].split("</tr>")[0]
     assert "40 mg/day" in warn and "0.50 mg/kg" in warn
 
@@ -249,7 +249,7 @@ def test_registering_a_patient_and_a_refused_registration(db_url_with_cohort: st
     at.text_input(key="entry_new_culprits").input("Lamictal")
     at.button(key="FormSubmitter:entry_new_patient_form-Register patient").click().run()
     assert not at.error, [e.value for e in at.error]
-    at.switch_page("pages/ward.py").run()
+    at.switch_page("views/ward.py").run()
     assert 'data-mrn="NEW-1"' in _ward_html(at)
     at = _entry(at, "NEW-1")
     at.text_input(key="entry_new_mrn").input("CALM-1")  # an MRN already registered
@@ -278,7 +278,7 @@ def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
     at = _app()
     at.session_state["patient_mrn"] = "CRIT-1"
-    at.switch_page("pages/timeline.py").run()
+    at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
     fhir = buttons["Download FHIR bundle (JSON)"]
@@ -311,7 +311,7 @@ def test_photograph_dates_are_links_to_that_days_photographs(db_url_with_cohort:
         s.commit()
     at = _app()
     at.session_state["patient_mrn"] = "CRIT-1"
-    at.switch_page("pages/timeline.py").run()
+    at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]
     links = [pl.proto for pl in at.get("page_link")]
     photo_links = [pl for pl in links if pl.label == f"Photographs of {day.isoformat()}"]
@@ -320,6 +320,6 @@ def test_photograph_dates_are_links_to_that_days_photographs(db_url_with_cohort:
     assert "mrn=CRIT-1" in photo_links[0].query_string
 
     at.query_params["photo_day"] = day.isoformat()  # where the link (or a click on the mark) goes
-    at.switch_page("pages/photos.py").run()
+    at.switch_page("views/photos.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(sh.value == f"Photographs of {day.isoformat()}" for sh in at.subheader)

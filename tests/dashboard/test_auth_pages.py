@@ -80,7 +80,7 @@ def _is_sign_in(at: AppTest) -> bool:
 
 
 def _page_file(name: str) -> str:
-    return f"pages/{name}.py"
+    return f"views/{name}.py"
 
 
 def test_anonymous_session_sees_only_the_sign_in_form_on_every_page(app_db: Engine) -> None:
@@ -166,7 +166,7 @@ def test_viewer_sees_data_and_no_write_controls(app_db: Engine, username: str) -
             fresh.switch_page(_page_file(name))
     # ...and refuse a viewer even when run directly.
     for name in ("entry", "audit"):
-        direct = AppTest.from_file(APP.replace("app.py", f"pages/{name}.py"), default_timeout=TIMEOUT)
+        direct = AppTest.from_file(APP.replace("app.py", f"views/{name}.py"), default_timeout=TIMEOUT)
         for key, value in gate.signed_in_state(_signed(app_db, "watcher")).items():
             direct.session_state[key] = value
         direct.run()
@@ -278,9 +278,10 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian chromium not installed (in CI this test must run)")
 def test_fresh_server_refuses_an_anonymous_request_for_a_page_url(tmp_path: Path) -> None:
-    """Streamlit runs a folder named pages/ beside the entry file as a legacy multipage app until
-    the entry file's first st.navigation call: on a freshly started server, /ward and /entry run
-    those files without app.py's gate. Each page's own guard must refuse them."""
+    """On a freshly started server, a first request for /ward, /entry or /audit must meet the
+    sign-in gate (a folder named pages/ beside the entry file would have been run by Streamlit as a
+    legacy multipage app without app.py: the page files live in dashboard/views/ for that reason,
+    and each page's own guard refuses an anonymous run as well)."""
     import signal
     import socket
     import subprocess
@@ -320,7 +321,9 @@ def test_fresh_server_refuses_an_anonymous_request_for_a_page_url(tmp_path: Path
                 for path in ("ward", "entry", "audit"):
                     page = browser.new_page()
                     page.goto(f"{base}/{path}", wait_until="domcontentloaded")
-                    page.wait_for_selector("text=Sign in first", timeout=60_000)
+                    # The gate of app.py (or, were a page ever run on its own, the page's guard).
+                    gate = page.get_by_label("Password").or_(page.get_by_text("Sign in first"))
+                    gate.first.wait_for(timeout=60_000)
                     body = page.inner_text("body")
                     assert "SYNTHETIC" not in body and "DEMO-0" not in body, (path, body[:500])
                     page.close()

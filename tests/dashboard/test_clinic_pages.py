@@ -21,7 +21,7 @@ from monitoring.models import ClinicalFinding, MedicationRow, User
 from monitoring.records import load_record
 from monitoring.store import LabIn, MedIn, PatientIn, write_batch
 
-PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "pages"
+PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 MRN = "CLINIC-T1"
 USER = "dr.clinic"
 TODAY = dt.date.today()

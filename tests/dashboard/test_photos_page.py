@@ -25,7 +25,7 @@ from monitoring.models import AuditEntry, LabResult, Photo, User
 from monitoring.photos import PhotoIn, store_photos
 from monitoring.store import MedIn, PatientIn, write_batch
 
-PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "pages" / "photos.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "views" / "photos.py")
 MRN = "PHOTO-T1"
 TODAY = dt.date.today()
 ONSET = TODAY - dt.timedelta(days=30)

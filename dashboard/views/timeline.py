@@ -133,7 +133,7 @@ with fig_col:
         st.session_state.pop("timeline_photo_opened", None)
     elif st.session_state.get("timeline_photo_opened") != opened:
         st.session_state["timeline_photo_opened"] = opened
-        st.switch_page("pages/photos.py", query_params={"mrn": p.mrn, "photo_day": opened[1]})
+        st.switch_page("views/photos.py", query_params={"mrn": p.mrn, "photo_day": opened[1]})
     photo_days = data.photo_dates(url, version, p.id) if p.id is not None else ()
     if photo_days:
         # The same links without a mouse: every photograph date as a link (keyboard, screen reader).
@@ -141,7 +141,7 @@ with fig_col:
             st.markdown("**Photographs:**")
             for day in photo_days:
                 st.page_link(
-                    "pages/photos.py",
+                    "views/photos.py",
                     label=f"Photographs of {day.isoformat()}",
                     icon=":material/photo_camera:",
                     query_params={"mrn": p.mrn, "photo_day": day.isoformat()},

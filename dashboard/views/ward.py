@@ -75,7 +75,7 @@ st.pills(
 )
 if target := st.session_state.pop("ward_open_target", None):
     widgets.select_patient(target)
-    st.switch_page("pages/timeline.py", query_params={"mrn": target})
+    st.switch_page("views/timeline.py", query_params={"mrn": target})
 
 HEADERS = [(t, f"{label} {data.display_unit(t, 'conventional')}") for t, label in
            zip(data.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
