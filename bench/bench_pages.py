@@ -88,7 +88,7 @@ def bench_timeline(tmp: Path, few: int, many: int, days: int, other_days: int, r
         at = _signed_in_app(url)
         at.session_state["patient_mrn"] = TARGET_MRN  # type: ignore[attr-defined]
         os.environ["DATABASE_URL"] = url
-        at.switch_page("pages/timeline.py")  # type: ignore[attr-defined]
+        at.switch_page("views/timeline.py")  # type: ignore[attr-defined]
         _run(at, url)
         title = " ".join(m.value for m in at.markdown)  # type: ignore[attr-defined]
         if "SYNTHETIC" not in title and "synthetic" not in title.lower():
