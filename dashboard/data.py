@@ -515,13 +515,22 @@ class Change:
     crossed: str  # '' or e.g. '↑ above 2×ULN'
 
     def text(self) -> str:
-        main = _fmt(self.value)
+        # A converted value (65 umol/L = 0.735... mg/dL) must not look more precise than the
+        # laboratory measured: the value and its change share the value's number of decimals.
+        places = 0 if abs(self.value) >= 100 else 1 if abs(self.value) >= 10 else 2
+        main = _fixed(self.value, places)
         if self.delta is None:
             return f"{main} (first)"
-        if self.delta == 0:
+        if round(self.delta, places) == 0:
             return f"{main} → 0"
         arrow = "↑" if self.delta > 0 else "↓"
-        return f"{main} {arrow} {'+' if self.delta > 0 else '−'}{_fmt(abs(self.delta))}"
+        return f"{main} {arrow} {'+' if self.delta > 0 else '−'}{_fixed(abs(self.delta), places)}"
+
+
+def _fixed(x: float, places: int) -> str:
+    """``x`` to ``places`` decimals without trailing zeros (0.735 -> '0.74', 1.60 -> '1.6')."""
+    text = f"{x:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> Change | None:

@@ -301,3 +301,15 @@ def test_a_patient_page_reads_its_patient_through_indexes_only(ward_url: str) ->
             plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]  # type: ignore[arg-type]
             scans = [ln for ln in plan if ln.startswith("SCAN") and "USING" not in ln and ln != "SCAN CONSTANT ROW"]
             assert not scans, (statement, plan)
+
+
+def test_a_converted_value_and_its_change_are_not_shown_more_precise_than_measured() -> None:
+    """65 umol/L of creatinine is 0.7353 mg/dL: the ward shows 0.74 and a change of 2 umol/L as
+    -0.02, not 0.735 and -0.0226."""
+    from dashboard.data import Change
+
+    when = dt.datetime(2026, 11, 24, 6)
+    assert Change(65 / 88.4, "mg/dL", -2 / 88.4, when, "").text() == "0.74 ↓ −0.02"
+    assert Change(1.6, "10^9/L", 0.45, when, "").text() == "1.6 ↑ +0.45"
+    assert Change(4300.0, "ng/mL", 400.0, when, "").text() == "4300 ↑ +400"
+    assert Change(0.77, "mg/dL", 0.001, when, "").text() == "0.77 → 0"  # below the shown precision
