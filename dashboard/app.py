@@ -29,8 +29,6 @@ from dashboard import auth, data  # noqa: E402
 st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="collapsed")
 
 data.engine()  # open (and on first run fill) the database before any page reads it
-# Every page requires a signed-in user: until then the sign-in page is the only page (dashboard/auth.py).
-signed_in = auth.gate(data.engine())
 
 PAGES: dict[str, list[StreamlitPage]] = {
     "Ward": [
@@ -50,6 +48,10 @@ PAGES: dict[str, list[StreamlitPage]] = {
         st.Page("views/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"),
     ],
 }
+
+# Every page requires a signed-in user: until then the sign-in form stands in for whichever page
+# the address names, and that page opens once signed in (dashboard/auth.py).
+signed_in = auth.gate(data.engine(), PAGES)
 
 # Compact page: a ward workstation is 1366x768; every pixel of height goes to patients.
 st.markdown(

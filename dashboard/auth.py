@@ -179,14 +179,22 @@ def _validated(engine: Engine) -> SignedIn | None:
     return fresh
 
 
-def gate(engine: Engine) -> SignedIn:
-    """The signed-in user, checked against the database; otherwise show the sign-in page (the only
-    page reachable) and stop this run."""
+def gate(engine: Engine, pages: Mapping[str, Sequence[StreamlitPage]] | None = None) -> SignedIn:
+    """The signed-in user, checked against the database; otherwise show the sign-in form (nothing
+    else is reachable) and stop this run.
+
+    With ``pages``, a link to any page (``/timeline?mrn=...`` bookmarked or sent in a letter) is
+    recognised but not run: the sign-in form stands in its place and, once signed in, the rerun at
+    the same address opens the page asked for."""
     user = _validated(engine)
     if user is not None:
         _sidebar(engine, user)
         return user
-    st.navigation([st.Page(lambda: _sign_in_page(engine), title="Sign in", url_path="sign-in", icon=":material/lock:")], position="hidden").run()
+    if pages:
+        st.navigation({group: list(items) for group, items in pages.items()}, position="hidden")
+        _sign_in_page(engine)
+    else:
+        st.navigation([st.Page(lambda: _sign_in_page(engine), title="Sign in", url_path="sign-in", icon=":material/lock:")], position="hidden").run()
     st.stop()
     raise AssertionError("unreachable: st.stop() ends the run")
 

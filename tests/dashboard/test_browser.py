@@ -122,3 +122,27 @@ def test_ward_overview_and_a_patient_timeline_in_chromium(server: str) -> None:
             _no_exception(page)
         finally:
             browser.close()
+
+
+def test_a_link_to_a_patient_opened_signed_out_opens_that_patient_after_sign_in(server: str) -> None:
+    """A bookmarked or mailed link (/timeline?mrn=...) meets the sign-in form, shows no patient
+    data before sign-in, and opens that patient's timeline once signed in."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(server + "/timeline?mrn=DEMO-005", wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="User name").wait_for(timeout=90_000)
+            body = page.inner_text("body")
+            assert "DEMO-005" not in body and "SYNTHETIC" not in body and "Page not found" not in body
+            page.get_by_role("textbox", name="User name").fill(USER)
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+            page.wait_for_selector("text=Esther Mensah", timeout=30_000)
+            assert "/timeline" in page.url and "mrn=DEMO-005" in page.url
+            _no_exception(page)
+        finally:
+            browser.close()
