@@ -293,16 +293,31 @@ def amend_lab_result(
     row.original_unit = str(unit or "").strip()
     row.ref_low = low
     row.ref_high = high
-    after = _lab_snapshot(row)
-    if after == before:
+    if _lab_snapshot(row) == before:
         raise _reject("value", value, "the correction is the same as the stored result")
+    _record_amendment(session, row, entity="lab_result", user=user, before=before, after=_lab_snapshot(row), why=why)
+    return row
+
+
+
+def _record_amendment(
+    session: Session,
+    row: LabResult | MedicationRow,
+    *,
+    entity: str,
+    user: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    why: str,
+) -> None:
+    """Mark ``row`` amended and keep its earlier values in the audit trail (never overwritten silently)."""
     row.amended_at = utcnow()
     session.add(row)
     session.add(
         AuditEntry(
             username=user,
             action="amend",
-            entity="lab_result",
+            entity=entity,
             entity_id=str(row.id),
             patient_id=row.patient_id,
             before=before,
@@ -312,8 +327,6 @@ def amend_lab_result(
     )
     touch_patient(session, row.patient_id)
     session.flush()
-    return row
-
 
 def hide_record(session: Session, *, username: str, entity: str, record_id: int, reason: str) -> None:
     """Remove a result, dose row or photograph from view; the row and its reason are kept."""
@@ -436,25 +449,9 @@ def amend_dose(
     row.daily_dose_mg = med.daily_dose_mg
     row.dose_as_entered = med.dose_as_entered
     row.unit_as_entered = med.unit_as_entered
-    after = _med_snapshot(row)
-    if after == before:
+    if _med_snapshot(row) == before:
         raise _reject("daily_dose", dose, "the correction is the same as the stored dose")
-    row.amended_at = utcnow()
-    session.add(row)
-    session.add(
-        AuditEntry(
-            username=user,
-            action="amend",
-            entity="medication_row",
-            entity_id=str(row.id),
-            patient_id=row.patient_id,
-            before=before,
-            after=after,
-            reason=why,
-        )
-    )
-    touch_patient(session, row.patient_id)
-    session.flush()
+    _record_amendment(session, row, entity="medication_row", user=user, before=before, after=_med_snapshot(row), why=why)
     return row
 
 
