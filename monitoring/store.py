@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Float, insert, select, update
 from sqlmodel import Session
 
+from monitoring.audit import jsonable
 from monitoring.models import AuditEntry, LabResult, MedicationRow, Patient, utcnow
 
 PATIENT_FIELDS = (
@@ -312,7 +313,7 @@ def write_batch(
             if p.name and p.name != row.name:
                 changes["name"] = p.name
             if changes:
-                before = {k: _jsonable(getattr(row, k)) for k in changes}
+                before = {k: jsonable(getattr(row, k)) for k in changes}
                 for k, v in changes.items():
                     setattr(row, k, v)
                 row.updated_at = now
@@ -324,7 +325,7 @@ def write_batch(
                         entity_id=str(row.id),
                         patient_id=row.id,
                         before=before,
-                        after={k: _jsonable(v) for k, v in changes.items()},
+                        after={k: jsonable(v) for k, v in changes.items()},
                         reason=description or f"{source} upsert",
                     )
                 )
@@ -501,11 +502,6 @@ def _all_new(session: Session, labs: Sequence[LabIn], lab_columns: Sequence[LabC
             return False
     return True
 
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dt.date | dt.datetime):
-        return v.isoformat()
-    return v
 
 
 def _check_labs(
