@@ -176,6 +176,19 @@ def _axis(letter: str, row: int) -> str:
     return letter if row == 1 else f"{letter}{row}"
 
 
+def _empty_panel_note(fig: go.Figure, row: int, text: str) -> None:
+    """Say in words that a panel is empty, in its middle (an empty panel is not a normal one)."""
+    fig.add_annotation(
+        text=text,
+        xref=f"{_axis('x', row)} domain",
+        yref=f"{_axis('y', row)} domain",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        font={"color": MUTED},
+    )
+
+
 def timeline_figure(
     t: Timeline,
     *,
@@ -291,15 +304,7 @@ def _draw_panel(
             col=1,
         )
     if not has_data:
-        fig.add_annotation(
-            text="no results recorded",
-            xref=f"{_axis('x', row)} domain",
-            yref=f"{_axis('y', row)} domain",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"color": MUTED},
-        )
+        _empty_panel_note(fig, row, "no results recorded")
     bottom = panel.y_min if panel.y_min is not None else 0.0
     lowest = min([p.value for s in panel.series for p in s.points] or [bottom])
     fig.update_yaxes(range=[min(bottom, lowest - 0.2), top], row=row, col=1)
@@ -430,15 +435,7 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
             col=1,
         )
     if not steps:
-        fig.add_annotation(
-            text="no systemic steroid recorded",
-            xref=f"{_axis('x', row)} domain",
-            yref=f"{_axis('y', row)} domain",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"color": MUTED},
-        )
+        _empty_panel_note(fig, row, "no systemic steroid recorded")
     top = max([s.mg for s in steps] or [10.0]) * 1.3
     fig.update_yaxes(range=[0, top], row=row, col=1)
     for drug, start in t.dose.second_line:
