@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import streamlit as st
+
+from monitoring.records import PatientRecord
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -150,6 +152,30 @@ def username() -> str | None:
     name = st.session_state.get(USERNAME_KEY)
     return str(name) if name else None
 
+
+
+def patient_page_start(
+    title: str,
+    options: Sequence[tuple[str, str]],
+    load: Callable[[str], PatientRecord | None],
+    *,
+    key: str,
+    signer: str,
+) -> PatientRecord:
+    """A patient page's top: its title, the shared patient picker and who signs the changes made
+    here. Stops the page, asking for a patient, until one is chosen."""
+    st.title(title)
+    pick, sign = st.columns([3, 2])
+    with pick:
+        mrn = patient_picker(options, key=key)
+    with sign:
+        st.markdown(f"Signed by **{html.escape(signer)}**")
+    record = load(mrn) if mrn else None
+    if record is None:
+        st.info("Choose a patient.")
+        st.stop()
+        raise AssertionError("unreachable: st.stop() ends the run")
+    return record
 
 def severity_cell_style(severity: str | None) -> str:
     """CSS for a table cell by severity (pandas Styler)."""

@@ -20,7 +20,7 @@ from monitoring.followup import (
 from monitoring.regiscar import REGISCAR_ITEMS, score_regiscar
 from monitoring.store import BatchRejected
 
-require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
+user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()
@@ -28,21 +28,12 @@ today = data.today()
 prof = data.profile()
 NO_CHANGE = "— keep —"
 
-st.title("Follow-up")
-pick, sign = st.columns([3, 2])
-with pick:
-    mrn = widgets.patient_picker(data.patient_options(url, version), key="followup_patient")
-with sign:
-    if widgets.username():
-        st.markdown(f"Signed by **{widgets.username()}**")
-    else:
-        st.text_input("Signed by (your name, recorded with every change)", key="followup_signer")
-record = data.patient_record(url, version, mrn) if mrn else None
-if record is None:
-    st.info("Choose a patient.")
-    st.stop()
+signer = user.username  # every change made here is signed by the signed-in account
+record = widgets.patient_page_start(
+    "Follow-up", data.patient_options(url, version), lambda mrn: data.patient_record(url, version, mrn),
+    key="followup_patient", signer=signer,
+)
 p = record.patient
-signer = widgets.username() or st.session_state.get("followup_signer", "").strip()
 widgets.patient_header(
     [
         ("MRN", p.mrn),
@@ -103,9 +94,7 @@ if submitted:
 
     changes = {item: st.session_state[f"followup_item_{item}"] for item in REGISCAR_ITEMS}
     changes = {k: v for k, v in changes.items() if v != NO_CHANGE and v != record.findings.get(k)}
-    if not signer:
-        st.error("Sign your changes: type your name in 'Signed by' first. Nothing was stored.")
-    elif not changes:
+    if not changes:
         st.info("No answer changed.")
     else:
         try:

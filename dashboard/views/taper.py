@@ -29,29 +29,20 @@ from monitoring.taper import (
     saved_plan,
 )
 
-require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
+user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = data.database_url()
 version = data.data_version()
 today = data.today()
 prof = data.profile()
 
-st.title("Taper planner")
-pick, sign = st.columns([3, 2])
-with pick:
-    mrn = widgets.patient_picker(data.patient_options(url, version), key="taper_patient")
-with sign:
-    if widgets.username():
-        st.markdown(f"Signed by **{widgets.username()}**")
-    else:
-        st.text_input("Signed by (your name, recorded with every change)", key="taper_signer")
-record = data.patient_record(url, version, mrn) if mrn else None
-if record is None:
-    st.info("Choose a patient.")
-    st.stop()
+signer = user.username  # every change made here is signed by the signed-in account
+record = widgets.patient_page_start(
+    "Taper planner", data.patient_options(url, version), lambda mrn: data.patient_record(url, version, mrn),
+    key="taper_patient", signer=signer,
+)
 
 p = record.patient
-signer = widgets.username() or st.session_state.get("taper_signer", "").strip()
 stored = check_plan(record, None, today, prof)
 on_now = current_steroid_doses(record, today)
 widgets.patient_header(
@@ -72,9 +63,6 @@ def run_write(done: str, fn, **kwargs) -> bool:  # type: ignore[no-untyped-def]
     """One write in one transaction: all of it is stored, or nothing (refusals named)."""
     from monitoring.auth import PermissionDenied
 
-    if not signer:
-        st.error("Sign your changes: type your name in 'Signed by' first. Nothing was stored.")
-        return False
     try:
         with session_scope(data.engine()) as session:
             fn(session, username=signer, mrn=p.mrn, as_of=today, **kwargs)
