@@ -195,7 +195,32 @@ class AuditEntry(SQLModel, table=True):
     reason: str | None = None
 
 
-TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry)
+class ReviewItem(SQLModel, table=True):
+    """An item of the intake review list: something a file or feed sent that was refused, kept as
+    received until a clinician corrects and stores it or discards it with a reason (PRODUCT.md §6
+    edition 2, ``import --skip-invalid``; monitoring/review.py)."""
+
+    __tablename__ = "intake_review_item"
+    __table_args__ = (Index("ix_review_status_created", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)  # UTC
+    source: str = Field(max_length=255)  # the file (or feed message) it came from
+    location: str = Field(max_length=255)  # resource or row within it: "Observation/abc (entry[3])", "row 5"
+    field: str | None = Field(default=None, max_length=255)  # the element or column that is wrong
+    value: str | None = None  # the value as received
+    reason: str  # why it was refused
+    kind: str = Field(default="other", max_length=16)  # lab, medication, patient, file, other
+    mrn: str | None = Field(default=None, max_length=64)  # the patient it names, when known
+    record: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))  # the resource or row as received
+    status: str = Field(default="open", max_length=16)  # open, stored, discarded
+    created_by: str | None = Field(default=None, max_length=64)
+    resolved_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    resolved_by: str | None = Field(default=None, max_length=64)
+    resolution: str | None = None  # the discard reason, or what was stored ("lab_result 12")
+
+
+TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry, ReviewItem)
 
 
 # The audit trail is append-only at database level too (issue 7): the triggers of migration 0002,

@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="CSV or FHIR Bundle JSON (.json) files")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="import everything valid; put each refused row or resource in the intake review list (Entry page) "
+        "instead of refusing the whole import",
+    )
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("labs", help="a patient's results, oldest first")
@@ -87,7 +93,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     engine = open_database(args.db)
     with Session(engine, expire_on_commit=False) as session:
-        report = import_files(session, args.files, username=_username())
+        report = import_files(session, args.files, username=_username(), skip_invalid=args.skip_invalid)
     if not report.ok:
         lines = report.problem_lines()
         lines.append(f"import refused: {len(lines)} problem(s); nothing was written")

@@ -41,6 +41,9 @@ class ImportReport:
     files: list[FileSummary] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     result: BatchResult | None = None
+    # --skip-invalid: the refused items, stored in the intake review list instead of refusing all.
+    review_items: list[int] = field(default_factory=list)
+    refused: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +70,9 @@ class ImportReport:
                 f"labs: {r.labs_inserted} inserted, {r.labs_skipped} skipped (already stored); "
                 f"medications: {r.meds_inserted} inserted, {r.meds_skipped} skipped (already stored)"
             )
+        if self.refused:
+            lines.append(f"{len(self.refused)} refused item(s) put in the intake review list (Entry page):")
+            lines.extend(f"  {p}" for p in self.refused)
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +81,8 @@ class ImportReport:
             "files": [f.__dict__ for f in self.files],
             "problems": self.problem_lines(),
             "result": self.result.as_dict() if self.result else None,
+            "review_items": list(self.review_items),
+            "refused": [str(p) for p in self.refused],
         }
 
 
@@ -85,15 +93,20 @@ def import_files(
     username: str | None = None,
     as_of: dt.date | None = None,
     commit: bool = True,
+    skip_invalid: bool = False,
 ) -> ImportReport:
     """Import CSV and FHIR Bundle JSON files in one transaction.
 
     On success the batch is written (and committed unless ``commit=False``); on any problem the
     session is rolled back and the report lists every problem. ``as_of`` is "today" for the
     future-date check of lab results (default: the local date).
+
+    ``skip_invalid``: every refused item (row, resource, or a file that cannot be read) is put in
+    the intake review list (monitoring/review.py) and everything else is written; the report's
+    ``refused`` lists them and ``problems`` stays empty.
     """
     named: list[tuple[str, Path | bytes]] = [(str(p), Path(p)) for p in paths]
-    return _import(session, named, username=username, as_of=as_of, commit=commit)
+    return _import(session, named, username=username, as_of=as_of, commit=commit, skip_invalid=skip_invalid)
 
 
 def import_uploads(
@@ -103,9 +116,10 @@ def import_uploads(
     username: str | None = None,
     as_of: dt.date | None = None,
     commit: bool = True,
+    skip_invalid: bool = False,
 ) -> ImportReport:
     """Like ``import_files`` for uploaded files given as (file name, bytes) (the dashboard's Entry page)."""
-    return _import(session, list(uploads), username=username, as_of=as_of, commit=commit)
+    return _import(session, list(uploads), username=username, as_of=as_of, commit=commit, skip_invalid=skip_invalid)
 
 
 def _import(
@@ -115,13 +129,14 @@ def _import(
     username: str | None,
     as_of: dt.date | None,
     commit: bool,
+    skip_invalid: bool = False,
 ) -> ImportReport:
     # A million-row file makes millions of small objects and none of them cyclic garbage; the
     # cyclic collector would rescan them all again and again (measured: a third of the time).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _import_all(session, named, username=username, as_of=as_of, commit=commit)
+        return _import_all(session, named, username=username, as_of=as_of, commit=commit, skip_invalid=skip_invalid)
     finally:
         if enabled:
             gc.enable()
@@ -134,6 +149,7 @@ def _import_all(
     username: str | None,
     as_of: dt.date | None,
     commit: bool,
+    skip_invalid: bool = False,
 ) -> ImportReport:
     report = ImportReport()
     patients: list[PatientIn] = []
@@ -161,6 +177,11 @@ def _import_all(
     for bundle in fhir_bundles:
         # FHIR: allergy culprits are added to the stored ones, an older body weight does not win.
         bundle.merge_stored(session)
+    if skip_invalid:
+        return _write_skipping_invalid(
+            session, report, named, fhir_bundles, patients=patients, labs=labs, lab_columns=lab_columns, meds=meds,
+            username=username, source=source, description=description, commit=commit,
+        )
     try:
         # Checked against the database even when the files already have problems, so the report
         # is complete (unknown MRNs, conflicts); nothing is inserted then.
@@ -190,6 +211,135 @@ def _import_all(
     if commit:
         session.commit()
     return report
+
+
+def _write_skipping_invalid(
+    session: Session,
+    report: ImportReport,
+    named: list[tuple[str, Path | bytes]],
+    fhir_bundles: list[Any],
+    *,
+    patients: list[PatientIn],
+    labs: list[LabIn],
+    lab_columns: list[LabColumns],
+    meds: list[MedIn],
+    username: str | None,
+    source: str,
+    description: str,
+    commit: bool,
+) -> ImportReport:
+    """``import --skip-invalid``: write what is valid; each refused item goes to the review list.
+
+    The files' own problems already left their rows/resources out. The database's refusals
+    (unknown MRN, a conflicting value, a mg/kg dose without a weight) name the record by its
+    place: those records are left out too and the rest written again, until the batch is accepted
+    (each round removes at least one record, so this ends)."""
+    from monitoring import review
+
+    refused = list(report.problems)
+    report.problems = []
+    if refused and lab_columns:
+        labs = [*labs, *(lab for cols in lab_columns for lab in cols.records())]
+        lab_columns = []
+    result: BatchResult | None = None
+    while True:
+        try:
+            result = write_batch(
+                session, patients=patients, labs=labs, lab_columns=lab_columns, meds=meds, username=username,
+                source=source, description=description,
+            )
+            break
+        except BatchRejected as exc:
+            session.rollback()
+            bad = {p.where for p in exc.problems}
+            refused.extend(exc.problems)
+            if lab_columns:
+                labs = [*labs, *(lab for cols in lab_columns for lab in cols.records())]
+                lab_columns = []
+            kept = (
+                [p for p in patients if p.where not in bad],
+                [x for x in labs if x.where not in bad],
+                [m for m in meds if m.where not in bad],
+            )
+            if sum(map(len, kept)) == len(patients) + len(labs) + len(meds):
+                # A refusal that names no record (cannot happen today): refuse the import as before.
+                report.problems = _in_file_order(refused, [n for n, _ in named])
+                return report
+            patients, labs, meds = kept
+            for bundle in fhir_bundles:
+                bundle.merge_stored(session)
+    for bundle in fhir_bundles:
+        bundle.write_findings(session, username)
+    located = _Locator(named, fhir_bundles)
+    for p in _in_file_order(refused, [n for n, _ in named]):
+        file, kind, mrn, record = located.find(p.where)
+        report.review_items.append(
+            review.add_review_item(
+                session, source=file, location=p.where[len(file):].lstrip(": ") or "(whole file)", field=p.column,
+                value=p.value, reason=p.reason, kind=kind, mrn=mrn, record=record, username=username,
+            )
+        )
+        report.refused.append(p)
+    skipped: dict[str, int] = {}
+    for f in report.files:
+        for k, v in f.skipped_resources.items():
+            skipped[k] = skipped.get(k, 0) + v
+    result.skipped_resources = skipped
+    report.result = result
+    if commit:
+        session.commit()
+    return report
+
+
+class _Locator:
+    """The file, kind, MRN and record (CSV row or FHIR resource, as received) a problem names."""
+
+    _CSV_KINDS = {"patients": "patient", "labs": "lab", "medications": "medication"}
+    _FHIR_KINDS = {
+        "Observation": "lab", "DiagnosticReport": "lab", "MedicationRequest": "medication",
+        "MedicationStatement": "medication", "MedicationAdministration": "medication", "Medication": "medication",
+        "Patient": "patient", "AllergyIntolerance": "allergy", "Condition": "condition",
+    }
+
+    def __init__(self, named: list[tuple[str, Path | bytes]], fhir_bundles: list[Any]):
+        self.named = named
+        self.bundles = {str(b.path): b for b in fhir_bundles}
+        self.csv_rows: dict[str, list[list[str]]] = {}
+
+    def find(self, where: str) -> tuple[str, str, str | None, dict[str, Any] | None]:
+        name, content = next(((n, c) for n, c in self.named if where == n or where.startswith(n + ":")), (where, b""))
+        if name.lower().endswith(".json"):
+            bundle = self.bundles.get(str(Path(name)))
+            resource = bundle.resource_at.get(where) if bundle is not None else None
+            if resource is None:
+                return name, "file", None, None
+            mrn = bundle.mrn_at.get(where) if bundle is not None else None
+            return name, self._FHIR_KINDS.get(str(resource.get("resourceType")), "other"), mrn, resource
+        m = _ROW.search(where[len(name):])
+        rows = self._rows(name, content)
+        if not m or not rows:
+            return name, "file", None, None
+        n = int(m.group(1))
+        header = [h.strip().lstrip("\ufeff") for h in rows[0]]
+        if n < 2 or n > len(rows):
+            return name, "file", None, None
+        record = dict(zip(header, rows[n - 1], strict=False))
+        from monitoring.importers.csv_import import recognise
+
+        kind = recognise(header)
+        return name, self._CSV_KINDS.get(kind.name if kind else "", "other"), (record.get("mrn") or "").strip() or None, record
+
+    def _rows(self, name: str, content: Path | bytes) -> list[list[str]]:
+        if name not in self.csv_rows:
+            import csv
+            import io
+
+            try:
+                data = content.read_bytes() if isinstance(content, Path) else content
+                self.csv_rows[name] = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+            except (OSError, UnicodeDecodeError, csv.Error):
+                self.csv_rows[name] = []
+        return self.csv_rows[name]
 
 
 def _read_csv(

@@ -248,6 +248,10 @@ class ParsedBundle:
     weight_times: dict[str, dt.datetime] = field(default_factory=dict)
     # Culprit drugs from AllergyIntolerance, per MRN: merge_stored adds them to the stored ones.
     culprits: dict[str, list[str]] = field(default_factory=dict)
+    # Each resource by the place a problem names it ("file: Type/id (entry[3])"), and the MRN it
+    # was found to belong to: an import with --skip-invalid keeps the refused resource as received.
+    resource_at: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mrn_at: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -579,6 +583,7 @@ class _Reader:
                 continue
             full_url = entry.get("fullUrl")
             self.entries.append((i, full_url, resource))
+            self.out.resource_at[self.where(i, resource)] = resource
             rtype = str(resource.get("resourceType"))
             rid = resource.get("id")
             if full_url:
@@ -697,6 +702,8 @@ class _Reader:
                 mrn = self.patient_mrn.get(id(res))
                 if mrn is None:
                     self.problem(where, f"{element}.reference", target, "refers to a Patient that could not be read (see its problem)")
+                else:
+                    self.out.mrn_at[where] = mrn
                 return mrn
         ident = ref.get("identifier")
         if target and target.startswith("Patient?identifier="):
