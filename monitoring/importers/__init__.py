@@ -158,9 +158,12 @@ def _import_all(
     meds: list[MedIn] = []
     skipped: dict[str, int] = {}
     fhir_bundles: list[Any] = []  # parsed bundles: merged with stored data, findings written after
+    patient_refs = _fhir_patients(named, as_of)
     for name, content in named:
         if name.lower().endswith(".json"):
-            summary, p, lab, med, problems = _read_fhir(name, content, as_of=as_of, parsed_out=fhir_bundles)
+            others = {ref: mrn for n, refs in patient_refs.items() if n != name for ref, mrn in refs.items()}
+            summary, p, lab, med, problems = _read_fhir(name, content, as_of=as_of, parsed_out=fhir_bundles,
+                                                        other_patients=others)
             for k, v in summary.skipped_resources.items():
                 skipped[k] = skipped.get(k, 0) + v
             labs.extend(lab)
@@ -354,8 +357,26 @@ def _read_csv(
     return summary, parsed.patients, labs, parsed.meds, parsed.problems
 
 
+def _fhir_patients(named: list[tuple[str, Path | bytes]], as_of: dt.date | None) -> dict[str, dict[str, str]]:
+    """Per FHIR file of an import with several files: its Patients (reference -> MRN)."""
+    json_files = [(n, c) for n, c in named if n.lower().endswith(".json")]
+    if len(json_files) < 2:
+        return {}
+    from monitoring.importers.fhir_import import patient_index
+
+    out = {}
+    for name, content in json_files:
+        try:
+            data = content.read_bytes() if isinstance(content, Path) else content
+        except OSError:
+            continue
+        out[name] = patient_index(data, as_of=as_of)
+    return out
+
+
 def _read_fhir(
-    name: str, content: Path | bytes, *, as_of: dt.date | None = None, parsed_out: list[Any] | None = None
+    name: str, content: Path | bytes, *, as_of: dt.date | None = None, parsed_out: list[Any] | None = None,
+    other_patients: dict[str, str] | None = None,
 ) -> tuple[FileSummary, list[PatientIn], list[LabIn], list[MedIn], list[Problem]]:
     try:
         fhir = importlib.import_module("monitoring.importers.fhir_import")
@@ -368,10 +389,10 @@ def _read_fhir(
     if isinstance(content, Path):
         if not content.is_file():
             return FileSummary(name, "fhir", 0), [], [], [], [Problem(name, None, None, "cannot read the file: no such file")]
-        bundle = fhir.parse_bundle(content, as_of=as_of)
+        bundle = fhir.parse_bundle(content, as_of=as_of, other_patients=other_patients)
     elif hasattr(fhir, "parse_bundle_bytes"):
         # An upload is parsed in memory (no patient data in a temporary file), named as uploaded.
-        bundle = fhir.parse_bundle_bytes(content, name, as_of=as_of)
+        bundle = fhir.parse_bundle_bytes(content, name, as_of=as_of, other_patients=other_patients)
     else:
         # parse_bundle reads a path; an upload is written to a private temporary file of the same name.
         with tempfile.TemporaryDirectory() as tmp:

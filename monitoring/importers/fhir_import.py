@@ -101,7 +101,7 @@ class EXT:
 # HL7 "test health data": the tag that marks this product's synthetic demo patients on export.
 SYNTHETIC_TAG = {"system": ACT_REASON, "code": "HTEST"}
 
-ACCEPTED_BUNDLE_TYPES: tuple[str, ...] = ("collection", "transaction", "batch", "searchset")
+ACCEPTED_BUNDLE_TYPES: tuple[str, ...] = ("collection", "transaction", "batch", "searchset", "document")
 R4_VERSIONS = ("4.0", "4.3")  # R4 (4.0.x) and R4B (4.3.x), whose used resources are identical
 
 # Resource types that do not exist in R4 but in another FHIR version: a bundle that holds one is
@@ -336,7 +336,7 @@ def _merge_names(first: Iterable[str], second: Iterable[str]) -> list[str]:
 # --- entry points ------------------------------------------------------------------------------
 
 
-def parse_bundle(path: Path, *, as_of: dt.date | None = None) -> ParsedBundle:
+def parse_bundle(path: Path, *, as_of: dt.date | None = None, other_patients: Mapping[str, str] | None = None) -> ParsedBundle:
     """Read and check one FHIR R4 Bundle file. Never raises for bad input: see ``problems``.
 
     ``as_of`` is "today" for the rule that results cannot be dated in the future.
@@ -348,11 +348,16 @@ def parse_bundle(path: Path, *, as_of: dt.date | None = None) -> ParsedBundle:
         out = ParsedBundle(path)
         out.problems.append(Problem(str(path), None, None, f"cannot read the file: {exc.strerror or exc}"))
         return out
-    return parse_bundle_bytes(data, path, as_of=as_of)
+    return parse_bundle_bytes(data, path, as_of=as_of, other_patients=other_patients)
 
 
-def parse_bundle_bytes(data: bytes, path: Path | str, *, as_of: dt.date | None = None) -> ParsedBundle:
-    """Like ``parse_bundle`` for content already read; ``path`` names it in every problem."""
+def parse_bundle_bytes(
+    data: bytes, path: Path | str, *, as_of: dt.date | None = None, other_patients: Mapping[str, str] | None = None
+) -> ParsedBundle:
+    """Like ``parse_bundle`` for content already read; ``path`` names it in every problem.
+
+    ``other_patients``: the Patients of the other files of the same import (``patient_index``),
+    reference -> MRN, so that a resource here may name a Patient sent in another file."""
     path = Path(path)
     out = ParsedBundle(path)
     name = str(path)
@@ -361,7 +366,36 @@ def parse_bundle_bytes(data: bytes, path: Path | str, *, as_of: dt.date | None =
         return out
     if not _check_bundle(bundle, name, out):
         return out
-    _Reader(bundle, name, out, as_of or today()).read()
+    _Reader(bundle, name, out, as_of or today(), other_patients or {}).read()
+    return out
+
+
+def patient_index(data: bytes, *, as_of: dt.date | None = None) -> dict[str, str]:
+    """The Patients of one Bundle file as reference -> MRN ("Patient/id" and each fullUrl), for
+    linking the resources of the other files of the same import. Unreadable content gives {}."""
+    try:
+        doc = json.loads(data.decode("utf-8-sig"), parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return {}
+    out: dict[str, str] = {}
+
+    def walk(bundle: Any) -> None:
+        entries = bundle.get("entry") if isinstance(bundle, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(res, dict):
+                continue
+            if res.get("resourceType") == "Bundle":
+                walk(res)
+            elif res.get("resourceType") == "Patient":
+                mrn, _rule = _mrn_of(res, as_of)
+                if mrn:
+                    if res.get("id"):
+                        out.setdefault(f"Patient/{res['id']}", mrn)
+                    if entry.get("fullUrl"):
+                        out.setdefault(str(entry["fullUrl"]), mrn)
+
+    walk(doc)
     return out
 
 
@@ -522,12 +556,15 @@ class _Interval:
 
 
 class _Reader:
-    def __init__(self, bundle: dict[str, Any], name: str, out: ParsedBundle, as_of: dt.date):
+    def __init__(self, bundle: dict[str, Any], name: str, out: ParsedBundle, as_of: dt.date,
+                 other_patients: Mapping[str, str] | None = None):
+        self.other_patients = dict(other_patients or {})
         self.bundle = bundle
         self.name = name
         self.out = out
         self.as_of = as_of
-        self.entries: list[tuple[int, str | None, dict[str, Any]]] = []
+        # (place in the file, e.g. "entry[3]" or "entry[3].entry[2]" in a nested Bundle, fullUrl, resource)
+        self.entries: list[tuple[str, str | None, dict[str, Any]]] = []
         self.by_ref: dict[str, dict[str, Any]] = {}
         self.patient_mrn: dict[int, str] = {}  # id(resource) -> MRN
         self.identifier_mrn: dict[tuple[str | None, str], str] = {}
@@ -535,17 +572,21 @@ class _Reader:
         self.weights: dict[str, tuple[dt.datetime, float]] = {}
         self.medications_used: set[int] = set()  # id() of Medication resources an imported order names
         self.lab_ids: dict[tuple[str, str], tuple[Any, ...]] = {}  # (MRN, resource id) -> where and result
+        # id() of an Observation -> the time / subject its DiagnosticReport or panel gives it
+        self.time_from: dict[int, tuple[str, str]] = {}
+        self.subject_from: dict[int, Any] = {}
+        self.skip_obs: dict[int, str] = {}  # id() of an Observation -> why it is not used
 
     # -- helpers --
-    def where(self, i: int, r: Mapping[str, Any]) -> str:
+    def where(self, i: str, r: Mapping[str, Any]) -> str:
         rid = r.get("id")
         label = f"{r.get('resourceType')}/{rid}" if rid else str(r.get("resourceType"))
-        return f"{self.name}: {label} (entry[{i}])"
+        return f"{self.name}: {label} ({i})"
 
     def problem(self, where: str, column: str | None, value: Any, reason: str) -> None:
         self.out.problems.append(Problem(where, column, _plain(value), reason))
 
-    def valid(self, i: int, r: dict[str, Any]) -> bool:
+    def valid(self, i: str, r: dict[str, Any]) -> bool:
         errors = _validate(r["resourceType"], r)
         for element, codes in _REQUIRED_CODES.get(r["resourceType"], {}).items():
             value = r.get(element)
@@ -555,7 +596,7 @@ class _Reader:
             self.problem(self.where(i, r), loc, value, f"not valid FHIR R4: {msg}")
         return not errors
 
-    def guarded(self, handler: Callable[[int, dict[str, Any]], None], i: int, r: dict[str, Any]) -> None:
+    def guarded(self, handler: Callable[[str, dict[str, Any]], None], i: str, r: dict[str, Any]) -> None:
         """Run a reader on a resource that may be malformed anywhere: a resource the readers cannot
         walk is a problem naming it (with the R4 model's findings), never a crash."""
         try:
@@ -571,30 +612,46 @@ class _Reader:
         return upd
 
     # -- main --
-    def read(self) -> None:
-        for i, entry in enumerate(self.bundle.get("entry") or []):
+    def collect(self, entries: list[Any], prefix: str) -> None:
+        """Every resource of the bundle, Bundles nested in its entries walked (PRODUCT.md §6 ed. 2)."""
+        for k, entry in enumerate(entries):
+            place = f"{prefix}entry[{k}]"
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict):
                 self.out.skip("(entry without resource)", "a request without a resource (e.g. DELETE)")
                 continue
-            self.out.resources += 1
             if not isinstance(resource.get("resourceType"), str):
-                self.problem(f"{self.name}: entry[{i}]", "resource.resourceType", None, "a resource without a resourceType")
+                self.problem(f"{self.name}: {place}", "resource.resourceType", None, "a resource without a resourceType")
                 continue
-            full_url = entry.get("fullUrl")
-            self.entries.append((i, full_url, resource))
-            self.out.resource_at[self.where(i, resource)] = resource
             rtype = str(resource.get("resourceType"))
+            if rtype == "Bundle":
+                inner = resource.get("entry") or []
+                if not isinstance(inner, list):
+                    self.problem(f"{self.name}: {place}", "resource.entry", None, "a nested Bundle's entry must be a list")
+                    continue
+                self.collect(inner, place + ".")
+                continue
+            self.out.resources += 1
+            full_url = entry.get("fullUrl")
+            self.entries.append((place, full_url, resource))
+            self.out.resource_at[self.where(place, resource)] = resource
             rid = resource.get("id")
             if full_url:
                 self.by_ref[str(full_url)] = resource
             if rid:
-                self.by_ref[f"{rtype}/{rid}"] = resource
+                self.by_ref.setdefault(f"{rtype}/{rid}", resource)
             if full_url and rid and str(full_url).endswith(f"/{rtype}/{rid}"):
                 self.by_ref[f"{rtype}/{rid}"] = resource
+
+    def read(self) -> None:
+        self.collect(self.bundle.get("entry") or [], "")
         for i, _url, r in self.entries:
             if r.get("resourceType") == "Patient":
                 self.guarded(self.read_patient, i, r)
+        self.set_contexts()
+        for i, _url, r in self.entries:
+            if r.get("resourceType") == "DiagnosticReport":
+                self.guarded(self.read_report, i, r)
         handlers = {
             "Observation": self.read_observation,
             "Condition": self.read_condition,
@@ -608,6 +665,8 @@ class _Reader:
             handler = handlers.get(rtype)
             if handler is not None:
                 self.guarded(handler, i, r)
+            elif rtype == "DiagnosticReport":
+                pass  # read above: its results are Observations
             elif rtype == "Medication":
                 pass  # counted below: used when an order that is used refers to it
             elif rtype == "Media":
@@ -621,14 +680,17 @@ class _Reader:
         self.finish_schedules()
 
     # -- Patient --
-    def read_patient(self, i: int, r: dict[str, Any]) -> None:
+    def read_patient(self, i: str, r: dict[str, Any]) -> None:
         where = self.where(i, r)
         if not self.valid(i, r):
             return
-        mrn = _mrn_of(r)
+        mrn, rule = _mrn_of(r, self.as_of)
         if not mrn:
-            self.problem(where, "identifier", None, "the patient has no identifier and no id: no MRN")
+            self.problem(where, "identifier", None,
+                         f"no MRN: no identifier typed MR, none of the hospital's MRN system ({MRN_SYSTEM_ENV}), and no id")
             return
+        if rule == "id":
+            self.note("Patient: no current MR identifier (nor one of the DRESS_MRN_SYSTEM system): the resource id is the MRN")
         if len(mrn) > 64:
             self.problem(where, "identifier", mrn, "an MRN is at most 64 characters")
             return
@@ -647,7 +709,10 @@ class _Reader:
                 self.out.notes[note] = self.out.notes.get(note, 0) + 1
             else:
                 birth = self.date_of(where, "birthDate", r["birthDate"])
-                if birth is not None:
+                if birth is not None and birth.year < 1900:
+                    # 1000-01-01, 1800-01-01: an EHR's placeholder for "unknown", not a birth date.
+                    self.note("Patient: placeholder birth date before 1900 not stored")
+                elif birth is not None:
                     values["birth_date"] = birth
         if "active" in r:
             values["active"] = bool(r["active"])
@@ -686,7 +751,7 @@ class _Reader:
         return cv.value
 
     # -- references --
-    def patient_of(self, i: int, r: dict[str, Any], element: str) -> str | None:
+    def patient_of(self, i: str, r: dict[str, Any], element: str) -> str | None:
         where = self.where(i, r)
         ref = r.get(element)
         if not isinstance(ref, dict):
@@ -705,6 +770,13 @@ class _Reader:
                 else:
                     self.out.mrn_at[where] = mrn
                 return mrn
+            if res is None:
+                # A Patient sent in another file of the same import links its resources.
+                key = target if target in self.other_patients else (
+                    "Patient/" + target.rsplit("Patient/", 1)[1].split("/_history")[0] if "Patient/" in target else target)
+                if key in self.other_patients:
+                    self.out.mrn_at[where] = self.other_patients[key]
+                    return self.other_patients[key]
         ident = ref.get("identifier")
         if target and target.startswith("Patient?identifier="):
             # A conditional reference of a transaction: "Patient?identifier=system|value".
@@ -751,20 +823,135 @@ class _Reader:
         return None
 
     # -- Observation --
-    def read_observation(self, i: int, r: dict[str, Any]) -> None:
+    def reference_to(self, ref: Any) -> dict[str, Any] | None:
+        """The resource a Reference names within the bundle (relative, fullUrl or absolute URL)."""
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not target:
+            return None
+        target = str(target)
+        res = self.by_ref.get(target)
+        if res is None and "/" in target:
+            parts = target.split("/_history")[0].rstrip("/").split("/")
+            if len(parts) >= 2:
+                res = self.by_ref.get(f"{parts[-2]}/{parts[-1]}")
+        return res
+
+    def context_of(self, parent: dict[str, Any], label: str) -> tuple[tuple[str, str] | None, Any]:
+        """(time, subject) a report or panel passes to results that lack their own."""
+        text, col = _effective(parent)
+        return ((text, f"{label}.{col}") if text else None), parent.get("subject")
+
+    def give_context(self, obs: dict[str, Any], when: tuple[str, str] | None, subject: Any) -> None:
+        if when is not None:
+            self.time_from.setdefault(id(obs), when)
+        if subject is not None:
+            self.subject_from.setdefault(id(obs), subject)
+
+    def set_contexts(self) -> None:
+        """Before results are read: the time and subject each DiagnosticReport and each panel
+        (hasMember) gives the Observations it references."""
+        for _i, _url, r in self.entries:
+            rtype = r.get("resourceType")
+            if rtype == "DiagnosticReport":
+                when, subject = self.context_of(r, "DiagnosticReport")
+                refs = r.get("result") or []
+                skip = r.get("status") in ("entered-in-error", "cancelled")
+            elif rtype == "Observation" and r.get("hasMember"):
+                when, subject = self.context_of(r, "hasMember of Observation")
+                refs = r.get("hasMember") or []
+                skip = False
+            else:
+                continue
+            for ref in refs if isinstance(refs, list) else []:
+                target = self.reference_to(ref)
+                if isinstance(target, dict) and target.get("resourceType") == "Observation":
+                    self.give_context(target, when, subject)
+                    if skip:
+                        self.skip_obs[id(target)] = f"its DiagnosticReport is {r.get('status')}"
+
+    def read_report(self, i: str, r: dict[str, Any]) -> None:
+        """A DiagnosticReport: its contained Observations are read here (each identified as
+        "<report id>.<contained id>"); those in ``result`` that are entries are read as entries."""
+        status = r.get("status")
+        if status in ("entered-in-error", "cancelled"):
+            self.out.skip("DiagnosticReport", f"status {status}")
+            return
+        when, subject = self.context_of(r, "DiagnosticReport")
+        results: list[dict[str, Any]] = [c for c in r.get("contained") or [] if isinstance(c, dict)]
+        for ref in r.get("result") or []:
+            target = str((ref or {}).get("reference") or "")
+            res = self.reference_to(ref) if target and not target.startswith("#") else None
+            if res is not None:
+                results.append(res)
+            elif target and not target.startswith("#"):
+                self.note("DiagnosticReport: a result it references is not in this bundle (not imported)")
+        if not any(_has_catalogue_result(x) for x in results if x.get("resourceType") == "Observation"):
+            self.out.skip("DiagnosticReport", "none of its results is a test of the catalogue")
+            return
+        for c in r.get("contained") or []:
+            if not isinstance(c, dict) or c.get("resourceType") != "Observation":
+                continue
+            derived = dict(c)
+            derived["id"] = f"{r.get('id') or 'report'}.{c.get('id') or 'contained'}"
+            self.give_context(derived, when, subject)
+            self.out.resource_at[self.where(i, derived)] = derived
+            self.out.resources += 1
+            self.guarded(self.read_observation, i, derived)
+
+    def note(self, text: str) -> None:
+        self.out.notes[text] = self.out.notes.get(text, 0) + 1
+
+    def read_panel(self, i: str, r: dict[str, Any]) -> bool:
+        """A panel Observation: each component with a catalogue code is a result of its own
+        (identified "<panel id>.component<k>"); members (hasMember) are read as entries.
+        Returns False when nothing in it is a catalogue test."""
+        comps = [(k, c) for k, c in enumerate(r.get("component") or [])
+                 if isinstance(c, dict) and _observation_code(c.get("code"))[0] is not None]
+        if not comps:
+            if r.get("hasMember"):
+                self.out.skip("Observation", "panel: its members (hasMember) are read as results of their own")
+                return True
+            return False
+        if not self.valid(i, r):
+            return True
+        for k, c in comps:
+            derived = {key: v for key, v in r.items() if not key.startswith("value") and key not in (
+                "component", "hasMember", "referenceRange", "interpretation", "identifier", "code", "dataAbsentReason")}
+            derived.update({key: v for key, v in c.items() if key.startswith("value") or key in ("code", "referenceRange")})
+            derived["id"] = f"{r.get('id') or 'panel'}.component{k}"
+            if id(r) in self.time_from:
+                self.time_from[id(derived)] = self.time_from[id(r)]
+            if id(r) in self.subject_from:
+                self.subject_from[id(derived)] = self.subject_from[id(r)]
+            self.out.resource_at[self.where(i, derived)] = derived
+            self.out.resources += 1
+            self.read_observation(i, derived, validate=False)
+        return True
+
+    def read_observation(self, i: str, r: dict[str, Any], *, validate: bool = True) -> None:
         status = r.get("status")
         if status in _SKIP_STATUS["Observation"]:
             self.out.skip("Observation", f"status {status}")
             return
+        if id(r) in self.skip_obs:
+            self.out.skip("Observation", self.skip_obs[id(r)])
+            return
         test, loinc, finding = _observation_code(r.get("code"))
         if test is None and finding is None:
-            self.out.skip("Observation", "code not in the catalogue of tests")
+            if not (r.get("component") or r.get("hasMember")) or not self.read_panel(i, r):
+                self.out.skip("Observation", "code not in the catalogue of tests")
             return
         where = self.where(i, r)
-        if not self.valid(i, r):
+        if validate and not self.valid(i, r):
             return
+        inherited_time = self.time_from.get(id(r))
+        if "subject" not in r and id(r) in self.subject_from:
+            r = {**r, "subject": self.subject_from[id(r)]}
         mrn = self.patient_of(i, r, "subject")
         when_text, when_col = _effective(r)
+        if when_text is None and inherited_time is not None:
+            # An Observation of a DiagnosticReport (or panel) without a time of its own: the report's.
+            when_text, when_col = inherited_time
         if when_text is None:
             self.problem(where, "effectiveDateTime", None, "no time: effectiveDateTime, effectivePeriod.start or effectiveInstant is required")
             return
@@ -943,7 +1130,7 @@ class _Reader:
             self.out.weight_times[mrn] = when
 
     # -- Condition --
-    def read_condition(self, i: int, r: dict[str, Any]) -> None:
+    def read_condition(self, i: str, r: dict[str, Any]) -> None:
         if not _is_dress(r.get("code")):
             self.out.skip("Condition", "not DRESS")
             return
@@ -976,7 +1163,7 @@ class _Reader:
             upd.values["resolved_date"] = resolved
 
     # -- AllergyIntolerance --
-    def read_allergy(self, i: int, r: dict[str, Any]) -> None:
+    def read_allergy(self, i: str, r: dict[str, Any]) -> None:
         ver = _codes(r.get("verificationStatus"))
         if ver & {"entered-in-error", "refuted"}:
             self.out.skip("AllergyIntolerance", "verification status entered-in-error or refuted")
@@ -1004,7 +1191,7 @@ class _Reader:
         self.out.culprits[mrn] = _merge_names(self.out.culprits.get(mrn, []), [_generic(code, drug)])
 
     # -- medications --
-    def medication_concept(self, i: int, r: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    def medication_concept(self, i: str, r: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(the CodeableConcept naming the drug, the Medication resource used) of an order."""
         if isinstance(r.get("medicationCodeableConcept"), dict):
             return r["medicationCodeableConcept"], None
@@ -1023,7 +1210,7 @@ class _Reader:
             return None, None
         return (med.get("code") if isinstance(med.get("code"), dict) else None), med
 
-    def read_medication(self, i: int, r: dict[str, Any]) -> None:
+    def read_medication(self, i: str, r: dict[str, Any]) -> None:
         rtype = str(r["resourceType"])
         status = r.get("status")
         if status in _SKIP_STATUS[rtype]:
@@ -1269,17 +1456,66 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _mrn_of(r: Mapping[str, Any]) -> str | None:
-    """PRODUCT.md §6: the identifier typed MR (v2-0203), else the first identifier, else the id."""
-    identifiers = [x for x in r.get("identifier") or [] if isinstance(x, dict) and x.get("value")]
+# National identifiers are never an MRN (PRODUCT.md §6 edition 2): v2-0203 types SS (social
+# security) and NI (national unique individual identifier), and the national systems EHRs send.
+NATIONAL_ID_TYPES: frozenset[str] = frozenset({"SS", "NI", "NH"})
+NATIONAL_ID_SYSTEMS: frozenset[str] = frozenset({
+    "http://hl7.org/fhir/sid/us-ssn",  # US social security number
+    "urn:oid:2.16.840.1.113883.4.1",  # the same, as an OID
+    "http://fhir.nl/fhir/NamingSystem/bsn",  # Dutch burgerservicenummer
+    "urn:oid:2.16.840.1.113883.2.4.6.3",  # the same, as an OID
+    "https://fhir.nhs.uk/Id/nhs-number",  # NHS number (England, Wales)
+    "http://fhir.nhs.net/Id/nhs-number",
+    "http://ns.electronichealth.net.au/id/hi/ihi/1.0",  # Australian IHI
+    "http://fhir.de/sid/gkv/kvid-10",  # German health insurance number
+    "http://fhir.de/identifier-type/kvid-10",
+    "urn:oid:1.2.250.1.213.1.4.8",  # French INS-NIR
+    "http://electronichealth.se/identifier/personnummer",  # Swedish personnummer
+    "urn:oid:1.2.208.176.1.2",  # Danish CPR
+    "urn:oid:2.16.578.1.12.4.1.4.1",  # Norwegian fødselsnummer
+})
+MRN_SYSTEM_ENV = "DRESS_MRN_SYSTEM"
+
+
+def _type_codes(ident: Mapping[str, Any]) -> set[str]:
+    return {str(c.get("code")) for c in (ident.get("type") or {}).get("coding") or []
+            if isinstance(c, dict) and c.get("system") in (V2_0203, None)}
+
+
+def is_national_identifier(ident: Mapping[str, Any]) -> bool:
+    """A social security or national number (type SS/NI, or a known national system)."""
+    return bool(_type_codes(ident) & NATIONAL_ID_TYPES) or str(ident.get("system") or "").rstrip("/") in NATIONAL_ID_SYSTEMS
+
+
+def _ended(ident: Mapping[str, Any], today: dt.date) -> bool:
+    end = (ident.get("period") or {}).get("end") if isinstance(ident.get("period"), dict) else None
+    if not end or not _FHIR_DATE.fullmatch(str(end)[:10]):
+        return False
+    try:
+        return dt.date.fromisoformat(str(end)[:10]) < today
+    except ValueError:
+        return False
+
+
+def _mrn_of(r: Mapping[str, Any], today: dt.date | None = None, mrn_system: str | None = None) -> tuple[str | None, str]:
+    """(MRN, the rule that gave it). PRODUCT.md §6 edition 2: the identifier typed MR (v2-0203)
+    whose period has not ended; else the identifier of the hospital's MRN system
+    (``DRESS_MRN_SYSTEM``); else the resource id. A national identifier is never the MRN."""
+    import os
+
+    today = today or dt.date.today()
+    system = (mrn_system if mrn_system is not None else os.environ.get(MRN_SYSTEM_ENV, "")).strip().rstrip("/")
+    identifiers = [x for x in r.get("identifier") or []
+                   if isinstance(x, dict) and x.get("value") and not is_national_identifier(x)]
     for ident in identifiers:
-        for coding in (ident.get("type") or {}).get("coding") or []:
-            if coding.get("code") == "MR" and coding.get("system") in (V2_0203, None):
-                return str(ident["value"]).strip()
-    if identifiers:
-        return str(identifiers[0]["value"]).strip()
+        if "MR" in _type_codes(ident) and (ident.get("type") or {}).get("coding") and not _ended(ident, today):
+            return str(ident["value"]).strip(), "MR"
+    if system:
+        for ident in identifiers:
+            if str(ident.get("system") or "").rstrip("/") == system and not _ended(ident, today):
+                return str(ident["value"]).strip(), "system"
     rid = r.get("id")
-    return str(rid).strip() if rid else None
+    return (str(rid).strip() if rid else None), "id"
 
 
 def _name_of(r: Mapping[str, Any]) -> str | None:
@@ -1317,6 +1553,13 @@ def _observation_code(cc: Any) -> tuple[TestDef | None, str | None, str | None]:
         if c.get("system") == LOCAL_FINDING_SYSTEM and c.get("code"):
             return None, None, str(c["code"])
     return None, None, None
+
+
+def _has_catalogue_result(obs: Mapping[str, Any]) -> bool:
+    """An Observation that is, or whose panel components are, a catalogue test."""
+    if _observation_code(obs.get("code"))[0] is not None:
+        return True
+    return any(isinstance(c, dict) and _observation_code(c.get("code"))[0] is not None for c in obs.get("component") or [])
 
 
 def _effective(r: Mapping[str, Any]) -> tuple[str | None, str]:

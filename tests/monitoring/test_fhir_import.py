@@ -124,13 +124,23 @@ def test_synthea_skipped_resources_are_counted_per_type(session: Session, name: 
     report = import_files(session, [path], username="tester")
     assert report.ok, report.problem_lines()
     skipped = report.files[0].skipped_resources
-    for rtype in ("Claim", "Encounter", "ExplanationOfBenefit", "DiagnosticReport", "Immunization", "Organization"):
+    for rtype in ("Claim", "Encounter", "ExplanationOfBenefit", "Immunization", "Organization"):
         assert skipped[rtype] == types[rtype]
+    # A DiagnosticReport is read when one of its results is a catalogue test (it gives them its time).
+    by_ref = {f"Observation/{e['resource']['id']}": e["resource"] for e in doc["entry"]} | {
+        e["fullUrl"]: e["resource"] for e in doc["entry"] if e.get("fullUrl")}
+    reports = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    used_reports = sum(
+        1 for r in reports
+        if any(c["code"] in catalogue._BY_LOINC for ref in r.get("result", []) for c in
+               by_ref.get(ref["reference"], {}).get("code", {}).get("coding", []))
+    )
+    assert skipped.get("DiagnosticReport", 0) == types["DiagnosticReport"] - used_reports
     assert skipped["Observation"] == types["Observation"] - used_obs
     # every MedicationRequest is either on the schedule or counted as skipped (Synthea's have no unit)
     used_orders = set(session.execute(select(MedicationRow.source_id)).scalars())
     assert skipped.get("MedicationRequest", 0) + len(used_orders) == types["MedicationRequest"]
-    assert sum(skipped.values()) + used_obs + len(used_orders) + types["Patient"] == sum(types.values())
+    assert sum(skipped.values()) + used_obs + used_reports + len(used_orders) + types["Patient"] == sum(types.values())
     summary = "\n".join(report.summary_lines())
     assert f"Claim {types['Claim']}" in summary
     assert f"skipped: MedicationRequest: no dose ({skipped['MedicationRequest']})" in summary  # skipped with the reason
@@ -338,11 +348,24 @@ def test_references_resolve_by_id_full_url_and_identifier(session: Session, tmp_
     ("identifiers", "expected"),
     [
         ([{"value": "FIRST"}, {"type": MR_TYPE, "value": "THE-MR"}], "THE-MR"),
-        ([{"system": "urn:a", "value": "FIRST"}, {"system": "urn:b", "value": "SECOND"}], "FIRST"),
+        # Edition 2: an untyped identifier of an unknown system is not the MRN: the resource id is.
+        ([{"system": "urn:a", "value": "FIRST"}, {"system": "urn:b", "value": "SECOND"}], "res-id-7"),
+        # ... unless its system is the hospital's MRN system (DRESS_MRN_SYSTEM, set to urn:b here).
+        ([{"system": "urn:a", "value": "FIRST"}, {"system": "urn:b/", "value": "SECOND"}], "SECOND@urn:b"),
+        # An MR whose period has ended is not the MRN; the current one is.
+        ([{"type": MR_TYPE, "value": "OLD-MR", "period": {"end": "2020-01-01"}}, {"type": MR_TYPE, "value": "NEW-MR"}],
+         "NEW-MR"),
+        # National identifiers are never the MRN, even typed MR by mistake.
+        ([{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]},
+           "system": "http://hl7.org/fhir/sid/us-ssn", "value": "444-22-2222"}], "res-id-7"),
+        ([{"type": MR_TYPE, "system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999911120"}], "res-id-7"),
+        ([{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}], "res-id-7@https://fhir.nhs.uk/Id/nhs-number"),
         ([], "res-id-7"),
     ],
 )
-def test_mrn_rule(tmp_path: Path, identifiers: list[dict[str, Any]], expected: str) -> None:
+def test_mrn_rule(tmp_path: Path, identifiers: list[dict[str, Any]], expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected, _, system = expected.partition("@")
+    monkeypatch.setenv("DRESS_MRN_SYSTEM", system)
     res = {"resourceType": "Patient", "id": "res-id-7", "identifier": identifiers, "name": [{"text": "A B"}]}
     if not identifiers:
         del res["identifier"]
@@ -575,7 +598,7 @@ def test_local_code_system_for_tests_without_loinc(tmp_path: Path) -> None:
         ("", "empty"),
         ('{"resourceType": "Patient", "id": "x"}', "a Patient resource, not a Bundle"),
         ("[1, 2]", "not a FHIR resource"),
-        ('{"resourceType": "Bundle", "type": "document", "entry": []}', "Bundle type 'document' is not imported"),
+        ('{"resourceType": "Bundle", "type": "history", "entry": []}', "Bundle type 'history' is not imported"),
         ('{"resourceType": "Bundle", "type": "collection", "fhirVersion": "5.0.0", "entry": []}', "FHIR version 5.0.0"),
         # DSTU2: MedicationOrder does not exist in R4
         ('{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "MedicationOrder", "id": "m"}}]}',

@@ -1,0 +1,150 @@
+"""FHIR as EHRs send it (PRODUCT.md §6 edition 2): reports, nested and document Bundles, panels,
+identity, a Patient in another file of the same import. Hand-made bundles; the real published
+examples are in test_fhir_real.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from monitoring.importers import import_files
+from monitoring.importers.fhir_import import parse_bundle
+from monitoring.models import LabResult, Patient
+from tests.monitoring.test_fhir_import import TODAY, _bundle, _obs, _patient, _write
+
+LOINC = "http://loinc.org"
+
+
+def _labs(session: Session) -> list[tuple[str, dt.datetime, float | None, str | None]]:
+    rows = session.execute(select(LabResult).order_by(LabResult.taken_at, LabResult.test)).scalars()
+    return [(r.test, r.taken_at, r.value, r.source_id) for r in rows]
+
+
+def _timeless(oid: str, loinc: str, value: Any, unit: str) -> dict[str, Any]:
+    obs = _obs(oid, loinc, value, unit)
+    del obs["effectiveDateTime"]
+    return obs
+
+
+def _report(rid: str, results: list[str], when: str = "2026-03-04T07:15:00+01:00", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": rid,
+        "status": "final",
+        "code": {"text": "Liver panel"},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": when,
+        "result": [{"reference": r} for r in results],
+        **extra,
+    }
+
+
+def test_a_reports_results_without_a_time_take_the_reports_time(session: Session, tmp_path: Path) -> None:
+    doc = _bundle(_patient(), _report("r1", ["Observation/alt1"]), _timeless("alt1", "1742-6", 88, "U/L"))
+    report = import_files(session, [_write(tmp_path, doc)], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    assert _labs(session) == [("alt", dt.datetime(2026, 3, 4, 7, 15), 88.0, "alt1")]
+
+
+def test_an_observation_without_a_time_and_no_report_is_still_refused(tmp_path: Path) -> None:
+    parsed = parse_bundle(_write(tmp_path, _bundle(_patient(), _timeless("alt1", "1742-6", 88, "U/L"))), as_of=TODAY)
+    assert [p.reason for p in parsed.problems] == [
+        "no time: effectiveDateTime, effectivePeriod.start or effectiveInstant is required"]
+
+
+def test_observations_contained_in_a_report_are_imported(session: Session, tmp_path: Path) -> None:
+    contained = [_timeless("c1", "1742-6", 120, "U/L"), {**_timeless("c2", "1920-8", 95, "U/L")}]
+    for c in contained:
+        del c["subject"]  # contained results often name no subject: the report's
+    rep = _report("r9", ["#c1", "#c2"], contained=contained)
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(), rep))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    when = dt.datetime(2026, 3, 4, 7, 15)
+    assert _labs(session) == [("alt", when, 120.0, "r9.c1"), ("ast", when, 95.0, "r9.c2")]
+    # The same file again changes nothing (contained results are identified by report and id).
+    again = import_files(session, [_write(tmp_path, _bundle(_patient(), rep))], as_of=TODAY)
+    assert again.ok and again.result is not None and again.result.labs_inserted == 0
+
+
+def test_bundles_nested_in_entries_are_walked_and_document_bundles_accepted(session: Session, tmp_path: Path) -> None:
+    inner = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": _report("r1", ["Observation/alt1"])}, {"resource": _timeless("alt1", "1742-6", 61, "U/L")}]}
+    composition = {"resourceType": "Composition", "id": "comp", "status": "final", "type": {"text": "Discharge"},
+                   "date": "2026-03-06", "author": [{"display": "Dr"}], "title": "Discharge letter"}
+    doc = {"resourceType": "Bundle", "type": "document", "identifier": {"system": "urn:x", "value": "d1"},
+           "timestamp": "2026-03-06T10:00:00+01:00",
+           "entry": [{"resource": composition}, {"resource": _patient()}, {"resource": inner}]}
+    report = import_files(session, [_write(tmp_path, doc)], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    assert _labs(session) == [("alt", dt.datetime(2026, 3, 4, 7, 15), 61.0, "alt1")]
+    assert report.files[0].skipped_resources == {"Composition": 1}
+    # A problem inside the nested Bundle names its place in both Bundles.
+    inner["entry"][1]["resource"]["valueQuantity"]["unit"] = "U/furlong"
+    inner["entry"][1]["resource"]["valueQuantity"].pop("code", None)
+    lines = [str(p) for p in parse_bundle(_write(tmp_path, doc), as_of=TODAY).problems]
+    assert len(lines) == 1 and "Observation/alt1 (entry[2].entry[1])" in lines[0]
+
+
+def test_panel_components_and_members_with_catalogue_codes_yield_their_results(session: Session, tmp_path: Path) -> None:
+    panel = {
+        "resourceType": "Observation", "id": "cbc", "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "58410-2", "display": "CBC panel"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-03-05T06:00:00+01:00",
+        "component": [
+            {"code": {"coding": [{"system": LOINC, "code": "6690-2"}]},
+             "valueQuantity": {"value": 11.2, "unit": "10*3/uL", "system": "http://unitsofmeasure.org", "code": "10*3/uL"}},
+            {"code": {"coding": [{"system": LOINC, "code": "711-2"}]},
+             "valueQuantity": {"value": 2100, "unit": "/uL"},
+             "referenceRange": [{"high": {"value": 500, "unit": "/uL"}}]},
+            {"code": {"coding": [{"system": LOINC, "code": "718-7", "display": "Hemoglobin"}]},
+             "valueQuantity": {"value": 13, "unit": "g/dL"}},
+        ],
+    }
+    liver = {"resourceType": "Observation", "id": "lft", "status": "final", "code": {"text": "Liver function"},
+             "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-03-05T06:30:00+01:00",
+             "hasMember": [{"reference": "Observation/alt7"}]}
+    doc = _bundle(_patient(), panel, liver, _timeless("alt7", "1742-6", 210, "U/L"))
+    report = import_files(session, [_write(tmp_path, doc)], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    rows = {r.test: r for r in session.execute(select(LabResult)).scalars()}
+    assert set(rows) == {"wbc", "eosinophils", "alt"}
+    assert rows["eosinophils"].value == 2.1 and rows["eosinophils"].ref_high == 0.5
+    assert rows["eosinophils"].source_id == "cbc.component1"
+    assert rows["wbc"].taken_at == dt.datetime(2026, 3, 5, 6, 0)
+    assert rows["alt"].taken_at == dt.datetime(2026, 3, 5, 6, 30)  # the panel's time
+
+
+def test_a_placeholder_birth_date_is_dropped_with_a_note(session: Session, tmp_path: Path) -> None:
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(birthDate="1000-01-01")))], as_of=TODAY)
+    assert report.ok
+    patient = session.execute(select(Patient)).scalar_one()
+    assert patient.birth_date is None
+    assert "note: Patient: placeholder birth date before 1900 not stored (1)" in "\n".join(report.summary_lines())
+
+
+def test_a_patient_in_another_file_of_the_same_import_links_its_resources(session: Session, tmp_path: Path) -> None:
+    patients = _write(tmp_path, _bundle(_patient(pid="p1", mrn="MRN-77")), "patients.json")
+    labs = _write(tmp_path, _bundle(_obs("a1", "1742-6", 70, "U/L")), "labs.json")
+    alone = import_files(session, [labs], as_of=TODAY)
+    assert not alone.ok and "refers to a patient that is not in this bundle" in alone.problem_lines()[0]
+    report = import_files(session, [labs, patients], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    row = session.execute(select(LabResult)).scalar_one()
+    assert session.get(Patient, row.patient_id).mrn == "MRN-77"  # type: ignore[union-attr]
+
+
+def test_ssn_only_patients_are_known_by_resource_id_or_the_hospital_system(tmp_path: Path, monkeypatch: Any) -> None:
+    ssn = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]},
+           "system": "http://hl7.org/fhir/sid/us-ssn", "value": "444-22-2222"}
+    local = {"system": "https://hospital.example/mrn", "value": "H-123"}
+    res = {"resourceType": "Patient", "id": "pat-9", "identifier": [ssn, local], "name": [{"text": "Synthetic Ssn"}]}
+    path = _write(tmp_path, json.loads(json.dumps(_bundle(res))))
+    monkeypatch.delenv("DRESS_MRN_SYSTEM", raising=False)
+    assert [p.mrn for p in parse_bundle(path, as_of=TODAY).patients] == ["pat-9"]
+    monkeypatch.setenv("DRESS_MRN_SYSTEM", "https://hospital.example/mrn")
+    assert [p.mrn for p in parse_bundle(path, as_of=TODAY).patients] == ["H-123"]
