@@ -24,11 +24,9 @@ if str(_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from streamlit.navigation.page import StreamlitPage  # noqa: E402
 
-from dashboard import auth, data  # noqa: E402
+from dashboard import auth, data, widgets  # noqa: E402
 
 st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="collapsed")
-
-data.engine()  # open (and on first run fill) the database before any page reads it
 
 PAGES: dict[str, list[StreamlitPage]] = {
     "Ward": [
@@ -49,15 +47,23 @@ PAGES: dict[str, list[StreamlitPage]] = {
     ],
 }
 
-# Every page requires a signed-in user: until then the sign-in form stands in for whichever page
-# the address names, and that page opens once signed in (dashboard/auth.py).
-signed_in = auth.gate(data.engine(), PAGES)
 
-# Compact page: a ward workstation is 1366x768; every pixel of height goes to patients.
-st.markdown(
-    "<style>[data-testid='stMainBlockContainer']{padding-top:3.2rem;padding-bottom:1rem}"
-    "h1,h2,h3{margin-top:0 !important;padding-top:0.2rem !important}</style>",
-    unsafe_allow_html=True,
-)
 
-st.navigation(auth.visible_pages(PAGES, signed_in), position="top").run()
+def _run() -> None:
+    data.engine()  # open (and on first run fill) the database before any page reads it
+    # Every page requires a signed-in user: until then the sign-in form stands in for whichever
+    # page the address names, and that page opens once signed in (dashboard/auth.py).
+    signed_in = auth.gate(data.engine(), PAGES)
+
+    # Compact page: a ward workstation is 1366x768; every pixel of height goes to patients.
+    st.markdown(
+        "<style>[data-testid='stMainBlockContainer']{padding-top:3.2rem;padding-bottom:1rem}"
+        "h1,h2,h3{margin-top:0 !important;padding-top:0.2rem !important}</style>",
+        unsafe_allow_html=True,
+    )
+    st.navigation(auth.visible_pages(PAGES, signed_in), position="top").run()
+
+
+# A busy, locked or read-only database (or any refusal by the database) is one clear message on
+# the page, never Streamlit's crash page with the SQL statement (issue 12).
+widgets.guard_database(_run)

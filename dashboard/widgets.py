@@ -285,3 +285,21 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         )
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def guard_database(run: Callable[[], None]) -> None:
+    """Run ``run``; a database error becomes one message on the page (``monitoring.db``: "database
+    busy / read-only: nothing was stored, try again" for a busy, locked or read-only database) and
+    one log line without SQL or parameters, instead of Streamlit's crash page (issue 12)."""
+    import logging
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitoring.db import database_fault, describe_error
+
+    try:
+        run()
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        logging.getLogger("dashboard").warning("database error: %s (%s)", database_fault(exc) or "refused", type(exc).__name__)
+        st.error(describe_error(exc))

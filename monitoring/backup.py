@@ -110,7 +110,11 @@ def _private_empty_file(path: Path) -> None:
 def backup(url: str, dest: Path, *, overwrite: bool = False) -> BackupInfo:
     """Copy the live database at ``url`` to ``dest`` (0600), consistent while others write."""
     src = sqlite_path(url)
-    dest = Path(dest).expanduser().resolve()
+    named = Path(dest).expanduser()
+    if named.is_symlink():
+        # A link (dangling or not) would send patient data wherever it points.
+        raise BackupError(f"{named}: a symbolic link; give the backup's own path, not a link")
+    dest = named.resolve()
     if not src.is_file():
         raise BackupError(f"{src}: no database to back up")
     if dest == src:

@@ -3,6 +3,11 @@
 Exit status: 0 success, 2 bad input (each problem on its own line, naming file, row, column and
 value), 1 anything else. No Python traceback reaches the user for bad input.
 
+A SQLite file named by ``--db`` or DATABASE_URL must exist, except for ``init`` (which creates it)
+and ``restore`` (which may restore into a new file): a mistyped path is an error (exit 2), never a
+new empty database. A busy, locked or read-only database prints "database busy / read-only:
+nothing was stored, try again" (exit 1); no database error prints SQL or its parameters.
+
 Each group of commands lives in its own module with ``register(subparsers)``; a command's handler
 takes the parsed arguments and returns the exit status. Heavy modules are imported inside the
 handlers so that start-up stays lean.
@@ -18,6 +23,9 @@ from collections.abc import Sequence
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
+
+# The commands that may create the SQLite file they are pointed at.
+CREATING_COMMANDS = frozenset({"init", "restore"})
 
 # Modules that add commands. Each defines ``register(subparsers: argparse._SubParsersAction) -> None``
 # and sets ``func`` on its parsers (``parser.set_defaults(func=handler)``).
@@ -64,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: usage errors are bad input
         return EXIT_BAD_INPUT if exc.code not in (0, None) else EXIT_OK
     try:
+        if args.command not in CREATING_COMMANDS:
+            from monitoring.db import MissingDatabase, require_existing, resolve_database_url
+
+            try:
+                require_existing(resolve_database_url(args.db))
+            except MissingDatabase as exc:
+                raise BadInput(f"--db: {exc}") from None
         return int(args.func(args) or 0)
     except BadInput as exc:
         for line in exc.lines:
@@ -80,10 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - last line of defence: a message, never a traceback
-        from sqlalchemy.exc import OperationalError
+        import sqlite3
 
-        if isinstance(exc, OperationalError):
-            print(f"error: database: {exc.orig}", file=sys.stderr)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from monitoring.db import describe_error
+
+        if isinstance(exc, (SQLAlchemyError, sqlite3.Error)):
+            # Never str(exc): SQLAlchemy's message carries the SQL statement.
+            print(f"error: {describe_error(exc)}", file=sys.stderr)
         else:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -97,6 +97,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not report.ok:
         lines = report.problem_lines()
         lines.append(f"import refused: {len(lines)} problem(s); nothing was written")
+        if args.json:
+            # A program reading stdout gets the report of problems too, not an empty stream.
+            json.dump(report.as_dict(), sys.stdout, indent=2)
+            print()
         raise BadInput(lines)
     if args.json:
         json.dump(report.as_dict(), sys.stdout, indent=2)

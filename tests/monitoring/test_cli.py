@@ -130,6 +130,7 @@ def test_init_creates_and_is_harmless_twice(tmp_path: Path, capsys: pytest.Captu
 def test_database_url_environment_variable_is_used(tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "env.db"
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
+    assert main(["init"]) == 0  # a database file that does not exist is made by init only
     assert main(["import", str(files["patients.csv"])]) == 0
     assert _count(db, Patient) == 1
 
@@ -141,6 +142,7 @@ def test_real_process_exit_statuses_and_no_traceback(tmp_path: Path, files: dict
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "monitoring", "--db", db, *args], cwd=ROOT, capture_output=True, text=True)
 
+    assert run("init").returncode == 0
     ok = run("import", str(files["patients.csv"]), str(files["labs.csv"]))
     assert ok.returncode == 0, ok.stderr
     binary = tmp_path / "photo.csv"

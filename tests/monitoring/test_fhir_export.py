@@ -271,6 +271,7 @@ def test_cli_export_then_import_into_an_empty_database(db_url: str, tmp_path: Pa
     assert not (tmp_path / "x.json").exists()
 
     other = tmp_path / "other.db"
+    assert main(["--db", str(other), "init"]) == 0
     assert main(["--db", str(other), "import", str(out)]) == 0
     capsys.readouterr()
     assert main(["--db", str(other), "labs", "--mrn", "EXP-1", "--json"]) == 0
