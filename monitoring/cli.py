@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitoring.commands.engine",
     "monitoring.commands.demo",
     "monitoring.commands.fhir",
+    "monitoring.commands.listen",
 )
 
 

@@ -70,7 +70,9 @@ class LabResult(SQLModel, table=True):
     ref_low: float | None = None  # canonical unit
     ref_high: float | None = None  # canonical unit
     source: str = Field(default="manual", max_length=16)  # csv, fhir, manual, demo
-    source_id: str | None = Field(default=None, max_length=128)  # FHIR Observation id
+    source_id: str | None = Field(default=None, max_length=128)  # FHIR Observation id; HL7 "hl7:" + order + OBX-3
+    # HL7 OBX-8 abnormal flags as sent (H, L, HH, LL, A, ...), several joined by "~"; None when none.
+    abnormal_flags: str | None = Field(default=None, max_length=40)
     entered_by: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
     amended_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
@@ -220,7 +222,29 @@ class ReviewItem(SQLModel, table=True):
     resolution: str | None = None  # the discard reason, or what was stored ("lab_result 12")
 
 
-TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry, ReviewItem)
+class Hl7Message(SQLModel, table=True):
+    """An HL7 v2 message the listener has answered (PRODUCT.md §9): its control ID (MSH-10) per
+    sender, so a message sent again changes nothing and gets the same acknowledgement. Stored in
+    the same transaction as the results it carried: a row here means they are stored."""
+
+    __tablename__ = "hl7_message"
+    __table_args__ = (UniqueConstraint("sender", "control_id", name="ux_hl7_sender_control"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)  # UTC
+    sender: str = Field(max_length=255)  # MSH-3^MSH-4
+    control_id: str = Field(max_length=199)  # MSH-10
+    message_type: str = Field(max_length=16)  # ORU^R01, ADT^A08
+    sha256: str = Field(max_length=64)  # of the message as received
+    ack_code: str = Field(max_length=2)  # AA or AE
+    ack_text: str = ""  # MSA-3
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # ERR: location, reason
+    patient_id: int | None = Field(default=None, foreign_key="patient.id", ondelete="RESTRICT")
+    results_stored: int = 0
+    via: str = Field(default="mllp", max_length=16)  # mllp or folder
+
+
+TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry, ReviewItem, Hl7Message)
 
 
 # The audit trail is append-only at database level too (issue 7): the triggers of migration 0002,

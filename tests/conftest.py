@@ -39,6 +39,7 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_auth",
         "test_followup",
         "test_taper",
+        "test_feed",
     }
 )
 

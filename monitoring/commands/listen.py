@@ -1,0 +1,85 @@
+"""``listen``: the HL7 v2 lab feed (PRODUCT.md §9), over MLLP or from a folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from monitoring.cli import EXIT_OK, BadInput
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "listen",
+        help="receive HL7 v2 results (ORU^R01) and patients (ADT^A01/A04/A08) over MLLP, or from a folder",
+        description=(
+            "A long-running HL7 v2 listener. Each message is stored through the intake path in one "
+            "transaction and answered AA (stored), AE (stored except the OBX named, which wait in the "
+            "intake review list) or AR (cannot be read; nothing stored). Local OBX-3 codes are mapped "
+            "by lab_codes.toml ($DRESS_LAB_CODES, else the shipped example)."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=2575, help="TCP port (default 2575; 0 picks a free one)")
+    p.add_argument("--folder", metavar="DIR", help="instead of MLLP, store the files an engine drops in DIR (moved to done/ or failed/)")
+    p.add_argument("--codes", metavar="TOML", help="lab code map (default $DRESS_LAB_CODES, else the shipped example)")
+    p.add_argument("--max-bytes", type=int, default=1_048_576, help="largest message accepted (default 1 MiB)")
+    p.add_argument("--read-timeout", type=float, default=30.0, help="seconds to finish a message once begun (default 30)")
+    p.add_argument("--idle-timeout", type=float, default=3600.0, help="seconds an idle connection stays open (default 3600; 0 = forever)")
+    p.add_argument("--store-wait", type=float, default=60.0, help="seconds to wait for a locked database before answering AE (default 60)")
+    p.add_argument("--interval", type=float, default=1.0, help="--folder: seconds between passes (default 1)")
+    p.add_argument("--once", action="store_true", help="--folder: one pass, then exit")
+    p.set_defaults(func=cmd_listen)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from monitoring.hl7.codes import CodeMapError, load_code_map
+
+    try:
+        codes = load_code_map(args.codes)
+    except CodeMapError as exc:
+        raise BadInput(exc.lines) from None
+    if args.max_bytes < 1024:
+        raise BadInput(f"--max-bytes: value {args.max_bytes}: at least 1024")
+    from monitoring.hl7.server import ListenerConfig, make_storer, run_listener
+    from monitoring.schema import open_database
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    engine = open_database(args.db)
+    if args.folder:
+        from pathlib import Path
+
+        from monitoring.hl7.folder import process_folder, watch_folder
+
+        folder = Path(args.folder)
+        if not folder.is_dir():
+            raise BadInput(f"--folder: value {args.folder!r}: not a directory")
+        store = make_storer(engine, codes, store_wait=args.store_wait, via="folder")
+        if args.once:
+            r = process_folder(folder, store, settle=0.0)
+            print(f"{r.done} file(s) done, {r.failed} failed, {r.retried} left for the next pass")
+            return EXIT_OK
+        stopping = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.append(True))
+        print(f"watching {folder} for HL7 v2 files (code map {codes.path})", file=sys.stderr, flush=True)
+        watch_folder(folder, store, interval=args.interval, should_stop=lambda: bool(stopping))
+        return EXIT_OK
+    config = ListenerConfig(
+        host=args.host,
+        port=args.port,
+        max_bytes=args.max_bytes,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+        store_wait=args.store_wait,
+    )
+    store = make_storer(engine, codes, store_wait=args.store_wait)
+
+    def ready(port: int) -> None:
+        # The one line a supervisor (or a test) waits for.
+        print(f"listening on {args.host}:{port} (code map {codes.path})", file=sys.stderr, flush=True)
+
+    run_listener(config, store, ready=ready)
+    return EXIT_OK
