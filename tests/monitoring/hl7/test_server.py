@@ -187,7 +187,7 @@ def test_database_locked_beyond_the_wait_gets_ae_and_nothing_is_lost(db_url: str
         finally:
             locker.rollback()
             locker.close()
-        # SQLite's own busy timeout (30 s) passes first; then the listener answers AE, never AA.
+        # SQLite's busy timeout (DRESS_DB_BUSY_TIMEOUT_S) and --store-wait 1 pass; then AE, never AA.
         assert (code, cid) == ("AE", "BUSY-1") and "not stored" in text
         assert count(db_url) == 0
         with lst.connect() as c:  # sent again once the database is free: stored
