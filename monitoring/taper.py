@@ -57,14 +57,37 @@ class TaperError(ValueError):
 
 @dataclass(frozen=True)
 class Tablets:
-    """The tablet strengths of one drug, and the doses they can make without splitting."""
+    """The tablet strengths of one drug, the doses they can make without splitting, and the
+    drug's dose ladder: the daily doses a prescriber writes on a taper (60, 50, 40, 30, 25, 20, 15,
+    10, 7.5, 5, 2.5 mg of prednisone; above the top rung, every ``ladder_step_above_mg``)."""
 
     drug: str
     sizes_mg: tuple[float, ...]
+    ladder_mg: tuple[float, ...] = ()
+    ladder_step_above_mg: float | None = None
 
     def __post_init__(self) -> None:
         if not self.sizes_mg or any(s <= 0 or not math.isfinite(s) for s in self.sizes_mg):
             raise TaperError(f"formulary: {self.drug}: tablet strengths must be positive numbers, got {self.sizes_mg}")
+        if any(r <= 0 or not math.isfinite(r) for r in self.ladder_mg):
+            raise TaperError(f"formulary: {self.drug}: ladder doses must be positive numbers, got {self.ladder_mg}")
+        step = self.ladder_step_above_mg
+        if step is not None and (step <= 0 or not math.isfinite(step) or not self.ladder_mg):
+            raise TaperError(f"formulary: {self.drug}: ladder_step_above_mg must be a positive number, with a ladder_mg")
+
+    def ladder_at_or_below(self, dose_mg: float) -> list[float]:
+        """The rungs of the dose ladder from 0 up to ``dose_mg`` that whole tablets can make,
+        ascending, 0 (stop) first; without a ladder, every dispensable dose."""
+        if not self.ladder_mg:
+            return self.dispensable_at_or_below(dose_mg)
+        rungs = {0.0, *(r for r in self.ladder_mg if r <= dose_mg + 1e-9)}
+        if self.ladder_step_above_mg:
+            top = max(self.ladder_mg)
+            k = 1
+            while top + k * self.ladder_step_above_mg <= dose_mg + 1e-9:
+                rungs.add(round(top + k * self.ladder_step_above_mg, 4))
+                k += 1
+        return sorted(r for r in rungs if self.is_dispensable(r))
 
     @property
     def _sizes_c(self) -> tuple[int, ...]:
@@ -111,6 +134,14 @@ class Tablets:
     def describe(self) -> str:
         return ", ".join(f"{_mg(s)} mg" for s in sorted(self.sizes_mg))
 
+    def describe_ladder(self) -> str:
+        """The ladder as the planner uses it (rungs the tablets can make), highest first."""
+        if not self.ladder_mg:
+            return "none: any dose the tablets can make"
+        rungs = [r for r in sorted(self.ladder_mg, reverse=True) if self.is_dispensable(r)]
+        above = f" (above {_mg(max(self.ladder_mg))} mg, steps of {_mg(self.ladder_step_above_mg)} mg)" if self.ladder_step_above_mg else ""
+        return ", ".join(_mg(r) for r in rungs) + " mg" + above
+
 
 @lru_cache(maxsize=64)
 def _fewest_tablets(sizes_c: tuple[int, ...], quantum_c: int, max_c: int) -> list[int | None]:
@@ -142,11 +173,23 @@ def _load_formulary_cached(path: str, _mtime: int) -> dict[str, Tablets]:
     out: dict[str, Tablets] = {}
     for name, entry in data.items():
         sizes = entry.get("tablets_mg") if isinstance(entry, dict) else None
-        if not isinstance(sizes, list) or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in sizes):
+        if not _numbers(sizes):
             raise TaperError(f"formulary {path}: [{name}]: tablets_mg must be a list of numbers")
+        ladder = entry.get("ladder_mg", [])
+        if not _numbers(ladder):
+            raise TaperError(f"formulary {path}: [{name}]: ladder_mg must be a list of numbers")
+        above = entry.get("ladder_step_above_mg")
+        if above is not None and not _numbers([above]):
+            raise TaperError(f"formulary {path}: [{name}]: ladder_step_above_mg must be a number")
         drug = normalise_drug(name)
-        out[drug] = Tablets(drug, tuple(float(s) for s in sizes))
+        out[drug] = Tablets(
+            drug, tuple(float(s) for s in sizes), tuple(float(r) for r in ladder), float(above) if above is not None else None
+        )
     return out
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
 
 
 def plannable_drugs(formulary: dict[str, Tablets] | None = None) -> list[str]:
@@ -235,12 +278,17 @@ def propose_taper(
     - ``step_mg``: each reduction takes this many mg off the previous dose;
     - ``step_pct``: each reduction takes this percentage of the previous dose (as in the DRESSCODE
       trial's 15–25 % every 15 days, CLINICAL_REFERENCE.md §4);
-    - ``end_date``: the dose falls in equal steps to 0 on ``end_date``, about every
-      ``interval_days`` (dates spread evenly so that the stop lands on the target date).
+    - ``end_date``: the dose falls in about equal steps to 0, one reduction every whole
+      ``interval_days``; when the target date is not a whole number of intervals after the first
+      reduction, the stop moves to the next whole interval after it (never earlier: a taper is
+      never made shorter than asked) and a note says so.
 
-    Each dose is rounded to the nearest dose whole tablets can make (ties to the lower), never
-    above the previous one; when rounding would leave the dose unchanged the reduction goes to the
-    next lower dispensable dose, so the plan always reaches zero.
+    By % and to an end date, each dose is a rung of the drug's dose ladder in the formulary (the
+    doses prescribers write: 60, 50, 40, 30, 25, 20, 15, 10, 7.5, 5, 2.5 mg of prednisone, as its
+    tablets allow), nearest to the arithmetic target (ties to the lower), never above the previous
+    one. By mg, each dose is the previous minus the step, rounded to what whole tablets can make.
+    When rounding would leave the dose unchanged the reduction goes to the next lower rung, so the
+    plan always reaches zero.
     """
     drug_n = normalise_drug(drug)
     f = formulary if formulary is not None else load_formulary()
@@ -254,6 +302,7 @@ def propose_taper(
         raise TaperError("choose exactly one of: a step in mg, a step in %, or a target end date")
     tablets = f[drug_n]
     levels = tablets.dispensable_at_or_below(current_dose_mg)
+    rungs = tablets.ladder_at_or_below(current_dose_mg)
     notes: list[str] = []
     if not tablets.is_dispensable(current_dose_mg):
         notes.append(
@@ -273,29 +322,26 @@ def propose_taper(
         if not math.isfinite(step_pct) or not 0 < step_pct <= 100:
             raise TaperError(f"step: value '{step_pct}' %: must be more than 0 % and at most 100 %")
         method = f"by {_mg(step_pct)} % of the previous dose every {interval_days} days"
-        targets = _stepwise(current_dose_mg, start_date, interval_days, levels, lambda prev: prev * (1 - step_pct / 100))
+        targets = _stepwise(current_dose_mg, start_date, interval_days, rungs, lambda prev: prev * (1 - step_pct / 100))
     else:
         assert end_date is not None
         if not isinstance(end_date, dt.date) or end_date < start_date:
             raise TaperError(f"end date: value '{end_date}': must be on or after the first reduction ({start_date.isoformat()})")
         span = (end_date - start_date).days
-        n = max(0, round(span / interval_days))  # number of intervals between the first reduction and the stop
-        method = f"to stop on {end_date.isoformat()}, about every {interval_days} days"
-        prev = current_dose_mg
-        for k in range(n + 1):
-            day = start_date + dt.timedelta(days=round(k * span / n)) if n else end_date
-            target = current_dose_mg * (n - k) / (n + 1)
-            # Only the last row stops: earlier ones keep at least the smallest tablet, so the stop
-            # lands on the target date rather than before it.
-            usable = levels if k == n else [lv for lv in levels if 0 < lv <= prev + 1e-9]
-            if not usable:
-                continue  # today's dose is below the smallest tablet: it runs on until the stop
-            dose = _round_not_above(target, prev, usable, force_lower=False)
-            if dose < prev:
-                targets.append((day, dose))
-                prev = dose
+        n = math.ceil(span / interval_days)  # whole intervals between the first reduction and the stop
+        stop = start_date + dt.timedelta(days=n * interval_days)
+        method = f"to stop on {stop.isoformat()}, every {interval_days} days"
+        if stop != end_date:
+            notes.append(
+                f"the stop is on {stop.isoformat()}, not {end_date.isoformat()}: {span} days is not a whole number of "
+                f"{interval_days}-day steps, and the taper is never made shorter than asked"
+            )
+        targets = _ladder_to_stop(current_dose_mg, start_date, interval_days, n, rungs)
         if n and len(targets) < n + 1:
-            notes.append("some reductions were merged because tablet strengths cannot make smaller steps")
+            notes.append(
+                "some doses are held for more than one step: the dose ladder and the tablet strengths have "
+                "fewer doses below today's than the plan has steps"
+            )
 
     if not targets or targets[-1][1] != 0:
         raise TaperError("internal: the plan does not reach zero")  # guarded by construction
@@ -329,6 +375,28 @@ def _round_not_above(target: float, prev: float, levels: list[float], *, force_l
         return 0.0
     best = min(allowed, key=lambda lv: (abs(lv - target), lv))
     return best
+
+
+def _ladder_to_stop(
+    current: float, start: dt.date, interval: int, n: int, rungs: list[float]
+) -> list[tuple[dt.date, float]]:
+    """``n`` reductions every ``interval`` days from ``start``, then the stop on step ``n``.
+
+    The doses are rungs below today's dose chosen evenly along the ladder (not along the mg
+    scale), so the plan keeps the ladder's shape: larger mg steps at high doses, smaller ones near
+    the end, where relapse is likeliest. With fewer rungs than steps, each rung is held for more
+    than one step."""
+    below = sorted((r for r in rungs if 0 < r < current - 1e-9), reverse=True)
+    stop = start + dt.timedelta(days=n * interval)
+    if n == 0 or not below:
+        return [(stop, 0.0)]
+    m = len(below)
+    if m >= n:
+        picks = [below[round(i * (m - 1) / (n - 1))] for i in range(n)] if n > 1 else [below[(m - 1) // 2]]
+        out = [(start + dt.timedelta(days=k * interval), dose) for k, dose in enumerate(picks)]
+    else:
+        out = [(start + dt.timedelta(days=(j * n // m) * interval), dose) for j, dose in enumerate(below)]
+    return [*out, (stop, 0.0)]
 
 
 def _stepwise(
@@ -375,6 +443,23 @@ def current_steroid_doses(record: PatientRecord, as_of: dt.date) -> dict[str, fl
         if m.start_date <= as_of and drug in PREDNISONE_EQUIVALENCE and is_systemic_route(m.route):
             latest[drug] = m.daily_dose_mg
     return {d: mg for d, mg in latest.items() if mg > 0}
+
+
+def default_plan_drug(record: PatientRecord, as_of: dt.date, drugs: list[str]) -> str:
+    """The drug a plan starts from: the steroid the patient is on today (the largest by
+    prednisone-equivalent dose when several), else the last one given, else the first plannable
+    drug. Planning another drug would be a switch (issue 18: a patient on prednisolone was offered
+    prednisone, and saving stopped the prednisolone)."""
+    if not drugs:
+        raise TaperError("formulary: no systemic corticosteroid has tablet strengths")
+    on_now = {d: mg * PREDNISONE_EQUIVALENCE[d] for d, mg in current_steroid_doses(record, as_of).items() if d in drugs}
+    if on_now:
+        return max(sorted(on_now), key=lambda d: on_now[d])
+    for m in reversed(record.meds):  # sorted by (start_date, id): the last steroid given
+        drug = normalise_drug(m.drug)
+        if m.start_date <= as_of and drug in drugs and is_systemic_route(m.route):
+            return drug
+    return drugs[0]
 
 
 def planning_dose(record: PatientRecord, as_of: dt.date, drug: str) -> float:

@@ -20,6 +20,7 @@ from monitoring.taper import (
     TaperError,
     check_plan,
     current_steroid_doses,
+    default_plan_drug,
     discard_plan,
     load_formulary,
     plannable_drugs,
@@ -111,7 +112,11 @@ st.subheader("Propose a taper")
 formulary = load_formulary()
 drugs = plannable_drugs(formulary)
 c1, c2, c3 = st.columns(3)
-drug = c1.selectbox("Drug", drugs, index=0, key="taper_drug", help="Doses are rounded to whole tablets of the formulary.")
+drug = c1.selectbox(
+    "Drug", drugs, index=drugs.index(default_plan_drug(record, today, drugs)), key=f"taper_drug_{p.mrn}",
+    help="The steroid the patient is on today; another drug makes the plan a switch. Doses are rounded to whole "
+         "tablets of the formulary.",
+)
 start_default = today + dt.timedelta(days=1)
 current_default = planning_dose(record, today, drug)
 current = c2.number_input(
@@ -131,7 +136,8 @@ elif method == "by %":
                                key="taper_step_pct")
 else:
     end_date = m3.date_input("Stop on", value=first + dt.timedelta(days=42), min_value=first, key="taper_end")
-st.caption(f"Tablets of {drug}: {formulary[drug].describe()} — {FORMULARY_BASIS}.")
+st.caption(f"Tablets of {drug}: {formulary[drug].describe()}. Dose ladder (by % and to an end date): "
+           f"{formulary[drug].describe_ladder()} — {FORMULARY_BASIS}.")
 
 try:
     plan = propose_taper(drug=drug, current_dose_mg=float(current), start_date=first, interval_days=int(interval),

@@ -131,7 +131,8 @@ def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> No
     assert not at.exception
     assert any("Plan saved" in s.value for s in at.success)
     stored = [(d, mg) for d, mg, hidden, _ in plan_rows(clinic_db) if not hidden]
-    assert stored[0] == (TODAY + dt.timedelta(days=1), 45) and stored[-1][1] == 0
+    # 60 mg less 25 % = 45 mg, between the ladder's 50 and 40 mg rungs: ties go to the lower (issue 18).
+    assert stored[0] == (TODAY + dt.timedelta(days=1), 40) and stored[-1][1] == 0
     assert all(b[1] < a[1] for a, b in zip(stored, stored[1:], strict=False))
 
     with Session(clinic_db) as s:
@@ -152,6 +153,33 @@ def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> No
     rows = plan_rows(clinic_db)
     assert rows and all(hidden and reason == "plan discarded" for _, _, hidden, reason in rows)
     assert "No plan saved" in texts(at)
+
+
+def test_planner_defaults_to_the_steroid_the_patient_is_on_and_uses_the_ladder(clinic_db: Engine) -> None:
+    # Issue 18 points 3 and 4: a patient switched to prednisolone is planned on prednisolone (no
+    # switch back on saving), and "to an end date" gives the ladder's doses in whole weeks.
+    switch = TODAY - dt.timedelta(days=10)
+    with session_scope(clinic_db) as s:
+        write_batch(s, meds=[MedIn(MRN, "prednisone", "prednisone", switch, 0, "0", "mg", route="oral"),
+                             MedIn(MRN, "prednisolone", "prednisolone", switch, 60, "60", "mg", route="oral")],
+                    username="test")
+    at = page("taper.py", clinic_db)
+    assert not at.exception
+    assert at.selectbox(key=f"taper_drug_{MRN}").value == "prednisolone"
+    assert at.number_input(key="taper_current_prednisolone").value == 60
+    assert not any("Saving also stops" in i.value for i in at.info)
+    at.radio(key="taper_method").set_value("to an end date").run()
+    at.date_input(key="taper_end").set_value(TODAY + dt.timedelta(days=1 + 56)).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "prednisolone (mg/day)" in d.value.columns)
+    assert list(table["prednisolone (mg/day)"]) == [50, 40, 25, 20, 15, 10, 5, 2.5, 0]
+    days = [dt.date.fromisoformat(x) for x in table["from"]]
+    assert {(b - a).days for a, b in zip(days, days[1:], strict=False)} == {7}
+    at.button(key="taper_save").click().run()
+    assert not at.exception
+    with Session(clinic_db) as s:
+        future = s.execute(select(MedicationRow).where(MedicationRow.start_date > TODAY)).scalars().all()
+    assert {r.drug for r in future} == {"prednisolone"}  # nothing stops: no switch
 
 
 def test_zero_dose_is_refused_with_a_message(clinic_db: Engine) -> None:

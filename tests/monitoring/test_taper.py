@@ -27,8 +27,10 @@ def dates(plan) -> list[dt.date]:  # type: ignore[no-untyped-def]
 
 def test_formulary_has_the_local_defaults() -> None:
     f = load_formulary()
-    assert f["prednisone"].sizes_mg == (1.0, 5.0, 20.0)
-    assert f["prednisolone"].sizes_mg == (1.0, 5.0, 25.0)
+    # 2.5 mg tablets (issue 18): the ladder's 7.5 and 2.5 mg can be dispensed without splitting.
+    assert f["prednisone"].sizes_mg == (1.0, 2.5, 5.0, 20.0)
+    assert f["prednisolone"].sizes_mg == (1.0, 2.5, 5.0, 25.0)
+    assert f["prednisone"].ladder_mg == (60, 50, 40, 30, 25, 20, 15, 10, 7.5, 5, 2.5)
     assert f["methylprednisolone"].sizes_mg == (4.0, 16.0, 32.0)
     assert f["dexamethasone"].sizes_mg == (0.5, 2.0, 4.0)
     assert plannable_drugs(f)[0] == "prednisone"
@@ -77,21 +79,21 @@ def test_step_in_mg() -> None:
     assert plan.steps[-1].tablets_text == "stop"
 
 
-def test_step_in_percent_of_previous_dose() -> None:
+def test_step_in_percent_of_previous_dose_uses_the_dose_ladder() -> None:
     plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=D0, interval_days=14, step_pct=20)
-    got = doses(plan)
-    # 60 x 0.8 = 48; 48 x 0.8 = 38.4 -> 38; 38 x 0.8 = 30.4 -> 30; ...
-    assert got[:4] == [48, 38, 30, 24]
-    # At the bottom a 20 % step rounds to no change, so the dose still falls one tablet at a time.
-    assert got[-4:] == [3, 2, 1, 0]
+    # Issue 18: doses a prescriber writes, not 48, 38, 30, 24 ... 3, 2, 1 mg. 60 x 0.8 = 48 -> 50;
+    # 50 x 0.8 = 40; 40 x 0.8 = 32 -> 30; 30 x 0.8 = 24 -> 25; 20; 16 -> 15; 12 -> 10; 8 -> 7.5; 6 -> 5;
+    # 4 -> 5 is no change, so one rung lower: 2.5; then 0.
+    assert doses(plan) == [50, 40, 30, 25, 20, 15, 10, 7.5, 5, 2.5, 0]
+    assert plan.steps[7].tablets_text == "1 × 5 mg + 1 × 2.5 mg"
     assert all((b - a).days == 14 for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
 
 
-def test_percent_rounds_to_methylprednisolone_tablets() -> None:
+def test_percent_rounds_to_methylprednisolone_ladder() -> None:
     plan = propose_taper(drug="Medrol", current_dose_mg=40, start_date=D0, interval_days=5, step_pct=25)
     assert plan.drug == "methylprednisolone"
-    assert doses(plan) == [28, 20, 16, 12, 8, 4, 0]  # 30 -> 28 (ties to the lower), 21 -> 20, 15 -> 16
-    assert plan.steps[0].pred_eq_mg == pytest.approx(35.0)  # methylprednisolone x 1.25
+    assert doses(plan) == [32, 24, 16, 12, 8, 4, 0]  # 30 -> 32 (nearest rung), 24, 18 -> 16 (ties lower), 12 ...
+    assert plan.steps[0].pred_eq_mg == pytest.approx(40.0)  # methylprednisolone x 1.25
 
 
 def test_half_milligram_tablets_of_dexamethasone() -> None:
@@ -100,32 +102,51 @@ def test_half_milligram_tablets_of_dexamethasone() -> None:
     assert plan.steps[3].tablets == ((0.5, 3),)
 
 
-def test_end_date_target() -> None:
+def test_a_ladder_rung_the_tablets_cannot_make_is_left_out(tmp_path: Path) -> None:
+    f = tmp_path / "formulary.toml"
+    f.write_text("[prednisone]\ntablets_mg = [1, 5, 20]\nladder_mg = [20, 15, 10, 7.5, 5, 2.5]\n", encoding="utf-8")
+    tablets = load_formulary(f)["prednisone"]
+    assert tablets.ladder_at_or_below(20) == [0, 5, 10, 15, 20]  # no 2.5 mg tablet: 7.5 and 2.5 cannot be made
+    plan = propose_taper(drug="prednisone", current_dose_mg=20, start_date=D0, interval_days=7, step_pct=50,
+                         formulary=load_formulary(f))
+    assert doses(plan) == [10, 5, 0]
+
+
+def test_above_the_ladder_doses_fall_by_its_step() -> None:
+    tablets = load_formulary()["prednisone"]
+    assert tablets.ladder_at_or_below(85)[-4:] == [50, 60, 70, 80]
+
+
+def test_end_date_target_in_whole_weeks_on_the_ladder() -> None:
     end = D0 + dt.timedelta(days=56)
-    plan = propose_taper(drug="prednisone", current_dose_mg=40, start_date=D0, interval_days=7, end_date=end)
+    plan = propose_taper(drug="prednisone", current_dose_mg=60, start_date=D0, interval_days=7, end_date=end)
     assert plan.stop_date == end
-    assert doses(plan)[-1] == 0
-    assert len(plan.steps) == 9  # 8 intervals of 7 days: 9 reductions, the last to 0
-    assert doses(plan)[0] == pytest.approx(36)  # 40 x 8/9 = 35.6 -> 36
+    # Issue 18: not 53, 47, 40, 33, 27, 20, 13, 7 mg: the ladder's doses, one step every 7 days,
+    # chosen evenly along the ladder (8 of its 10 rungs below 60 mg: bigger steps high, smaller low).
+    assert doses(plan) == [50, 40, 25, 20, 15, 10, 5, 2.5, 0]
     assert all((b - a).days == 7 for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
+    assert not plan.notes
 
 
-def test_end_date_not_a_multiple_of_the_interval_still_stops_on_the_target() -> None:
+def test_end_date_not_a_multiple_of_the_interval_moves_the_stop_later_never_earlier() -> None:
     end = D0 + dt.timedelta(days=30)
     plan = propose_taper(drug="prednisolone", current_dose_mg=30, start_date=D0, interval_days=7, end_date=end)
-    assert plan.stop_date == end
-    gaps = [(b - a).days for a, b in zip(dates(plan), dates(plan)[1:], strict=False)]
-    assert set(gaps) <= {7, 8}
+    # Whole weeks (issue 18: steps slipped to 6 days): 30 days is not 4 or 5 whole weeks, so the
+    # stop is after 5 weeks (day 35), not before the date asked for, and the plan says so.
+    assert plan.stop_date == D0 + dt.timedelta(days=35)
+    assert {(b - a).days for a, b in zip(dates(plan), dates(plan)[1:], strict=False)} == {7}
+    assert any("not a whole number of 7-day steps" in n for n in plan.notes)
+    assert all(d in (25, 20, 15, 10, 7.5, 5, 2.5, 0) for d in doses(plan))  # rungs of the ladder
 
 
 def test_end_date_with_few_tablet_levels_merges_steps() -> None:
     plan = propose_taper(
         drug="methylprednisolone", current_dose_mg=8, start_date=D0, interval_days=1, end_date=D0 + dt.timedelta(days=9)
     )
-    assert doses(plan) == [4, 0]  # only 4 mg steps exist: 7.2 and 6.4 round back to 8 (no change)
-    assert dates(plan)[0] == D0 + dt.timedelta(days=2)
+    assert doses(plan) == [4, 0]  # the only rung below 8 mg of methylprednisolone is 4 mg
+    assert dates(plan)[0] == D0  # the first reduction on the day asked for, then held to the stop
     assert plan.stop_date == D0 + dt.timedelta(days=9)
-    assert any("merged" in n for n in plan.notes)
+    assert any("held for more than one step" in n for n in plan.notes)
 
 
 def test_end_date_on_the_start_date_is_an_abrupt_stop() -> None:
@@ -208,10 +229,15 @@ def test_any_plan_never_increases_reaches_zero_and_can_be_dispensed(
     for s in plan.steps:
         assert tablets.is_dispensable(s.dose_mg)
         assert sum(size * n for size, n in s.tablets) == pytest.approx(s.dose_mg)
+    # Every step falls on a whole number of intervals after the first reduction.
+    assert all((d - D0).days % interval == 0 for d in dates(plan))
     if mode == "end":
-        assert plan.stop_date == D0 + dt.timedelta(days=span)
+        # The stop is on the date asked for, or the next whole interval after it: never earlier.
+        assert D0 + dt.timedelta(days=span) <= plan.stop_date < D0 + dt.timedelta(days=span + interval)
     else:
         assert all((b - a).days == interval for a, b in zip(dates(plan), dates(plan)[1:], strict=False))
+    if mode != "mg" and tablets.ladder_mg:
+        assert all(s.dose_mg == 0 or s.dose_mg in tablets.ladder_at_or_below(max(current, 1000)) for s in plan.steps)
 
 
 # --- the plan against the engine, saving and discarding ---------------------------------------
@@ -388,3 +414,13 @@ def test_planner_verdict_is_the_engines_alert(drug: str, dose: float, interval: 
     assert check.taper_days == check.course.taper_days == plan.plan_days  # no reduction before the plan
     assert check.premature == (check.taper_days is not None and check.taper_days < check.min_taper.value)
     assert check.premature == any(a.code == "PREMATURE_TAPER" for a in check.alerts)
+
+
+def test_default_plan_drug_is_the_steroid_given_today(session: Session) -> None:
+    from monitoring.taper import default_plan_drug
+
+    drugs = plannable_drugs()
+    record = load_record(session, _patient(session, drug="methylprednisolone", dose=48))
+    assert default_plan_drug(record, TODAY, drugs) == "methylprednisolone"  # not prednisone (issue 18)
+    # Before the first dose there is nothing given: the first plannable drug.
+    assert default_plan_drug(record, dt.date(2025, 1, 1), drugs) == "prednisone"
