@@ -47,6 +47,16 @@ def oidc_configured() -> bool:
         return False
 
 
+def client_address() -> str | None:
+    """The browser's address as Streamlit sees it (behind a reverse proxy: the proxy's, unless the
+    proxy is trusted to say, see the README), for the per-address sign-in throttle."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no request context: no address
+        return None
+    return address if isinstance(address, str) else None  # AppTest gives a stand-in object
+
+
 def current() -> SignedIn | None:
     user = st.session_state.get(SIGNED_IN_KEY)
     return user if isinstance(user, SignedIn) else None
@@ -105,7 +115,7 @@ def _sign_in_page(engine: Engine) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            user = auth.sign_in(engine, username, password)
+            user = auth.sign_in(engine, username, password, source=client_address())
         except auth.SignInRefused as exc:
             st.error(str(exc))
         else:

@@ -4,12 +4,18 @@
   with older parameters is upgraded at the next successful sign-in.
 - Roles: ``viewer`` reads; ``clinician`` reads and writes clinical data; ``admin`` also manages
   accounts and reads the audit trail. Every check goes through ``require``/``authorise_write``.
-- Repeated failed sign-ins are slowed down, per account and in the database (so it holds across
-  several dashboard processes): after ``FREE_ATTEMPTS`` failures each further attempt must wait
-  ``BASE_DELAY_S × 2^(failures − FREE_ATTEMPTS)`` seconds after the last failure, at most
-  ``MAX_DELAY_S``. An attempt inside that window is refused without checking the password. The
-  numbers are a design choice of this product (in the spirit of NIST SP 800-63B §5.2.2, rate
-  limiting), not a clinical threshold.
+- Repeated failed sign-ins are slowed down in the database (so it holds across several dashboard
+  processes), under four keys (``THROTTLE``): the name at one client address (after
+  ``FREE_ATTEMPTS`` failures each further attempt waits ``BASE_DELAY_S × 2^(failures −
+  FREE_ATTEMPTS)`` s after the last failure, at most ``MAX_DELAY_S``), the name from any address,
+  the address for any name, and the whole server (looser). A name without an account is counted
+  exactly like one with an account. Each attempt is counted before its password is checked (an
+  atomic compare-and-set), so parallel guesses get no more checks than allowed; an attempt inside a
+  window is refused without checking the password. An attacker's guesses slow down the attacker's
+  address, not the holder's: the holder at another workstation signs in. The numbers are design
+  choices (in the spirit of NIST SP 800-63B §5.2.2, rate limiting), not clinical thresholds.
+- At most ``ARGON2_CONCURRENCY`` password hashes are computed at once (64 MiB each), so a burst of
+  sign-ins holds memory and CPU bounded.
 - Every sign-in, failed or refused sign-in and account change is written to the audit trail. A
   password or its hash never is.
 """
@@ -20,18 +26,20 @@ import datetime as dt
 import functools
 import re
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import case as sa_case
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from monitoring import audit
-from monitoring.models import User, utcnow
+from monitoring.models import SignInThrottle, User, utcnow
 
 VIEWER = "viewer"
 CLINICIAN = "clinician"
@@ -202,17 +210,54 @@ def authorise_write(
     raise PermissionDenied(f"{username} may not change clinical data ({reason})")
 
 
-# --- sign-in -------------------------------------------------------------------------------
+# --- sign-in throttling -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """After ``free`` failures counted under one key, each further attempt under it must wait
+    ``base_delay_s × 2^(failures − free)`` seconds after the last failure, at most ``max_delay_s``;
+    failures older than ``forget_after_s`` are forgotten. Design choices of this product (NIST SP
+    800-63B §5.2.2, rate limiting), not clinical numbers."""
+
+    free: int
+    base_delay_s: float
+    max_delay_s: float
+    forget_after_s: float
+
+    def delay_s(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** min(failures - self.free, 40))
+
+
+# The keys an attempt is counted under, most specific first. The name-and-source pair carries the
+# steep delay: an attacker's guesses slow down the attacker's own address, never the account's
+# holder at the ward's workstation. The name alone (any address), the address alone (any name) and
+# the whole server have looser limits against guessing from many addresses or for many names.
+THROTTLE: dict[str, ThrottlePolicy] = {
+    "pair": ThrottlePolicy(free=FREE_ATTEMPTS, base_delay_s=BASE_DELAY_S, max_delay_s=MAX_DELAY_S, forget_after_s=24 * 3600.0),
+    "account": ThrottlePolicy(free=20, base_delay_s=1.0, max_delay_s=60.0, forget_after_s=3600.0),
+    "source": ThrottlePolicy(free=30, base_delay_s=1.0, max_delay_s=MAX_DELAY_S, forget_after_s=3600.0),
+    "global": ThrottlePolicy(free=300, base_delay_s=0.5, max_delay_s=30.0, forget_after_s=600.0),
+}
+MAX_KEY_PART = 96  # a name longer than an account name can be is cut (it is counted all the same)
+
+# Argon2id hashes with 64 MiB of memory each (RFC 9106 defaults of argon2-cffi): at most this many
+# at once, so a burst of sign-ins (unknown names included) holds CPU and memory bounded.
+ARGON2_CONCURRENCY = 2
+ARGON2_WAIT_S = 10.0
+_argon2_slots = threading.BoundedSemaphore(ARGON2_CONCURRENCY)
 
 
 def throttle_delay_s(failed_attempts: int) -> float:
-    """Seconds to wait after the last failure before another attempt is looked at."""
-    if failed_attempts < FREE_ATTEMPTS:
-        return 0.0
-    return min(MAX_DELAY_S, BASE_DELAY_S * 2.0 ** (failed_attempts - FREE_ATTEMPTS))
+    """Seconds to wait after the last failure of a name at one address."""
+    return THROTTLE["pair"].delay_s(failed_attempts)
 
 
 def retry_after_s(user: User, now: dt.datetime | None = None) -> float:
+    """The wait the older per-account counter of ``app_user`` would impose (kept for the admin's
+    view of an account; sign-in itself uses ``sign_in_throttle``)."""
     if user.last_failed_at is None:
         return 0.0
     wait = throttle_delay_s(user.failed_attempts)
@@ -221,35 +266,140 @@ def retry_after_s(user: User, now: dt.datetime | None = None) -> float:
 
 
 GENERIC_FAILURE = "user name or password not recognised, or the account is disabled"
+BUSY_FAILURE = "sign-in is busy: try again in a few seconds"
 
 
-def sign_in(engine: Engine, username: str, password: str, *, now: dt.datetime | None = None) -> SignedIn:
+def throttle_keys(username: str, source: str | None) -> list[tuple[str, ThrottlePolicy]]:
+    name = (username or "").strip()[:MAX_KEY_PART]
+    address = (source or "unknown")[:MAX_KEY_PART]
+    return [
+        (f"pair:{name}|{address}", THROTTLE["pair"]),
+        (f"account:{name}", THROTTLE["account"]),
+        (f"source:{address}", THROTTLE["source"]),
+        ("global", THROTTLE["global"]),
+    ]
+
+
+def _wait_s(policy: ThrottlePolicy, failures: int, last: dt.datetime | None, now: dt.datetime) -> tuple[int, float]:
+    """(failures still counted, seconds still to wait)."""
+    if last is None:
+        return failures, 0.0
+    elapsed = (now - last).total_seconds()
+    if elapsed >= policy.forget_after_s:
+        return 0, 0.0
+    return failures, max(0.0, policy.delay_s(failures) - elapsed)
+
+
+def _insert_ignore(session: Session, key: str) -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(table).values(key=key, failures=0).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(table).values(key=key, failures=0).on_conflict_do_nothing())
+    else:  # pragma: no cover - SQLite and PostgreSQL are the supported databases
+        if session.get(SignInThrottle, key) is None:
+            session.add(SignInThrottle(key=key, failures=0))
+            session.flush()
+
+
+def _claim(engine: Engine, key: str, policy: ThrottlePolicy, now: dt.datetime) -> float:
+    """Count one attempt under ``key`` before its password is checked; 0 when it may go ahead,
+    else the seconds to wait (and nothing is counted).
+
+    A compare-and-set on the counter (UPDATE ... WHERE failures = the value read): of any number
+    of attempts at the same moment, in any number of processes, only as many go ahead as the
+    policy allows; the others read the new count and wait."""
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    for _ in range(200):
+        with Session(engine) as session:
+            row = session.execute(select(table.c.failures, table.c.last_failed_at).where(table.c.key == key)).first()
+            if row is None:
+                _insert_ignore(session, key)
+                session.commit()
+                continue
+            counted, wait = _wait_s(policy, row.failures, row.last_failed_at, now)
+            if wait > 0:
+                return wait
+            done = session.execute(
+                update(table)
+                .where(table.c.key == key, table.c.failures == row.failures)
+                .values(failures=counted + 1, last_failed_at=now)
+            )
+            session.commit()
+            if done.rowcount == 1:
+                return 0.0
+    return ARGON2_WAIT_S  # unreachable in practice: that many writers on one key at once
+
+
+def _release(engine: Engine, key: str, *, reset: bool) -> None:
+    """Take back the attempt counted under ``key``: all of it after a successful sign-in of that
+    name at that address (``reset``), one count otherwise."""
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        values = {"failures": 0, "last_failed_at": None} if reset else {"failures": sa_case((table.c.failures > 0, table.c.failures - 1), else_=0)}
+        session.execute(update(table).where(table.c.key == key).values(**values))
+        session.commit()
+
+
+def throttle_status(session: Session, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Every key with failures still counted, for the administrators' view (audit page)."""
+    moment = now or utcnow()
+    out = []
+    for row in session.execute(select(SignInThrottle).where(SignInThrottle.failures > 0).order_by(SignInThrottle.last_failed_at.desc())).scalars():  # type: ignore[union-attr]
+        kind = row.key.split(":", 1)[0]
+        policy = THROTTLE.get(kind, THROTTLE["global"])
+        counted, wait = _wait_s(policy, row.failures, row.last_failed_at, moment)
+        if counted:
+            out.append({"key": row.key, "failures": counted, "last_failed_at": row.last_failed_at, "retry_after_s": round(wait, 1)})
+    return out
+
+
+def sign_in(
+    engine: Engine, username: str, password: str, *, source: str | None = None, now: dt.datetime | None = None
+) -> SignedIn:
     """Check a user name and password; audit the outcome. Raises SignInRefused.
 
-    Its own transactions: a failed attempt is counted and audited even though sign-in fails.
+    The attempt is counted (``_claim``) under every throttle key before the password is looked
+    at, the same way whether or not the name has an account; a throttled attempt is refused
+    without hashing, an allowed one is verified (against a dummy hash for an unknown name), so
+    neither the answer nor its time tells whether the name exists. ``source``: the client's
+    address. Its own transactions: a failed attempt stays counted and audited.
     """
     name = (username or "").strip()
     moment = now or utcnow()
+    claimed: list[str] = []
+    for key, policy in throttle_keys(name, source):
+        wait = _claim(engine, key, policy, moment)
+        if wait > 0:
+            for done in claimed:
+                _release(engine, done, reset=False)
+            audit.record_separately(
+                engine,
+                username=name[:64] or None,
+                action=audit.SIGN_IN_THROTTLED,
+                entity="app_user",
+                after={"throttled_by": key.split(":", 1)[0], "source": source, "retry_after_s": round(wait, 1)},
+            )
+            raise SignInRefused(f"too many failed attempts: try again in {max(1, round(wait))} s", wait)
+        claimed.append(key)
     with Session(engine, expire_on_commit=False) as session:
         user = get_user(session, name) if name else None
-        if user is not None:
-            wait = retry_after_s(user, moment)
-            if wait > 0:
-                audit.record(
-                    session,
-                    username=name,
-                    action=audit.SIGN_IN_THROTTLED,
-                    entity="app_user",
-                    entity_id=user.id,
-                    after={"failed_attempts": user.failed_attempts, "retry_after_s": round(wait, 1)},
-                )
-                session.commit()
-                raise SignInRefused(f"too many failed attempts: try again in {wait:.0f} s", wait)
-        ok = verify_password(user.password_hash if user and user.password_hash else _dummy_hash(), password or "")
+        if not _argon2_slots.acquire(timeout=ARGON2_WAIT_S):
+            for done in claimed:
+                _release(engine, done, reset=False)
+            raise SignInRefused(BUSY_FAILURE, 1.0)
+        try:
+            ok = verify_password(user.password_hash if user and user.password_hash else _dummy_hash(), password or "")
+        finally:
+            _argon2_slots.release()
         ok = ok and user is not None and user.password_hash is not None
         if user is None or not ok or user.disabled:
             if user is not None:
-                # Counted in SQL so that two processes failing at once both count.
+                # The account's own tally, for the administrators' list (users list); counted in SQL
+                # so that two processes failing at once both count.
                 session.execute(
                     update(User)
                     .where(User.id == user.id)  # type: ignore[arg-type]
@@ -257,10 +407,11 @@ def sign_in(engine: Engine, username: str, password: str, *, now: dt.datetime | 
                 )
             audit.record(
                 session,
-                username=name or None,
+                username=name[:64] or None,
                 action=audit.SIGN_IN_FAILED,
                 entity="app_user",
                 entity_id=user.id if user else None,
+                after={"source": source},
                 reason="unknown account" if user is None else ("account disabled" if user.disabled else "wrong password"),
             )
             session.commit()
@@ -271,9 +422,13 @@ def sign_in(engine: Engine, username: str, password: str, *, now: dt.datetime | 
         user.failed_attempts = 0
         user.last_failed_at = None
         session.add(user)
-        audit.record(session, username=name, action=audit.SIGN_IN, entity="app_user", entity_id=user.id)
+        audit.record(session, username=name, action=audit.SIGN_IN, entity="app_user", entity_id=user.id, after={"source": source})
         session.commit()
-        return SignedIn(user.id, user.username, user.role)
+    # Right name, right password: this name at this address starts afresh; the looser counters
+    # take back this attempt only.
+    for key in claimed:
+        _release(engine, key, reset=key.startswith(("pair:", "account:")))
+    return SignedIn(user.id, user.username, user.role)
 
 
 def sign_in_external(engine: Engine, identity: str) -> SignedIn:
@@ -366,6 +521,12 @@ def set_password(session: Session, *, actor: str, username: str, password: str) 
     # A new password lifts the slow-down: an admin reset is how a locked-out user gets back in.
     user.failed_attempts = 0
     user.last_failed_at = None
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(table)
+        .where((table.c.key == f"account:{user.username}") | table.c.key.startswith(f"pair:{user.username}|", autoescape=True))
+        .values(failures=0, last_failed_at=None)
+    )
     session.add(user)
     audit.record(
         session, username=actor, action=audit.ACCOUNT_CHANGE, entity="app_user", entity_id=user.id, after={"password": "changed"}

@@ -244,7 +244,38 @@ class Hl7Message(SQLModel, table=True):
     via: str = Field(default="mllp", max_length=16)  # mllp or folder
 
 
-TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry, ReviewItem, Hl7Message)
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-in counters (monitoring/auth.py): one row per key, ``pair:NAME|SOURCE``,
+    ``account:NAME``, ``source:ADDRESS`` or ``global``. A name that has no account is counted the
+    same way as one that has, so the throttle does not tell them apart."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: str = Field(primary_key=True, max_length=200)
+    failures: int = Field(default=0)
+    last_failed_at: dt.datetime | None = Field(default=None, sa_type=DateTime)  # UTC
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in session kept on the server (monitoring/sessions.py): ended by sign-out (every
+    tab of it), by the idle timeout or by its absolute lifetime. Only SHA-256 digests of the tab's
+    token and of the browser's cookie are stored, never the secrets themselves."""
+
+    __tablename__ = "user_session"
+    __table_args__ = (Index("ix_session_browser", "browser_hash", "ended_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    browser_hash: str | None = Field(default=None, max_length=64)
+    user_id: int = Field(foreign_key="app_user.id", ondelete="RESTRICT", index=True)
+    source: str | None = Field(default=None, max_length=64)  # the client address at sign-in
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)  # UTC
+    last_seen_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)  # UTC
+    ended_at: dt.datetime | None = Field(default=None, sa_type=DateTime)  # UTC
+    end_reason: str | None = Field(default=None, max_length=32)  # sign-out, idle, lifetime, account
+
+
+TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry, ReviewItem, Hl7Message, SignInThrottle, UserSession)
 
 
 # The audit trail is append-only at database level too (issue 7): the triggers of migration 0002,
