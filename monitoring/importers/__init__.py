@@ -177,6 +177,19 @@ def _import_all(
         meds.extend(med)
     source = "csv" if all(f.kind != "fhir" for f in report.files) else "import"
     description = "import of " + ", ".join(Path(n).name for n, _ in named)
+    if fhir_bundles:
+        # A mg/kg dose of a drug no decision reads, for a patient without a weight: listed, not a refusal.
+        weighed = {p.mrn for p in patients if p.values.get("weight_kg")}
+        dropped: set[int] = set()
+        for bundle in fhir_bundles:
+            dropped |= bundle.drop_unweighable(session, weighed)
+        if dropped:
+            meds = [m for m in meds if id(m) not in dropped]
+            by_path = {str(b.path): b for b in fhir_bundles}
+            for f in report.files:
+                bundle = by_path.get(str(Path(f.name)))
+                if bundle is not None:
+                    f.details.update({f"skipped: {k}": v for k, v in sorted(bundle.skip_reasons.items())})
     for bundle in fhir_bundles:
         # FHIR: allergy culprits are added to the stored ones, an older body weight does not win.
         bundle.merge_stored(session)

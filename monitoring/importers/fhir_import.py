@@ -252,6 +252,8 @@ class ParsedBundle:
     # was found to belong to: an import with --skip-invalid keeps the refused resource as received.
     resource_at: dict[str, dict[str, Any]] = field(default_factory=dict)
     mrn_at: dict[str, str] = field(default_factory=dict)
+    # id() of the schedule rows of drugs no decision reads (their problems never block)
+    optional_meds: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -266,6 +268,27 @@ class ParsedBundle:
 
     def all_patients(self) -> list[PatientIn]:
         return [*self.patients, *self.patient_updates.values()]
+
+    def drop_unweighable(self, session: Session, weighed: set[str]) -> set[int]:
+        """Leave out the mg/kg doses of drugs no decision reads for patients without a weight
+        (neither in the import, ``weighed``, nor stored): listed as skipped, never a refusal.
+        Returns the id() of the records left out."""
+        candidates = [m for m in self.meds if id(m) in self.optional_meds and m.dose_per_kg is not None and m.mrn not in weighed]
+        if not candidates:
+            return set()
+        pt = Patient.__table__  # type: ignore[attr-defined]
+        stored = {mrn for mrn, w in session.execute(
+            select(pt.c.mrn, pt.c.weight_kg).where(pt.c.mrn.in_({m.mrn for m in candidates}))) if w}
+        dropped = {id(m) for m in candidates if m.mrn not in stored}
+        for m in candidates:
+            if id(m) in dropped:
+                self.skip_reasons_add(f"{m.drug}: a mg/kg dose and no weight recorded: not placed on the schedule")
+        self.meds = [m for m in self.meds if id(m) not in dropped]
+        return dropped
+
+    def skip_reasons_add(self, reason: str) -> None:
+        key = f"medication: {reason}"
+        self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
 
     def merge_stored(self, session: Session) -> None:
         """Merge with what is stored; call before ``write_batch`` (the updates are changed in place).
@@ -553,12 +576,15 @@ class _Interval:
     source_id: str | None
     where: str
     exact: bool = False  # a schedule row of this product's export: kept as it is
+    optional: bool = False  # a drug no decision reads: dropped (listed) rather than refusing the import
 
 
 class _Reader:
     def __init__(self, bundle: dict[str, Any], name: str, out: ParsedBundle, as_of: dt.date,
                  other_patients: Mapping[str, str] | None = None):
         self.other_patients = dict(other_patients or {})
+        self.lenient: str | None = None  # resource type whose problems are skips (see read_medication)
+        self.last_administration: dict[int, dt.date] = {}  # id() of an order -> its last administration
         self.bundle = bundle
         self.name = name
         self.out = out
@@ -584,6 +610,10 @@ class _Reader:
         return f"{self.name}: {label} ({i})"
 
     def problem(self, where: str, column: str | None, value: Any, reason: str) -> None:
+        if self.lenient is not None:
+            # Not decision data (an order of a drug no rule reads): skipped and listed, never a refusal.
+            self.out.skip(self.lenient, f"not placed on the schedule ({column or 'resource'}: {reason})")
+            return
         self.out.problems.append(Problem(where, column, _plain(value), reason))
 
     def valid(self, i: str, r: dict[str, Any]) -> bool:
@@ -851,23 +881,40 @@ class _Reader:
         """Before results are read: the time and subject each DiagnosticReport and each panel
         (hasMember) gives the Observations it references."""
         for _i, _url, r in self.entries:
-            rtype = r.get("resourceType")
-            if rtype == "DiagnosticReport":
-                when, subject = self.context_of(r, "DiagnosticReport")
-                refs = r.get("result") or []
-                skip = r.get("status") in ("entered-in-error", "cancelled")
-            elif rtype == "Observation" and r.get("hasMember"):
-                when, subject = self.context_of(r, "hasMember of Observation")
-                refs = r.get("hasMember") or []
-                skip = False
-            else:
-                continue
-            for ref in refs if isinstance(refs, list) else []:
-                target = self.reference_to(ref)
-                if isinstance(target, dict) and target.get("resourceType") == "Observation":
-                    self.give_context(target, when, subject)
-                    if skip:
-                        self.skip_obs[id(target)] = f"its DiagnosticReport is {r.get('status')}"
+            try:
+                self.set_context(r)
+            except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+                pass  # a damaged resource gives no context; reading it reports its problem
+
+    def set_context(self, r: dict[str, Any]) -> None:
+        rtype = r.get("resourceType")
+        if rtype == "MedicationAdministration":
+            if r.get("status") in _SKIP_STATUS[rtype]:
+                return
+            order = self.reference_to(r.get("request"))
+            period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+            when = str(r.get("effectiveDateTime") or period.get("end") or period.get("start") or "")
+            if isinstance(order, dict) and _FHIR_DATE.fullmatch(when[:10]):
+                day = dt.date.fromisoformat(when[:10])
+                if day > self.last_administration.get(id(order), dt.date.min):
+                    self.last_administration[id(order)] = day
+            return
+        if rtype == "DiagnosticReport":
+            when, subject = self.context_of(r, "DiagnosticReport")
+            refs = r.get("result") or []
+            skip = r.get("status") in ("entered-in-error", "cancelled")
+        elif rtype == "Observation" and r.get("hasMember"):
+            when, subject = self.context_of(r, "hasMember of Observation")
+            refs = r.get("hasMember") or []
+            skip = False
+        else:
+            return
+        for ref in refs if isinstance(refs, list) else []:
+            target = self.reference_to(ref)
+            if isinstance(target, dict) and target.get("resourceType") == "Observation":
+                self.give_context(target, when, subject)
+                if skip:
+                    self.skip_obs[id(target)] = f"its DiagnosticReport is {r.get('status')}"
 
     def read_report(self, i: str, r: dict[str, Any]) -> None:
         """A DiagnosticReport: its contained Observations are read here (each identified as
@@ -1216,50 +1263,61 @@ class _Reader:
         if status in _SKIP_STATUS[rtype]:
             self.out.skip(rtype, f"status {status}")
             return
-        where = self.where(i, r)
         concept, med_resource = self.medication_concept(i, r)
         name = _drug_name(concept) if concept else None
         if not name:
             if r.get("medicationReference"):
-                self.problem(where, "medicationReference", (r.get("medicationReference") or {}).get("reference"),
-                             "refers to a Medication that is not in this bundle or has no code")
+                # Not decision data until it names a drug: listed, never a refusal (§6 edition 2).
+                self.out.skip(rtype, "refers to a Medication that is not in this bundle or has no code")
             else:
                 self.out.skip(rtype, "no medication name or code")
             return
         as_entered = _as_entered(r)
         # This product's own export names the stored generic name: kept as it is (round trip).
         drug = name.lower() if as_entered is not None else _generic(concept, name)
+        # A problem in the order of a drug no decision reads (not a steroid, IVIG, cyclosporine,
+        # PPI or a drug of a culprit group) is skipped and listed with its reason, never a refusal.
+        self.lenient = None if _decision_drug(drug) else rtype
+        try:
+            self.read_order(i, r, rtype, status, concept, med_resource, name, drug, as_entered)
+        finally:
+            self.lenient = None
+
+    def read_order(
+        self, i: str, r: dict[str, Any], rtype: str, status: Any, concept: dict[str, Any] | None,
+        med_resource: dict[str, Any] | None, name: str, drug: str, as_entered: dict[str, str] | None,
+    ) -> None:
+        where = self.where(i, r)
         if not self.valid(i, r):
             return
         if med_resource is not None and med_resource is not r and not self.valid_medication(med_resource):
             return
-        dose = self.dose_of(where, rtype, r, drug, name, as_entered)
-        if dose is None:
+        steps = self.dose_steps(where, rtype, r, drug, name, as_entered)
+        if steps is None:
             return
-        mg, per_kg, dose_text, unit_text, route = dose
-        period = self.period_of(where, rtype, r)
-        if period is None:
-            return
-        start, end = period
         mrn = self.patient_of(i, r, "subject")
         if mrn is None:
             return
-        if end is None and status in ("completed", "stopped") and rtype != "MedicationAdministration":
-            # The stop date is not in the resource: the order holds until the next order of the drug
-            # (the schedule rule). Said in the import report, since a clinician may need to add the stop.
-            note = f"{rtype}: {status} without an end date, kept open until the next order of {drug}"
-            self.out.notes[note] = self.out.notes.get(note, 0) + 1
+        if rtype != "MedicationAdministration" and status in _ENDED_STATUS and steps[-1][2] is None:
+            # Stopped or completed without an end date: it ends on its last documented date (start,
+            # last administration, validity end), never runs on to today; the report says so.
+            last = max(d for d in (steps[-1][1], self.last_administration.get(id(r)), _validity_end(r)) if d)
+            dose, start, _end = steps[-1]
+            steps[-1] = (dose, start, last)
+            self.note(f"{rtype}: {status} without an end date: ends on its last documented date")
         if med_resource is not None:
             self.medications_used.add(id(med_resource))
-        drug_as_entered = name
-        if as_entered is not None:
-            drug_as_entered = as_entered.get("drug") or name
-            dose_text = as_entered.get("dose") or dose_text
-            unit_text = as_entered.get("unit") or unit_text
-        self.intervals[(mrn, drug)].append(
-            _Interval(start, end, mg, per_kg, drug_as_entered[:200], dose_text[:64], unit_text[:16], route,
-                      _source_id(r), where, exact=as_entered is not None)
-        )
+        for dose, start, end in steps:
+            mg, per_kg, dose_text, unit_text, route = dose
+            drug_as_entered = name
+            if as_entered is not None:
+                drug_as_entered = as_entered.get("drug") or name
+                dose_text = as_entered.get("dose") or dose_text
+                unit_text = as_entered.get("unit") or unit_text
+            self.intervals[(mrn, drug)].append(
+                _Interval(start, end, mg, per_kg, drug_as_entered[:200], dose_text[:64], unit_text[:16], route,
+                          _source_id(r), where, exact=as_entered is not None, optional=self.lenient is not None)
+            )
 
     def valid_medication(self, med: dict[str, Any]) -> bool:
         idx = next((i for i, _u, r in self.entries if r is med), None)
@@ -1267,27 +1325,150 @@ class _Reader:
             return True
         return self.valid(idx, med)
 
-    def dose_of(
+    def dose_steps(
         self, where: str, rtype: str, r: dict[str, Any], drug: str, name: str, as_entered: dict[str, str] | None
-    ) -> tuple[float, float, str, str, str | None] | None:
-        """(mg/day, mg/kg/day, dose as entered, unit as entered, route), or None after a problem/skip."""
+    ) -> list[tuple[tuple[float, float, str, str, str | None], dt.date, dt.date | None]] | None:
+        """[(dose, first day, last day or None)], one per dosage step (ordered by ``sequence``), or
+        per day of an administration over several days; None after a problem or skip."""
         if rtype == "MedicationAdministration":
-            dosage = r.get("dosage") if isinstance(r.get("dosage"), dict) else {}
-            q = dosage.get("dose")
-            column = "dosage.dose"
-            per_day = 1.0  # one administration: summed with the others of the same day
-        else:
-            key = "dosageInstruction" if rtype == "MedicationRequest" else "dosage"
-            dosages = r.get(key) or []
-            dosage = dosages[0] if dosages else {}
-            dar = (dosage.get("doseAndRate") or [{}])[0]
-            q = dar.get("doseQuantity")
-            column = f"{key}[0].doseAndRate[0].doseQuantity"
+            return self.administration_days(where, r, drug, name)
+        key = "dosageInstruction" if rtype == "MedicationRequest" else "dosage"
+        dosages = [(j, d) for j, d in enumerate(r.get(key) or []) if isinstance(d, dict)]
+        # Steps in the order of their sequence number (a written taper: 20 -> 10 -> 5 mg).
+        dosages.sort(key=lambda jd: (jd[1].get("sequence") is None, jd[1].get("sequence") or 0, jd[0]))
+        if not dosages:
+            dosages = [(0, {})]
+        order_start, order_start_col, order_end, order_end_col = _order_period(rtype, r)
+        steps: list[tuple[tuple[float, float, str, str, str | None], dt.date, dt.date | None]] = []
+        prev_end: dt.date | None = None
+        for n, (j, dosage) in enumerate(dosages):
+            col = f"{key}[{j}]"
             per_day = _per_day(dosage.get("timing"))
             if per_day is None:
                 self.out.skip(rtype, "timing that is not a regular frequency (e.g. as needed)")
                 return None
+            dar = (dosage.get("doseAndRate") or [{}])[0]
+            dose = self.dose_of(where, rtype, dar.get("doseQuantity"), f"{col}.doseAndRate[0].doseQuantity", per_day,
+                                _route(dosage.get("route")), drug, name, as_entered)
+            if dose is None:
+                return None
+            repeat = (dosage.get("timing") or {}).get("repeat") or {}
+            bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else {}
+            start_text, start_col = bounds.get("start"), f"{col}.timing.repeat.boundsPeriod.start"
+            end_text, end_col = bounds.get("end"), f"{col}.timing.repeat.boundsPeriod.end"
+            start: dt.date | None = None
+            if start_text:
+                start = self.date_of(where, start_col, start_text)
+                if start is None:
+                    return None
+            elif n == 0 and order_start:
+                start = self.date_of(where, order_start_col, order_start)
+                if start is None:
+                    return None
+            elif n > 0 and prev_end is not None:
+                start = prev_end + dt.timedelta(days=1)  # the next step follows the previous one
+            if start is None:
+                if n == 0:
+                    self.out.skip(rtype, "no start date")
+                else:
+                    self.problem(where, f"{col}.timing.repeat.boundsPeriod.start", None,
+                                 f"dosage step {n + 1} has no start and the step before it no end: it cannot be dated")
+                return None
+            end: dt.date | None = None
+            if end_text:
+                end = self.date_of(where, end_col, end_text)
+                if end is None:
+                    return None
+            else:
+                bd = repeat.get("boundsDuration")
+                if isinstance(bd, dict) and bd.get("value") is not None:
+                    days = _PERIOD_DAYS.get(str(bd.get("code") or bd.get("unit") or "d"))
+                    if days is not None and float(bd["value"]) * days >= 1:
+                        end = start + dt.timedelta(days=round(float(bd["value"]) * days) - 1)
+                        end_col = f"{col}.timing.repeat.boundsDuration"
+                if end is None and n == len(dosages) - 1 and order_end:
+                    end = self.date_of(where, order_end_col, order_end)
+                    end_col = order_end_col
+                    if end is None:
+                        return None
+            if end is not None and end < start:
+                self.problem(where, end_col, end_text or str(end), f"ends before it starts ({start.isoformat()})")
+                return None
+            if steps and steps[-1][2] is None and start <= steps[-1][1]:
+                self.problem(where, start_col, start_text, "a dosage step starts before the step before it")
+                return None
+            steps.append((dose, start, end))
+            prev_end = end
+        return steps
+
+    def administration_days(
+        self, where: str, r: dict[str, Any], drug: str, name: str
+    ) -> list[tuple[tuple[float, float, str, str, str | None], dt.date, dt.date | None]] | None:
+        """One administration: its dose on its day; over an effectivePeriod of several days (or
+        with a rate over a duration), the amount given on each day, in proportion to the hours of
+        the period that fall on that day."""
+        dosage = r.get("dosage") if isinstance(r.get("dosage"), dict) else {}
         route = _route(dosage.get("route"))
+        if r.get("effectiveDateTime"):
+            start_text, start_col, end_text = r["effectiveDateTime"], "effectiveDateTime", None
+        elif isinstance(r.get("effectivePeriod"), dict) and r["effectivePeriod"].get("start"):
+            start_text, start_col = r["effectivePeriod"]["start"], "effectivePeriod.start"
+            end_text = r["effectivePeriod"].get("end")
+        else:
+            self.out.skip("MedicationAdministration", "no start date")
+            return None
+        t0 = self.datetime_of(where, start_col, start_text)
+        t1 = self.datetime_of(where, "effectivePeriod.end", end_text) if end_text else None
+        if t0 is None or (end_text and t1 is None):
+            return None
+        if t1 is not None and t1 < t0:
+            self.problem(where, "effectivePeriod.end", end_text, f"ends before it starts ({t0.isoformat(sep=' ')})")
+            return None
+        rate = dosage.get("rateQuantity")
+        if isinstance(rate, dict) and rate.get("value") is not None and t1 is not None and t1 > t0:
+            per_hour = _rate_mg_per_hour(rate)
+            if per_hour is None:
+                if dosage.get("dose") is None:
+                    self.out.skip("MedicationAdministration", f"rate unit {rate.get('unit') or rate.get('code')!r} "
+                                  "not convertible to mg per hour")
+                    return None
+            else:
+                hours = (t1 - t0).total_seconds() / 3600
+                dose = self.dose_of(where, "MedicationAdministration",
+                                    {"value": Decimal(str(per_hour * hours)), "unit": "mg"}, "dosage.rateQuantity", 1.0,
+                                    route, drug, name, None)
+                if dose is None:
+                    return None
+                shown = f"{_plain(rate['value'])} {rate.get('unit') or rate.get('code')}"
+                return self.split_by_day((dose[0], dose[1], shown, "mg", route), t0, t1)
+        dose = self.dose_of(where, "MedicationAdministration", dosage.get("dose"), "dosage.dose", 1.0, route, drug, name, None)
+        if dose is None:
+            return None
+        if t1 is None or t1.date() == t0.date():
+            return [(dose, t0.date(), t0.date())]
+        return self.split_by_day(dose, t0, t1)
+
+    @staticmethod
+    def split_by_day(
+        dose: tuple[float, float, str, str, str | None], t0: dt.datetime, t1: dt.datetime
+    ) -> list[tuple[tuple[float, float, str, str, str | None], dt.date, dt.date | None]]:
+        total = (t1 - t0).total_seconds()
+        days: list[tuple[tuple[float, float, str, str, str | None], dt.date, dt.date | None]] = []
+        day = t0.date()
+        while day <= t1.date():
+            lo = max(t0, dt.datetime.combine(day, dt.time()))
+            hi = min(t1, dt.datetime.combine(day + dt.timedelta(days=1), dt.time()))
+            share = (hi - lo).total_seconds() / total if total else 1.0
+            if share > 0:
+                days.append(((dose[0] * share, dose[1] * share, dose[2], dose[3], dose[4]), day, day))
+            day += dt.timedelta(days=1)
+        return days
+
+    def dose_of(
+        self, where: str, rtype: str, q: Any, column: str, per_day: float, route: str | None, drug: str, name: str,
+        as_entered: dict[str, str] | None,
+    ) -> tuple[float, float, str, str, str | None] | None:
+        """(mg/day, mg/kg/day, dose as entered, unit as entered, route), or None after a problem/skip."""
         recognised = drug in RECOGNISED_DRUGS
         if not isinstance(q, dict) or q.get("value") is None:
             reason = f"no dose (a {drug} order without a dose cannot be placed on the schedule)" if recognised else "no dose"
@@ -1328,72 +1509,18 @@ class _Reader:
         self.out.skip(rtype, f"dose unit {unit!r} not convertible to mg")
         return None
 
-    def period_of(self, where: str, rtype: str, r: dict[str, Any]) -> tuple[dt.date, dt.date | None] | None:
-        start_text: str | None = None
-        start_col = ""
-        end_text: str | None = None
-        end_col = ""
-        duration_days: float | None = None
-        if rtype in ("MedicationStatement", "MedicationAdministration"):
-            if r.get("effectiveDateTime"):
-                start_text, start_col = r["effectiveDateTime"], "effectiveDateTime"
-                if rtype == "MedicationAdministration":
-                    end_text, end_col = start_text, start_col
-            elif isinstance(r.get("effectivePeriod"), dict):
-                p = r["effectivePeriod"]
-                start_text, start_col = p.get("start"), "effectivePeriod.start"
-                if rtype == "MedicationAdministration":
-                    # One administration: the day it started (its dose is the amount given then).
-                    end_text, end_col = start_text, start_col
-                else:
-                    end_text, end_col = p.get("end"), "effectivePeriod.end"
-        else:
-            dosages = r.get("dosageInstruction") or []
-            repeat = ((dosages[0].get("timing") or {}).get("repeat") or {}) if dosages else {}
-            bounds = repeat.get("boundsPeriod")
-            validity = (r.get("dispenseRequest") or {}).get("validityPeriod")
-            if isinstance(bounds, dict) and bounds.get("start"):
-                base = "dosageInstruction[0].timing.repeat.boundsPeriod"
-                start_text, start_col = bounds["start"], f"{base}.start"
-                end_text, end_col = bounds.get("end"), f"{base}.end"
-            elif isinstance(validity, dict) and validity.get("start"):
-                start_text, start_col = validity["start"], "dispenseRequest.validityPeriod.start"
-                end_text, end_col = validity.get("end"), "dispenseRequest.validityPeriod.end"
-            elif r.get("authoredOn"):
-                start_text, start_col = r["authoredOn"], "authoredOn"
-            bd = repeat.get("boundsDuration")
-            if isinstance(bd, dict) and bd.get("value") is not None and not end_text:
-                days = _PERIOD_DAYS.get(str(bd.get("code") or bd.get("unit") or "d"))
-                if days is not None:
-                    duration_days = float(bd["value"]) * days
-        if not start_text:
-            self.out.skip(rtype, "no start date")
-            return None
-        start = self.date_of(where, start_col, start_text)
-        if start is None:
-            return None
-        end = None
-        if end_text:
-            end = self.date_of(where, end_col, end_text)
-            if end is None:
-                return None
-            if end < start:
-                self.problem(where, end_col, end_text, f"ends before it starts ({start.isoformat()})")
-                return None
-        elif duration_days is not None and duration_days >= 1:
-            end = start + dt.timedelta(days=round(duration_days) - 1)
-        return start, end
-
     def finish_schedules(self) -> None:
         for (mrn, drug), intervals in self.intervals.items():
             for row in _schedule_rows(intervals):
                 iv, start, mg, per_kg = row
                 if mg and per_kg:
+                    self.lenient = "MedicationRequest" if iv.optional else None
                     self.problem(iv.where, "dose", None,
                                  f"{drug} on {start.isoformat()}: doses in mg and in mg/kg overlap and cannot be added up")
+                    self.lenient = None
                     continue
                 self.out.meds.append(
-                    MedIn(
+                    med := MedIn(
                         mrn=mrn,
                         drug=drug,
                         drug_as_entered=iv.drug_as_entered,
@@ -1408,6 +1535,8 @@ class _Reader:
                         dose_per_kg=per_kg or None,
                     )
                 )
+                if iv.optional:
+                    self.out.optional_meds.add(id(med))
 
 
 def _schedule_rows(intervals: list[_Interval]) -> list[tuple[_Interval, dt.date, float, float]]:
@@ -1553,6 +1682,56 @@ def _observation_code(cc: Any) -> tuple[TestDef | None, str | None, str | None]:
         if c.get("system") == LOCAL_FINDING_SYSTEM and c.get("code"):
             return None, None, str(c["code"])
     return None, None, None
+
+
+_ENDED_STATUS = frozenset({"stopped", "completed"})
+# Rate units -> mg per hour
+_RATE_MASS = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}
+_RATE_TIME = {"h": 1.0, "hr": 1.0, "hour": 1.0, "min": 1 / 60, "d": 24.0, "day": 24.0}
+
+
+def _decision_drug(drug: str) -> bool:
+    """A drug a decision reads: steroid, IVIG, cyclosporine, PPI, or a drug of a culprit group."""
+    from monitoring import drugs
+
+    return drug in RECOGNISED_DRUGS or drugs.group_of(drug) is not None
+
+
+def _rate_mg_per_hour(rate: Mapping[str, Any]) -> float | None:
+    """A rateQuantity such as 10 mg/h or 500 mg/min in mg per hour; None if not a mass rate."""
+    unit = str(rate.get("code") or rate.get("unit") or "").strip().lower().replace("[", "").replace("]", "")
+    mass, sep, per = unit.partition("/")
+    if not sep or mass not in _RATE_MASS or per not in _RATE_TIME:
+        return None
+    try:
+        return float(Decimal(str(rate["value"]))) * _RATE_MASS[mass] / _RATE_TIME[per]
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _order_period(rtype: str, r: Mapping[str, Any]) -> tuple[str | None, str, str | None, str]:
+    """(start, its element, end, its element) of an order outside its dosage steps."""
+    if rtype == "MedicationStatement":
+        if r.get("effectiveDateTime"):
+            return str(r["effectiveDateTime"]), "effectiveDateTime", None, ""
+        p = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+        return p.get("start"), "effectivePeriod.start", p.get("end"), "effectivePeriod.end"
+    validity = (r.get("dispenseRequest") or {}).get("validityPeriod")
+    if isinstance(validity, dict) and validity.get("start"):
+        return validity["start"], "dispenseRequest.validityPeriod.start", validity.get("end"), "dispenseRequest.validityPeriod.end"
+    if r.get("authoredOn"):
+        return str(r["authoredOn"]), "authoredOn", None, ""
+    return None, "", None, ""
+
+
+def _validity_end(r: Mapping[str, Any]) -> dt.date | None:
+    end = ((r.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
+    if end and _FHIR_DATE.fullmatch(str(end)[:10]):
+        try:
+            return dt.date.fromisoformat(str(end)[:10])
+        except ValueError:
+            return None
+    return None
 
 
 def _has_catalogue_result(obs: Mapping[str, Any]) -> bool:

@@ -14,8 +14,8 @@ from sqlmodel import Session
 
 from monitoring.importers import import_files
 from monitoring.importers.fhir_import import parse_bundle
-from monitoring.models import LabResult, Patient
-from tests.monitoring.test_fhir_import import TODAY, _bundle, _obs, _patient, _write
+from monitoring.models import LabResult, MedicationRow, Patient
+from tests.monitoring.test_fhir_import import TODAY, _bundle, _cc, _dosage, _obs, _order, _patient, _write
 
 LOINC = "http://loinc.org"
 
@@ -148,3 +148,98 @@ def test_ssn_only_patients_are_known_by_resource_id_or_the_hospital_system(tmp_p
     assert [p.mrn for p in parse_bundle(path, as_of=TODAY).patients] == ["pat-9"]
     monkeypatch.setenv("DRESS_MRN_SYSTEM", "https://hospital.example/mrn")
     assert [p.mrn for p in parse_bundle(path, as_of=TODAY).patients] == ["H-123"]
+
+
+# --- dosage as EHRs write it ------------------------------------------------------------------
+
+
+
+def _schedule(session: Session) -> list[tuple[str, dt.date, float]]:
+    rows = session.execute(select(MedicationRow).order_by(MedicationRow.drug, MedicationRow.start_date)).scalars()
+    return [(m.drug, m.start_date, round(m.daily_dose_mg, 6)) for m in rows]
+
+
+def _step(seq: int, mg: float, **repeat: Any) -> dict[str, Any]:
+    d = _dosage(mg, "mg", **repeat)
+    d["sequence"] = seq
+    return d
+
+
+def test_every_dosage_step_of_a_written_taper_becomes_schedule_rows(session: Session, tmp_path: Path) -> None:
+    days7 = {"boundsDuration": {"value": 7, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"}}
+    order = _order("MedicationRequest", "taper", _cc("prednisone"), dosageInstruction=[
+        _step(3, 5, **days7),  # written out of order on purpose: the sequence number orders them
+        _step(1, 20, boundsPeriod={"start": "2026-03-01", "end": "2026-03-07"}),
+        _step(2, 10, **days7),
+    ])
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(), order))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    assert _schedule(session) == [
+        ("prednisone", dt.date(2026, 3, 1), 20.0),
+        ("prednisone", dt.date(2026, 3, 8), 10.0),
+        ("prednisone", dt.date(2026, 3, 15), 5.0),
+        ("prednisone", dt.date(2026, 3, 22), 0.0),
+    ]
+
+
+def test_frequency_times_dose_is_the_daily_dose(session: Session, tmp_path: Path) -> None:
+    q6h = _dosage(500, "mg", boundsPeriod={"start": "2026-03-01", "end": "2026-03-03"})
+    q6h["timing"]["repeat"].update({"frequency": 1, "period": 6, "periodUnit": "h"})
+    order = _order("MedicationRequest", "mp", _cc("Methylprednisolone"), dosageInstruction=[q6h])
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(), order))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    assert _schedule(session) == [("methylprednisolone", dt.date(2026, 3, 1), 2000.0),
+                                  ("methylprednisolone", dt.date(2026, 3, 4), 0.0)]
+
+
+def _administration(aid: str, drug: str, **fields: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationAdministration", "id": aid, "status": "completed",
+            "medicationCodeableConcept": {"text": drug}, "subject": {"reference": "Patient/p1"}, **fields}
+
+
+def test_an_administration_over_several_days_gives_a_dose_on_each_day(session: Session, tmp_path: Path) -> None:
+    ivig = _administration("ivig", "Immune Globulin (Human) 10% IV",
+                           effectivePeriod={"start": "2026-03-01T00:00:00+01:00", "end": "2026-03-06T00:00:00+01:00"},
+                           dosage={"dose": {"value": 140, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}})
+    infusion = _administration("mp", "Methylprednisolone", effectivePeriod={
+        "start": "2026-03-01T12:00:00+01:00", "end": "2026-03-02T12:00:00+01:00"},
+        dosage={"rateQuantity": {"value": 10, "unit": "mg/h", "system": "http://unitsofmeasure.org", "code": "mg/h"}})
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(), ivig, infusion))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    schedule = _schedule(session)
+    assert [(d, mg) for drug, d, mg in schedule if drug == "ivig"] == [
+        (dt.date(2026, 3, day), 28000.0) for day in range(1, 6)] + [(dt.date(2026, 3, 6), 0.0)]
+    assert [(d, mg) for drug, d, mg in schedule if drug == "methylprednisolone"] == [
+        (dt.date(2026, 3, 1), 120.0), (dt.date(2026, 3, 2), 120.0), (dt.date(2026, 3, 3), 0.0)]
+
+
+def test_problems_of_drugs_no_decision_reads_are_listed_never_a_refusal(session: Session, tmp_path: Path) -> None:
+    orders = [
+        # a mg/kg dose of an unrelated drug, and the patient has no weight
+        _order("MedicationRequest", "para", _cc("Paracetamol"), dosageInstruction=[
+            _dosage(15, "mg/kg", boundsPeriod={"start": "2026-03-01"})]),
+        # a Medication referenced but absent from the bundle
+        _order("MedicationRequest", "ghost", {"medicationReference": {"reference": "Medication/nowhere"}},
+               authoredOn="2026-03-01", dosageInstruction=[_dosage(1, "mg")]),
+        # an unrelated drug with a negative dose
+        _order("MedicationRequest", "neg", _cc("Metoprolol"), dosageInstruction=[
+            _dosage(-5, "mg", boundsPeriod={"start": "2026-03-01"})]),
+        # and the decision data beside them
+        _order("MedicationRequest", "pred", _cc("prednisone"), dosageInstruction=[
+            _dosage(40, "mg", boundsPeriod={"start": "2026-03-01"})]),
+    ]
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(), *orders))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    assert _schedule(session) == [("prednisone", dt.date(2026, 3, 1), 40.0)]
+    summary = "\n".join(report.summary_lines())
+    assert "paracetamol: a mg/kg dose and no weight recorded: not placed on the schedule" in summary
+    assert "refers to a Medication that is not in this bundle or has no code" in summary
+    assert "a dose cannot be negative" in summary
+
+
+def test_a_problem_in_a_steroid_dose_still_refuses_the_import(session: Session, tmp_path: Path) -> None:
+    order = _order("MedicationRequest", "pred", _cc("prednisone"), dosageInstruction=[
+        _dosage(-40, "mg", boundsPeriod={"start": "2026-03-01"})])
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(), order))], as_of=TODAY)
+    assert not report.ok and "a dose cannot be negative" in report.problem_lines()[0]
+    assert session.execute(select(MedicationRow)).first() is None

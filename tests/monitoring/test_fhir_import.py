@@ -733,12 +733,25 @@ def test_partial_birth_date_is_not_stored_and_not_an_error(tmp_path: Path) -> No
     ]
 
 
-def test_a_stopped_order_without_end_date_is_kept_open_and_said(tmp_path: Path) -> None:
+def test_a_stopped_order_without_end_date_ends_on_its_last_documented_date_and_is_said(tmp_path: Path) -> None:
+    # Edition 2: never a course running on to today (the day-2,633 course of issue 13).
     doc = _bundle(_patient(), _order("MedicationRequest", "st", _cc("Prednisone 10 MG Oral Tablet"), status="stopped",
                                      authoredOn="2026-03-01", dosageInstruction=[_dosage(1, "{tbl}")]))
     parsed = parse_bundle(_write(tmp_path, doc), as_of=TODAY)
-    assert [(m.drug, m.start_date, m.daily_dose_mg) for m in parsed.meds] == [("prednisone", dt.date(2026, 3, 1), 10.0)]
-    assert parsed.notes == {"MedicationRequest: stopped without an end date, kept open until the next order of prednisone": 1}
+    assert [(m.drug, m.start_date, m.daily_dose_mg) for m in parsed.meds] == [
+        ("prednisone", dt.date(2026, 3, 1), 10.0), ("prednisone", dt.date(2026, 3, 2), 0.0)]
+    assert parsed.notes == {"MedicationRequest: stopped without an end date: ends on its last documented date": 1}
+    # Its last administration, or its validity end, when later, is the last day.
+    given = {"resourceType": "MedicationAdministration", "id": "ma", "status": "completed",
+             "medicationCodeableConcept": {"text": "Prednisone 10 MG Oral Tablet"}, "subject": {"reference": "Patient/p1"},
+             "request": {"reference": "MedicationRequest/st"}, "effectiveDateTime": "2026-03-04T08:00:00+01:00",
+             "dosage": {"dose": {"value": 1, "unit": "tablet"}}}
+    parsed = parse_bundle(_write(tmp_path, {**doc, "entry": [*doc["entry"], {"resource": given}]}), as_of=TODAY)
+    assert [(m.start_date, m.daily_dose_mg) for m in parsed.meds][-1] == (dt.date(2026, 3, 5), 0.0)
+    order = doc["entry"][1]["resource"]
+    order["dispenseRequest"] = {"validityPeriod": {"start": "2026-03-01", "end": "2026-03-10"}}
+    parsed = parse_bundle(_write(tmp_path, doc), as_of=TODAY)
+    assert [(m.start_date, m.daily_dose_mg) for m in parsed.meds][-1] == (dt.date(2026, 3, 11), 0.0)
 
 
 # --- fuzz: any damage to a bundle is a problem or a skip, never a crash ----------------------
