@@ -44,6 +44,7 @@ PAGES: dict[str, list[StreamlitPage]] = {
     ],
     "Admin": [
         st.Page("views/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"),
+        st.Page("views/alert_report.py", title="Alert report", icon=":material/notifications_active:", url_path="alert-report"),
     ],
 }
 

@@ -36,7 +36,7 @@ SIGNED_IN_KEY = "auth_signed_in"
 
 # Pages that only make sense for someone who may write, and pages for administrators, by url_path.
 WRITE_PAGES: frozenset[str] = frozenset({"entry"})
-ADMIN_PAGES: frozenset[str] = frozenset({"audit"})
+ADMIN_PAGES: frozenset[str] = frozenset({"audit", "alert-report"})
 
 
 def oidc_configured() -> bool:

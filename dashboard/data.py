@@ -27,7 +27,7 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -38,7 +38,7 @@ from sqlmodel import Session
 from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline, temperature_panel
 from monitoring import catalogue
 from monitoring.guideline import GuidelineProfile, load_profile
-from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
+from monitoring.models import AlertEpisode, AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.records import LabPoint, PatientRecord, load_record, load_records
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def data_version(eng: Engine | None = None) -> tuple[Any, ...]:
         select(func.max(ClinicalFinding.id)).scalar_subquery(),
         select(func.max(Photo.id)).scalar_subquery(),
         select(func.max(Patient.id)).scalar_subquery(),
+        select(func.max(AlertEpisode.id)).scalar_subquery(),
     )
     with eng.connect() as conn:
         row = conn.execute(stmt).one()
@@ -116,6 +117,22 @@ def profile() -> GuidelineProfile:
 
 def today() -> dt.date:
     return dt.date.today()
+
+
+WARD_REFRESH_ENV = "DRESS_WARD_REFRESH_S"
+WARD_REFRESH_DEFAULT_S = 30
+
+
+def ward_refresh_s() -> int:
+    """How often a ward board left open looks for new data (DRESS_WARD_REFRESH_S, default 30 s)."""
+    import os
+
+    raw = os.environ.get(WARD_REFRESH_ENV, "").strip()
+    try:
+        value = int(raw) if raw else WARD_REFRESH_DEFAULT_S
+    except ValueError:
+        value = WARD_REFRESH_DEFAULT_S
+    return max(1, value)
 
 
 # --- patients ---------------------------------------------------------------------------------
@@ -156,6 +173,30 @@ def photo_dates(url: str, version: tuple[Any, ...], patient_id: int) -> tuple[dt
             select(ph.c.taken_on).where(ph.c.patient_id == patient_id, ph.c.hidden.is_(False)).distinct().order_by(ph.c.taken_on)
         ).scalars()
         return tuple(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def patient_episodes(url: str, version: tuple[Any, ...], patient_id: int) -> tuple[AlertEpisode, ...]:
+    """Every alert episode of a patient, oldest first (open ones carry acknowledgement and snooze)."""
+    from monitoring.episodes import episodes_of
+
+    with Session(_engine(url), expire_on_commit=False) as s:
+        rows = episodes_of(s, patient_id)
+        s.expunge_all()
+    return tuple(rows)
+
+
+def alert_onsets(eps: Sequence[AlertEpisode]) -> list[tuple[dt.date, str]]:
+    """(onset date, words) of each episode, for the timeline's onset marks."""
+    from dashboard.widgets import code_label
+
+    out = []
+    for ep in eps:
+        words = f"{ep.severity} {code_label(ep.code)} from {ep.onset_date.isoformat()}"
+        if ep.closed_at is not None:
+            words += f", no longer holding since {ep.closed_at.date().isoformat()} (UTC)"
+        out.append((ep.onset_date, words))
+    return out
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -369,6 +410,7 @@ def to_display(test: str, value: float, units: str) -> float:
 def timeline(
     record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional",
     photos: Sequence[dt.date] = (),
+    alert_onsets: Sequence[tuple[dt.date, str]] = (),
 ) -> Timeline:
     """Everything the timeline figure draws for one patient, in the chosen unit system."""
     from monitoring.steroids import analyse_course
@@ -412,7 +454,7 @@ def timeline(
         course_day=course.day_of_course,
     )
     return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos),
-                    temperature=temperature_panel(record, prof))
+                    temperature=temperature_panel(record, prof), alert_onsets=tuple(alert_onsets))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -434,7 +476,8 @@ def timeline_figure(
     if record is None:
         raise LookupError(f"unknown MRN {mrn!r}")
     photos = photo_dates(url, version, record.patient.id)
-    return build(timeline(record, profile(), as_of, units=units, photos=photos), x_mode=x_mode, x_range=x_range)
+    onsets = alert_onsets(patient_episodes(url, version, record.patient.id or 0))
+    return build(timeline(record, profile(), as_of, units=units, photos=photos, alert_onsets=onsets), x_mode=x_mode, x_range=x_range)
 
 
 def _convert_threshold(th: Threshold, test: str, units: str) -> Threshold:
@@ -570,29 +613,62 @@ class WardRow:
     dose_mg: float | None
     dose_mg_per_kg: float | None
     changes: dict[str, Change | None]
-    alerts: tuple[tuple[str, str], ...]  # (severity, code), critical first
+    alerts: tuple[tuple[str, str], ...]  # (severity, code): critical first, the unacknowledged first within a severity
     new: tuple[str, ...]  # what is new since yesterday, in words
+    # code -> how it was handled ('acknowledged: IVIG ordered', 'snoozed until 2026-12-05'); absent: unacknowledged
+    handled: dict[str, str] = field(default_factory=dict)
+    unhandled_worst: bool = False  # an alert of the worst severity that nobody acknowledged
 
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2, "": 3}
 
 
-def ward_row(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> WardRow:
-    from monitoring.rules import evaluate
+def handled_text(ep: AlertEpisode, as_of: dt.date) -> str | None:
+    """How an episode was handled, in words (None while nobody has acknowledged or snoozed it)."""
+    from monitoring import episodes
+
+    state = episodes.effective_state(ep, as_of)
+    if state == episodes.ACKNOWLEDGED:
+        return f"acknowledged: {episodes.ACK_REASONS.get(ep.ack_reason or '', ep.ack_reason or '').removesuffix(' …')}"
+    if state == episodes.SNOOZED and ep.snoozed_until is not None:
+        return f"snoozed until {ep.snoozed_until.isoformat()}"
+    return None
+
+
+def ward_row(
+    record: PatientRecord,
+    prof: GuidelineProfile,
+    as_of: dt.date,
+    open_episodes: Sequence[AlertEpisode] = (),
+    alerts: Sequence[Any] | None = None,
+) -> WardRow:
+    """One patient's ward row. "New since yesterday" and acknowledgements come from the patient's
+    open alert episodes (monitoring.episodes): an alert without an episode yet counts as new."""
+    from monitoring.rules import RULES, evaluate
     from monitoring.steroids import analyse_course
 
-    alerts = evaluate(record, as_of, prof)
-    yesterday = {(a.code, a.severity) for a in evaluate(record, as_of - dt.timedelta(days=1), prof)}
+    alerts = list(evaluate(record, as_of, prof) if alerts is None else alerts)
+    by_code = {ep.code: ep for ep in open_episodes}
     course = analyse_course(record, as_of)
     onset = record.patient.onset_date
     changes = {test: latest_change(test, record, prof, as_of) for test in WARD_TESTS}
+    handled: dict[str, str] = {}
     new: list[str] = []
+    from monitoring.episodes import is_new
+
     for a in alerts:
-        if (a.code, a.severity) not in yesterday:
-            new.append(f"new {a.severity}: {a.title or a.code}")
+        ep = by_code.get(a.code)
+        if ep is not None and (text := handled_text(ep, as_of)):
+            handled[a.code] = text
+        if ep is None or is_new(ep, as_of):
+            reopened = ep is not None and ep.reopen_count and ep.onset_date < as_of
+            new.append(f"{'new evidence' if reopened else 'new'} {a.severity}: {a.title or a.code}")
     for test, ch in changes.items():
         if ch and ch.crossed and ch.taken_at.date() >= as_of - dt.timedelta(days=1):
             new.append(f"{catalogue.lookup(test).label} {ch.crossed}")
+    order = {code: i for i, code in enumerate(RULES)}
+    # Acknowledged and snoozed alerts stay shown, below the unacknowledged ones of their severity.
+    alerts.sort(key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.code in handled, order.get(a.code, len(order))))
     severities = [a.severity for a in alerts]
     worst = min(severities, key=lambda s: SEVERITY_RANK.get(s, 9)) if severities else ""
     return WardRow(
@@ -610,12 +686,18 @@ def ward_row(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> W
         changes=changes,
         alerts=tuple((a.severity, a.code) for a in alerts),
         new=tuple(new),
+        handled=handled,
+        unhandled_worst=any(a.severity == worst and a.code not in handled for a in alerts),
     )
 
 
 def sort_ward(rows: Sequence[WardRow]) -> list[WardRow]:
-    """Whoever needs attention first: critical, then warning, then the rest; more alerts first."""
-    return sorted(rows, key=lambda r: (SEVERITY_RANK.get(r.worst, 9), -r.n_critical, -r.n_warning, r.name.lower()))
+    """Whoever needs attention first: critical, then warning, then the rest; within a severity the
+    patients with an unacknowledged alert of it first; more alerts first."""
+    return sorted(
+        rows,
+        key=lambda r: (SEVERITY_RANK.get(r.worst, 9), not r.unhandled_worst, -r.n_critical, -r.n_warning, r.name.lower()),
+    )
 
 
 @st.cache_data(show_spinner="Evaluating patients…", max_entries=16)
@@ -657,6 +739,7 @@ def patient_versions(eng: Engine, *, active_only: bool = True) -> dict[int, tupl
         newest(ClinicalFinding),
         newest(Photo),
         newest(AuditEntry),
+        newest(AlertEpisode),  # an episode opened by another process (the notifier, an import)
     )
     if active_only:
         stmt = stmt.where(pt.c.active.is_(True))
@@ -705,12 +788,26 @@ def ward_rows(url: str, as_of: dt.date, profile_key: str = "") -> list[WardRow]:
             else:
                 stale.append(pid)
     if stale:
+        from monitoring import episodes
+        from monitoring.rules import evaluate
+
         prof = profile()
-        with Session(eng) as s:
+        with Session(eng, expire_on_commit=False) as s:
             # All stale: the set-wise load without an id list (the database filters on active).
             records = load_records(s, None if len(stale) == len(versions) else stale, active_only=True)
-        # Only the patients whose version was read: one activated since is evaluated on the next run.
-        fresh = {r.patient.id: ward_row(r, prof, as_of) for r in records if r.patient.id in versions}
+            # Only the patients whose version was read: one activated since is evaluated on the next run.
+            records = [r for r in records if r.patient.id in versions]
+            alerts = {r.patient.id: evaluate(r, as_of, prof) for r in records}
+            # The ward's evaluation keeps the episodes current too (written only when one changes).
+            if as_of == today():
+                episodes.sync_evaluated(s, records, alerts, as_of=as_of, profile=prof)  # type: ignore[arg-type]
+            open_eps: dict[int, list[AlertEpisode]] = {}
+            for ep in episodes.open_episodes(s, [r.patient.id for r in records if r.patient.id is not None]):
+                open_eps.setdefault(ep.patient_id, []).append(ep)
+        fresh = {
+            r.patient.id: ward_row(r, prof, as_of, open_eps.get(r.patient.id or 0, ()), alerts[r.patient.id])
+            for r in records
+        }
         with _WARD_LOCK:
             for pid, row in fresh.items():
                 _WARD_CACHE[(url, profile_key, as_of, pid)] = (versions[pid], row)

@@ -31,6 +31,7 @@ DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
 SECOND_LINE_COLOUR = "#6a1b9a"
 PHOTO_COLOUR = "#8d6e63"
+ALERT_ONSET_COLOUR = "#37474f"  # one colour: the severity is in the words beside it
 ZONE_TINTS: dict[str, str] = {
     "critical": "rgba(183, 28, 28, 0.10)",
     "warning": "rgba(240, 162, 2, 0.13)",
@@ -111,6 +112,8 @@ class Timeline:
     dose: DoseTrack
     photo_dates: tuple[dt.date, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # (onset date, words) of each alert episode (monitoring.episodes), closed ones included
+    alert_onsets: tuple[tuple[dt.date, str], ...] = ()
     temperature: Panel | None = None  # drawn above the dose panel when the patient has readings
 
 
@@ -223,6 +226,7 @@ def timeline_figure(
         _draw_panel(batch, row, panel, t.onset, mode, x0, x1)
     _draw_dose(batch, rows, t, mode, x1)
     _draw_markers(batch, rows, t, mode)
+    _draw_alert_onsets(batch, rows, t, mode)
     batch.flush(fig)
 
     fig.update_layout(
@@ -501,6 +505,27 @@ def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
             row=rows,
             col=1,
         )
+
+
+def _draw_alert_onsets(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
+    """A mark on the dose panel's axis for the day each alert episode began (hover: which)."""
+    if not t.alert_onsets:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[_x(d, t.onset, mode) for d, _ in t.alert_onsets],
+            y=[0.0] * len(t.alert_onsets),
+            name="alert onset",
+            mode="markers",
+            marker={"symbol": "triangle-up", "size": 11, "color": ALERT_ONSET_COLOUR, "line": {"color": "white", "width": 1}},
+            cliponaxis=False,
+            customdata=[words for _, words in t.alert_onsets],
+            hovertemplate="%{customdata}<extra></extra>",
+            meta={"alert_onsets": True},
+        ),
+        row=rows,
+        col=1,
+    )
 
 
 def temperature_panel(record: PatientRecord, prof: GuidelineProfile) -> Panel | None:

@@ -270,7 +270,9 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         # on a 768-pixel screen.
         grouped: dict[str, list[str]] = {}
         for s, c in r.alerts:
-            grouped.setdefault(s, []).append(code_label(c))
+            # Acknowledged and snoozed alerts stay named, marked so (they come after the others).
+            mark = f" (✓ {r.handled[c]})" if c in r.handled else ""
+            grouped.setdefault(s, []).append(code_label(c) + mark)
         alerts = "".join(
             badge_html(s, ", ".join(names)).replace("font-size:0.85rem", "font-size:0.74rem")
             for s, names in sorted(grouped.items(), key=lambda kv: SEVERITY_RANK.get(kv[0], 9))

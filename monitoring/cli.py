@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitoring.commands.demo",
     "monitoring.commands.fhir",
     "monitoring.commands.listen",
+    "monitoring.commands.notify",
 )
 
 

@@ -79,6 +79,10 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
     "regiscar_eos_pct_high": (0, 100),
     "regiscar_low_wbc": (0.1, 50),
     "regiscar_rash_bsa_pct": (0, 100),
+    # Alerts as work (PRODUCT.md §10): how far ahead a snooze may reach, when a warning nobody
+    # acknowledged is escalated by ``python -m monitoring notify``.
+    "snooze_max_days": (1, 30),
+    "escalate_warning_after_hours": (1, 168),
 }
 
 # Keys whose value counts something (days, months, organs): must be whole numbers.
@@ -91,6 +95,8 @@ _WHOLE_NUMBERS = frozenset(
         "min_taper_days",
         "patch_test_months_after_resolution",
         "patch_test_days_off_steroid",
+        "snooze_max_days",
+        "escalate_warning_after_hours",
     }
 )
 

@@ -275,7 +275,88 @@ class UserSession(SQLModel, table=True):
     end_reason: str | None = Field(default=None, max_length=32)  # sign-out, idle, lifetime, account
 
 
-TABLES = (Patient, LabResult, MedicationRow, ClinicalFinding, Photo, PhotoImage, User, AuditEntry, ReviewItem, Hl7Message, SignInThrottle, UserSession)
+class AlertEpisode(SQLModel, table=True):
+    """An alert that holds, as a piece of work (PRODUCT.md §10): opened on the first evaluation where
+    it holds, open while it holds, closed when it stops holding. A patient has at most one episode
+    per code that is not closed (partial unique index ``ux_episode_open``: two processes evaluating
+    at once cannot open two). ``state`` is open, acknowledged, snoozed or closed; new evidence (a
+    result or dose row behind the alert that the episode had not seen) puts an acknowledged or
+    snoozed episode back to open and counts a reopening."""
+
+    __tablename__ = "alert_episode"
+    __table_args__ = (
+        Index(
+            "ux_episode_open",
+            "patient_id",
+            "code",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+        Index("ix_episode_patient", "patient_id", "opened_at"),
+        Index("ix_episode_code", "code", "opened_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="RESTRICT")
+    code: str = Field(max_length=40)
+    severity: str = Field(max_length=16)  # the latest severity (FERRITIN_HIGH may turn critical)
+    state: str = Field(default="open", max_length=16)  # open, acknowledged, snoozed, closed
+    opened_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)  # UTC
+    # The first as-of date on which it held: the evaluation date, or the day before when the alert
+    # already held on yesterday's data the first time it was seen ("new since yesterday" is onset = today).
+    onset_date: dt.date
+    closed_at: dt.datetime | None = Field(default=None, sa_type=DateTime)  # UTC
+    alert_date: dt.date  # the alert's date (its finding) at the latest evaluation
+    message: str = ""  # the alert's message at the latest evaluation
+    evidence_rows: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # "lab_result:12"
+    acknowledged_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    ack_reason: str | None = Field(default=None, max_length=40)  # a code of monitoring.episodes.ACK_REASONS
+    ack_text: str | None = Field(default=None, max_length=500)
+    snoozed_until: dt.date | None = None
+    reopened_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    reopen_count: int = Field(default=0)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class AlertNotification(SQLModel, table=True):
+    """One notification of an episode on one channel; ``key`` is unique so that it is sent once
+    whatever the number of notifier processes. Holds no patient data beyond the episode's id."""
+
+    __tablename__ = "alert_notification"
+    __table_args__ = (Index("ix_notification_status", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=120, unique=True)  # episode:kind:generation:channel
+    episode_id: int = Field(foreign_key="alert_episode.id", ondelete="RESTRICT")
+    kind: str = Field(max_length=32)  # critical, warning_unacknowledged
+    channel: str = Field(max_length=16)  # email, webhook
+    status: str = Field(default="pending", max_length=16)  # pending, sending, sent, failed
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    claimed_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    sent_at: dt.datetime | None = Field(default=None, sa_type=DateTime)
+    last_error: str | None = Field(default=None, max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+TABLES = (
+    Patient,
+    LabResult,
+    MedicationRow,
+    ClinicalFinding,
+    Photo,
+    PhotoImage,
+    User,
+    AuditEntry,
+    ReviewItem,
+    Hl7Message,
+    SignInThrottle,
+    UserSession,
+    AlertEpisode,
+    AlertNotification,
+)
 
 
 # The audit trail is append-only at database level too (issue 7): the triggers of migration 0002,

@@ -25,6 +25,7 @@ from sqlalchemy import Float, insert, select, update
 from sqlmodel import Session
 
 from monitoring.audit import jsonable
+from monitoring.episodes import patients_written
 from monitoring.models import AuditEntry, LabResult, MedicationRow, Patient, utcnow
 
 PATIENT_FIELDS = (
@@ -395,6 +396,9 @@ def write_batch(
             )
         )
     session.flush()
+    # Their alert episodes are reconciled when this transaction commits (monitoring.episodes).
+    if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
+        patients_written(session, ids.values())
     return result
 
 
@@ -695,3 +699,4 @@ def patient_ids_by_mrn(session: Session, mrns: Iterable[str]) -> dict[str, int]:
 def touch_patient(session: Session, patient_id: int) -> None:
     """Mark a patient as changed (used by caches keyed on updated_at)."""
     session.execute(update(Patient).where(Patient.id == patient_id).values(updated_at=utcnow()))  # type: ignore[arg-type]
+    patients_written(session, [patient_id])

@@ -40,6 +40,8 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_followup",
         "test_taper",
         "test_feed",
+        "test_episodes",
+        "test_notify",
     }
 )
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import data, figures, widgets
+from dashboard import data, episode_widgets, figures, widgets
 from dashboard.auth import require_signed_in
 from monitoring.drugs import group_of
 
@@ -42,6 +42,10 @@ def _evidence_text(value: object) -> str:
     return str(value)
 
 alerts = evaluate(record, today, prof)
+# Each alert's episode (monitoring.episodes): acknowledged and snoozed ones below the others of their severity.
+open_episodes = {e.code: e for e in data.patient_episodes(url, version, p.id or 0) if e.closed_at is None}
+alerts.sort(key=lambda a: (data.SEVERITY_RANK.get(a.severity, 9),
+                           a.code in open_episodes and data.handled_text(open_episodes[a.code], today) is not None))
 course = analyse_course(record, today)
 
 # --- header -------------------------------------------------------------------------------
@@ -148,6 +152,7 @@ with fig_col:
                 )
 with alert_col:
     st.markdown(f"#### Alerts as of {today.isoformat()}")
+    episode_widgets.show_done()
     st.caption(widgets.DECISION_SUPPORT_NOTE)
     if len(alerts) > 3:  # every alert named at a glance; details below scroll
         widgets.badges([(a.severity, a.title or widgets.code_label(a.code)) for a in alerts])
@@ -170,6 +175,9 @@ with alert_box:
                     continue
                 st.markdown(f"- **{k.replace('_', ' ')}**: {_evidence_text(v)}")
             st.caption(f"Source: {a.source}")
+        episode_widgets.episode_controls(open_episodes.get(a.code), a.title or widgets.code_label(a.code), today, prof,
+                                         key=f"timeline_episode_{a.code}")
+    episode_widgets.open_dialog(today, prof)
 
 # --- the same data as a table -------------------------------------------------------------
 table = data.timeline_table(record, prof, today, units=units)

@@ -17,7 +17,19 @@ require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 today = data.today()
 prof = data.profile()
 url = data.database_url()
-rows = data.ward(url, data.data_version(), today, f"{prof.path}:{prof.version}")
+version = data.data_version()
+rows = data.ward(url, version, today, f"{prof.path}:{prof.version}")
+
+
+# The board refreshes itself: a screen left open shows new results and episodes without a click.
+# Every few seconds the fragment reads only the cheap data version; the page reruns when it moved.
+@st.fragment(run_every=data.ward_refresh_s())
+def _refresh_when_data_change(shown_version: tuple[object, ...]) -> None:
+    if data.data_version() != shown_version:
+        st.rerun()
+
+
+_refresh_when_data_change(version)
 
 left, middle, right = st.columns([2.2, 2.6, 3], vertical_alignment="bottom")
 left.markdown("### Ward overview")

@@ -25,8 +25,14 @@ TODAY = dt.date.today()
 
 
 def _rows(session: Session) -> list[data.WardRow]:
+    """The ward's rows with each patient's open alert episodes (what "new since yesterday" and the
+    acknowledgements come from), as data.ward_rows builds them."""
+    from monitoring.episodes import open_episodes
+
     prof = load_profile()
-    return data.sort_ward([data.ward_row(r, prof, TODAY) for r in load_records(session)])
+    return data.sort_ward([
+        data.ward_row(r, prof, TODAY, open_episodes(session, [r.patient.id or 0])) for r in load_records(session)
+    ])
 
 
 def test_critical_first_then_warning_then_the_rest(session: Session) -> None:
@@ -273,7 +279,7 @@ def test_patient_versions_read_each_patient_through_its_indexes(ward_url: str) -
         plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + captured[0])]
     searches = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
     assert [p for p in searches if p.startswith("SCAN")] == ["SCAN patient"], plan
-    assert len([p for p in searches if "USING COVERING INDEX" in p]) == 5, plan
+    assert len([p for p in searches if "USING COVERING INDEX" in p]) == 6, plan  # labs, doses, findings, photos, audit, alert episodes
 
 
 def test_a_patient_page_reads_its_patient_through_indexes_only(ward_url: str) -> None:
@@ -313,3 +319,49 @@ def test_a_converted_value_and_its_change_are_not_shown_more_precise_than_measur
     assert Change(1.6, "10^9/L", 0.45, when, "").text() == "1.6 ↑ +0.45"
     assert Change(4300.0, "ng/mL", 400.0, when, "").text() == "4300 ↑ +400"
     assert Change(0.77, "mg/dL", 0.001, when, "").text() == "0.77 → 0"  # below the shown precision
+
+
+# --- alert episodes on the ward (issue 17) ---------------------------------------------------
+
+
+def _acknowledge(session: Session, mrn: str, code: str, reason: str = "discussed_with_consultant") -> None:
+    from monitoring import episodes
+    from monitoring.models import AlertEpisode
+
+    ep = session.execute(
+        select(AlertEpisode).join(Patient, Patient.id == AlertEpisode.patient_id)  # type: ignore[arg-type]
+        .where(Patient.mrn == mrn, AlertEpisode.code == code, AlertEpisode.closed_at.is_(None))  # type: ignore[union-attr]
+    ).scalar_one()
+    episodes.acknowledge(session, username=USER, episode_id=ep.id, reason=reason)
+    session.commit()
+
+
+def test_an_acknowledged_alert_stays_on_the_ward_marked_and_below_the_unacknowledged(session: Session) -> None:
+    write_cohort(session, TODAY)
+    crit = _rows(session)[0]
+    assert [c for s, c in crit.alerts if s == "critical"] == ["CARDIAC_INVOLVEMENT", "ICU_CRITERIA"]
+    _acknowledge(session, "CRIT-1", "CARDIAC_INVOLVEMENT")
+    crit = _rows(session)[0]
+    assert [c for s, c in crit.alerts if s == "critical"] == ["ICU_CRITERIA", "CARDIAC_INVOLVEMENT"]
+    assert crit.handled == {"CARDIAC_INVOLVEMENT": "acknowledged: discussed with consultant"}
+    from dashboard import widgets
+
+    html = widgets.ward_table_html([crit], [("alt", "ALT U/L")])
+    assert "ICU criteria, Cardiac involvement (✓ acknowledged: discussed with consultant)" in html
+
+
+def test_a_patient_whose_critical_alerts_are_all_acknowledged_moves_below_one_with_an_unacknowledged_critical(
+    session: Session,
+) -> None:
+    write_cohort(session, TODAY)
+    services.add_lab_result(session, username=USER, mrn="CALM-1", test="troponin_t",
+                            taken_at=dt.datetime.combine(TODAY, dt.time(0)), value=90, unit="ng/L")
+    session.commit()
+    assert [r.mrn for r in _rows(session)][:2] == ["CRIT-1", "CALM-1"]  # more critical alerts first
+    for code in ("CARDIAC_INVOLVEMENT", "ICU_CRITERIA"):
+        _acknowledge(session, "CRIT-1", code)
+    rows = _rows(session)
+    assert [r.mrn for r in rows][:2] == ["CALM-1", "CRIT-1"]
+    assert rows[1].worst == "critical"  # still shown as critical, marked acknowledged
+    calm = rows[0]
+    assert any(n.startswith("new critical") for n in calm.new)  # its troponin is today's
