@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from monitoring import audit
@@ -133,10 +134,12 @@ def _reconcile_before_commit(session: Session) -> None:
         return
     session.flush()
     try:
-        update_episodes(session, sorted(ids))
+        # In a savepoint: a database error here (a lock timeout) undoes the episodes only, never
+        # the clinical write they follow (PostgreSQL would otherwise abort the whole transaction).
+        with session.begin_nested():
+            update_episodes(session, sorted(ids))
     except Exception:  # noqa: BLE001 - the clinical write must never be lost to its bookkeeping
-        # Nothing has been written yet when evaluation fails (the plan is made before any write);
-        # the next evaluation (the ward, the notifier) brings the episodes up to date.
+        # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
         log.exception("alert episodes not updated at commit; the next evaluation will")
 
 
@@ -160,9 +163,17 @@ class EpisodeChange:
 
 def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
     """Take the patients' row locks (PostgreSQL) or the write lock (SQLite) before reading, so that
-    two processes reconciling the same patient take turns. The UPDATE changes no value."""
+    two processes reconciling the same patient take turns.
+
+    PostgreSQL: FOR NO KEY UPDATE in id order (two reconcilers never lock in opposite orders, and a
+    write inserting results, which holds KEY SHARE through its foreign key, is not blocked).
+    SQLite: an UPDATE that changes no value takes the database's write lock."""
     pt = Patient.__table__  # type: ignore[attr-defined]
-    session.execute(update(pt).where(pt.c.id.in_(list(patient_ids))).values(updated_at=pt.c.updated_at))
+    ids = sorted(patient_ids)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(pt.c.id).where(pt.c.id.in_(ids)).order_by(pt.c.id).with_for_update(key_share=True))
+    else:
+        session.execute(update(pt).where(pt.c.id.in_(ids)).values(updated_at=pt.c.updated_at))
 
 
 def open_episodes(session: Session, patient_ids: Sequence[int] | None = None) -> list[AlertEpisode]:
@@ -224,9 +235,16 @@ def sync_evaluated(
     stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False)
     if not stale:
         return []
-    changes = update_episodes(session, sorted({c.patient_id for c in stale}), as_of=as_of, profile=profile)
-    if commit:
-        session.commit()
+    try:
+        changes = update_episodes(session, sorted({c.patient_id for c in stale}), as_of=as_of, profile=profile)
+        if commit:
+            session.commit()
+    except DBAPIError:
+        # Busy, or chosen as a deadlock victim: a reader's bookkeeping gives way; the next
+        # evaluation (or the next write of these patients) reconciles them.
+        session.rollback()
+        log.warning("alert episodes not reconciled this time (database busy); the next evaluation will")
+        return []
     return changes
 
 

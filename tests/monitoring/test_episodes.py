@@ -232,3 +232,18 @@ def test_a_failing_evaluation_never_loses_the_write(session: Session, monkeypatc
     episodes.update_episodes(session, [pid])  # the next evaluation catches up
     session.commit()
     assert [e.code for e in _episodes(session)] == ["EOSINOPHILIA"]
+
+
+def test_a_database_error_while_reconciling_never_loses_the_write(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing statement in the episode step (a lock timeout, say) is undone alone: on PostgreSQL
+    it would otherwise abort the whole transaction and the result with it."""
+    from sqlalchemy import text
+
+    def failing_lock(s: Session, _ids: object) -> None:
+        s.execute(text("SELECT no_such_column FROM patient"))
+
+    monkeypatch.setattr(episodes, "_lock_patients", failing_lock)
+    lab_id = _lab(session, 0, "eosinophils", 2.1, "10^9/L")
+    session.expire_all()
+    assert session.get(LabResult, lab_id) is not None
+    assert _episodes(session) == []

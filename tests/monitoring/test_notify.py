@@ -235,3 +235,20 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named() -> None:
         notify.NotifySettings.from_env({"DRESS_SMTP_PORT": "twenty-five"})
     with pytest.raises(notify.NotifyConfigError, match="DRESS_WEBHOOK_URL"):
         notify.NotifySettings.from_env({"DRESS_WEBHOOK_URL": "file:///etc/passwd"})
+
+
+def test_the_command_needs_a_channel_and_prints_one_line_per_round(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, hooks: Hooks, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitoring.cli import main
+    from monitoring.commands.notify import parse_duration
+
+    for name in ("DRESS_SMTP_HOST", "DRESS_WEBHOOK_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["--db", db_url, "notify"]) == 2
+    assert "no channel configured" in capsys.readouterr().err
+    assert main(["--db", db_url, "notify", "--every", "soon"]) == 2
+    assert [parse_duration(t) for t in ("30s", "5m", "1h", "90")] == [30, 300, 3600, 90]
+    monkeypatch.setenv("DRESS_WEBHOOK_URL", f"http://127.0.0.1:{hooks.server.server_port}/dress")
+    assert main(["--db", db_url, "notify"]) == 0
+    assert capsys.readouterr().out.startswith("notify: ")
