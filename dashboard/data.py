@@ -829,3 +829,22 @@ def clear_ward_cache() -> None:
     this: a write moves the patient's version."""
     with _WARD_LOCK:
         _WARD_CACHE.clear()
+
+
+# --- intake review list -----------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def review_items(url: str, version: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The open items of the intake review list, oldest first (plain dicts: the page shows them as
+    text; ``clear_caches`` after a write refreshes them)."""
+    from monitoring import review
+
+    with Session(_engine(url)) as s:
+        items = review.open_items(s)
+        return [
+            {"id": i.id, "source": i.source, "location": i.location, "field": i.field or "", "value": i.value or "",
+             "reason": i.reason, "kind": i.kind, "mrn": i.mrn or "", "record": i.record,
+             "defaults": review.correction_defaults(i)}
+            for i in items
+        ]

@@ -226,3 +226,25 @@ def store_patient_correction(session: Session, *, username: str, item_id: int, m
     pid = add_patient(session, username=username, mrn=mrn, name=name, **fields)
     _close(session, item, username=username, status=STORED, resolution=f"patient {pid}", action="review_store")
     return pid
+
+
+def correction_defaults(item: ReviewItem) -> dict[str, str]:
+    """The fields of the correction form of an item, filled from the record as received (a CSV
+    row's cells; a FHIR resource's time, value, unit, drug and dose), for the clinician to fix."""
+    rec = item.record or {}
+    out: dict[str, str] = {"mrn": item.mrn or str(rec.get("mrn") or "")}
+    if rec.get("resourceType"):
+        q = rec.get("valueQuantity") if isinstance(rec.get("valueQuantity"), dict) else {}
+        code = next((c.get("code") for c in (rec.get("code") or {}).get("coding") or [] if isinstance(c, dict)), "")
+        period = rec.get("effectivePeriod") if isinstance(rec.get("effectivePeriod"), dict) else {}
+        when = rec.get("effectiveDateTime") or period.get("start") or rec.get("effectiveInstant") or rec.get("authoredOn") or ""
+        out.update({"test": str(code or ""), "taken_at": str(when)[:19], "value": str(q.get("value", rec.get("valueString", ""))),
+                    "unit": str(q.get("unit") or q.get("code") or "")})
+        if item.kind == "patient":
+            names = rec.get("name") or [{}]
+            n = names[0] if isinstance(names[0], dict) else {}
+            out["name"] = str(n.get("text") or " ".join([*(n.get("given") or []), n.get("family") or ""]).strip())
+            out["mrn"] = out["mrn"] or str(rec.get("id") or "")
+    else:
+        out.update({k: str(v) for k, v in rec.items() if isinstance(v, str)})
+    return out

@@ -29,6 +29,12 @@ version = data.data_version()
 st.markdown("### Entry")
 
 
+def _json_text(record: Any) -> str:
+    import json
+
+    return json.dumps(record, indent=1, ensure_ascii=False)[:20000]
+
+
 def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
     """Run one write service in its own transaction; report refusal field by field."""
     signer = widgets.username()
@@ -55,8 +61,10 @@ with top_left:
 with top_right:
     st.markdown(f"Changes are signed **{widgets.username() or 'nobody: sign in first'}** and audited.")
 
-tab_labs, tab_doses, tab_findings, tab_patient, tab_upload = st.tabs(
-    ["Lab results", "Doses", "Clinical findings", "Patient details", "Upload CSV / FHIR"]
+review_list = data.review_items(url, version)
+tab_labs, tab_doses, tab_findings, tab_patient, tab_upload, tab_review = st.tabs(
+    ["Lab results", "Doses", "Clinical findings", "Patient details", "Upload CSV / FHIR",
+     f"Review list ({len(review_list)})"]
 )
 
 # --- lab results --------------------------------------------------------------------------
@@ -250,6 +258,10 @@ with tab_upload:
         "problem is listed below."
     )
     files = st.file_uploader("Files", type=["csv", "json"], accept_multiple_files=True, key="entry_upload")
+    skip_invalid = st.checkbox(
+        "Import the rest when some rows are refused (each refused row goes to the review list)",
+        key="entry_skip_invalid",
+    )
     if st.button("Import", type="primary", key="entry_import", disabled=not files):
         signer = widgets.username()
         if not signer:
@@ -261,14 +273,17 @@ with tab_upload:
             try:
                 with session_scope(data.engine()) as session:
                     authorise_write(session, username=signer, action="import", entity="batch")
-                    report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer)
+                    report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer,
+                                            skip_invalid=skip_invalid)
             except PermissionDenied as exc:
                 st.error(f"Nothing was imported: {exc}.")
             if report is None:
                 pass
             elif report.ok:
                 data.clear_caches()
-                st.success("Imported.\n" + "\n".join(f"- {line}" for line in report.summary_lines()))
+                refused = f" {len(report.refused)} refused item(s) are in the review list." if report.refused else ""
+                st.success("Imported." + refused)
+                st.code("\n".join(report.summary_lines()), language=None)  # file names and values: text only
             else:
                 st.error(f"Nothing was imported: {len(report.problems)} problem(s).")
                 st.dataframe(
@@ -279,3 +294,55 @@ with tab_upload:
                     key="entry_import_problems",
                 )
                 st.code("\n".join(report.problem_lines()), language=None)
+
+# --- intake review list -------------------------------------------------------------------
+with tab_review:
+    from monitoring import review
+
+    st.markdown(
+        "Items an import with *Import the rest* (or the lab feed) refused, kept as received. Correct one and store "
+        "it (the same checks as any entry), or discard it with a reason. Both are signed and audited."
+    )
+    if not review_list:
+        st.info("The review list is empty.")
+    else:
+        st.dataframe(
+            [{"#": i["id"], "source": i["source"], "resource or row": i["location"], "field": i["field"],
+              "value": i["value"], "reason": i["reason"]} for i in review_list],
+            hide_index=True, width="stretch", key="entry_review_table",
+        )
+        by_id = {i["id"]: i for i in review_list}
+        chosen = st.selectbox("Item", list(by_id), key="entry_review_item",
+                              format_func=lambda k: f"#{k} {by_id[k]['location']} ({by_id[k]['kind']})")
+        item = by_id[chosen]
+        st.caption("As received")
+        st.code(item["value"] if item["record"] is None else _json_text(item["record"]), language=None)
+        d = item["defaults"]
+        k = f"entry_review_{chosen}"
+        if item["kind"] == "lab":
+            c1, c2, c3, c4, c5 = st.columns(5)
+            fields = {"mrn": c1.text_input("MRN", d.get("mrn", ""), key=f"{k}_mrn"),
+                      "test": c2.text_input("Test (key or LOINC)", d.get("test", ""), key=f"{k}_test"),
+                      "taken_at": c3.text_input("Taken at", d.get("taken_at", ""), key=f"{k}_time"),
+                      "value": c4.text_input("Value", d.get("value", ""), key=f"{k}_value"),
+                      "unit": c5.text_input("Unit", d.get("unit", ""), key=f"{k}_unit")}
+            if st.button("Store the correction", key=f"{k}_store", type="primary"):
+                write("Stored; the item is closed.", review.store_lab_correction, item_id=chosen, **fields)
+        elif item["kind"] == "medication":
+            c1, c2, c3, c4, c5 = st.columns(5)
+            fields = {"mrn": c1.text_input("MRN", d.get("mrn", ""), key=f"{k}_mrn"),
+                      "drug": c2.text_input("Drug", d.get("drug", ""), key=f"{k}_drug"),
+                      "start_date": c3.text_input("From", d.get("start_date", ""), key=f"{k}_start"),
+                      "dose": c4.text_input("Daily dose", d.get("daily_dose", ""), key=f"{k}_dose"),
+                      "unit": c5.selectbox("Unit", services.DOSE_UNITS, key=f"{k}_unit")}
+            if st.button("Store the correction", key=f"{k}_store", type="primary"):
+                write("Stored; the item is closed.", review.store_dose_correction, item_id=chosen, **fields)
+        elif item["kind"] == "patient":
+            c1, c2 = st.columns(2)
+            fields = {"mrn": c1.text_input("MRN", d.get("mrn", ""), key=f"{k}_mrn"),
+                      "name": c2.text_input("Name", d.get("name", ""), key=f"{k}_name")}
+            if st.button("Store the correction", key=f"{k}_store", type="primary"):
+                write("Stored; the item is closed.", review.store_patient_correction, item_id=chosen, **fields)
+        why = st.text_input("Reason to discard", key=f"{k}_why")
+        if st.button("Discard", key=f"{k}_discard"):
+            write("Discarded; the item is kept with its reason.", review.discard_item, item_id=chosen, reason=why)
