@@ -7,8 +7,10 @@ switched to a single self-contained file (journal mode DELETE) and only then mov
 readable by the owner only.
 
 ``restore`` refuses a file that is not a backup of this schema: it must be an SQLite database that
-passes integrity_check, whose Alembic revision is one this code knows, and that holds the
-product's tables. Before it overwrites anything it takes a safety backup of the current database;
+passes integrity_check, whose Alembic revision is one this code knows, and whose whole schema
+(tables and columns, foreign keys, indexes, triggers, views) is exactly the one the migrations
+build for that revision: nothing missing (the audit trail's append-only triggers), nothing added
+(a trigger that rewrites results), nothing changed. Before it overwrites anything it takes a safety backup of the current database;
 then it copies the backup in with the same API (one transaction: other connections see the old
 database or the restored one, never a mixture) and migrates it to the newest schema.
 
@@ -18,6 +20,7 @@ PostgreSQL deployments back up with the server's own tools (pg_dump); see the RE
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import sqlite3
 from contextlib import closing
@@ -95,7 +98,66 @@ def inspect(path: Path) -> BackupInfo:
         raise BackupError(f"{path}: cannot be read as a database ({exc})") from None
     if len(versions) != 1 or versions[0] not in known_revisions():
         raise BackupError(f"{path}: schema revision {versions or 'none'} is not one this version of DRESS monitor knows")
+    differences = schema_differences(path, versions[0])
+    if differences:
+        shown = "; ".join(differences[:10]) + (f"; and {len(differences) - 10} more" if len(differences) > 10 else "")
+        raise BackupError(f"{path}: its schema is not the one of revision {versions[0]} ({shown})")
     return BackupInfo(path=path, revision=versions[0], size_bytes=path.stat().st_size, counts=counts)
+
+
+def schema_of(conn: sqlite3.Connection) -> dict[str, object]:
+    """Every table with its columns, every index with its columns, every trigger and view with its
+    SQL (white space folded): what restore compares. A trigger is code that runs on every write (one
+    that divides each new ALT by 10, or the loss of the audit trail's append-only triggers), so it
+    must be exactly the expected one."""
+    out: dict[str, object] = {}
+    objects = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").fetchall()
+    for kind, name, table, sql in objects:
+        if kind == "table":
+            columns = conn.execute(f'PRAGMA table_xinfo("{name}")').fetchall()
+            out[f"table {name}"] = [(c[1], (c[2] or "").upper(), c[3], c[5], c[6]) for c in columns]
+            fks = conn.execute(f'PRAGMA foreign_key_list("{name}")').fetchall()
+            out[f"foreign keys of {name}"] = sorted((f[2], f[3], f[4], f[6]) for f in fks)
+        elif kind == "index":
+            info = conn.execute(f'PRAGMA index_xinfo("{name}")').fetchall()
+            unique = [r[2] for r in conn.execute(f'PRAGMA index_list("{table}")').fetchall() if r[1] == name]
+            partial = " ".join((sql or "").split()).partition(" WHERE ")[2]
+            out[f"index {name}"] = (table, unique[0] if unique else None, [r[2] for r in info if r[5]], partial)
+        else:  # trigger, view
+            out[f"{kind} {name}"] = (table, " ".join((sql or "").split()))
+    return out
+
+
+@functools.cache
+def expected_schema(revision: str) -> dict[str, object]:
+    """The schema a database of this product has at ``revision``: built by the migrations into a
+    temporary file (once per process)."""
+    import tempfile
+
+    from monitoring import schema
+    from monitoring.db import create_db_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "expected.db"
+        engine = create_db_engine(f"sqlite:///{path}")
+        try:
+            schema.upgrade(engine, revision)
+        finally:
+            engine.dispose()
+        with closing(sqlite3.connect(path)) as conn:
+            return schema_of(conn)
+
+
+def schema_differences(path: Path, revision: str) -> list[str]:
+    """What in the database at ``path`` differs from the schema of ``revision``: missing, extra or
+    changed tables, columns, indexes, triggers and views."""
+    with closing(_connect_read_only(path)) as conn:
+        found = schema_of(conn)
+    expected = expected_schema(revision)
+    out = [f"{name} missing" for name in sorted(expected.keys() - found.keys())]
+    out += [f"{name} not expected" for name in sorted(found.keys() - expected.keys())]
+    out += [f"{name} differs" for name in sorted(expected.keys() & found.keys()) if expected[name] != found[name]]
+    return out
 
 
 def _private_empty_file(path: Path) -> None:

@@ -237,3 +237,61 @@ def test_backup_taken_during_concurrent_writes_restores_every_committed_row(db_u
         assert before[w] <= k <= after[w]
         assert mine == {conc.taken_at(w, i) for i in range(k)}
     conc.assert_all_stored(db_url, committed)
+
+
+# --- restore compares the whole schema (issue 12 point 7) -------------------------------------
+
+
+def _tampered(tmp_path: Path, db_url: str, *statements: str) -> Path:
+    """A real backup of this database, then altered the way an attacker (or a careless hand) would."""
+    p = tmp_path / "tampered.db"
+    backup.backup(db_url, p)
+    with closing(sqlite3.connect(p)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    return p
+
+
+@pytest.mark.parametrize(
+    ("statements", "message"),
+    [
+        (
+            (
+                "DROP TRIGGER audit_entry_no_update",
+                "DROP TRIGGER audit_entry_no_delete",
+                "CREATE TRIGGER alt_divided AFTER INSERT ON lab_result WHEN NEW.test = 'alt' "
+                "BEGIN UPDATE lab_result SET value = NEW.value / 10 WHERE id = NEW.id; END",
+            ),
+            r"trigger alt_divided not expected.*|trigger audit_entry_no_delete missing",
+        ),
+        (("CREATE TRIGGER audit_entry_no_nothing BEFORE INSERT ON patient BEGIN SELECT 1; END",), "trigger audit_entry_no_nothing not expected"),
+        (("DROP INDEX ix_lab_patient_time",), "index ix_lab_patient_time missing"),
+        (("CREATE INDEX ix_extra ON patient (name)",), "index ix_extra not expected"),
+        (("ALTER TABLE patient ADD COLUMN shadow TEXT",), "table patient differs"),
+        (("CREATE VIEW everyone AS SELECT name FROM patient",), "view everyone not expected"),
+        (("CREATE TABLE exfiltrate (x TEXT)",), "table exfiltrate not expected"),
+    ],
+    ids=["audit-triggers-dropped-alt-trigger-added", "extra-trigger", "index-dropped", "index-added", "column-added", "view-added", "table-added"],
+)
+def test_restore_refuses_a_backup_whose_schema_was_changed(db_url: str, db_path: Path, tmp_path: Path, statements: tuple[str, ...], message: str) -> None:
+    _fill(db_url, labs=2)
+    bad = _tampered(tmp_path, db_url, *statements)
+    with pytest.raises(backup.BackupError, match=message) as refused:
+        backup.restore(db_url, bad)
+    assert "its schema is not the one of revision" in str(refused.value)
+    _assert_unchanged(db_url, [100, 101])
+    assert not (db_path.parent / "backups").exists()
+    # The command line says the same and exits 2.
+    proc = _cli(db_path, "restore", str(bad))
+    assert proc.returncode == 2 and "its schema is not the one of revision" in proc.stderr
+    _assert_unchanged(db_url, [100, 101])
+
+
+def test_an_untouched_backup_of_an_older_revision_matches_its_own_schema(tmp_path: Path, db_url: str) -> None:
+    old = tmp_path / "old.db"
+    eng = create_db_engine(f"sqlite:///{old}")
+    schema.upgrade(eng, "0002")
+    eng.dispose()
+    assert backup.schema_differences(old, "0002") == []
+    assert backup.schema_differences(old, schema.head_revision(create_db_engine(db_url)) or "")  # not the newest one
