@@ -30,6 +30,8 @@ class Patient(SQLModel, table=True):
     weight_kg: float | None = None
     onset_date: dt.date | None = None
     culprit_drugs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Drug allergies that are not DRESS culprits (e.g. penicillin urticaria): shown on the header only.
+    drug_allergies: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     baseline_creatinine_mg_dl: float | None = None
     resolved_date: dt.date | None = None
     # Where the patient is followed: "inpatient" (ward round) or "clinic" (taper follow-up).

@@ -52,6 +52,8 @@ class PatientInfo:
     active: bool
     synthetic: bool
     updated_at: dt.datetime | None
+    # Drug allergies that are not DRESS culprits (FHIR AllergyIntolerance): shown, never matched.
+    drug_allergies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,11 +145,13 @@ def _patient_columns() -> Select:  # type: ignore[type-arg]
         t.c.active,
         t.c.synthetic,
         t.c.updated_at,
+        t.c.drug_allergies,
     )
 
 
 def _patient_info(row: Sequence[object]) -> PatientInfo:
-    (pid, mrn, name, sex, birth, weight, onset, culprits, baseline, resolved, setting, active, synthetic, updated) = row
+    (pid, mrn, name, sex, birth, weight, onset, culprits, baseline, resolved, setting, active, synthetic, updated,
+     allergies) = row
     return PatientInfo(
         id=int(pid),  # type: ignore[call-overload]
         mrn=str(mrn),
@@ -163,6 +167,7 @@ def _patient_info(row: Sequence[object]) -> PatientInfo:
         active=bool(active),
         synthetic=bool(synthetic),
         updated_at=updated,  # type: ignore[arg-type]
+        drug_allergies=tuple(str(a) for a in (allergies or ())),  # type: ignore[attr-defined]
     )
 
 

@@ -62,6 +62,8 @@ facts = [
     ("setting", p.setting),
     ("guideline", f"{prof.name} {prof.version}"),
 ]
+if p.drug_allergies:
+    facts.append(("drug allergies (not DRESS culprits)", "; ".join(p.drug_allergies)))
 if p.synthetic:
     facts.append(("data", "SYNTHETIC demo patient"))
 with title_col:

@@ -248,6 +248,9 @@ class ParsedBundle:
     weight_times: dict[str, dt.datetime] = field(default_factory=dict)
     # Culprit drugs from AllergyIntolerance, per MRN: merge_stored adds them to the stored ones.
     culprits: dict[str, list[str]] = field(default_factory=dict)
+    # Other drug allergies (not DRESS), per MRN, and the text of each patient's DRESS Conditions.
+    allergies: dict[str, list[str]] = field(default_factory=dict)
+    dress_texts: dict[str, list[str]] = field(default_factory=dict)
     # Each resource by the place a problem names it ("file: Type/id (entry[3])"), and the MRN it
     # was found to belong to: an import with --skip-invalid keeps the refused resource as received.
     resource_at: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -296,13 +299,18 @@ class ParsedBundle:
         Culprit drugs are added to the stored ones, never replace them (a culprit dropped would
         silence RECHALLENGE); a body weight older than a stored weight result does not overwrite the
         patient's weight (the latest by time wins)."""
-        mrns = [m for m, u in self.patient_updates.items() if m in self.culprits or "weight_kg" in u.values]
+        mrns = [m for m, u in self.patient_updates.items()
+                if m in self.culprits or m in self.allergies or "weight_kg" in u.values]
         if not mrns:
             return
         pt = Patient.__table__  # type: ignore[attr-defined]
         lt = LabResult.__table__  # type: ignore[attr-defined]
-        stored = {mrn: (pid, list(culprits or [])) for pid, mrn, culprits in session.execute(
-            select(pt.c.id, pt.c.mrn, pt.c.culprit_drugs).where(pt.c.mrn.in_(mrns)))}
+        stored_allergies: dict[str, list[str]] = {}
+        stored = {}
+        for pid, mrn, culprits, allergies in session.execute(
+                select(pt.c.id, pt.c.mrn, pt.c.culprit_drugs, pt.c.drug_allergies).where(pt.c.mrn.in_(mrns))):
+            stored[mrn] = (pid, list(culprits or []))
+            stored_allergies[mrn] = list(allergies or [])
         latest_weight = dict(session.execute(
             select(lt.c.patient_id, func.max(lt.c.taken_at))
             .where(lt.c.patient_id.in_([pid for pid, _ in stored.values()]), lt.c.test == "weight", lt.c.hidden.is_(False))
@@ -314,6 +322,11 @@ class ParsedBundle:
                 merged = _merge_names(culprits, self.culprits[mrn])
                 if merged != culprits:
                     upd.values["culprit_drugs"] = merged
+            if self.allergies.get(mrn):
+                have = stored_allergies.get(mrn, [])
+                merged = [a for a in _merge_names(have, self.allergies[mrn]) if a not in (upd.values.get("culprit_drugs") or culprits)]
+                if merged != have:
+                    upd.values["drug_allergies"] = merged
             if pid is None:
                 continue
             when = self.weight_times.get(mrn)
@@ -708,6 +721,16 @@ class _Reader:
                 self.out.skip("Medication", "not referred to by a medication order that was imported")
         self.finish_weights()
         self.finish_schedules()
+        self.finish_allergies()
+
+    def finish_allergies(self) -> None:
+        """A drug allergy named by the patient's DRESS Condition is a culprit; the others stay allergies."""
+        for mrn, names in self.out.allergies.items():
+            text = " ".join(self.out.dress_texts.get(mrn, [])).lower()
+            named = [n for n in names if text and re.search(rf"\b{re.escape(n.lower())}\b", text)]
+            if named:
+                self.out.culprits[mrn] = _merge_names(self.out.culprits.get(mrn, []), named)
+                self.out.allergies[mrn] = [n for n in names if n not in named]
 
     # -- Patient --
     def read_patient(self, i: str, r: dict[str, Any]) -> None:
@@ -1198,6 +1221,9 @@ class _Reader:
         if onset and resolved and resolved < onset:
             self.problem(where, end_col, end_text, f"resolution before the onset ({onset.isoformat()})")
             return
+        texts = [str(t) for t in [(r.get("code") or {}).get("text"), *[c.get("display") for c in (r.get("code") or {}).get("coding") or []],
+                                  *[n.get("text") for n in r.get("note") or [] if isinstance(n, dict)]] if t]
+        self.out.dress_texts.setdefault(mrn, []).extend(texts)
         upd = self.update(mrn, where)
         prev_onset = upd.values.get("onset_date")
         if onset is not None and (prev_onset is None or onset >= prev_onset):
@@ -1233,9 +1259,15 @@ class _Reader:
         mrn = self.patient_of(i, r, "patient")
         if mrn is None:
             return
-        # Added to the stored culprits by merge_stored (never written as a replacement list).
+        generic = _generic(code, drug)
         self.update(mrn, where)
-        self.out.culprits[mrn] = _merge_names(self.out.culprits.get(mrn, []), [_generic(code, drug)])
+        if _reaction_is_dress(r):
+            # Added to the stored culprits by merge_stored (never written as a replacement list).
+            self.out.culprits[mrn] = _merge_names(self.out.culprits.get(mrn, []), [generic])
+        else:
+            # A drug allergy (penicillin urticaria) is shown as such; a culprit only when its reaction,
+            # or the DRESS Condition, names DRESS (PRODUCT.md §6 edition 2).
+            self.out.allergies[mrn] = _merge_names(self.out.allergies.get(mrn, []), [generic])
 
     # -- medications --
     def medication_concept(self, i: str, r: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -1867,6 +1899,29 @@ def _known_drug(drug: str) -> bool:
     if drug in RECOGNISED_DRUGS or drugs.group_of(drug) is not None:
         return True
     return drug in set(drugs.BRAND_NAMES.values()) | set(drugs.SYNONYMS.values())
+
+
+# SNOMED CT 702809001 |Drug reaction with eosinophilia and systemic symptoms (disorder)|, as used
+# by published FHIR value sets and concept maps (e.g. MedDRA 10073508 "DRESS syndrome" -> 702809001).
+SNOMED_DRESS = "702809001"
+
+
+def _reaction_is_dress(r: Mapping[str, Any]) -> bool:
+    """An AllergyIntolerance whose reaction names DRESS/DIHS (text or the SNOMED CT concept)."""
+    for reaction in r.get("reaction") or []:
+        if not isinstance(reaction, dict):
+            continue
+        if isinstance(reaction.get("description"), str) and _DRESS_TEXT.search(reaction["description"]):
+            return True
+        for cc in reaction.get("manifestation") or []:
+            if not isinstance(cc, dict):
+                continue
+            if any(c.get("system") == SNOMED and str(c.get("code")) == SNOMED_DRESS for c in cc.get("coding") or []
+                   if isinstance(c, dict)):
+                return True
+            if _is_dress(cc):
+                return True
+    return False
 
 
 def _is_dress(cc: Any) -> bool:

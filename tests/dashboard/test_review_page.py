@@ -35,7 +35,7 @@ def _items() -> list[ReviewItem]:
         return list(s.execute(select(ReviewItem).order_by(ReviewItem.id)).scalars())
 
 
-def test_the_review_list_shows_items_as_text_and_a_correction_is_stored(db_url_with_cohort: str, tmp_path: Path) -> None:
+def test_the_review_list_shows_items_as_text_and_a_correction_is_stored(db_url_with_cohort: str, tmp_path: Path) -> None:  # noqa: F811 (the fixture)
     _seed(tmp_path)
     at = _entry(_app(), "CALM-1")
     table = next(d.value for d in at.dataframe if "reason" in d.value.columns)
@@ -56,7 +56,7 @@ def test_the_review_list_shows_items_as_text_and_a_correction_is_stored(db_url_w
         assert row.original_value == "130"
 
 
-def test_discarding_needs_a_reason_and_keeps_the_item(db_url_with_cohort: str, tmp_path: Path) -> None:
+def test_discarding_needs_a_reason_and_keeps_the_item(db_url_with_cohort: str, tmp_path: Path) -> None:  # noqa: F811 (the fixture)
     _seed(tmp_path)
     at = _entry(_app(), "CALM-1")
     second = _items()[1].id

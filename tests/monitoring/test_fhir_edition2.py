@@ -243,3 +243,46 @@ def test_a_problem_in_a_steroid_dose_still_refuses_the_import(session: Session, 
     report = import_files(session, [_write(tmp_path, _bundle(_patient(), order))], as_of=TODAY)
     assert not report.ok and "a dose cannot be negative" in report.problem_lines()[0]
     assert session.execute(select(MedicationRow)).first() is None
+
+
+# --- allergies ----------------------------------------------------------------------------------
+
+
+def _allergy(aid: str, text: str, category: list[str] | None = None, reaction: str | None = None,
+             code: str | None = None) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "AllergyIntolerance", "id": aid, "patient": {"reference": "Patient/p1"},
+                           "code": {"text": text}}
+    if category:
+        res["category"] = category
+    if reaction or code:
+        manifestation: dict[str, Any] = {"text": reaction or "reaction"}
+        if code:
+            manifestation["coding"] = [{"system": "http://snomed.info/sct", "code": code}]
+        res["reaction"] = [{"manifestation": [manifestation]}]
+    return res
+
+
+def test_only_drug_allergies_whose_reaction_names_dress_are_culprits(session: Session, tmp_path: Path) -> None:
+    doc = _bundle(
+        _patient(),
+        _allergy("a1", "Grapefruit", ["food"]),
+        _allergy("a2", "Cashew nuts", ["food"], reaction="Anaphylaxis"),
+        _allergy("a3", "Penicillin G", ["medication"], reaction="Hives"),
+        _allergy("a4", "Carbamazepine", ["medication"], reaction="DRESS"),
+        _allergy("a5", "Allopurinol", ["medication"], code="702809001"),  # SNOMED CT: DRESS (disorder)
+    )
+    report = import_files(session, [_write(tmp_path, doc)], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    p = session.execute(select(Patient)).scalar_one()
+    assert p.culprit_drugs == ["carbamazepine", "allopurinol"]
+    assert p.drug_allergies == ["penicillin g"]
+
+
+def test_a_drug_allergy_named_by_the_dress_condition_is_a_culprit(session: Session, tmp_path: Path) -> None:
+    condition = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+                 "code": {"text": "DRESS due to lamotrigine"}, "onsetDateTime": "2026-03-01"}
+    doc = _bundle(_patient(), _allergy("a1", "Lamotrigine", ["medication"], reaction="Rash"),
+                  _allergy("a2", "Amoxicillin", ["medication"], reaction="Urticaria"), condition)
+    assert import_files(session, [_write(tmp_path, doc)], as_of=TODAY).ok
+    p = session.execute(select(Patient)).scalar_one()
+    assert p.culprit_drugs == ["lamotrigine"] and p.drug_allergies == ["amoxicillin"]

@@ -524,10 +524,11 @@ def test_allergy_records_culprits_merged_with_stored_ones(session: Session, tmp_
     session.commit()
     doc = _bundle(
         _patient(),
+        # Edition 2: a drug allergy is a culprit when its reaction names DRESS (test_fhir_edition2.py).
         {"resourceType": "AllergyIntolerance", "id": "a1", "category": ["medication"], "code": {"text": "Tegretol"},
-         "patient": {"reference": "Patient/p1"}},
+         "patient": {"reference": "Patient/p1"}, "reaction": [{"manifestation": [{"text": "DRESS"}]}]},
         {"resourceType": "AllergyIntolerance", "id": "a2", "code": {"coding": [{"system": RXNORM, "code": "519", "display": "Allopurinol"}]},
-         "patient": {"reference": "Patient/p1"}},
+         "patient": {"reference": "Patient/p1"}, "reaction": [{"description": "drug reaction with eosinophilia", "manifestation": [{"text": "rash"}]}]},
         {"resourceType": "AllergyIntolerance", "id": "a3", "category": ["food"], "code": {"text": "Peanuts"},
          "patient": {"reference": "Patient/p1"}},
         {"resourceType": "AllergyIntolerance", "id": "a4", "category": ["medication"], "code": {"text": "Penicillin"},
