@@ -115,6 +115,7 @@ ALERT_CODES: tuple[str, ...] = (
     "RELAPSE_RISK",
     "RECHALLENGE",
     "GI_PROPHYLAXIS_MISSING",
+    "CULPRIT_NOT_STOPPED",
 )
 
 # Catalogue test -> profile key of its default upper limit of normal (PRODUCT.md §4).

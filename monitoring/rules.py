@@ -17,11 +17,11 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from monitoring.catalogue import PCR_TESTS, parse_detection
-from monitoring.drugs import PREDNISONE_EQUIVALENCE, PROTON_PUMP_INHIBITORS, cross_reacts, normalise_drug
+from monitoring.drugs import cross_reacts, drugs_of_class, normalise_drug, resolve, steroid_factor
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.records import DoseRow, LabPoint, PatientRecord
 from monitoring.steroids import CourseInfo, analyse_course, dose_above
@@ -584,7 +584,7 @@ def _course_rows(ctx: RuleContext) -> list[dict[str, Any]]:
     return [
         dose_evidence(m)
         for m in ctx.record.meds
-        if normalise_drug(m.drug) in PREDNISONE_EQUIVALENCE and course.course_start <= m.start_date <= end
+        if steroid_factor(m.drug, m.route, m.drug_as_entered) is not None and course.course_start <= m.start_date <= end
     ]
 
 
@@ -731,11 +731,9 @@ def rechallenge(ctx: RuleContext) -> Alert | None:
     for m in ctx.record.meds:
         if not dose_above(m.daily_dose_mg, 0.0) or (onset is not None and m.start_date <= onset):
             continue
-        for c in culprits:
-            why = _cross_reacts(m.drug, c)
-            if why:
-                hits.append((m, why))
-                break
+        why = _culprit_reason(m, culprits)
+        if why:
+            hits.append((m, why))
     if not hits:
         return None
     first = min(m.start_date for m, _ in hits)
@@ -766,9 +764,15 @@ def _drug_name(m: DoseRow) -> str:
     return m.drug
 
 
-@lru_cache(maxsize=4096)
-def _cross_reacts(drug: str, culprit: str) -> str | None:
-    return cross_reacts(drug, culprit)
+def _culprit_reason(m: DoseRow, culprits: tuple[str, ...]) -> str | None:
+    """Why this schedule row gives a culprit or a drug of its group, or None: the drug as stored and
+    as entered are both read by the one resolver (a row stored before a name was known still counts)."""
+    for c in culprits:
+        for name in dict.fromkeys((m.drug, m.drug_as_entered or m.drug)):
+            why = cross_reacts(name, c)
+            if why:
+                return why
+    return None
 
 
 @rule("GI_PROPHYLAXIS_MISSING")
@@ -784,9 +788,8 @@ def gi_prophylaxis_missing(ctx: RuleContext) -> Alert | None:
     for m in ctx.record.meds:
         if m.start_date > ctx.as_of:
             break
-        drug = normalise_drug(m.drug)
-        if drug in PROTON_PUMP_INHIBITORS:
-            ppi[drug] = m
+        if resolve(m.drug).has_class("ppi"):
+            ppi[normalise_drug(m.drug)] = m
     if any(dose_above(m.daily_dose_mg, 0.0) for m in ppi.values()):
         return None
     return ctx.alert(
@@ -794,11 +797,70 @@ def gi_prophylaxis_missing(ctx: RuleContext) -> Alert | None:
         "info",
         ctx.as_of,
         f"On {_num(dose)} mg/day prednisone-equivalent on {ctx.as_of.isoformat()} with no proton-pump inhibitor.",
-        "The guideline gives a proton-pump inhibitor (omeprazole, esomeprazole, pantoprazole, lansoprazole or "
-        "rabeprazole) with systemic corticosteroids.",
+        f"The guideline gives a proton-pump inhibitor ({_or_list(drugs_of_class('ppi'))}) with systemic corticosteroids.",
         {
             "pred_eq_mg": dose,
             "ppi_rows_stopped": [dose_evidence(m) for m in ppi.values()],
+        },
+    )
+
+
+def _or_list(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+@rule("CULPRIT_NOT_STOPPED")
+def culprit_not_stopped(ctx: RuleContext) -> Alert | None:
+    """A drug of a culprit's cross-reactivity group (the culprit itself included) has dose > 0 on D
+    through a schedule row dated on or before the onset date: the culprit was never withdrawn. Rows
+    dated after onset are RECHALLENGE's. Without an onset date every row is RECHALLENGE's.
+
+    Source: PRODUCT.md §5 (product requirement): immediate withdrawal of the culprit drug is the
+    first step of DRESS management; cross-reactivity groups as RECHALLENGE (Knowles et al., Drug
+    Saf 1999;21:489).
+    """
+    culprits = ctx.record.patient.culprit_drugs
+    onset = ctx.record.patient.onset_date
+    if not culprits or onset is None:
+        return None
+    in_force: dict[str, DoseRow] = {}
+    planned_stop: dict[str, dt.date] = {}
+    for m in ctx.record.meds:  # by (start_date, id): the last row on or before D of a drug holds
+        drug = normalise_drug(m.drug)
+        if m.start_date <= ctx.as_of:
+            in_force[drug] = m
+        elif drug not in planned_stop and not dose_above(m.daily_dose_mg, 0.0):
+            planned_stop[drug] = m.start_date
+    hits: list[tuple[DoseRow, str, dt.date | None]] = []
+    for drug, m in in_force.items():
+        if m.start_date > onset or not dose_above(m.daily_dose_mg, 0.0):
+            continue
+        why = _culprit_reason(m, culprits)
+        if why:
+            hits.append((m, why, planned_stop.get(drug)))
+    if not hits:
+        return None
+    rows = "; ".join(
+        f"{_drug_name(m)} {_num(m.daily_dose_mg)} mg/day since {m.start_date.isoformat()}"
+        + (f", stop planned on {stop.isoformat()}" if stop else ", no stop recorded")
+        + f": {why}"
+        for m, why, stop in hits
+    )
+    return ctx.alert(
+        "CULPRIT_NOT_STOPPED",
+        "critical",
+        min(m.start_date for m, _, _ in hits),
+        f"Culprit drug or cross-reacting drug still given on {ctx.as_of.isoformat()}, started on or before the "
+        f"DRESS onset ({onset.isoformat()}): {rows}.",
+        "Immediate withdrawal of the culprit drug is the first step of management: stop it now and record "
+        f"the stop (a row with daily dose 0); choose a drug outside the group of the culprit ({', '.join(culprits)}).",
+        {
+            "culprit_drugs": list(culprits),
+            "onset_date": onset.isoformat(),
+            "rows": [
+                {**dose_evidence(m), "reason": why, "planned_stop": stop.isoformat() if stop else None}
+                for m, why, stop in hits
+            ],
         },
     )
 

@@ -22,9 +22,8 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from monitoring.drugs import PREDNISONE_EQUIVALENCE, SECOND_LINE, is_systemic_route, normalise_drug
+from monitoring.drugs import normalise_drug, second_line_kind, steroid_factor
 from monitoring.records import DoseRow, PatientRecord
 
 __all__ = [
@@ -115,18 +114,14 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-# Rows are stored normalised already; the cache makes re-normalising (legacy rows, tests) free.
-_generic = lru_cache(maxsize=4096)(normalise_drug)
-
-
 def _steroid_rows(meds: Iterable[DoseRow]) -> list[tuple[DoseRow, str, float]]:
+    # The resolver is cached: re-reading stored names (legacy rows, tests) costs a dict lookup.
     out = []
     for m in meds:
-        drug = _generic(m.drug)
-        factor = PREDNISONE_EQUIVALENCE.get(drug)
-        if factor is None or not is_systemic_route(m.route):
+        factor = steroid_factor(m.drug, m.route, m.drug_as_entered)
+        if factor is None:
             continue
-        out.append((m, drug, factor))
+        out.append((m, normalise_drug(m.drug), factor))
     return out
 
 
@@ -241,8 +236,8 @@ def second_line_starts(meds: Sequence[DoseRow]) -> tuple[tuple[str, dt.date], ..
     running: dict[str, bool] = {}
     out: list[tuple[str, dt.date]] = []
     for m in meds:
-        drug = _generic(m.drug)
-        if drug not in SECOND_LINE:
+        drug = second_line_kind(m.drug)
+        if drug is None:
             continue
         on = _positive(m.daily_dose_mg)
         if on and not running.get(drug, False):

@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlmodel import Session
 
-from monitoring.drugs import PREDNISONE_EQUIVALENCE, is_systemic_route, normalise_drug
+from monitoring.drugs import PREDNISONE_EQUIVALENCE, normalise_drug, steroid_factor
 from monitoring.guideline import GuidelineProfile, Threshold, load_profile
 from monitoring.models import AuditEntry, MedicationRow, utcnow
 from monitoring.records import DoseRow, PatientRecord, load_record
@@ -427,7 +427,7 @@ PLAN_ROUTE = "oral"
 def is_plan_steroid_row(row: DoseRow, as_of: dt.date) -> bool:
     """A systemic corticosteroid row dated after ``as_of``: part of the saved plan (PRODUCT.md §3:
     rows after today are the plan)."""
-    return row.start_date > as_of and normalise_drug(row.drug) in PREDNISONE_EQUIVALENCE and is_systemic_route(row.route)
+    return row.start_date > as_of and steroid_factor(row.drug, row.route, row.drug_as_entered) is not None
 
 
 def saved_plan(record: PatientRecord, as_of: dt.date) -> tuple[DoseRow, ...]:
@@ -439,9 +439,8 @@ def current_steroid_doses(record: PatientRecord, as_of: dt.date) -> dict[str, fl
     """mg/day of each systemic corticosteroid given on ``as_of`` (drug -> mg of that drug)."""
     latest: dict[str, float] = {}
     for m in record.meds:  # sorted by (start_date, id): the last row on or before as_of holds
-        drug = normalise_drug(m.drug)
-        if m.start_date <= as_of and drug in PREDNISONE_EQUIVALENCE and is_systemic_route(m.route):
-            latest[drug] = m.daily_dose_mg
+        if m.start_date <= as_of and steroid_factor(m.drug, m.route, m.drug_as_entered) is not None:
+            latest[normalise_drug(m.drug)] = m.daily_dose_mg
     return {d: mg for d, mg in latest.items() if mg > 0}
 
 

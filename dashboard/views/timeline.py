@@ -4,6 +4,7 @@ the alerts with evidence and source, and a never-rechallenge banner naming the c
 from __future__ import annotations
 
 import datetime as dt
+import html
 
 import streamlit as st
 
@@ -74,7 +75,7 @@ if p.culprit_drugs:
     named = []
     for drug in p.culprit_drugs:
         group = group_of(drug)
-        named.append(f"<b>{drug}</b>" + (f" (and its group: {group})" if group else ""))
+        named.append(f"<b>{html.escape(drug)}</b>" + (f" (and its group: {html.escape(group)})" if group else ""))
     widgets.banner(
         "critical",
         "NEVER RECHALLENGE: culprit drug(s) " + "; ".join(named) + ". Do not give these or cross-reacting drugs.",

@@ -366,6 +366,7 @@ def _read_csv(
     parsed = parse_csv(content, as_of=as_of) if isinstance(content, Path) else parse_csv_bytes(content, name, as_of=as_of)
     parsed.name = name
     summary = FileSummary(name, parsed.kind or "unreadable", parsed.rows)
+    summary.details.update(unresolved_drug_lines(parsed.meds, parsed.patients))
     labs = [parsed.lab_columns] if parsed.lab_columns is not None else []
     return summary, parsed.patients, labs, parsed.meds, parsed.problems
 
@@ -423,7 +424,28 @@ def _read_fhir(
     meds = list(bundle.meds)
     details = {f"skipped: {k}": v for k, v in sorted((getattr(bundle, "skip_reasons", None) or {}).items())}
     details.update({f"note: {k}": v for k, v in sorted((getattr(bundle, "notes", None) or {}).items())})
+    culprits = [n for names in (getattr(bundle, "culprits", None) or {}).values() for n in names]
+    details.update(unresolved_drug_lines(meds, patients, culprits))
     return FileSummary(name, "fhir", records, skipped_resources=skipped, details=details), patients, labs, meds, problems
+
+
+UNRESOLVED = "unresolved drug name, kept as written (matches no culprit group, steroid or PPI)"
+
+
+def unresolved_drug_lines(meds: Sequence[MedIn], patients: Sequence[PatientIn], culprits: Sequence[str] = ()) -> dict[str, int]:
+    """Report lines for drug names the resolver cannot read (PRODUCT.md §6 edition 2): each name as
+    written, with the number of rows naming it. A culprit name is listed as well."""
+    from monitoring.drugs import resolve
+
+    counts: dict[str, int] = {}
+    names = [m.drug_as_entered or m.drug for m in meds]
+    names += [c for p in patients for c in (p.values.get("culprit_drugs") or [])]
+    names += list(culprits)
+    for name in names:
+        if name and not resolve(name).resolved:
+            key = f"{UNRESOLVED}: '{name}'"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _patient_updates(updates: object) -> list[PatientIn]:

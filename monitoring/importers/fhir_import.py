@@ -54,7 +54,14 @@ from sqlmodel import Session
 
 from monitoring import catalogue
 from monitoring.catalogue import TestDef
-from monitoring.drugs import PREDNISONE_EQUIVALENCE, PROTON_PUMP_INHIBITORS, SECOND_LINE, normalise_drug
+from monitoring.drugs import (
+    PREDNISONE_EQUIVALENCE,
+    PROTON_PUMP_INHIBITORS,
+    SECOND_LINE,
+    drug_table,
+    normalise_drug,
+    resolve_coded,
+)
 from monitoring.importers.common import LabConverter, today
 from monitoring.models import ClinicalFinding, LabResult, Patient
 from monitoring.store import BatchRejected, BatchResult, LabIn, MedIn, PatientIn, Problem, write_batch
@@ -127,23 +134,10 @@ OTHER_VERSION_TYPES: dict[str, str] = {
     },
 }
 
-# RxNorm ingredient codes (TTY=IN) of the drugs the rules recognise (PRODUCT.md §5). Clinical
-# products (SCD codes such as "Prednisone 5 MG Oral Tablet") are recognised by their display name
-# through drugs.normalise_drug. As CLINICAL_REFERENCE.md warns for code lists generally: check
-# these against RxNav before production use.
-RXNORM_INGREDIENTS: dict[str, str] = {
-    "8640": "prednisone",
-    "8638": "prednisolone",
-    "6902": "methylprednisolone",
-    "3264": "dexamethasone",
-    "5492": "hydrocortisone",
-    "3008": "cyclosporine",
-    "7646": "omeprazole",
-    "283742": "esomeprazole",
-    "40790": "pantoprazole",
-    "17128": "lansoprazole",
-    "114979": "rabeprazole",
-}
+# RxNorm ingredient codes of the drug table (monitoring/drugs.toml, each with where it was read;
+# check them against RxNav before production use), for the export's codings. Reading a code is the
+# resolver's (drugs.resolve_coded), which also knows the clinical-drug codes of the table.
+RXNORM_INGREDIENTS: dict[str, str] = {e.rxcui: e.name for e in drug_table().entries.values() if e.rxcui}
 # Drugs whose schedule the rules read (steroid course, second line, GI prophylaxis): an order of
 # one of them with a dose the product cannot convert is an error, never silently dropped.
 RECOGNISED_DRUGS: frozenset[str] = frozenset(PREDNISONE_EQUIVALENCE) | PROTON_PUMP_INHIBITORS | SECOND_LINE
@@ -1246,7 +1240,7 @@ class _Reader:
         drug = _drug_name(code) if isinstance(code, dict) else None
         is_drug = "medication" in categories or (isinstance(code, dict) and _has_rxnorm(code))
         if not is_drug and not categories and drug:
-            is_drug = _known_drug(normalise_drug(drug))
+            is_drug = _known_drug(code if isinstance(code, dict) else None, drug)
         if not is_drug:
             self.out.skip("AllergyIntolerance", "not a drug allergy")
             return
@@ -1856,49 +1850,29 @@ def _drug_name(cc: Mapping[str, Any] | None) -> str | None:
     for c in cc.get("coding") or []:
         if c.get("display"):
             return str(c["display"]).strip()
-    for c in cc.get("coding") or []:
-        if c.get("system") == RXNORM and str(c.get("code")) in RXNORM_INGREDIENTS:
-            return RXNORM_INGREDIENTS[str(c["code"])]
-    return None
+    by_code = resolve_coded(None, _codings(cc))
+    return by_code.name if by_code.by_code else None
+
+
+def _codings(cc: Mapping[str, Any] | None) -> tuple[tuple[str | None, str], ...]:
+    """(system, code) of each coding with a code: what the drug resolver reads beside the text."""
+    if not isinstance(cc, dict):
+        return ()
+    return tuple((c.get("system"), str(c["code"])) for c in cc.get("coding") or [] if isinstance(c, dict) and c.get("code"))
 
 
 def _has_rxnorm(cc: Mapping[str, Any]) -> bool:
     return any(c.get("system") == RXNORM for c in cc.get("coding") or [])
 
 
-_HYPERIMMUNE = ("anti-thymocyte", "antithymocyte", "rho(d)", "rho (d)", "hepatitis b", "tetanus", "rabies", "botulism",
-                "cytomegalovirus", "varicella", "vaccinia", "anthrax", "lymphocyte")
-
-
 def _generic(cc: Mapping[str, Any] | None, name: str) -> str:
-    """The normalised generic name: an RxNorm ingredient code first, then the name."""
-    if isinstance(cc, dict):
-        for c in cc.get("coding") or []:
-            if c.get("system") == RXNORM and str(c.get("code")) in RXNORM_INGREDIENTS:
-                return RXNORM_INGREDIENTS[str(c["code"])]
-    low = name.lower()
-    if ("immune globulin" in low or "immunoglobulin" in low) and not any(h in low for h in _HYPERIMMUNE):
-        # Polyvalent human immunoglobulin (IVIG), the second-line treatment of DRESS; hyperimmune
-        # globulins against one antigen are other drugs.
-        return "ivig"
-    generic = normalise_drug(name)
-    if _known_drug(generic):
-        return generic
-    # "Hydrocortisone 1 % Topical Cream", "Sulfamethoxazole 800 MG / Trimethoprim 160 MG": the first
-    # word that names a drug the rules know (steroid, PPI, second line, culprit group, brand).
-    for word in re.findall(r"[a-z][a-z\-]+", low):
-        candidate = normalise_drug(word)
-        if _known_drug(candidate):
-            return candidate
-    return generic
+    """The stored generic name of a coded drug: the one resolver reads its RxNorm codes and its text."""
+    return resolve_coded(name, _codings(cc)).name
 
 
-def _known_drug(drug: str) -> bool:
-    from monitoring import drugs
-
-    if drug in RECOGNISED_DRUGS or drugs.group_of(drug) is not None:
-        return True
-    return drug in set(drugs.BRAND_NAMES.values()) | set(drugs.SYNONYMS.values())
+def _known_drug(cc: Mapping[str, Any] | None, name: str) -> bool:
+    """A drug of the table (by code or by name)."""
+    return bool(resolve_coded(name, _codings(cc)).entries)
 
 
 # SNOMED CT 702809001 |Drug reaction with eosinophilia and systemic symptoms (disorder)|, as used

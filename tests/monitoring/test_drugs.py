@@ -73,3 +73,114 @@ def test_groups_and_classes() -> None:
 @pytest.mark.parametrize(("route", "systemic"), [(None, True), ("oral", True), ("IV", True), ("topical", False), ("Cutaneous", False), ("inhaled", False)])
 def test_topical_routes_are_not_systemic(route: str | None, systemic: bool) -> None:
     assert drugs.is_systemic_route(route) is systemic
+
+
+# --- the resolver (PRODUCT.md §6 edition 2) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("received", "name", "ingredients"),
+    [
+        # issue 14: the strings that were missed
+        ("Vancomycin Hydrochloride (VANCOMYCIN HYDROCHLORIDE)", "vancomycin", {"vancomycin"}),
+        ("Vancomycin HCl 1 GM Injection", "vancomycin", {"vancomycin"}),
+        ("carbamazepine (Tegretol) 200 mg tablet", "carbamazepine", {"carbamazepine"}),
+        ("Tegretol XR", "carbamazepine", {"carbamazepine"}),
+        ("Sulfamethoxazole 800 MG / Trimethoprim 160 MG Oral Tablet", "trimethoprim-sulfamethoxazole", {"sulfamethoxazole", "trimethoprim"}),
+        ("Bactrim DS", "trimethoprim-sulfamethoxazole", {"sulfamethoxazole", "trimethoprim"}),
+        # salts, forms, release suffixes, vehicles, brackets
+        ("methylPREDNISolone sodium succinate 125 MG Injection", "methylprednisolone", {"methylprednisolone"}),
+        ("pantoprazole sodium 40 MG Delayed Release Oral Tablet", "pantoprazole", {"pantoprazole"}),
+        ("Esomeprazole 20 MG Delayed Release Oral Capsule [Nexium]", "esomeprazole", {"esomeprazole"}),
+        ("vancomycin 1 g in dextrose 5 % 200 mL", "vancomycin", {"vancomycin"}),
+        ("Lamictal XR 100 mg", "lamotrigine", {"lamotrigine"}),
+        ("phenytoin sodium 100 MG Extended Release Oral Capsule [Dilantin]", "phenytoin", {"phenytoin"}),
+        ("cycloSPORINE, modified 100 MG Oral Capsule", "cyclosporine", {"cyclosporine"}),
+        ("Immune Globulin (Human) 10 % Injectable Solution", "ivig", {"ivig"}),
+        ("Immune Globulin, Human 10% Injectable Solution", "ivig", {"ivig"}),
+        ("ALLOPURINOL 300MG TAB", "allopurinol", {"allopurinol"}),
+        ("dexamethasone 4 mg/mL injection", "dexamethasone", {"dexamethasone"}),
+    ],
+)
+def test_ehr_names_resolve_to_their_ingredients(received: str, name: str, ingredients: set[str]) -> None:
+    r = drugs.resolve(received)
+    assert (r.name, set(r.ingredients), r.resolved) == (name, ingredients, True)
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        "vancomycin-resistant enterococcus",  # a note, not the drug
+        "Hepatitis B immune globulin",  # a hyperimmune globulin is not IVIG
+        "Rho(D) immune globulin",
+        "anti-thymocyte globulin (rabbit)",
+        "acetaminophen 325 MG Oral Tablet",
+        "Amoxicillin 875 MG / Clavulanate 125 MG Oral Tablet",
+        "carbamazepine-like rash",
+        "800 MG",
+    ],
+)
+def test_names_outside_the_table_never_resolve(received: str) -> None:
+    r = drugs.resolve(received)
+    assert not r.resolved and not r.ingredients and not r.groups and not r.classes
+    assert drugs.steroid_factor(received) is None and drugs.second_line_kind(received) is None
+
+
+def test_unresolved_name_is_kept_as_written_and_stable() -> None:
+    r = drugs.resolve("Acetaminophen 325 MG / HYDROcodone Bitartrate 7.5 MG Oral Tablet")
+    assert r.name == "acetaminophen / hydrocodone" and r.unknown == {"acetaminophen", "hydrocodone"}
+    assert drugs.normalise_drug(r.name) == r.name  # a stored name reads back as itself
+
+
+@pytest.mark.parametrize(
+    ("drug", "culprit", "reacts"),
+    [
+        ("Sulfamethoxazole 800 MG / Trimethoprim 160 MG Oral Tablet", "Bactrim", True),
+        ("Tegretol XR 400 mg", "carbamazepine", True),
+        ("Vancomycin Hydrochloride (VANCOMYCIN HYDROCHLORIDE)", "vancomycin", True),
+        ("trimethoprim 100 MG Oral Tablet", "Bactrim", True),  # an ingredient of the culprit product
+        ("sulfadiazine", "Septra", True),  # same group
+        ("Amoxicillin 500 MG Oral Tablet", "amoxicillin", True),  # outside the table: same name still matches
+        ("acetaminophen 325 MG Oral Tablet", "carbamazepine", False),
+        ("vancomycin-resistant enterococcus", "vancomycin", False),
+        ("dapsone 100 MG Oral Tablet", "sulfamethoxazole", False),  # no group given for dapsone by PRODUCT.md §5
+        ("trimethoprim", "sulfamethoxazole", False),  # trimethoprim alone is not a sulfonamide
+    ],
+)
+def test_cross_reactivity_of_ehr_names(drug: str, culprit: str, reacts: bool) -> None:
+    assert (drugs.cross_reacts(drug, culprit) is not None) is reacts
+
+
+def test_rxnorm_codes_resolve_alone_and_with_a_name() -> None:
+    assert drugs.resolve("", "2002").name == "carbamazepine"  # ingredient code (CPIC)
+    assert drugs.resolve("", "198335").name == "trimethoprim-sulfamethoxazole"  # clinical drug (eCQM)
+    both = drugs.resolve_coded("Dilantin 100 mg", (("http://www.nlm.nih.gov/research/umls/rxnorm", "2002"),))
+    assert both.ingredients == {"carbamazepine", "phenytoin"}  # disagreeing code and text: both count
+    other_system = drugs.resolve_coded("", (("http://snomed.info/sct", "2002"),))
+    assert not other_system.resolved
+
+
+def test_topical_form_is_not_a_systemic_steroid() -> None:
+    assert drugs.steroid_factor("Hydrocortisone 10 MG/ML Topical Cream") is None
+    assert drugs.steroid_factor("hydrocortisone", None, "Hydrocortisone 1 % Topical Cream") is None
+    assert drugs.steroid_factor("hydrocortisone", "oral", "Hydrocortisone 1 % Topical Cream") == 0.25  # the route recorded wins
+    assert drugs.steroid_factor("Solu-Medrol 125 mg IV") == 1.25
+    assert drugs.steroid_factor("prednisone", "topical") is None
+
+
+def test_every_code_of_the_table_says_where_it_was_read() -> None:
+    import tomllib
+
+    data = tomllib.loads(drugs.TABLE_PATH.read_text(encoding="utf-8"))
+    sources = set(data["sources"])
+    for name, entry in data["drug"].items():
+        assert entry.get("source"), name
+        for key in ("rxcui_source", "products_source"):
+            if key in entry:
+                assert any(s in entry[key] for s in sources), f"{name}.{key} names no [sources] key"
+    assert "RxNav" in drugs.TABLE_PATH.read_text(encoding="utf-8").split("[sources]")[0]
+
+
+def test_ppi_message_and_classes_come_from_the_table() -> None:
+    assert drugs.drugs_of_class("ppi") == ("omeprazole", "esomeprazole", "pantoprazole", "lansoprazole", "rabeprazole")
+    assert set(drugs.PREDNISONE_EQUIVALENCE) == set(drugs.drugs_of_class("systemic_steroid"))

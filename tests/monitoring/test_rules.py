@@ -480,6 +480,73 @@ def test_rechallenge_on_onset_day_is_not_after_onset(session) -> None:
     assert "RECHALLENGE" in codes(c, day(12))
 
 
+def test_rechallenge_with_ehr_strings(session) -> None:
+    c = Chart(session, culprits=["vancomycin"], onset=0)
+    c.dose("Vancomycin Hydrochloride (VANCOMYCIN HYDROCHLORIDE)", 4, 2000, route="intravenous")
+    a = alert(c, day(5), "RECHALLENGE")
+    assert a is not None and "Vancomycin Hydrochloride (VANCOMYCIN HYDROCHLORIDE)" in a.message
+    d = Chart(session, culprits=["carbamazepine"], onset=0)
+    d.dose("Acetaminophen 325 MG Oral Tablet", 3, 1950)  # not a culprit, whatever its name holds
+    d.dose("vancomycin-resistant enterococcus", 3, 1)
+    assert "RECHALLENGE" not in codes(d, day(5))
+
+
+# --- CULPRIT_NOT_STOPPED ---------------------------------------------------------------------
+
+
+def test_culprit_started_before_onset_and_never_stopped(session) -> None:
+    c = Chart(session, culprits=["carbamazepine"], onset=0)
+    c.dose("Tegretol XR", -30, 400)  # the exposure that caused DRESS; no stop row
+    a = alert(c, day(3), "CULPRIT_NOT_STOPPED")
+    assert a is not None and a.severity == "critical" and a.date == day(-30)
+    assert "Immediate withdrawal of the culprit drug is the first step of management" in a.message
+    assert "Tegretol XR" in a.message and "no stop recorded" in a.message
+    assert a.evidence["rows"][0]["drug"] == "carbamazepine" and a.evidence["onset_date"] == day(0).isoformat()
+    assert "RECHALLENGE" not in codes(c, day(3))  # rows before onset are not a rechallenge
+    assert a.source and "first step" in a.source
+    # stopped (a 0 mg row on day 2): not from day 2 on
+    c.dose("carbamazepine", 2, 0)
+    assert "CULPRIT_NOT_STOPPED" in codes(c, day(1))
+    assert "CULPRIT_NOT_STOPPED" not in codes(c, day(2))
+
+
+def test_culprit_with_a_planned_stop_still_holds_until_the_stop(session) -> None:
+    c = Chart(session, culprits=["Bactrim"], onset=0)
+    c.dose("Sulfamethoxazole 800 MG / Trimethoprim 160 MG Oral Tablet", -10, 1600)
+    c.dose("co-trimoxazole", 6, 0)  # planned stop
+    a = alert(c, day(3), "CULPRIT_NOT_STOPPED")
+    assert a is not None and f"stop planned on {day(6).isoformat()}" in a.message
+    assert a.evidence["rows"][0]["planned_stop"] == day(6).isoformat()
+    assert "CULPRIT_NOT_STOPPED" not in codes(c, day(6))
+
+
+def test_culprit_not_stopped_includes_the_group_and_onset_day(session) -> None:
+    c = Chart(session, culprits=["phenytoin"], onset=10)
+    c.dose("Lamictal", 10, 100)  # same group, started on the onset day: on or before onset
+    a = alert(c, day(12), "CULPRIT_NOT_STOPPED")
+    assert a is not None and "aromatic anticonvulsants" in a.message
+
+
+def test_culprit_not_stopped_does_not_hold(session) -> None:
+    # a drug outside the group, a culprit started after onset (RECHALLENGE's), no onset recorded
+    c = Chart(session, culprits=["allopurinol"], onset=0)
+    c.dose("febuxostat", -20, 80)
+    c.dose("Acetaminophen 500 MG", -20, 2000)
+    assert "CULPRIT_NOT_STOPPED" not in codes(c, day(1))
+    d = Chart(session, culprits=["allopurinol"], onset=0)
+    d.dose("Zyloprim", 1, 100)
+    assert "CULPRIT_NOT_STOPPED" not in codes(d, day(2)) and "RECHALLENGE" in codes(d, day(2))
+    e = Chart(session, culprits=["allopurinol"], onset=None)
+    e.dose("allopurinol", -20, 300)
+    assert "CULPRIT_NOT_STOPPED" not in codes(e, day(1)) and "RECHALLENGE" in codes(e, day(1))
+    # a dose change after onset: that row is a rechallenge, no longer the row from before onset
+    f = Chart(session, culprits=["allopurinol"], onset=0)
+    f.dose("allopurinol", -20, 300)
+    f.dose("allopurinol", 2, 100)
+    assert "CULPRIT_NOT_STOPPED" not in codes(f, day(3)) and "RECHALLENGE" in codes(f, day(3))
+    assert "CULPRIT_NOT_STOPPED" in codes(f, day(1))
+
+
 # --- GI_PROPHYLAXIS_MISSING ------------------------------------------------------------------
 
 
@@ -499,6 +566,20 @@ def test_gi_prophylaxis_ignores_topical_steroid(session) -> None:
     c = Chart(session)
     c.dose("hydrocortisone", 0, 20, route="topical")
     assert "GI_PROPHYLAXIS_MISSING" not in codes(c, day(1))
+    d = Chart(session)
+    d.dose("Hydrocortisone 10 MG/ML Topical Cream", 0, 20, route=None)  # the form says topical
+    assert "GI_PROPHYLAXIS_MISSING" not in codes(d, day(1))
+
+
+def test_gi_prophylaxis_recognises_ppi_as_ehrs_write_them(session) -> None:
+    c = Chart(session)
+    c.dose("methylPREDNISolone sodium succinate 125 MG Injection", 0, 125, route="intravenous")
+    c.dose("Esomeprazole 20 MG Delayed Release Oral Capsule [Nexium]", 0, 20)
+    assert "GI_PROPHYLAXIS_MISSING" not in codes(c, day(1))
+    d = Chart(session)
+    d.dose("prednisone", 0, 60)
+    a = alert(d, day(1), "GI_PROPHYLAXIS_MISSING")
+    assert a is not None and "omeprazole, esomeprazole, pantoprazole, lansoprazole or rabeprazole" in a.message
 
 
 # --- profile drives the rules ----------------------------------------------------------------
