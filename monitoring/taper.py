@@ -456,7 +456,7 @@ def default_plan_drug(record: PatientRecord, as_of: dt.date, drugs: list[str]) -
         return max(sorted(on_now), key=lambda d: on_now[d])
     for m in reversed(record.meds):  # sorted by (start_date, id): the last steroid given
         drug = normalise_drug(m.drug)
-        if m.start_date <= as_of and drug in drugs and is_systemic_route(m.route):
+        if m.start_date <= as_of and drug in drugs and steroid_factor(m.drug, m.route, m.drug_as_entered) is not None:
             return drug
     return drugs[0]
 
