@@ -435,7 +435,8 @@ def timeline(
                         value=to_display(test, p.value, units),
                         canonical=p.value,
                         canonical_unit=p.unit,
-                        received=f"{p.original_value} {p.original_unit}".strip(),
+                        received=f"{p.original_value} {p.original_unit}".strip()
+                        + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
                         amended=p.amended,
                         reference=ref,
                     )
@@ -529,6 +530,7 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "unit": display_unit(p.test, units),
                 "above": flags(p.test, p, record, prof, as_of),
                 "as received": f"{p.original_value} {p.original_unit}".strip(),
+                "laboratory flag": p.abnormal_flags or "",
                 "canonical": (f"{p.value:g} {p.unit}" if p.value is not None else (p.value_text or "")),
                 "reference": reference,
                 "source": p.source,

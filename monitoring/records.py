@@ -73,6 +73,7 @@ class LabPoint:
     loinc: str | None
     source: str
     amended: bool
+    abnormal_flags: str | None = None  # the laboratory's own flags as sent (HL7 OBX-8: "H", "H~A")
 
 
 @dataclass(frozen=True)
@@ -233,11 +234,12 @@ def load_records(
             lt.c.loinc,
             lt.c.source,
             lt.c.amended_at,
+            lt.c.abnormal_flags,
         ).where(lt.c.hidden.is_(False))
         lab_stmt = patient_filter(lab_stmt, lt.c.patient_id, ids).order_by(lt.c.patient_id, lt.c.taken_at, lt.c.id)
         current_pid = None
         bucket: list[LabPoint] = []
-        for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at) in (
+        for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags) in (
             session.execute(lab_stmt).all()
         ):
             if pid != current_pid:
@@ -246,7 +248,7 @@ def load_records(
             bucket.append(
                 LabPoint(
                     lid, test, taken_at, value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
-                    amended_at is not None,
+                    amended_at is not None, lab_flags,
                 )
             )
 

@@ -59,6 +59,7 @@ LAB_INSERT_COLUMNS = (
     "source",
     "source_id",
     "hidden",
+    "abnormal_flags",
 )
 
 
@@ -120,6 +121,7 @@ class LabIn:
     source: str = "csv"
     source_id: str | None = None
     where: str = ""
+    abnormal_flags: str | None = None  # HL7 OBX-8 as sent ("H", "H~A")
 
 
 @dataclass
@@ -619,6 +621,7 @@ def _check_labs(
                 lab.source,
                 lab.source_id,
                 False,
+                lab.abnormal_flags,
             )
         )
     return rows

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import Session
 
 from monitoring import audit, catalogue
@@ -130,6 +130,7 @@ class _Message:
         self.errors: list[AckError] = []
         self.outcome = Outcome("AA", "", control_id=msg.control_id)
         self.facility = msg.sender.split("^", 1)[1] if "^" in msg.sender else ""
+        self.patient_id: int | None = None
 
     def refuse(self, obs: Observation | None, where_field: str, value: Any, reason: str, *, kind: str = "lab") -> None:
         location = obs.where if obs is not None else "PID"
@@ -171,7 +172,8 @@ class _Message:
 
         p = self.msg.patient
         assert p is not None and p.mrn is not None
-        exists = self.session.execute(select(Patient.id).where(Patient.mrn == p.mrn)).first() is not None
+        self.patient_id = self.session.execute(select(Patient.id).where(Patient.mrn == p.mrn)).scalar_one_or_none()
+        exists = self.patient_id is not None
         is_adt = self.msg.message_type == "ADT"
         if not is_adt:
             # A result message never creates or rewrites a patient: ADT^A01/A04/A08 do (§9).
@@ -213,7 +215,7 @@ class _Message:
             unit = test.canonical_unit  # a PCR reported as text (Detected) carries no unit
         given = next((c[0] for c in obs.codes if c[2] in LOINC_SYSTEMS and c[0] in test.loinc), test.key)
         try:
-            return lab_record(
+            lab = lab_record(
                 mrn=p.mrn,
                 test=given,
                 taken_at=taken,
@@ -226,6 +228,8 @@ class _Message:
                 where=f"{self.source}: {obs.where}",
                 as_of=self.as_of,
             )
+            lab.abnormal_flags = "~".join(obs.abnormal_flags)[:40] or None
+            return lab
         except FieldError as exc:
             where_field = _FIELD_OF.get(exc.column, exc.column)
             if exc.column == "taken_at":
@@ -259,7 +263,7 @@ class _Message:
             return self.finish(None)
         identities = {obs.index: _identity(msg, obs) for obs, _t in used}
         stored: dict[str, LabResult] = {}
-        pid = session.execute(select(Patient.id).where(Patient.mrn == p.mrn)).scalar_one_or_none()
+        pid = self.patient_id
         if pid is not None and identities:
             for row in session.execute(
                 select(LabResult).where(LabResult.patient_id == pid, LabResult.source_id.in_(set(identities.values())))  # type: ignore[union-attr]
@@ -336,15 +340,9 @@ class _Message:
                 else:
                     pending = keep
         self.outcome.stored = len(pending)
-        mrn = self.msg.patient.mrn if self.msg.patient else None
-        pid = self.session.execute(select(Patient.id).where(Patient.mrn == mrn)).scalar_one_or_none()
-        flags = [(lab.source_id, "~".join(obs.abnormal_flags)[:40]) for obs, lab in pending if obs.abnormal_flags]
-        if pid is not None and flags:
-            lt = LabResult.__table__  # type: ignore[attr-defined]
-            for source_id, text in flags:
-                self.session.execute(
-                    update(lt).where(lt.c.patient_id == pid, lt.c.source_id == source_id).values(abnormal_flags=text)
-                )
+        pid = self.patient_id
+        if pid is None and (result_patient := self.msg.patient) is not None:
+            pid = self.session.execute(select(Patient.id).where(Patient.mrn == result_patient.mrn)).scalar_one_or_none()
         if pid is not None and pending:
             touch_patient(self.session, pid)
         return pid

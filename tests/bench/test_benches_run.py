@@ -47,3 +47,11 @@ def test_bench_pages_refuses_an_unknown_option() -> None:
     done = subprocess.run([sys.executable, "bench/bench_pages.py", "--no-such-option"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--no-such-option" in done.stderr
+
+
+def test_bench_hl7_quick_prints_rate_and_latency_ratios() -> None:
+    out = _run("bench_hl7.py", "--quick")
+    assert "200 results stored and checked" in out, out
+    assert re.search(r"ratio store / bare = \d+\.\d\d", out), out
+    assert re.search(r"ACK latency p50: with storage [\d.]+ ms, bare [\d.]+ ms: ratio = [\d.]+", out), out
+    assert re.search(r"ACK latency p99: .* ratio = [\d.]+", out), out
