@@ -55,3 +55,9 @@ def test_bench_hl7_quick_prints_rate_and_latency_ratios() -> None:
     assert re.search(r"ratio store / bare = \d+\.\d\d", out), out
     assert re.search(r"ACK latency p50: with storage [\d.]+ ms, bare [\d.]+ ms: ratio = [\d.]+", out), out
     assert re.search(r"ACK latency p99: .* ratio = [\d.]+", out), out
+
+
+def test_bench_drugs_quick_prints_its_ratios() -> None:
+    out = _run("bench_drugs.py", "--quick")
+    assert re.search(r"cached / cold = \d+\.\d+", out), out
+    assert re.search(r"resolver / whole parse = \d+\.\d+", out), out
