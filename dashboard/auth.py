@@ -27,7 +27,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from streamlit.navigation.page import StreamlitPage
 
-from dashboard import widgets
+from dashboard import safe, widgets
 from monitoring import auth
 from monitoring.auth import SignedIn
 
@@ -117,7 +117,7 @@ def _sign_in_page(engine: Engine) -> None:
         try:
             user = auth.sign_in(engine, username, password, source=client_address())
         except auth.SignInRefused as exc:
-            st.error(str(exc))
+            st.error(safe.md(exc))
         else:
             _remember(user)
             st.session_state.pop("auth_password", None)
@@ -148,7 +148,7 @@ def _oidc_sign_in(engine: Engine) -> None:
     try:
         user = auth.sign_in_external(engine, identity)
     except auth.SignInRefused as exc:
-        st.error(str(exc))
+        st.error(safe.md(exc))
         st.button("Sign out", on_click=st.logout)
         return
     _remember(user)
@@ -167,7 +167,7 @@ def sign_out(engine: Engine) -> None:
 
 def _sidebar(engine: Engine, user: SignedIn) -> None:
     with st.sidebar:
-        st.markdown(f"Signed in as **{user.username}** · {user.role}")
+        st.markdown(f"Signed in as **{safe.md(user.username)}** · {safe.md(user.role)}")
         if not user.can(auth.WRITE):
             st.caption("Read-only account: you can look, not change.")
         if st.button("Sign out", key="auth_sign_out"):

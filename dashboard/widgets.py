@@ -11,12 +11,12 @@ string (``?mrn=...``) so that every patient page, and a bookmarked link, shows t
 from __future__ import annotations
 
 import datetime as dt
-import html
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import streamlit as st
 
+from dashboard import safe
 from monitoring.records import PatientRecord
 
 PATIENT_KEY = "patient_mrn"
@@ -58,7 +58,7 @@ def badge_html(severity: str, text: str) -> str:
     return (
         f'<span class="dm-badge" style="background:{SEVERITY_COLOURS[sev]};color:{SEVERITY_TEXT_COLOURS[sev]};'
         'border-radius:0.3rem;padding:0.1rem 0.45rem;margin:0 0.25rem 0.2rem 0;display:inline-block;'
-        f'font-size:0.85rem;font-weight:600">{SEVERITY_SYMBOLS[sev]} {sev.upper()} · {html.escape(text)}</span>'
+        f'font-size:0.85rem;font-weight:600">{SEVERITY_SYMBOLS[sev]} {sev.upper()} · {safe.html(text)}</span>'
     )
 
 
@@ -69,15 +69,23 @@ def badges(items: Iterable[tuple[str, str]]) -> None:
         st.markdown("".join(badge_html(sev, text) for sev, text in ordered), unsafe_allow_html=True)
 
 
-def banner(severity: str, text: str) -> None:
-    """A full-width banner for something that must not be missed (e.g. never rechallenge)."""
+class Strong(str):
+    """A piece of a banner's text shown in bold (still plain text: escaped like the rest)."""
+
+
+def banner(severity: str, *parts: str) -> None:
+    """A full-width banner for something that must not be missed (e.g. never rechallenge).
+
+    ``parts`` are plain text, joined as given; a ``Strong`` part is shown in bold. Every part is
+    escaped (a culprit drug named ``<iframe srcdoc=...>`` is shown as those characters)."""
     sev = severity if severity in SEVERITY_COLOURS else "info"
+    text = "".join(f"<b>{safe.html(p)}</b>" if isinstance(p, Strong) else safe.html(p) for p in parts)
     st.markdown(
         f'<div class="dm-banner dm-{sev}" role="alert" style="background:{SEVERITY_TINTS[sev]};'
         f'border-left:0.4rem solid {SEVERITY_COLOURS[sev]};padding:0.5rem 0.8rem;margin:0.2rem 0 0.6rem 0;'
         f'border-radius:0.25rem;color:#111"><b>{SEVERITY_SYMBOLS[sev]} {sev.upper()}</b> · {text}</div>',
         unsafe_allow_html=True,
-    )
+    )  # markup-safe: sev is a key of SEVERITY_COLOURS, text is escaped above
 
 
 def synthetic_label(synthetic: bool, name: str = "") -> str:
@@ -87,14 +95,14 @@ def synthetic_label(synthetic: bool, name: str = "") -> str:
 
 def patient_header(facts: Sequence[tuple[str, str]], title: str) -> None:
     """The patient's name line and a compact row of facts (label, value)."""
-    st.markdown(f"### {html.escape(title)}")
+    st.markdown(f"### {safe.md(title)}")
     patient_facts(facts)
 
 
 def patient_facts(facts: Sequence[tuple[str, str]]) -> None:
     """A compact row of facts about the patient (label, value)."""
     cells = " &nbsp;·&nbsp; ".join(
-        f'<span style="color:{MUTED}">{html.escape(label)}</span> <b>{html.escape(value)}</b>' for label, value in facts
+        f'<span style="color:{MUTED}">{safe.html(label)}</span> <b>{safe.html(value)}</b>' for label, value in facts
     )
     st.markdown(f'<div style="line-height:1.7">{cells}</div>', unsafe_allow_html=True)
 
@@ -127,7 +135,7 @@ def patient_picker(options: Sequence[tuple[str, str]], *, key: str) -> str | Non
     unknown = bool(current) and current not in mrns
     if unknown:
         # Never show another patient in place of the one asked for: say so and let the user choose.
-        st.warning(f"No patient with MRN {current!r}: choose one.")
+        st.warning(f"No patient with MRN {safe.md(repr(current))}: choose one.")
         current = None
     elif current and st.session_state.get(key, current) != current:
         st.session_state[key] = current  # opened from another page: the shared selection wins
@@ -164,12 +172,12 @@ def patient_page_start(
 ) -> PatientRecord:
     """A patient page's top: its title, the shared patient picker and who signs the changes made
     here. Stops the page, asking for a patient, until one is chosen."""
-    st.title(title)
+    st.title(safe.md(title))
     pick, sign = st.columns([3, 2])
     with pick:
         mrn = patient_picker(options, key=key)
     with sign:
-        st.markdown(f"Signed by **{html.escape(signer)}**")
+        st.markdown(f"Signed by **{safe.md(signer)}**")
     record = load(mrn) if mrn else None
     if record is None:
         st.info("Choose a patient.")
@@ -200,9 +208,9 @@ def code_label(code: str) -> str:
 
 
 def _cell(text: str, sub: str = "", *, strong: bool = False) -> str:
-    main = f"<b>{html.escape(text)}</b>" if strong else html.escape(text)
+    main = f"<b>{safe.html(text)}</b>" if strong else safe.html(text)
     if sub:
-        main += f'<br><span style="font-size:0.78rem;color:{MUTED}">{html.escape(sub)}</span>'
+        main += f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(sub)}</span>'
     return main
 
 
@@ -217,7 +225,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         "<thead><tr>"
         + "".join(
             f'<th style="text-align:left;padding:4px 6px;border-bottom:2px solid #cfd8dc;white-space:nowrap'
-            f'{";min-width:160px" if h == "Patient" else ""}{";min-width:230px" if h == "Alerts" else ""}">{html.escape(h)}</th>'
+            f'{";min-width:160px" if h == "Patient" else ""}{";min-width:230px" if h == "Alerts" else ""}">{safe.html(h)}</th>'
             for h in head
         )
         + "</tr></thead><tbody>",
@@ -237,8 +245,8 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         patient = (
             f"{status}<br>"
             f'<span style="font-weight:700;color:#0d3b66">'
-            f"{html.escape(r.name + synthetic_label(r.synthetic, r.name))}</span>"
-            f'<br><span style="font-size:0.78rem;color:{MUTED}">{html.escape(r.mrn)} · {html.escape(r.setting)}</span>'
+            f"{safe.html(r.name + synthetic_label(r.synthetic, r.name))}</span>"
+            f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(r.mrn)} · {safe.html(r.setting)}</span>'
         )
         day = _cell(
             f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
@@ -259,12 +267,12 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
                 continue
             text = ch.text()
             value, _, change = text.partition(" ")
-            cell = f"<b>{html.escape(value)}</b>"
+            cell = f"<b>{safe.html(value)}</b>"
             if change:
-                cell += f'<br><span style="font-size:0.8rem">{html.escape(change)}</span>'
+                cell += f'<br><span style="font-size:0.8rem">{safe.html(change)}</span>'
             if ch.crossed:
                 colour = CRITICAL if ch.crossed.startswith("↑") else OK
-                cell += f'<br><span style="font-size:0.76rem;font-weight:700;color:{colour}">{html.escape(ch.crossed)}</span>'
+                cell += f'<br><span style="font-size:0.76rem;font-weight:700;color:{colour}">{safe.html(ch.crossed)}</span>'
             labs.append(cell)
         # One badge per severity naming its alerts: the row stays short enough for nine patients
         # on a 768-pixel screen.
@@ -277,12 +285,12 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             badge_html(s, ", ".join(names)).replace("font-size:0.85rem", "font-size:0.74rem")
             for s, names in sorted(grouped.items(), key=lambda kv: SEVERITY_RANK.get(kv[0], 9))
         ) or f'<span style="color:{MUTED}">—</span>'
-        new = "<br>".join(f"<b>{html.escape(n)}</b>" for n in r.new)
-        cells = [patient, day, steroid, *labs, alerts, new]
+        new = "<br>".join(f"<b>{safe.html(n)}</b>" for n in r.new)
+        row_cells = [patient, day, steroid, *labs, alerts, new]
         out.append(
-            f'<tr class="dm-row dm-{sev or "none"}" data-mrn="{html.escape(r.mrn)}" style="background:{tint if sev in ("critical", "warning") else "#fff"};'
+            f'<tr class="dm-row dm-{sev or "none"}" data-mrn="{safe.html(r.mrn)}" style="background:{tint if sev in ("critical", "warning") else "#fff"};'
             f'border-left:5px solid {edge}">'
-            + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top">{c}</td>' for c in cells)
+            + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top">{c}</td>' for c in row_cells)
             + "</tr>"
         )
     out.append("</tbody></table>")

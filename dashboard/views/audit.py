@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
-from dashboard import auth, data
+from dashboard import auth, data, safe
 from monitoring import audit
 from monitoring import auth as accounts
 from monitoring.store import patient_ids_by_mrn
@@ -50,7 +50,7 @@ with Session(engine) as session:
     if mrn:
         found = patient_ids_by_mrn(session, [mrn])
         if mrn not in found:
-            st.warning(f"No patient with MRN {mrn!r}.")
+            st.warning(f"No patient with MRN {safe.md(repr(mrn))}.")
             st.stop()
         patient_id = found[mrn]
     flt = audit.AuditFilter(
@@ -87,7 +87,7 @@ table = pd.DataFrame(
     columns=["at (UTC)", "user", "action", "record", "patient", "before", "after", "reason"],
 )
 shown_note = f"the newest {SHOWN} shown" if total > SHOWN else "all shown"
-st.markdown(f"**{total}** entr{'y' if total == 1 else 'ies'} match ({shown_note}).")
+st.markdown(f"**{total:d}** entr{'y' if total == 1 else 'ies'} match ({shown_note}).")
 st.dataframe(
     table,
     hide_index=True,

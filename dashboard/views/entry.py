@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import data, safe, widgets
 from dashboard.auth import require_signed_in
 from monitoring import catalogue, services
 from monitoring.auth import PermissionDenied, authorise_write
@@ -45,13 +45,13 @@ def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
         with session_scope(data.engine()) as session:
             fn(session, username=signer, **kwargs)
     except BatchRejected as exc:
-        st.error("Not stored:\n" + "\n".join(f"- {p}" for p in exc.problems))
+        st.error("Not stored:\n" + "\n".join(f"- {safe.md(p)}" for p in exc.problems))
         return False
     except PermissionDenied as exc:
-        st.error(f"Not stored: {exc}.")
+        st.error(f"Not stored: {safe.md(exc)}.")
         return False
     data.clear_caches()
-    st.success(done)
+    st.success(done)  # markup-safe: every caller builds it from literals and safe.md
     return True
 
 
@@ -59,7 +59,7 @@ top_left, top_right = st.columns([3, 2], vertical_alignment="bottom")
 with top_left:
     mrn = widgets.patient_picker(data.patient_options(url, version), key="entry_patient")
 with top_right:
-    st.markdown(f"Changes are signed **{widgets.username() or 'nobody: sign in first'}** and audited.")
+    st.markdown(f"Changes are signed **{safe.md(widgets.username() or 'nobody: sign in first')}** and audited.")
 
 review_list = data.review_items(url, version)
 tab_labs, tab_doses, tab_findings, tab_patient, tab_upload, tab_review = st.tabs(
@@ -193,7 +193,7 @@ with tab_findings:
                 now = current.get(item)
                 index = options.index(now) if now in options else 0
                 label = str(REGISCAR_ITEMS[item][0]) if item in REGISCAR_ITEMS else item.replace("_", " ")
-                chosen[item] = grid[i % 3].selectbox(label, options, index=index, key=f"entry_finding_{item}")
+                chosen[item] = grid[i % 3].selectbox(safe.md(label), options, index=index, key=f"entry_finding_{item}")
             submitted = st.form_submit_button("Save findings", type="primary")
         if submitted:
             changed = {k: v for k, v in chosen.items() if v != "(not recorded)" and v != current.get(k)}
@@ -233,7 +233,7 @@ def patient_form(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 with tab_patient:
     record = data.patient_record(url, version, mrn) if mrn else None
     if record is not None:
-        st.markdown(f"**Details of {record.patient.name}** ({record.patient.mrn})")
+        st.markdown(f"**Details of {safe.md(record.patient.name)}** ({safe.md(record.patient.mrn)})")
         info = record.patient
         with st.form("entry_patient_form"):
             fields = patient_form("entry_pt", {**info.__dict__, "culprit_drugs": info.culprit_drugs})
@@ -247,7 +247,7 @@ with tab_patient:
             fields = patient_form("entry_new", {})
             if st.form_submit_button("Register patient"):
                 name = fields.pop("name")
-                if write(f"Patient {new_mrn} registered.", services.add_patient, mrn=new_mrn, name=name, **fields):
+                if write(f"Patient {safe.md(new_mrn)} registered.", services.add_patient, mrn=new_mrn, name=name, **fields):
                     widgets.select_patient(new_mrn.strip())
 
 # --- upload -------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ with tab_upload:
                     report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer,
                                             skip_invalid=skip_invalid)
             except PermissionDenied as exc:
-                st.error(f"Nothing was imported: {exc}.")
+                st.error(f"Nothing was imported: {safe.md(exc)}.")
             if report is None:
                 pass
             elif report.ok:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import clinic_figures, data, widgets
+from dashboard import clinic_figures, data, safe, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
 from monitoring.followup import (
@@ -46,7 +46,7 @@ widgets.patient_header(
     p.name + widgets.synthetic_label(p.synthetic, p.name),
 )
 if msg := st.session_state.pop("followup_done", None):
-    st.success(msg)
+    st.success(msg)  # markup-safe: built with safe.md where it is set
 
 # --- patch test ---------------------------------------------------------------------------------
 patch = patch_test_plan(record, prof)
@@ -54,10 +54,10 @@ with st.container(border=True):
     st.subheader("Earliest patch-test date")
     st.metric("Earliest patch test", widgets.iso(patch.earliest) or "not yet known")
     for reason in patch.reasons:
-        st.markdown(f"- {reason}")
+        st.markdown(f"- {safe.md(reason)}")
     for unknown in patch.unknowns:
-        st.warning(unknown)
-    st.caption(f"The later of the two dates; the plan counts. Source: {patch.source}")
+        st.warning(safe.md(unknown))
+    st.caption(f"The later of the two dates; the plan counts. Source: {safe.md(patch.source)}")
 
 # --- RegiSCAR -----------------------------------------------------------------------------------
 regiscar = score_regiscar(record, today, prof)
@@ -85,7 +85,7 @@ if can_write():  # read-only accounts see the answers, not the form
             current = record.findings.get(item)
             cols[n % 3].selectbox(
                 label, [NO_CHANGE, *answers], key=f"followup_item_{item}",
-                help=f"Recorded now: {current}" if current else "Not recorded yet",
+                help=f"Recorded now: {safe.md(current)}" if current else "Not recorded yet",
             )
         submitted = st.form_submit_button("Record answers")
 if submitted:
@@ -103,12 +103,12 @@ if submitted:
                     services.set_finding(session, username=signer, mrn=p.mrn, item=item, value=value)
         except (BatchRejected, PermissionDenied) as exc:
             problems = getattr(exc, "problems", None) or [exc]
-            st.error("Not stored:\n" + "\n".join(f"- {x}" for x in problems))
+            st.error("Not stored:\n" + "\n".join(f"- {safe.md(x)}" for x in problems))
         else:
             data.clear_caches()
             for item in REGISCAR_ITEMS:
                 st.session_state.pop(f"followup_item_{item}", None)
-            st.session_state["followup_done"] = f"Recorded: {', '.join(f'{k} = {v}' for k, v in changes.items())}."
+            st.session_state["followup_done"] = f"Recorded: {safe.md(', '.join(f'{k} = {v}' for k, v in changes.items()))}."
             st.rerun()
 
 # --- sequelae checklist -------------------------------------------------------------------------
@@ -116,7 +116,7 @@ st.subheader("Sequelae follow-up: thyroid and glucose after resolution")
 try:
     items = sequelae_checklist(record, today)
 except FollowupConfigError as exc:  # a unit's edited schedule file: say what is wrong in it
-    st.error(f"The follow-up schedule cannot be used:\n\n{exc}")
+    st.error(f"The follow-up schedule cannot be used:\n\n{safe.md(exc)}")
     st.stop()
 if not items:
     st.info("The checklist counts from the resolution date: record it on the Entry page (patient details) once the "

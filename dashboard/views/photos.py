@@ -9,7 +9,7 @@ import math
 
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import data, safe, widgets
 from dashboard import photo_widgets as pw
 from dashboard.auth import can_write, require_signed_in
 from monitoring.photos import BODY_SITES, PhotoIn, PhotoLimits, PhotoMeta
@@ -50,7 +50,7 @@ st.caption(
 
 flash = st.session_state.pop(FLASH, None)
 if flash:
-    st.success(flash)
+    st.success(flash)  # markup-safe: built with safe.md where it is set
 
 # A link from the timeline (?photo_day=YYYY-MM-DD) opens that day's photographs.
 linked_day = st.query_params.get("photo_day")
@@ -60,7 +60,7 @@ if linked_day and linked_day != st.session_state.get("photos_linked_day"):
         st.session_state[DAY] = dt.date.fromisoformat(str(linked_day))
         st.session_state["photos_goto"] = "Gallery"
     except ValueError:
-        st.warning(f"The link's photo_day {linked_day!r} is not a date YYYY-MM-DD.")
+        st.warning(f"The link's photo_day {safe.md(repr(linked_day))} is not a date YYYY-MM-DD.")
 
 items = pw.gallery(url, version, p.mrn)
 goto = st.session_state.pop("photos_goto", None)  # set by a write, before the view widget exists
@@ -80,7 +80,7 @@ def _who() -> str | None:
     """The name recorded in the audit trail: the signed-in user, else a name typed here."""
     name = widgets.username()
     if name:
-        st.caption(f"Recorded as {name} in the audit trail.")
+        st.caption(f"Recorded as {safe.md(name)} in the audit trail.")
         return name
     typed = st.text_input("Your name (recorded in the audit trail)", key="photos_user").strip()
     return typed or None
@@ -88,7 +88,7 @@ def _who() -> str | None:
 
 def _context_block(day: dt.date, bsa: float | None) -> None:
     lines = pw.context_lines(pw.context(record, day), bsa)
-    st.markdown("\n".join(f"- **{label}**: {value}" for label, value in lines))
+    st.markdown("\n".join(f"- **{safe.md(label)}**: {safe.md(value)}" for label, value in lines))
 
 
 def _open_day(day: dt.date) -> None:
@@ -131,14 +131,14 @@ def show_gallery() -> None:
     st.subheader("All photographs by date")
     for d in dates:
         group = groups[d]
-        onset = f" · day {(d - p.onset_date).days} since onset" if p.onset_date else ""
+        onset = f" · day {(d - p.onset_date).days:d} since onset" if p.onset_date else ""
         head, button = st.columns([5, 1])
         head.markdown(f"**{d.isoformat()}**{onset} · {len(group)} photograph{'s' if len(group) > 1 else ''}")
         button.button("Open day", key=f"photos_open_{d.isoformat()}", on_click=_open_day, args=(d,))
         cols = st.columns(6)
         for i, ph in enumerate(group):
             with cols[i % 6]:
-                st.image(ph.thumbnail, caption=pw.caption(ph), width="stretch")
+                st.image(ph.thumbnail, caption=safe.md(pw.caption(ph)), width="stretch")
     if writer:
         hide_controls(shown)
 
@@ -151,9 +151,9 @@ def show_day(day: dt.date) -> None:
     cols = st.columns(2)
     for i, ph in enumerate(todays):
         with cols[i % 2]:
-            st.image(pw.screen_image(url, ph.id), caption=pw.caption(ph), width="stretch")
+            st.image(pw.screen_image(url, ph.id), caption=safe.md(pw.caption(ph)), width="stretch")
             if ph.note:
-                st.caption(f"Note: {ph.note}")
+                st.caption(f"Note: {safe.md(ph.note)}")
 
 
 def hide_controls(shown: list[PhotoMeta]) -> None:
@@ -174,8 +174,8 @@ def hide_controls(shown: list[PhotoMeta]) -> None:
         reason = st.text_input("Reason (kept in the audit trail)", key="photos_hide_reason").strip()
         who = _who()
         target = by_id[pid]
-        label = "Restore photograph" if target.hidden else "Hide photograph"
-        if st.button(label, key="photos_hide_go", disabled=not (reason and who)):
+        button_label = "Restore photograph" if target.hidden else "Hide photograph"
+        if st.button(button_label, key="photos_hide_go", disabled=not (reason and who)):
             from monitoring.auth import PermissionDenied
             from monitoring.db import session_scope
             from monitoring.photos import hide_photo, restore_photo
@@ -185,10 +185,10 @@ def hide_controls(shown: list[PhotoMeta]) -> None:
                 with session_scope(data.engine()) as s:
                     action(s, pid, reason=reason, username=who, check_account=True)
             except PermissionDenied as exc:
-                st.error(f"Not changed: {exc}")
+                st.error(f"Not changed: {safe.md(exc)}")
                 return
             data.clear_caches()
-            st.session_state[FLASH] = f"Photograph #{pid} {'restored' if target.hidden else 'hidden'}: {reason}"
+            st.session_state[FLASH] = f"Photograph #{pid} {'restored' if target.hidden else 'hidden'}: {safe.md(reason)}"
             st.rerun()
 
 
@@ -200,7 +200,7 @@ def _between(site: str, first: dt.date, second: dt.date) -> str:
         return f"{values[-1]:g} %" if values else "not recorded"
 
     gap = abs((second - first).days)
-    return f"**{site.capitalize()}**, {first.isoformat()} and {second.isoformat()}: {gap} day{'s' if gap != 1 else ''} apart · BSA {bsa(first)} → {bsa(second)}"
+    return f"**{safe.md(site.capitalize())}**, {first.isoformat()} and {second.isoformat()}: {gap} day{'s' if gap != 1 else ''} apart · BSA {bsa(first)} → {bsa(second)}"
 
 
 def show_compare() -> None:
@@ -220,7 +220,7 @@ def show_compare() -> None:
     first = c2.selectbox("Earlier date", ds, index=0, format_func=fmt, key=f"photos_cmp_a_{site}")
     second = c3.selectbox("Later date", ds, index=len(ds) - 1, format_func=fmt, key=f"photos_cmp_b_{site}")
     if len(ds) < 2:
-        st.info(f"The {site} was photographed on one date only: a second date is needed to compare.")
+        st.info(f"The {safe.md(site)} was photographed on one date only: a second date is needed to compare.")
     else:
         st.markdown(_between(site, first, second))
     left, right = st.columns(2, gap="medium")
@@ -231,18 +231,18 @@ def show_compare() -> None:
             if len(shots) > 1:
                 by_id = {ph.id: ph for ph in shots}
                 chosen = st.radio(
-                    f"{len(shots)} photographs of the {site} that day",
+                    f"{len(shots)} photographs of the {safe.md(site)} that day",
                     list(by_id),
-                    format_func=lambda i: f"#{i}",
+                    format_func=lambda i: f"#{i:d}",
                     horizontal=True,
                     key=f"photos_cmp_pick_{side}_{site}_{day.isoformat()}",
                 )
                 shot = by_id[chosen]
             st.image(pw.screen_image(url, shot.id), width="stretch")
-            st.markdown(f"#### {day.isoformat()} · {site}")
+            st.markdown(f"#### {day.isoformat()} · {safe.md(site)}")
             _context_block(day, shot.bsa_pct)
             if shot.note:
-                st.caption(f"Note: {shot.note}")
+                st.caption(f"Note: {safe.md(shot.note)}")
     if first > second:
         st.warning("The earlier date is after the later one: the left photograph is the more recent.")
 
@@ -275,7 +275,7 @@ def show_add() -> None:
     uploads = list(files or []) + ([shot] if shot is not None else [])
     missing = [what for what, ok in (("a body site", site), ("a photograph", uploads), ("your name", who)) if not ok]
     if missing:
-        st.caption("To store: choose " + ", ".join(missing) + ".")
+        st.caption("To store: choose " + ", ".join(missing) + ".")  # markup-safe: literals only
     if st.button("Store photographs", type="primary", disabled=bool(missing), key="photos_store"):
         from monitoring.auth import PermissionDenied
         from monitoring.db import session_scope
@@ -290,17 +290,17 @@ def show_add() -> None:
             with st.spinner(f"Checking and storing {len(batch)} photograph(s)…"), session_scope(data.engine()) as s:
                 stored = store_photos(s, p.mrn, batch, username=who, today=today, limits=limits, check_account=True)
         except PermissionDenied as exc:
-            st.error(f"Nothing stored: {exc}")
+            st.error(f"Nothing stored: {safe.md(exc)}")
             return
         except BatchRejected as exc:
             st.error(
                 f"Nothing stored: {len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''}.\n\n"
-                + "\n".join(f"- {problem}" for problem in exc.problems)
+                + "\n".join(f"- {safe.md(problem)}" for problem in exc.problems)
             )
             return
         data.clear_caches()
-        lines = [f"{s.filename}: {s.body_site}, taken {s.taken_on.isoformat()} (date from {s.date_source})" for s in stored]
-        st.session_state[FLASH] = f"{len(stored)} photograph(s) stored for {p.mrn}:\n\n" + "\n".join(f"- {line}" for line in lines)
+        lines = [safe.md(f"{s.filename}: {s.body_site}, taken {s.taken_on.isoformat()} (date from {s.date_source})") for s in stored]
+        st.session_state[FLASH] = f"{len(stored)} photograph(s) stored for {safe.md(p.mrn)}:\n\n" + "\n".join(f"- {line}" for line in lines)
         st.session_state[NONCE] = nonce + 1
         st.session_state["photos_goto"] = "Gallery"
         st.rerun()

@@ -11,7 +11,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import clinic_figures, data, widgets
+from dashboard import clinic_figures, data, safe, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
@@ -69,7 +69,7 @@ def run_write(done: str, fn, **kwargs) -> bool:  # type: ignore[no-untyped-def]
             fn(session, username=signer, mrn=p.mrn, as_of=today, **kwargs)
     except (BatchRejected, TaperError, PermissionDenied) as exc:
         problems = getattr(exc, "problems", None) or [exc]
-        st.error("Not stored:\n" + "\n".join(f"- {x}" for x in problems))
+        st.error("Not stored:\n" + "\n".join(f"- {safe.md(x)}" for x in problems))
         return False
     data.clear_caches()
     st.session_state["taper_done"] = done
@@ -78,7 +78,7 @@ def run_write(done: str, fn, **kwargs) -> bool:  # type: ignore[no-untyped-def]
 
 
 if msg := st.session_state.pop("taper_done", None):
-    st.success(msg)
+    st.success(msg)  # markup-safe: built with safe.md where it is set
 
 # --- the saved plan ---------------------------------------------------------------------------
 plan_rows = saved_plan(record, today)
@@ -94,12 +94,12 @@ with st.container(border=True):
             key="taper_saved_table",
         )
         c = stored.course
-        line = f"Taper length on the saved schedule: **{c.taper_days} days**" if c.taper_days is not None else "No stop on the saved schedule"
+        line = f"Taper length on the saved schedule: **{c.taper_days:d} days**" if c.taper_days is not None else "No stop on the saved schedule"
         if c.taper_start:
             line += f" (taper start {c.taper_start.isoformat()}, stop {widgets.iso(c.stop_date)})"
         st.markdown(line)
         if stored.premature_taper:
-            st.warning(f"PREMATURE_TAPER · {stored.premature_taper.message}")
+            st.warning(f"PREMATURE_TAPER · {safe.md(stored.premature_taper.message)}")
         st.caption("To edit the plan, propose a new one below and save it: it replaces this one (the rows it does not "
                    "repeat are hidden with the reason 'plan discarded', never deleted).")
         if can_write() and st.button("Discard saved plan", key="taper_discard", icon=":material/delete:"):
@@ -120,7 +120,7 @@ drug = c1.selectbox(
 start_default = today + dt.timedelta(days=1)
 current_default = planning_dose(record, today, drug)
 current = c2.number_input(
-    f"Today's dose ({drug}, mg/day)", min_value=0.0, max_value=2000.0, value=float(current_default), step=1.0,
+    f"Today's dose ({safe.md(drug)}, mg/day)", min_value=0.0, max_value=2000.0, value=float(current_default), step=1.0,
     key=f"taper_current_{drug}",
     help="From the dose schedule: the patient's own dose of this drug, or the prednisone-equivalent total converted to it.",
 )
@@ -136,19 +136,19 @@ elif method == "by %":
                                key="taper_step_pct")
 else:
     end_date = m3.date_input("Stop on", value=first + dt.timedelta(days=42), min_value=first, key="taper_end")
-st.caption(f"Tablets of {drug}: {formulary[drug].describe()}. Dose ladder (by % and to an end date): "
-           f"{formulary[drug].describe_ladder()} — {FORMULARY_BASIS}.")
+st.caption(f"Tablets of {safe.md(drug)}: {safe.md(formulary[drug].describe())}. Dose ladder (by % and to an end date): "
+           f"{safe.md(formulary[drug].describe_ladder())} — {safe.md(FORMULARY_BASIS)}.")
 
 try:
     plan = propose_taper(drug=drug, current_dose_mg=float(current), start_date=first, interval_days=int(interval),
                          step_mg=step_mg, step_pct=step_pct, end_date=end_date, formulary=formulary)
     check = check_plan(record, plan, today, prof)
 except TaperError as exc:
-    st.error(str(exc))
+    st.error(safe.md(exc))
     st.stop()
 
 for note in plan.notes:
-    st.info(note)
+    st.info(safe.md(note))
 
 left, right = st.columns([3, 2], gap="medium")
 with right:
@@ -158,12 +158,12 @@ with right:
     th = check.min_taper
     if check.premature_taper is not None:
         st.warning(
-            f"**PREMATURE_TAPER: this plan is shorter than {th.value:g} {th.unit}.** {check.premature_taper.message}\n\n"
-            f"Guideline: {th.label} ({th.basis}). Source: {check.premature_taper.source}"
+            f"**PREMATURE_TAPER: this plan is shorter than {th.value:g} {safe.md(th.unit)}.** {safe.md(check.premature_taper.message)}\n\n"
+            f"Guideline: {safe.md(th.label)} ({safe.md(th.basis)}). Source: {safe.md(check.premature_taper.source)}"
         )
     else:
-        st.success(f"Taper length {check.taper_days} days: at least the guideline's {th.value:g} {th.unit}. "
-                   f"Source: {th.source} ({th.basis}).")
+        st.success(f"Taper length {check.taper_days:d} days: at least the guideline's {th.value:g} {safe.md(th.unit)}. "
+                   f"Source: {safe.md(th.source)} ({safe.md(th.basis)}).")
     st.caption(f"Taper start {widgets.iso(check.course.taper_start) or '—'} (the course's first reduction after its last "
                "increase; an earlier reduction counts), stop = first day at 0 mg.")
     st.dataframe(
@@ -176,11 +176,11 @@ with right:
     )
     others = sorted(d for d in on_now if d != plan.drug)
     if others:
-        st.info(f"Saving also stops {', '.join(others)} on {plan.first_date.isoformat()} (a switch to {plan.drug}).")
+        st.info(f"Saving also stops {safe.md(', '.join(others))} on {plan.first_date.isoformat()} (a switch to {safe.md(plan.drug)}).")
 with left:
     saved_points = [s for s in stored.course.schedule if s.planned]
     st.plotly_chart(clinic_figures.dose_panel(record, check.course, today, saved=saved_points), key="taper_dose_figure")
-    st.caption(f"Plan {plan.method}. Solid: doses given; dashed: the plan as proposed (not yet saved)"
+    st.caption(f"Plan {safe.md(plan.method)}. Solid: doses given; dashed: the plan as proposed (not yet saved)"
                + ("; dotted: the plan saved now." if saved_points else "."))
 
 ack = True

@@ -4,11 +4,10 @@ the alerts with evidence and source, and a never-rechallenge banner naming the c
 from __future__ import annotations
 
 import datetime as dt
-import html
 
 import streamlit as st
 
-from dashboard import data, episode_widgets, figures, widgets
+from dashboard import data, episode_widgets, figures, safe, widgets
 from dashboard.auth import require_signed_in
 from monitoring.drugs import group_of
 
@@ -68,23 +67,24 @@ if p.drug_allergies:
 if p.synthetic:
     facts.append(("data", "SYNTHETIC demo patient"))
 with title_col:
-    st.markdown(f"### {p.name + widgets.synthetic_label(p.synthetic, p.name)}")
+    st.markdown(f"### {safe.md(p.name + widgets.synthetic_label(p.synthetic, p.name))}")
 widgets.patient_facts(facts)
 
 if p.culprit_drugs:
-    named = []
-    for drug in p.culprit_drugs:
-        group = group_of(drug)
-        named.append(f"<b>{html.escape(drug)}</b>" + (f" (and its group: {html.escape(group)})" if group else ""))
-    widgets.banner(
-        "critical",
-        "NEVER RECHALLENGE: culprit drug(s) " + "; ".join(named) + ". Do not give these or cross-reacting drugs.",
-    )
+    # Plain-text parts, escaped by the banner: a drug name is data, never markup.
+    parts: list[str] = ["NEVER RECHALLENGE: culprit drug(s) "]
+    for i, drug in enumerate(p.culprit_drugs):
+        if i:
+            parts.append("; ")
+        parts.append(widgets.Strong(drug))
+        if group := group_of(drug):
+            parts.append(f" (and its group: {group})")
+    widgets.banner("critical", *parts, ". Do not give these or cross-reacting drugs.")
 else:
     widgets.banner("warning", "No culprit drug recorded: record it on the Entry page so rechallenge can be caught.")
 
 steroid_line = (
-    f"Steroid course from {widgets.iso(course.course_start)}, day {course.day_of_course}, "
+    f"Steroid course from {widgets.iso(course.course_start)}, day {course.day_of_course:d}, "
     f"{course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
     + (f" ({course.current_mg_per_kg:.2f} mg/kg)" if course.current_mg_per_kg is not None else "")
     if course.ongoing and course.course_start
@@ -93,9 +93,9 @@ steroid_line = (
 if course.taper_start:
     steroid_line += f" · taper from {widgets.iso(course.taper_start)}"
 if course.stop_date:
-    steroid_line += f" · stop {widgets.iso(course.stop_date)} ({course.taper_days} days of taper)"
+    steroid_line += f" · stop {widgets.iso(course.stop_date)} ({course.taper_days:d} days of taper)"
 if course.second_line:
-    steroid_line += " · " + ", ".join(f"{d.upper() if d == 'ivig' else d} from {widgets.iso(s)}" for d, s in course.second_line)
+    steroid_line += " · " + ", ".join(f"{safe.md(d.upper() if d == 'ivig' else d)} from {widgets.iso(s)}" for d, s in course.second_line)
 st.markdown(steroid_line)
 
 # --- controls -----------------------------------------------------------------------------
@@ -169,15 +169,15 @@ with alert_box:
         finding = a.message
         for part in (a.recommendation, NOT_A_DIAGNOSIS):
             finding = finding.replace(part, "") if part else finding
-        st.markdown(finding.strip())
+        st.markdown(safe.md(finding.strip()))
         if a.recommendation:
-            st.markdown(f"**Recommendation:** {a.recommendation}")
+            st.markdown(f"**Recommendation:** {safe.md(a.recommendation)}")
         with st.expander("Evidence and source"):
             for k, v in a.evidence.items():
                 if k == "profile":
                     continue
-                st.markdown(f"- **{k.replace('_', ' ')}**: {_evidence_text(v)}")
-            st.caption(f"Source: {a.source}")
+                st.markdown(f"- **{safe.md(k.replace('_', ' '))}**: {safe.md(_evidence_text(v))}")
+            st.caption(f"Source: {safe.md(a.source)}")
         episode_widgets.episode_controls(open_episodes.get(a.code), a.title or widgets.code_label(a.code), today, prof,
                                          key=f"timeline_episode_{a.code}")
     episode_widgets.open_dialog(today, prof)
@@ -219,8 +219,8 @@ st.download_button(
     help="Patient, results, doses, findings and photograph metadata as one FHIR R4 Bundle.",
 )
 
-with st.expander(f"Guideline profile in force: {prof.name} {prof.version}"):
-    st.caption(f"File: {prof.path}. Numbers not marked 'sourced' or 'product requirement' are configurable defaults.")
+with st.expander(f"Guideline profile in force: {safe.md(prof.name)} {safe.md(prof.version)}"):
+    st.caption(f"File: {safe.md(prof.path)}. Numbers not marked 'sourced' or 'product requirement' are configurable defaults.")
     st.dataframe(
         [
             {"threshold": t.label, "value": t.value, "unit": t.unit, "basis": t.basis, "source": t.source}

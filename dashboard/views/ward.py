@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import data, safe, widgets
 from dashboard.auth import require_signed_in
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
@@ -50,8 +50,8 @@ st.markdown(
     widgets.badge_html("critical", f"{counts['critical']} patient(s)")
     + widgets.badge_html("warning", f"{counts['warning']} patient(s)")
     + f'<span style="color:{widgets.MUTED};font-size:0.85rem"> {today.isoformat()} · {len(shown)} of {len(rows)} active '
-    f"patients · guideline profile {prof.name} {prof.version} · critical first, then warning. "
-    f"{widgets.DECISION_SUPPORT_NOTE}</span>",
+    f"patients · guideline profile {safe.html(prof.name)} {safe.html(prof.version)} · critical first, then warning. "
+    f"{safe.html(widgets.DECISION_SUPPORT_NOTE)}</span>",
     unsafe_allow_html=True,
 )
 
@@ -73,7 +73,7 @@ def _open(choice_key: str) -> None:
 # Demo patients keep their synthetic label wherever their name is shown.
 names = [r.name + widgets.synthetic_label(r.synthetic, r.name) for r in shown]
 labels = {
-    r.mrn: f"{widgets.SEVERITY_SYMBOLS.get(r.worst, '')} {n}".strip() + (f" · {r.mrn}" if names.count(n) > 1 else "")
+    r.mrn: f"{widgets.SEVERITY_SYMBOLS.get(r.worst, '')} {safe.md(n)}".strip() + (f" · {safe.md(r.mrn)}" if names.count(n) > 1 else "")
     for r, n in zip(shown, names, strict=True)
 }
 st.pills(

@@ -20,6 +20,7 @@ from monitoring.db import create_db_engine, session_scope
 from monitoring.models import ClinicalFinding, MedicationRow, User
 from monitoring.records import load_record
 from monitoring.store import LabIn, MedIn, PatientIn, write_batch
+from tests.dashboard.shown import shown
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 MRN = "CLINIC-T1"
@@ -79,7 +80,7 @@ def page(name: str, eng: Engine, username: str = USER) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+    return shown("\n".join([m.value for m in at.markdown] + [c.value for c in at.caption]))
 
 
 def plan_rows(eng: Engine) -> list[tuple[dt.date, float, bool, str | None]]:
@@ -186,7 +187,7 @@ def test_zero_dose_is_refused_with_a_message(clinic_db: Engine) -> None:
     at = page("taper.py", clinic_db)
     at.number_input(key="taper_current_prednisone").set_value(0.0).run()
     assert not at.exception
-    assert any("nothing to taper" in e.value for e in at.error)
+    assert any("nothing to taper" in shown(e.value) for e in at.error)
     assert all(b.key != "taper_save" for b in at.button)
 
 
@@ -292,4 +293,4 @@ def test_a_broken_schedule_file_is_named_on_the_page(clinic_db: Engine, tmp_path
     monkeypatch.setenv("DRESS_FOLLOWUP", str(bad))
     at = page("followup.py", clinic_db)
     assert not at.exception
-    assert any("check 1: window: value 'monthly'" in e.value for e in at.error)
+    assert any("check 1: window: value 'monthly'" in shown(e.value) for e in at.error)

@@ -24,6 +24,7 @@ from monitoring.db import create_db_engine, session_scope
 from monitoring.models import AuditEntry, LabResult, Photo, User
 from monitoring.photos import PhotoIn, store_photos
 from monitoring.store import MedIn, PatientIn, write_batch
+from tests.dashboard.shown import shown
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "views" / "photos.py")
 MRN = "PHOTO-T1"
@@ -90,7 +91,7 @@ def page(eng: Engine, user: str = "dr.photo") -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    return "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+    return shown("\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption))
 
 
 def photo_count(eng: Engine) -> int:
@@ -106,7 +107,7 @@ def test_gallery_shows_thumbnails_by_date(photo_db: Engine) -> None:
     d1, d2 = (ONSET + dt.timedelta(days=3)).isoformat(), (ONSET + dt.timedelta(days=21)).isoformat()
     assert f"**{d2}** · day 21 since onset · 2 photographs" in out
     assert f"**{d1}** · day 3 since onset · 1 photograph" in out
-    captions = [c for img in at.image for c in img.captions]
+    captions = [shown(c) for img in at.image for c in img.captions]
     assert sorted(captions) == sorted(["#1 · chest · BSA 40 %", "#2 · chest · BSA 25 %", "#3 · face"])
 
 
@@ -176,9 +177,10 @@ def test_a_refused_upload_names_the_file_and_stores_nothing(photo_db: Engine) ->
     at.button(key="photos_store").click().run()
     assert not at.exception
     [error] = at.error
-    assert "Nothing stored: 2 problems" in error.value
-    assert "report.jpg: not a photograph: the file is a PDF document" in error.value
-    assert "again.jpg: duplicate: the same pixels as photograph #1" in error.value
+    message = shown(error.value)
+    assert "Nothing stored: 2 problems" in message
+    assert "report.jpg: not a photograph: the file is a PDF document" in message
+    assert "again.jpg: duplicate: the same pixels as photograph #1" in message
     assert photo_count(photo_db) == 3
 
 
@@ -211,7 +213,7 @@ def test_hiding_from_the_page_needs_a_reason_and_is_audited(photo_db: Engine) ->
         audit = s.execute(select(AuditEntry).where(AuditEntry.entity == "photo", AuditEntry.action == "hide")).scalar_one()
     assert row is not None and row.hidden and row.hidden_reason == "wrong patient"
     assert audit.username == "dr.photo" and audit.reason == "wrong patient"
-    captions = [c for img in at.image for c in img.captions]
+    captions = [shown(c) for img in at.image for c in img.captions]
     assert "#3 · face" not in captions and len(captions) == 2
 
 
