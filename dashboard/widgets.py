@@ -312,4 +312,4 @@ def guard_database(run: Callable[[], None]) -> None:
         run()
     except (SQLAlchemyError, sqlite3.Error) as exc:
         logging.getLogger("dashboard").warning("database error: %s (%s)", database_fault(exc) or "refused", type(exc).__name__)
-        st.error(describe_error(exc))
+        st.error(safe.md(describe_error(exc)))

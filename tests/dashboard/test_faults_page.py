@@ -22,6 +22,7 @@ from monitoring.db import FAULT_MESSAGE, create_db_engine
 from monitoring.models import AuditEntry, User
 from monitoring.schema import open_database
 from tests.dashboard.cohort import USER, write_cohort
+from tests.dashboard.shown import shown
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PASSWORD = "a proper long password"
@@ -54,7 +55,7 @@ def _seeded(url: str) -> AppTest:
 
 
 def _texts(at: AppTest) -> str:
-    return "\n".join(str(x.value) for x in [*at.markdown, *at.error, *at.warning, *at.info])
+    return shown("\n".join(str(x.value) for x in [*at.markdown, *at.error, *at.warning, *at.info]))
 
 
 def test_read_only_database_shows_sign_in_and_ward_and_refuses_a_sign_in_cleanly(ward_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
