@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import auth, data, widgets
+from dashboard import auth, data, safe, widgets
 from monitoring import episodes
 from monitoring.auth import PermissionDenied
 from monitoring.db import session_scope
@@ -30,7 +30,7 @@ def _write(fn: Callable[..., Any], **kwargs: Any) -> bool:
         with session_scope(data.engine()) as session:
             fn(session, username=signer, **kwargs)
     except (episodes.EpisodeActionRefused, PermissionDenied) as exc:
-        st.error("Not stored: " + str(exc))
+        st.error("Not stored: " + safe.md(exc))
         return False
     data.clear_caches()
     return True
@@ -59,7 +59,7 @@ def acknowledge_dialog(episode_id: int, title: str) -> None:
     if st.button("Acknowledge", type="primary", key="episode_ack_confirm") and _write(
         episodes.acknowledge, episode_id=episode_id, reason=reason, text=text
     ):
-        st.session_state["episode_done"] = f"{title}: acknowledged."
+        st.session_state["episode_done"] = f"{safe.md(title)}: acknowledged."
         _close()
         st.rerun()
 
@@ -75,7 +75,7 @@ def snooze_dialog(episode_id: int, title: str, today: dt.date, latest: dt.date) 
     if st.button("Snooze", type="primary", key="episode_snooze_confirm") and _write(
         episodes.snooze, episode_id=episode_id, until=until, today=today
     ):
-        st.session_state["episode_done"] = f"{title}: snoozed until {until.isoformat()}."
+        st.session_state["episode_done"] = f"{safe.md(title)}: snoozed until {until.isoformat()}."
         _close()
         st.rerun()
 
@@ -108,7 +108,7 @@ def episode_controls(ep: AlertEpisode | None, title: str, today: dt.date, prof: 
     never = ep.code in episodes.NEVER_SNOOZE
     right.button(
         "Snooze…", key=f"{key}_snooze", width="stretch", disabled=never, on_click=_open, args=("snooze", ep.id, title),
-        help=f"{title} can be acknowledged but never snoozed." if never else None,
+        help=f"{safe.md(title)} can be acknowledged but never snoozed." if never else None,
     )
     if never:
         st.caption("Can be acknowledged but never snoozed.")
@@ -127,4 +127,4 @@ def open_dialog(today: dt.date, prof: GuidelineProfile) -> None:
 
 def show_done() -> None:
     if done := st.session_state.pop("episode_done", None):
-        st.success(done)
+        st.success(done)  # markup-safe: built with safe.md where it is set

@@ -11,3 +11,10 @@ _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")  # CommonMark: a backslash before A
 
 def shown(markdown: str) -> str:
     return _ESCAPE.sub(r"\1", markdown).replace(WORD_JOINER, "")
+
+
+def shown_html(markup: str) -> str:
+    """The text of HTML as a reader sees it: character references decoded (tags left in place)."""
+    import html
+
+    return html.unescape(markup).replace(WORD_JOINER, "")

@@ -20,6 +20,7 @@ from monitoring.guideline import load_profile
 from monitoring.models import LabResult, Patient
 from monitoring.records import load_records
 from tests.dashboard.cohort import USER, write_cohort
+from tests.dashboard.shown import shown_html
 
 TODAY = dt.date.today()
 
@@ -347,7 +348,7 @@ def test_an_acknowledged_alert_stays_on_the_ward_marked_and_below_the_unacknowle
     from dashboard import widgets
 
     html = widgets.ward_table_html([crit], [("alt", "ALT U/L")])
-    assert "ICU criteria, Cardiac involvement (✓ acknowledged: discussed with consultant)" in html
+    assert "ICU criteria, Cardiac involvement (✓ acknowledged: discussed with consultant)" in shown_html(html)
 
 
 def test_a_patient_whose_critical_alerts_are_all_acknowledged_moves_below_one_with_an_unacknowledged_critical(
