@@ -103,6 +103,7 @@ class DrugTable:
     noise: frozenset[str]  # salt, form and release words
     non_systemic: frozenset[str]
     by_ingredients: dict[frozenset[str], str]  # ingredient set of a combination entry -> its name
+    group_names: dict[str, str]  # cleaned name of a whole group -> the group
 
 
 class DrugTableError(ValueError):
@@ -171,6 +172,16 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
             if other != e.name:
                 raise DrugTableError(f"{path.name}: drug.{e.name}: RxNorm code {code} is also drug.{other}'s")
     by_ingredients = {frozenset(e.ingredients): e.name for e in entries.values() if len(e.ingredients) > 1}
+    known_groups = {e.group for e in entries.values() if e.group}
+    group_names: dict[str, str] = {}
+    for group, raw in (data.get("groups") or {}).items():
+        if group not in known_groups or not raw.get("source"):
+            raise DrugTableError(f"{path.name}: groups.{group}: not the group of any drug, or no source")
+        for alias in (group, *_words(raw.get("names"), f"groups.{group}.names")):
+            key = _squash(alias)
+            if key in aliases:
+                raise DrugTableError(f"{path.name}: groups.{group}: {alias!r} is also drug.{aliases[key]}'s name")
+            group_names[key] = group
     return DrugTable(
         entries=entries,
         aliases=aliases,
@@ -178,6 +189,7 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
         noise=noise,
         non_systemic=frozenset(_words(names.get("non_systemic_forms"), "names.non_systemic_forms")),
         by_ingredients=by_ingredients,
+        group_names=group_names,
     )
 
 
@@ -217,17 +229,19 @@ class Resolution:
     unknown: frozenset[str]  # parts not in the table, kept as written (cleaned)
     non_systemic_form: bool  # a topical/inhaled/... dose form is named ("Topical Cream")
     by_code: bool = False  # an RxNorm code of the table decided (at least part of) it
+    named_group: str | None = None  # the name is a whole cross-reactivity group ("sulfonamide antibacterial")
 
     @property
     def resolved(self) -> bool:
-        """Every part of the name is a drug of the table."""
-        return bool(self.entries) and not self.unknown
+        """Every part of the name is a drug of the table (or the name of a whole group)."""
+        return (bool(self.entries) or self.named_group is not None) and not self.unknown
 
     @property
     def groups(self) -> frozenset[str]:
         t = drug_table()
         names = set(self.entries) | set(self.ingredients)
-        return frozenset(g for n in names if (g := t.entries[n].group) is not None)
+        found = {g for n in names if (g := t.entries[n].group) is not None}
+        return frozenset(found | ({self.named_group} if self.named_group else set()))
 
     @property
     def classes(self) -> frozenset[str]:
@@ -298,6 +312,10 @@ def _resolve_text(text: str) -> Resolution:
     if whole is not None:
         return _resolution(text, [whole], [], False)
     main = _BRACKETED.sub(" ", squashed)
+    group = t.group_names.get(squashed) or t.group_names.get(" ".join(
+        w for w in main.split() if w not in t.noise and not w[0].isdigit()))
+    if group is not None:
+        return Resolution(text, group, (), frozenset(), frozenset(), False, named_group=group)
     readings = [_read(c) for c in (main, *(a or b for a, b in _BRACKETED.findall(squashed)))]
     entries = [e for r in readings for e in r[0]]
     non_systemic = any(r[2] for r in readings)

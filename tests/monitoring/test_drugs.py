@@ -184,3 +184,16 @@ def test_every_code_of_the_table_says_where_it_was_read() -> None:
 def test_ppi_message_and_classes_come_from_the_table() -> None:
     assert drugs.drugs_of_class("ppi") == ("omeprazole", "esomeprazole", "pantoprazole", "lansoprazole", "rabeprazole")
     assert set(drugs.PREDNISONE_EQUIVALENCE) == set(drugs.drugs_of_class("systemic_steroid"))
+
+
+@pytest.mark.parametrize("culprit", ["sulfonamide antibacterial", "Product containing sulfonamide (product)", "Sulfa drugs"])
+def test_a_culprit_recorded_as_a_whole_group_matches_its_drugs(culprit: str) -> None:
+    # US Core's example allergy names the class, not a drug: Bactrim must still be caught
+    r = drugs.resolve(culprit)
+    assert r.resolved and r.groups == {"sulfonamide antibiotics"} and not r.ingredients
+    assert drugs.normalise_drug(culprit) == "sulfonamide antibiotics"
+    assert drugs.cross_reacts("Sulfamethoxazole 800 MG / Trimethoprim 160 MG Oral Tablet", culprit) is not None
+    assert drugs.cross_reacts("sulfasalazine 500 MG Oral Tablet", culprit) is not None
+    assert drugs.cross_reacts("carbamazepine", culprit) is None
+    assert drugs.cross_reacts("furosemide 40 MG Oral Tablet", culprit) is None
+    assert drugs.steroid_factor(culprit) is None
