@@ -129,7 +129,7 @@ def _scaled(factor: float, *units: str) -> dict[str, Conversion]:
 _ENZYME_UNITS = {**_same("U/L", "IU/L"), **_scaled(60.0, "ukat/L")}
 _COUNT_UNITS = {
     **_same("10^9/L", "10*9/L", "10^3/uL", "10*3/uL", "K/uL"),
-    **_scaled(1 / 1000, "/uL", "cells/uL"),
+    **_scaled(1 / 1000, "/uL", "#/uL", "cells/uL"),
 }
 _FAHRENHEIT = Conversion(func=lambda f: (f - 32.0) * 5.0 / 9.0, inverse=lambda c: c * 9.0 / 5.0 + 32.0)
 
@@ -171,13 +171,13 @@ _TESTS: tuple[TestDef, ...] = (
         "Creatinine",
         ("2160-0", "38483-4", "14682-9"),
         "mg/dL",
-        {**_same("mg/dL"), **_scaled(1 / 88.4, "umol/L")},
+        {**_same("mg/dL"), **_scaled(1 / 88.4, "umol/L"), **_scaled(1000 / 88.4, "mmol/L")},
         max_value=30.0,
         si_unit="umol/L",
     ),
     _def("eosinophils", "Eosinophils", ("711-2", "26449-9"), "10^9/L", _COUNT_UNITS, max_value=100.0),
     _def("eosinophils_pct", "Eosinophils %", ("713-8", "26450-7"), "%", _same("%"), max_value=100.0),
-    _def("wbc", "Leukocytes", ("6690-2",), "10^9/L", _COUNT_UNITS, max_value=1000.0),
+    _def("wbc", "Leukocytes", ("6690-2", "26464-8", "804-5"), "10^9/L", _COUNT_UNITS, max_value=1000.0),
     _def(
         "atypical_lymphocytes_pct",
         "Atypical lymphocytes %",
@@ -203,16 +203,26 @@ _TESTS: tuple[TestDef, ...] = (
     _def("hhv6_pcr", "HHV-6 PCR", (), "{copies}/mL", _PCR_UNITS, qualitative=True),
     _def("ebv_pcr", "EBV PCR", ("36923-1", "47982-4"), "{copies}/mL", _PCR_UNITS, qualitative=True),
     _def("cmv_pcr", "CMV PCR", ("29604-6", "72493-0"), "{copies}/mL", _PCR_UNITS, qualitative=True),
-    _def("tsh", "TSH", ("3016-3",), "m[IU]/L", _same("m[IU]/L", "mIU/L", "uIU/mL")),
+    _def("tsh", "TSH", ("3016-3",), "m[IU]/L", _same("m[IU]/L", "mIU/L", "uIU/mL", "uU/mL", "u[IU]/mL")),
     _def(
         "glucose",
         "Glucose",
-        ("2345-7",),
+        ("2345-7", "2339-0", "15074-8"),
         "mg/dL",
         {**_same("mg/dL"), **_scaled(18.016, "mmol/L")},
         si_unit="mmol/L",
     ),
-    _def("weight", "Body weight", ("29463-7",), "kg", {**_same("kg"), **_scaled(0.45359237, "lb", "[lb_av]")}),
+    # Body weight: at most 500 kg, a design choice (intake.py). Above it a weight is nearly always lb
+    # typed as kg or a slipped digit, and it would multiply every mg/kg dose; the rare heavier patient
+    # is stored without a weight and dosed in mg.
+    _def(
+        "weight",
+        "Body weight",
+        ("29463-7",),
+        "kg",
+        {**_same("kg"), **_scaled(0.45359237, "lb", "[lb_av]")},
+        max_value=500.0,
+    ),
 )
 
 CATALOGUE: dict[str, TestDef] = {t.key: t for t in _TESTS}

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from monitoring import catalogue
+from monitoring import catalogue, intake
 from monitoring.drugs import normalise_drug
 from monitoring.models import AuditEntry, ClinicalFinding, Patient
 from monitoring.store import BatchResult, LabIn, MedIn, PatientIn, patient_ids_by_mrn, write_batch
@@ -217,7 +217,7 @@ class _Patient:
     ) -> None:
         """One result as received (value and unit as the laboratory sent them, ref_high in that unit)."""
         when = dt.datetime.combine(self.date(day), at)
-        self.labs.append(_lab_in(self.mrn, test, when, value, unit, ref_high))
+        self.labs.append(_lab_in(self.mrn, test, when, value, unit, ref_high, as_of=self.today))
 
     def daily(
         self,
@@ -248,31 +248,24 @@ class _Patient:
 
     def dose(self, day: int, drug: str, amount: float, unit: str = "mg", route: str | None = "oral") -> None:
         """From ``day`` the drug is given at ``amount`` per day (0 = stopped); days > 0 are the plan."""
-        per_kg: float | None = None
-        if unit == "mg/kg":
-            if self.weight_kg is None:
-                raise ValueError(f"demo {self.mrn}: a mg/kg dose of {drug} needs the patient's weight")
-            per_kg = amount
-            mg = amount * self.weight_kg
-        elif unit == "g":
-            mg = amount * 1000.0
-        else:
-            mg = float(amount)
-        self.meds.append(
-            MedIn(
+        if unit == "mg/kg" and self.weight_kg is None:
+            raise ValueError(f"demo {self.mrn}: a mg/kg dose of {drug} needs the patient's weight")
+        try:
+            med = intake.dose(
                 mrn=self.mrn,
-                drug=normalise_drug(drug),
-                drug_as_entered=drug,
+                drug=drug,
                 start_date=self.date(day),
-                daily_dose_mg=mg,
-                dose_as_entered=f"{amount:g}",
-                unit_as_entered=unit,
+                daily_dose=amount,
+                unit=unit,
                 route=route,
                 source=DEMO_SOURCE,
                 where=f"demo {self.mrn}: {drug} from {self.date(day).isoformat()}",
-                dose_per_kg=per_kg,
             )
-        )
+        except intake.Refused as exc:
+            raise ValueError(f"demo {self.mrn}: {exc}") from None
+        if med.dose_per_kg is not None and self.weight_kg is not None:
+            med.daily_dose_mg = med.dose_per_kg * self.weight_kg
+        self.meds.append(med)
 
     def photo(self, day: int, site: str, bsa_pct: float, note: str) -> None:
         """A synthetic (drawn) photograph of the rash; its BSA % is stored as the day's bsa_pct
@@ -291,18 +284,6 @@ class _Patient:
             self.dose(day, drug, amount, unit, route)
 
 
-_CONVERSIONS: dict[tuple[str, str], tuple[catalogue.TestDef, catalogue.Conversion]] = {}
-
-
-def _converter(test: str, unit: str) -> tuple[catalogue.TestDef, catalogue.Conversion]:
-    key = (test, unit)
-    found = _CONVERSIONS.get(key)
-    if found is None:
-        t = catalogue.lookup(test)
-        found = _CONVERSIONS[key] = (t, catalogue.conversion_for(t, unit))  # UnitError: a bug here
-    return found
-
-
 def _lab_in(
     mrn: str,
     test: str,
@@ -311,37 +292,24 @@ def _lab_in(
     unit: str,
     ref_high: float | None,
     where: str | None = None,
+    as_of: dt.date | None = None,
 ) -> LabIn:
-    """A result converted and bounds-checked by the catalogue, exactly as an import would store it."""
-    value_text: str | None = None
-    canonical: float | None
-    if isinstance(value, str):
-        # A qualitative PCR result given as text: no unit, no canonical value (models.LabResult).
-        t = catalogue.lookup(test)
-        detected = catalogue.parse_detection(value)
-        if not t.qualitative or detected is None or ref_high is not None:
-            raise ValueError(f"demo {mrn}: {test} {value!r} is not a qualitative result")
-        canonical, value_text = None, "detected" if detected else "not detected"
-        original = value
-    else:
-        t, conv = _converter(test, unit)
-        canonical = conv.apply(float(value))
-        catalogue.check_bounds(t, canonical)
-        original = f"{value:g}"
-    return LabIn(
-        mrn=mrn,
-        test=t.key,
-        taken_at=when,
-        value=canonical,
-        unit=t.canonical_unit,
-        original_value=original,
-        original_unit=unit,
-        loinc=t.primary_loinc,
-        value_text=value_text,
-        ref_high=None if ref_high is None else _converter(test, unit)[1].apply(float(ref_high)),
-        source=DEMO_SOURCE,
-        where=where or f"demo {mrn}: {test} at {when.isoformat(sep=' ', timespec='minutes')}",
-    )
+    """A result through the intake path, exactly as an import would store it (``as_of``: the
+    demo's reference date, so a result of that day is never "in the future")."""
+    try:
+        return intake.reading(
+            mrn=mrn,
+            test=test,
+            taken_at=when,
+            value=value,
+            unit=unit,
+            ref_high=ref_high,
+            source=DEMO_SOURCE,
+            where=where or f"demo {mrn}: {test} at {when.isoformat(sep=' ', timespec='minutes')}",
+            as_of=as_of or when.date(),
+        )
+    except intake.Refused as exc:
+        raise ValueError(f"demo {mrn}: {exc}") from None
 
 
 def _patient_in(

@@ -64,7 +64,12 @@ class LabResult(SQLModel, table=True):
     test: str = Field(max_length=40)
     loinc: str | None = Field(default=None, max_length=20)
     taken_at: dt.datetime = Field(sa_type=DateTime)  # as recorded, naive local time
+    # The UTC offset the time was recorded with, in minutes (None: none was given); taken_at keeps
+    # the wall-clock time as recorded (PRODUCT.md §6, edition 2).
+    taken_at_offset_minutes: int | None = None
     value: float | None = None  # canonical unit; None only for a qualitative PCR text result
+    # A censored result (PRODUCT.md §4): "<", "<=", ">" or ">=" before ``value``; None when exact.
+    comparator: str | None = Field(default=None, max_length=2)
     unit: str = Field(max_length=20)  # canonical unit
     value_text: str | None = Field(default=None, max_length=40)  # "detected" / "not detected"
     original_value: str = Field(max_length=64)  # exactly as received
@@ -75,6 +80,9 @@ class LabResult(SQLModel, table=True):
     source_id: str | None = Field(default=None, max_length=128)  # FHIR Observation id; HL7 "hl7:" + order + OBX-3
     # HL7 OBX-8 abnormal flags as sent (H, L, HH, LL, A, ...), several joined by "~"; None when none.
     abnormal_flags: str | None = Field(default=None, max_length=40)
+    # Result status (FHIR Observation.status / HL7 OBX-11): final, preliminary, amended, cancelled
+    # (intake.RESULT_STATUSES).
+    status: str = Field(default="final", max_length=16, sa_column_kwargs={"server_default": "final"})
     entered_by: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=DateTime)
     amended_at: dt.datetime | None = Field(default=None, sa_type=DateTime)

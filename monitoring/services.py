@@ -15,17 +15,17 @@ nothing is written.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from monitoring import catalogue, drugs
+from monitoring import catalogue, intake
 from monitoring.auth import authorise_write
+from monitoring.intake import DOSE_UNITS, SETTINGS, SEXES, Refused
 from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo, utcnow
-from monitoring.store import PATIENT_FIELDS, BatchRejected, LabIn, MedIn, PatientIn, Problem, touch_patient, write_batch
+from monitoring.store import PATIENT_FIELDS, BatchRejected, MedIn, PatientIn, Problem, touch_patient, write_batch
 
 __all__ = [
     "DOSE_UNITS",
@@ -43,9 +43,6 @@ __all__ = [
 ]
 
 WHERE = "entry"
-DOSE_UNITS: tuple[str, ...] = ("mg", "g", "mg/kg")
-SEXES: tuple[str, ...] = ("female", "male", "other", "unknown")
-SETTINGS: tuple[str, ...] = ("inpatient", "clinic")
 _HIDEABLE: dict[str, type[LabResult] | type[MedicationRow] | type[Photo]] = {
     "lab_result": LabResult,
     "medication_row": MedicationRow,
@@ -81,41 +78,9 @@ def _patient(session: Session, mrn: str) -> Patient:
     return row
 
 
-def _number(column: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise _reject(column, value, "not a number")
-    if isinstance(value, str):
-        text = value.strip().replace(",", ".")
-        if not text:
-            raise _reject(column, value, "a number is required")
-        try:
-            number = float(text)
-        except ValueError:
-            raise _reject(column, value, "not a number") from None
-    elif value is None:
-        raise _reject(column, value, "a number is required")
-    else:
-        try:
-            number = float(value)  # int, float, Decimal, numpy scalars from the data editor
-        except (TypeError, ValueError):
-            raise _reject(column, value, "not a number") from None
-    if math.isnan(number):
-        raise _reject(column, value, "a number is required")
-    if math.isinf(number):
-        raise _reject(column, value, "not a finite number")
-    return number
-
-
-def _as_datetime(column: str, value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone().replace(tzinfo=None)
-    if isinstance(value, dt.date):
-        return dt.datetime.combine(value, dt.time())
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise _reject(column, value, "not an ISO 8601 date or date-time (YYYY-MM-DD or YYYY-MM-DD HH:MM)") from None
-    return parsed if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
+def _refused(exc: Refused, where: str = WHERE) -> BatchRejected:
+    """The intake's refusal as the form shows it: "ALT value '-5': negative values are impossible"."""
+    return BatchRejected([Problem(where, e.column, e.value, e.reason, subject=e.subject) for e in exc.errors])
 
 
 def _as_date(column: str, value: Any) -> dt.date:
@@ -124,47 +89,9 @@ def _as_date(column: str, value: Any) -> dt.date:
     if isinstance(value, dt.date):
         return value
     try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise _reject(column, value, "not an ISO date (YYYY-MM-DD)") from None
-
-
-def _canonical_result(
-    test: catalogue.TestDef, value: Any, unit: str
-) -> tuple[float | None, str | None, str]:
-    """(canonical value, detection text, original value as text) or BatchRejected naming the field."""
-    original = str(value).strip() if value is not None else ""
-    if test.qualitative and isinstance(value, str):
-        detected = catalogue.parse_detection(value)
-        if detected is not None:
-            return None, "detected" if detected else "not detected", original
-    number = _number("value", value)
-    try:
-        canonical = catalogue.to_canonical(test, number, unit)
-        catalogue.check_bounds(test, canonical)
-    except catalogue.UnitError as exc:
-        raise _reject("unit", unit, str(exc)) from None
-    except catalogue.BoundsError as exc:
-        raise _reject("value", value, str(exc)) from None
-    if test.qualitative:
-        # PCR with a number: a load above 0 means detected (PRODUCT.md §4).
-        return canonical, "detected" if canonical > 0 else "not detected", original or f"{number:g}"
-    return canonical, None, original or f"{number:g}"
-
-
-def _reference(test: catalogue.TestDef, column: str, value: Any, unit: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    number = _number(column, value)
-    try:
-        canonical = catalogue.to_canonical(test, number, unit)
-    except catalogue.UnitError as exc:
-        raise _reject("unit", unit, str(exc)) from None
-    if canonical < 0:
-        raise _reject(column, value, "a reference limit cannot be negative")
-    return canonical
+        return intake.parse_date(str(value))
+    except ValueError as exc:
+        raise _reject(column, value, str(exc)) from None
 
 
 def _lab_snapshot(row: LabResult) -> dict[str, Any]:
@@ -178,6 +105,7 @@ def _lab_snapshot(row: LabResult) -> dict[str, Any]:
         "original_unit": row.original_unit,
         "ref_low": row.ref_low,
         "ref_high": row.ref_high,
+        "comparator": row.comparator,
     }
 
 
@@ -208,33 +136,23 @@ def add_lab_result(
     """Store one result entered by hand; returns its id. The same result again changes nothing."""
     user = _require_user(session, username, "create", "lab_result", mrn=mrn, test=test)
     try:
-        test_def = catalogue.lookup(test)
-    except catalogue.UnknownTestError as exc:
-        raise _reject("test", test, str(exc)) from None
-    when = _as_datetime("taken_at", taken_at)
-    if when > (now or dt.datetime.now()):
-        raise _reject("taken_at", when.isoformat(sep=" "), "a result cannot be taken in the future")
-    canonical, detection, original = _canonical_result(test_def, value, unit)
-    low = _reference(test_def, "ref_low", ref_low, unit)
-    high = _reference(test_def, "ref_high", ref_high, unit)
-    if low is not None and high is not None and low > high:
-        raise _reject("ref_low", ref_low, f"the lower reference limit is above the upper one ({ref_high})")
-    patient = _patient(session, mrn)
-    lab = LabIn(
-        mrn=patient.mrn,
-        test=test_def.key,
-        taken_at=when,
-        value=canonical,
-        unit=test_def.canonical_unit,
-        original_value=original,
-        original_unit=str(unit or "").strip(),
-        loinc=test_def.primary_loinc,
-        value_text=detection,
-        ref_low=low,
-        ref_high=high,
-        source="manual",
-        where=f"{WHERE}: {test_def.label} {when.isoformat(sep=' ')}",
-    )
+        lab = intake.reading(
+            mrn=mrn,
+            test=test,
+            taken_at=taken_at,
+            value=value,
+            unit=unit,
+            ref_low=ref_low,
+            ref_high=ref_high,
+            source="manual",
+            now=now,
+        )
+    except Refused as exc:
+        raise _refused(exc) from None
+    patient = _patient(session, lab.mrn)
+    test_def = catalogue.CATALOGUE[lab.test]
+    when = lab.taken_at
+    lab.where = f"{WHERE}: {test_def.label} {when.isoformat(sep=' ')}"
     result = write_batch(session, labs=[lab], username=user, source="manual", description="entered in the dashboard")
     row = session.execute(
         select(LabResult)
@@ -280,17 +198,31 @@ def amend_lab_result(
     row = session.get(LabResult, lab_id)
     if row is None or row.hidden:
         raise _reject("lab_id", lab_id, "no such result (or it was removed)")
-    test_def = catalogue.lookup(row.test)
-    canonical, detection, original = _canonical_result(test_def, value, unit)
-    low = _reference(test_def, "ref_low", ref_low, unit) if ref_low is not None else row.ref_low
-    high = _reference(test_def, "ref_high", ref_high, unit) if ref_high is not None else row.ref_high
-    if low is not None and high is not None and low > high:
-        raise _reject("ref_low", ref_low, "the lower reference limit is above the upper one")
+    patient = session.get(Patient, row.patient_id)
+    assert patient is not None
+    try:
+        lab = intake.reading(
+            mrn=patient.mrn,
+            test=row.test,
+            taken_at=row.taken_at,
+            value=value,
+            unit=unit,
+            ref_low=ref_low,
+            ref_high=ref_high,
+            now=dt.datetime.max - intake.FUTURE_TOLERANCE,  # a stored result's time was checked when stored
+        )
+    except Refused as exc:
+        raise _refused(exc) from None
+    low = lab.ref_low if ref_low is not None else row.ref_low
+    high = lab.ref_high if ref_high is not None else row.ref_high
+    if not intake.reference_ranges_ordered(low, high):
+        raise _reject("ref_low", ref_low, intake.REFERENCE_ORDER_REASON)
     before = _lab_snapshot(row)
-    row.value = canonical
-    row.value_text = detection
-    row.original_value = original
-    row.original_unit = str(unit or "").strip()
+    row.value = lab.value
+    row.value_text = lab.value_text
+    row.comparator = lab.comparator
+    row.original_value = lab.original_value
+    row.original_unit = lab.original_unit
     row.ref_low = low
     row.ref_high = high
     if _lab_snapshot(row) == before:
@@ -365,29 +297,12 @@ def hide_record(session: Session, *, username: str, entity: str, record_id: int,
 
 
 def _dose_in(mrn: str, drug: str, start_date: dt.date, dose: Any, unit: str, route: str | None) -> MedIn:
-    name = (drug or "").strip()
-    generic = drugs.normalise_drug(name)
-    if not generic:
-        raise _reject("drug", drug, "a drug name is required")
-    amount = _number("daily_dose", dose)
-    if amount < 0:
-        raise _reject("daily_dose", dose, "a dose cannot be negative (0 means stopped)")
-    u = (unit or "").strip().lower()
-    if u not in DOSE_UNITS:
-        raise _reject("unit", unit, f"dose unit must be one of {', '.join(DOSE_UNITS)}")
-    return MedIn(
-        mrn=mrn,
-        drug=generic,
-        drug_as_entered=name,
-        start_date=start_date,
-        daily_dose_mg=amount * 1000.0 if u == "g" else amount,
-        dose_as_entered=f"{amount:g}",
-        unit_as_entered=u,
-        route=(route or "").strip() or None,
-        source="manual",
-        where=f"{WHERE}: {name} from {start_date.isoformat()}",
-        dose_per_kg=amount if u == "mg/kg" else None,
-    )
+    try:
+        med = intake.dose(mrn=mrn, drug=drug, start_date=start_date, daily_dose=dose, unit=unit, route=route, source="manual")
+    except Refused as exc:
+        raise _refused(exc) from None
+    med.where = f"{WHERE}: {med.drug_as_entered} from {med.start_date.isoformat()}"
+    return med
 
 
 def add_dose_change(
@@ -539,75 +454,33 @@ def set_finding(
     return row.id
 
 
-def _patient_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Validated patient fields (only those given); BatchRejected naming the first bad field."""
-    problems: list[Problem] = []
-    out: dict[str, Any] = {}
-    for key, raw in fields.items():
-        if key not in PATIENT_FIELDS:
-            problems.append(Problem(WHERE, key, raw, "not a patient field"))
-            continue
-        empty = raw is None or (isinstance(raw, str) and not raw.strip())
-        try:
-            if key == "name":
-                if empty:
-                    raise _reject("name", raw, "a name is required")
-                out[key] = str(raw).strip()
-            elif key in ("birth_date", "onset_date", "resolved_date"):
-                out[key] = None if empty else _as_date(key, raw)
-            elif key in ("weight_kg", "baseline_creatinine_mg_dl"):
-                if empty:
-                    out[key] = None
-                    continue
-                number = _number(key, raw)
-                if number <= 0:
-                    raise _reject(key, raw, "must be greater than 0")
-                if key == "weight_kg" and number > 500:
-                    raise _reject(key, raw, "above 500 kg: check the unit (kg)")
-                if key == "baseline_creatinine_mg_dl":
-                    catalogue.check_bounds(catalogue.lookup("creatinine"), number)
-                out[key] = number
-            elif key == "culprit_drugs":
-                names = raw.split(";") if isinstance(raw, str) else list(raw or [])
-                out[key] = [drugs.normalise_drug(n) for n in names if str(n).strip()]
-            elif key == "sex":
-                s = "" if empty else str(raw).strip().lower()
-                if s and s not in SEXES:
-                    raise _reject("sex", raw, f"one of {', '.join(SEXES)}")
-                out[key] = s or None
-            elif key == "setting":
-                s = str(raw or "").strip().lower()
-                if s not in SETTINGS:
-                    raise _reject("setting", raw, f"one of {', '.join(SETTINGS)}")
-                out[key] = s
-            elif key in ("active", "synthetic"):
-                out[key] = bool(raw)
-        except BatchRejected as exc:
-            problems.extend(exc.problems)
-        except catalogue.BoundsError as exc:
-            problems.append(Problem(WHERE, key, raw, str(exc)))
-    today = dt.date.today()
-    for key in ("birth_date", "onset_date", "resolved_date"):
-        if out.get(key) and out[key] > today and key != "resolved_date":
-            problems.append(Problem(WHERE, key, out[key].isoformat(), "cannot be in the future"))
-    if problems:
-        raise BatchRejected(problems)
-    return out
+def _patient_values(fields: Mapping[str, Any], known: Patient | None = None) -> dict[str, Any]:
+    """Validated patient fields (only those given); BatchRejected naming every bad field."""
+    unknown = [Problem(WHERE, k, v, "not a patient field") for k, v in fields.items() if k not in PATIENT_FIELDS]
+    stored = {k: getattr(known, k) for k in ("birth_date", "onset_date", "resolved_date")} if known is not None else None
+    try:
+        got = intake.patient_fields({k: v for k, v in fields.items() if k in PATIENT_FIELDS}, known=stored)
+    except Refused as exc:
+        raise BatchRejected([*unknown, *_refused(exc).problems]) from None
+    if unknown:
+        raise BatchRejected(unknown)
+    return got.values
 
 
 def add_patient(session: Session, *, username: str, mrn: str, name: str, **fields: Any) -> int:
     """Register a new patient (an MRN already known is an error: use update_patient)."""
     user = _require_user(session, username, "create", "patient", mrn=mrn)
-    key = (mrn or "").strip()
-    if not key:
-        raise _reject("mrn", mrn, "an MRN is required")
+    try:
+        key = intake.patient_fields({"mrn": mrn}).values["mrn"]
+    except Refused as exc:
+        raise _refused(exc) from None
     if session.execute(select(func.count()).select_from(Patient).where(Patient.mrn == key)).scalar_one():
         raise _reject("mrn", key, "this MRN is already registered: change the patient's details instead")
     values = _patient_values({"name": name, **fields})
-    values.pop("name")
+    name = values.pop("name")
     write_batch(
         session,
-        patients=[PatientIn(key, name.strip(), values, where=WHERE)],
+        patients=[PatientIn(key, name, values, where=WHERE)],
         username=user,
         source="manual",
         description="registered in the dashboard",
@@ -636,7 +509,7 @@ def update_patient(session: Session, *, username: str, mrn: str, reason: str | N
     """Change a patient's details; the earlier values go to the audit trail. True when changed."""
     user = _require_user(session, username, "amend", "patient", mrn=mrn)
     patient = _patient(session, mrn)
-    values = _patient_values(fields)
+    values = _patient_values(fields, known=patient)
     name = values.pop("name", None)
     result = write_batch(
         session,

@@ -60,6 +60,9 @@ LAB_INSERT_COLUMNS = (
     "source_id",
     "hidden",
     "abnormal_flags",
+    "comparator",
+    "taken_at_offset_minutes",
+    "status",
 )
 
 
@@ -67,12 +70,17 @@ LAB_INSERT_COLUMNS = (
 class Problem:
     """One thing wrong with the input, precise enough to find and fix it."""
 
-    where: str  # "labs.csv: row 5" or "bundle.json: Observation/abc (entry[3])"
+    where: str  # "labs.csv: row 5" or "bundle.json: Observation/abc (entry[3])", or "entry" (a form)
     column: str | None
     value: Any
     reason: str
+    subject: str | None = None  # what the value is about (the test: "ALT"), named by a form's message
 
     def __str__(self) -> str:
+        if self.subject is not None and self.where.split(":")[0] == "entry":
+            # A form has no file or row: "ALT value '-5': negative values are impossible".
+            label = FIELD_LABELS.get(self.column or "", self.column or "")
+            return f"{self.subject} {label} {_show(self.value)}: {self.reason}"
         parts = [self.where]
         if self.column is not None:
             parts.append(f"column {self.column}")
@@ -80,6 +88,10 @@ class Problem:
             parts.append(f"value {_show(self.value)}")
         parts.append(self.reason)
         return ": ".join(parts)
+
+
+FIELD_LABELS = {"taken_at": "time taken", "ref_low": "reference low", "ref_high": "reference high",
+                "daily_dose": "daily dose", "start_date": "start date"}
 
 
 def _show(value: Any) -> str:
@@ -122,6 +134,9 @@ class LabIn:
     source_id: str | None = None
     where: str = ""
     abnormal_flags: str | None = None  # HL7 OBX-8 as sent ("H", "H~A")
+    comparator: str | None = None  # "<", "<=", ">", ">=": a censored result (PRODUCT.md §4)
+    taken_at_offset_minutes: int | None = None  # the UTC offset the time was recorded with
+    status: str = "final"  # intake.RESULT_STATUSES
 
 
 @dataclass
@@ -146,6 +161,9 @@ class LabColumns:
     ref_low: list[float | None]
     ref_high: list[float | None]
     source: str = "csv"
+    # None: no row of the file has one (the usual file), else one entry per row.
+    comparator: list[str | None] | None = None
+    taken_at_offset_minutes: list[int | None] | None = None
 
     def __len__(self) -> int:
         return len(self.mrn)
@@ -156,6 +174,8 @@ class LabColumns:
     def records(self) -> list[LabIn]:
         """As ``LabIn`` records in file order, for the row-by-row checks."""
         order = sorted(range(len(self)), key=self.rownums.__getitem__)
+        comparators = self.comparator or [None] * len(self)
+        offsets = self.taken_at_offset_minutes or [None] * len(self)
         return [
             LabIn(
                 self.mrn[i],
@@ -172,6 +192,8 @@ class LabColumns:
                 self.source,
                 None,
                 self.where(i),
+                comparator=comparators[i],
+                taken_at_offset_minutes=offsets[i],
             )
             for i in order
         ]
@@ -365,13 +387,15 @@ def write_batch(
             cols.original_unit,
             cols.ref_low,
             cols.ref_high,
+            cols.comparator or [None] * n,
+            cols.taken_at_offset_minutes or [None] * n,
         ]
         _bulk_insert(
             session,
             LabResult.__table__,  # type: ignore[attr-defined]
-            LAB_INSERT_COLUMNS[:11],
+            (*LAB_INSERT_COLUMNS[:11], "comparator", "taken_at_offset_minutes"),
             columns,
-            {**lab_constants, "source": cols.source, "source_id": None, "hidden": False},
+            {**lab_constants, "source": cols.source, "source_id": None, "hidden": False, "status": "final"},
         )
         result.labs_inserted += n
         lab_rows_written = True
@@ -522,27 +546,27 @@ def _check_labs(
     patient_ids = {ids[lab.mrn] for lab in labs}
     tests = {lab.test for lab in labs}
     # Stored results of the patients and tests concerned: one query, compared in memory.
-    by_key: dict[tuple[int, str, dt.datetime], list[tuple[float | None, str | None, str | None]]] = defaultdict(list)
-    by_source: dict[tuple[int, str], tuple[str, dt.datetime, float | None, str | None]] = {}
+    by_key: dict[tuple[int, str, dt.datetime], list[tuple[float | None, str | None, str | None, str | None]]] = defaultdict(list)
+    by_source: dict[tuple[int, str], tuple[str, dt.datetime, float | None, str | None, str | None]] = {}
     lt = LabResult.__table__  # type: ignore[attr-defined]
     chunk = sorted(patient_ids)
     for i in range(0, len(chunk), 500):
-        stmt = select(lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id).where(
-            lt.c.patient_id.in_(chunk[i : i + 500]), lt.c.test.in_(tests)
-        )
-        for pid, test, taken_at, value, value_text, source_id in session.execute(stmt):
-            by_key[(pid, test, taken_at)].append((value, value_text, source_id))
+        stmt = select(
+            lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator
+        ).where(lt.c.patient_id.in_(chunk[i : i + 500]), lt.c.test.in_(tests))
+        for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(stmt):
+            by_key[(pid, test, taken_at)].append((value, value_text, source_id, comparator))
             if source_id is not None:
-                by_source[(pid, source_id)] = (test, taken_at, value, value_text)
+                by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
     # A FHIR resource id is one result whatever its test: a resent Observation whose code changed
     # must meet its stored self here, or the unique index refuses the insert with a traceback.
     source_ids = sorted({lab.source_id for lab in labs if lab.source_id is not None})
     for i in range(0, len(source_ids), 500):
-        stmt = select(lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id).where(
-            lt.c.patient_id.in_(chunk), lt.c.source_id.in_(source_ids[i : i + 500])
-        )
-        for pid, test, taken_at, value, value_text, source_id in session.execute(stmt):
-            by_source[(pid, source_id)] = (test, taken_at, value, value_text)
+        stmt = select(
+            lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator
+        ).where(lt.c.patient_id.in_(chunk), lt.c.source_id.in_(source_ids[i : i + 500]))
+        for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(stmt):
+            by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
     rows: list[tuple[Any, ...]] = []
     seen: dict[tuple[int, str, dt.datetime], LabIn] = {}
     seen_source: set[tuple[int, str]] = set()
@@ -558,7 +582,13 @@ def _check_labs(
                 continue
             stored = by_source.get(sk)
             if stored is not None:
-                if stored[0] == lab.test and stored[1] == lab.taken_at and _same_value(stored[2], lab.value) and stored[3] == lab.value_text:
+                if (
+                    stored[0] == lab.test
+                    and stored[1] == lab.taken_at
+                    and _same_value(stored[2], lab.value)
+                    and stored[3] == lab.value_text
+                    and stored[4] == lab.comparator
+                ):
                     result.labs_skipped += 1
                     continue
                 problems.append(
@@ -574,25 +604,25 @@ def _check_labs(
         else:
             stored_values = by_key.get(key)
             if stored_values is not None and any(
-                _same_value(v, lab.value) and vt == lab.value_text for v, vt, _ in stored_values
+                _same_value(v, lab.value) and vt == lab.value_text and c == lab.comparator for v, vt, _, c in stored_values
             ):
                 result.labs_skipped += 1
                 continue
             if stored_values:
-                v, vt, _ = stored_values[0]
+                v, vt, _, c = stored_values[0]
                 problems.append(
                     Problem(
                         lab.where,
                         "value",
                         lab.original_value,
                         f"conflicts with the stored {lab.test} of {lab.taken_at.isoformat(sep=' ')} "
-                        f"({v if v is not None else vt} {lab.unit}); corrections are amendments made in the dashboard",
+                        f"({c or ''}{v if v is not None else vt} {lab.unit}); corrections are amendments made in the dashboard",
                     )
                 )
                 continue
             prev = seen.get(key)
             if prev is not None:
-                if _same_value(prev.value, lab.value) and prev.value_text == lab.value_text:
+                if _same_value(prev.value, lab.value) and prev.value_text == lab.value_text and prev.comparator == lab.comparator:
                     result.labs_skipped += 1
                     continue
                 problems.append(
@@ -622,6 +652,9 @@ def _check_labs(
                 lab.source_id,
                 False,
                 lab.abnormal_flags,
+                lab.comparator,
+                lab.taken_at_offset_minutes,
+                lab.status,
             )
         )
     return rows

@@ -1,6 +1,6 @@
 """One HL7 v2 message into the database, in one transaction, and the acknowledgement it earns.
 
-Every value goes through the product's one intake path (``monitoring.importers.common.lab_record``
+Every value goes through the product's one intake path (``monitoring.intake.reading``
 for a result: number and comparator, time, future check, unit, bounds, PCR text, reference range;
 the patient-field checks of ``monitoring.services`` for PID) and the one write path
 (``monitoring.store.write_batch``), exactly as a CSV or FHIR import. This module only decides
@@ -30,11 +30,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from monitoring import audit, catalogue
+from monitoring import audit, catalogue, intake
 from monitoring.hl7.ack import AckError
 from monitoring.hl7.codes import LOINC_SYSTEMS, CodeMap
 from monitoring.hl7.message import Observation, ParsedMessage, Unreadable, hl7_datetime, parse_message, reference_range
-from monitoring.importers.common import FieldError, lab_record
 from monitoring.models import Hl7Message, LabResult, Patient
 from monitoring.review import add_review_item
 from monitoring.store import BatchRejected, LabIn, PatientIn, touch_patient, write_batch
@@ -215,7 +214,7 @@ class _Message:
             unit = test.canonical_unit  # a PCR reported as text (Detected) carries no unit
         given = next((c[0] for c in obs.codes if c[2] in LOINC_SYSTEMS and c[0] in test.loinc), test.key)
         try:
-            lab = lab_record(
+            lab = intake.reading(
                 mrn=p.mrn,
                 test=given,
                 taken_at=taken,
@@ -230,11 +229,12 @@ class _Message:
             )
             lab.abnormal_flags = "~".join(obs.abnormal_flags)[:40] or None
             return lab
-        except FieldError as exc:
-            where_field = _FIELD_OF.get(exc.column, exc.column)
-            if exc.column == "taken_at":
-                where_field = time_field
-            self.refuse(obs, where_field, exc.value, exc.reason)
+        except intake.Refused as refused:
+            for exc in refused.errors:
+                where_field = _FIELD_OF.get(exc.column, exc.column)
+                if exc.column == "taken_at":
+                    where_field = time_field
+                self.refuse(obs, where_field, exc.value, exc.reason)
             return None
 
     def run(self) -> Outcome:

@@ -25,19 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitoring import catalogue
+from monitoring import intake
 from monitoring.catalogue import TestDef
-from monitoring.drugs import normalise_drug
-from monitoring.importers.common import (
-    DOSE_UNITS,
-    ConvertedValue,
-    FieldError,
-    LabConverter,
-    parse_date,
-    parse_datetime,
-    parse_number,
-    today,
-)
+from monitoring.intake import ConvertedValue, LabConverter, Refused, today
 from monitoring.store import LabColumns, LabIn, MedIn, PatientIn, Problem
 
 __all__ = ["KINDS", "CsvKind", "ParsedCsv", "parse_csv", "parse_csv_bytes", "recognise"]
@@ -67,20 +57,6 @@ LABS = CsvKind("labs", ("mrn", "taken_at", "test", "value", "unit"), ("ref_low",
 MEDICATIONS = CsvKind("medications", ("mrn", "start_date", "drug", "daily_dose", "unit"), ("route",))
 KINDS: tuple[CsvKind, ...] = (PATIENTS, LABS, MEDICATIONS)
 
-# Accepted spellings of sex -> stored value (FHIR administrative gender codes).
-SEXES: dict[str, str] = {
-    "m": "male",
-    "male": "male",
-    "f": "female",
-    "female": "female",
-    "other": "other",
-    "unknown": "unknown",
-    "u": "unknown",
-}
-# A body weight above this is a unit or typing mistake, not a patient (heaviest recorded ~635 kg).
-MAX_WEIGHT_KG = 650.0
-
-
 @dataclass
 class ParsedCsv:
     """What one CSV file holds, ready for ``store.write_batch``, and every problem found in it."""
@@ -92,6 +68,7 @@ class ParsedCsv:
     lab_columns: LabColumns | None = None  # a labs file's results, in columns (bulk insert)
     meds: list[MedIn] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # what was dropped, not refused (placeholder birth dates)
 
     @property
     def labs(self) -> list[LabIn]:
@@ -138,7 +115,7 @@ def parse_csv_bytes(data: bytes, name: str, *, as_of: dt.date | None = None) -> 
     rows, rownums = _well_formed(rows, len(columns), index["mrn"], name, columns, out)
     day = as_of or today()
     if kind is LABS:
-        _labs(rows, rownums, index, name, day, out)
+        _labs(rows, rownums, index, name, intake.future_limit(as_of=as_of), out)
     else:
         records = list(zip(rownums, rows, strict=True))
         if kind is MEDICATIONS:
@@ -268,11 +245,13 @@ _LAB_FIELDS = (
     "original_unit",
     "ref_low",
     "ref_high",
+    "comparator",
+    "taken_at_offset_minutes",
 )
 
 
 def _labs(
-    rows: list[list[str]], rownums: Sequence[int], index: dict[str, int], name: str, day: dt.date, out: ParsedCsv
+    rows: list[list[str]], rownums: Sequence[int], index: dict[str, int], name: str, limit: dt.datetime, out: ParsedCsv
 ) -> None:
     """Column-wise: each distinct time, test and (test, unit) is checked once, values convert per
     (test, unit) group in one pass, and only rows with a problem are looked at one by one."""
@@ -296,11 +275,12 @@ def _labs(
             if not mrns[m]:
                 problem(i, "mrn", "", "an MRN is required")
     time_col = columns[i_time]
-    times = {t: _lab_time(t, day) for t in set(time_col)}
+    times = {t: _lab_time(t, limit) for t in set(time_col)}
     if any(type(v) is str for v in times.values()):
         for i, t in enumerate(time_col):
             if type(times[t]) is str:
                 problem(i, "taken_at", t, times[t])  # type: ignore[arg-type]
+    with_offset = any(type(v) is tuple for v in times.values())
     test_col, unit_col, value_col = columns[i_test], columns[i_unit], columns[i_value]
     low_col = columns[index["ref_low"]] if "ref_low" in index else None
     high_col = columns[index["ref_high"]] if "ref_high" in index else None
@@ -346,18 +326,27 @@ def _labs(
         n = len(idx)
         if not n:
             continue
+        comparators: list[str | None] = [None] * n
         if all(type(v) is float for v in values):
             texts: list[str | None] = [None] * n
-        else:  # PCR results given as text
+        else:  # PCR results given as text, censored results
             texts = [None if type(v) is float else v.value_text for v in values]  # type: ignore[union-attr]
-            values = [v if type(v) is float else None for v in values]
+            comparators = [None if type(v) is float else v.comparator for v in values]  # type: ignore[union-attr]
+            values = [v if type(v) is float else v.value for v in values]  # type: ignore[union-attr]
         kept_rows.extend(idx)
         # map() over list lookups runs at C speed: these columns are a million long.
         group_mrns = map(mrn_col.__getitem__, idx)
         fields["mrn"].extend(map(mrns.__getitem__, group_mrns) if mrns_stripped else group_mrns)
         fields["test"].extend([t.key] * n)
         fields["loinc"].extend([raw_test.strip() if raw_test.strip() in t.loinc else t.primary_loinc] * n)
-        fields["taken_at"].extend(map(times.__getitem__, map(time_col.__getitem__, idx)))
+        group_times = list(map(times.__getitem__, map(time_col.__getitem__, idx)))
+        if with_offset:  # (time, offset) pairs where the file gave a UTC offset
+            fields["taken_at_offset_minutes"].extend(v[1] if type(v) is tuple else None for v in group_times)  # type: ignore[index]
+            group_times = [v[0] if type(v) is tuple else v for v in group_times]  # type: ignore[index]
+        else:
+            fields["taken_at_offset_minutes"].extend([None] * n)
+        fields["taken_at"].extend(group_times)
+        fields["comparator"].extend(comparators)
         fields["value"].extend(values)
         fields["unit"].extend([t.canonical_unit] * n)
         fields["value_text"].extend(texts)
@@ -375,6 +364,9 @@ def _labs(
         pick = operator.itemgetter(*sorted(range(len(kept_rows)), key=kept_rows.__getitem__))
         fields = {k: list(pick(v)) for k, v in fields.items()}
         kept_rows = list(pick(kept_rows))
+    for optional in ("comparator", "taken_at_offset_minutes"):
+        if not any(v is not None for v in fields[optional]):
+            fields[optional] = None  # type: ignore[assignment]  # the usual file: none in any row
     out.lab_columns = LabColumns(name, list(map(rownums.__getitem__, kept_rows)), **fields)
     problems.sort(key=lambda p: (p[0], p[1]))
     out.problems.extend(p for _, _, p in problems)
@@ -420,7 +412,7 @@ def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[flo
         except ValueError as exc:
             out.append(str(exc))
             continue
-        out.append(cv.value if cv.value is not None else cv)
+        out.append(cv.value if cv.value is not None and cv.comparator is None else cv)
     return out
 
 
@@ -450,213 +442,86 @@ def _convert_refs(
     return out
 
 
-def _lab_time(text: str, day: dt.date) -> dt.datetime | str:
-    if not text.strip():
-        return "a date or date-time is required"
+def _lab_time(text: str, limit: dt.datetime) -> dt.datetime | tuple[dt.datetime, int] | str:
+    """intake.lab_time of one distinct text: the time, (time, offset) when it had one, or the reason."""
     try:
-        when = parse_datetime(text)
+        when, offset = intake.lab_time(text, limit)
     except ValueError as exc:
         return str(exc)
-    if when.date() > day:
-        return f"in the future (after {day.isoformat()}): lab results must have been taken"
-    return when
+    return when if offset is None else (when, offset)
 
 
 def _test(text: str) -> TestDef | str:
-    if not text.strip():
-        return "a test is required (a catalogue key or a LOINC code)"
     try:
-        return catalogue.lookup(text)
-    except catalogue.UnknownTestError:
-        return f"unknown test: not a catalogue key ({', '.join(catalogue.CATALOGUE)}) nor one of their LOINC codes"
+        return intake.lookup_test(text)
+    except ValueError as exc:
+        return str(exc)
 
 
 def _converter(test: TestDef, unit: str) -> LabConverter | str:
-    if not unit.strip():
-        return f"a unit is required for {test.key} (accepted: {_units(test)})"
+    if len(unit.strip()) > intake.text_limit("lab_result", "original_unit"):
+        try:
+            intake.stored_text("lab_result", "original_unit", unit)
+        except intake.FieldError as exc:
+            return exc.reason
     try:
-        return LabConverter(test, unit)
-    except catalogue.UnitError:
-        return f"unknown unit for {test.key} (accepted: {_units(test)})"
-
-
-def _units(test: TestDef) -> str:
-    """Accepted units as people write them (the catalogue keys are normalised)."""
-    return ", ".join(catalogue.accepted_units(test))
+        return intake.converter(test, unit)
+    except ValueError as exc:
+        return str(exc)
 
 
 def _meds(records: list[tuple[int, list[str]]], index: dict[str, int], name: str, out: ParsedCsv) -> None:
-    problems = out.problems
+    """Each row through ``intake.dose``: every problem of the row is reported."""
     i_mrn, i_start, i_drug, i_dose, i_unit = (index[c] for c in MEDICATIONS.required)
     i_route = index.get("route")
-    dates: dict[str, dt.date | str] = {}
-    drugs: dict[str, str] = {}
     for rownum, row in records:
         where = f"{name}: row {rownum}"
-        ok = True
-        mrn = row[i_mrn].strip()
-        if not mrn:
-            problems.append(Problem(where, "mrn", "", "an MRN is required"))
-            ok = False
-        raw_start = row[i_start]
-        start = dates.get(raw_start)
-        if start is None:
-            start = _date(raw_start, required=True)
-            dates[raw_start] = start
-        if type(start) is str:
-            problems.append(Problem(where, "start_date", raw_start, start))
-            ok = False
-        raw_drug = row[i_drug].strip()
-        drug = drugs.get(raw_drug)
-        if drug is None:
-            drug = drugs[raw_drug] = normalise_drug(raw_drug)
-        if not drug:
-            problems.append(Problem(where, "drug", raw_drug, "a drug name is required"))
-            ok = False
-        raw_dose, raw_unit = row[i_dose], row[i_unit]
-        unit = raw_unit.strip().lower()
-        mg: float = 0.0
-        per_kg: float | None = None
-        if unit not in DOSE_UNITS:
-            reason = "a unit is required" if not unit else "unknown dose unit"
-            problems.append(Problem(where, "unit", raw_unit, f"{reason} (accepted: {', '.join(DOSE_UNITS)})"))
-            ok = False
         try:
-            amount = parse_number(raw_dose) if raw_dose.strip() else None
-            if amount is None:
-                raise FieldError("daily_dose", raw_dose, "a daily dose is required (0 means stopped)")
-            if amount < 0:
-                raise FieldError("daily_dose", raw_dose, "a daily dose cannot be negative (0 means stopped)")
-            if unit in DOSE_UNITS:
-                factor = DOSE_UNITS[unit]
-                if factor is None:
-                    per_kg = amount
-                else:
-                    mg = amount * factor
-        except FieldError as exc:
-            problems.append(Problem(where, "daily_dose", raw_dose, exc.reason))
-            ok = False
-        except ValueError as exc:
-            problems.append(Problem(where, "daily_dose", raw_dose, str(exc)))
-            ok = False
-        if not ok:
-            continue
-        route = row[i_route].strip() if i_route is not None else ""
-        out.meds.append(
-            MedIn(
-                mrn=mrn,
-                drug=drug,
-                drug_as_entered=raw_drug,
-                start_date=start,  # type: ignore[arg-type]
-                daily_dose_mg=mg,
-                dose_as_entered=raw_dose.strip(),
-                unit_as_entered=unit,
-                route=route or None,
+            med = intake.dose(
+                mrn=row[i_mrn],
+                drug=row[i_drug],
+                start_date=row[i_start],
+                daily_dose=row[i_dose],
+                unit=row[i_unit],
+                route=row[i_route] if i_route is not None else None,
                 source="csv",
                 where=where,
-                dose_per_kg=per_kg,
             )
-        )
+        except Refused as exc:
+            out.problems.extend(Problem(where, e.column, e.value, e.reason) for e in exc.errors)
+            continue
+        out.meds.append(med)
 
 
-def _date(text: str, *, required: bool = False, not_after: dt.date | None = None) -> dt.date | str:
-    if not text.strip():
-        return "a date is required (YYYY-MM-DD)" if required else ""
-    try:
-        d = parse_date(text)
-    except ValueError as exc:
-        return str(exc)
-    if not_after is not None and d > not_after:
-        return f"in the future (after {not_after.isoformat()})"
-    return d
-
-
-def _positive(limit: float | None = None) -> Callable[[str], float]:
-    def check(text: str) -> float:
-        value = parse_number(text)
-        if value <= 0:
-            raise ValueError("must be greater than 0")
-        if limit is not None and value > limit:
-            raise ValueError(f"implausible (above {limit:g}); check the unit")
-        return value
-
-    return check
-
-
-def _baseline_creatinine(text: str) -> float:
-    value = parse_number(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0 (mg/dL)")
-    catalogue.check_bounds(catalogue.CATALOGUE["creatinine"], value)
-    return value
+# CSV column -> intake.patient_fields key
+_PATIENT_KEYS = {"culprit_drug": "culprit_drugs"}
 
 
 def _patients(
     records: list[tuple[int, list[str]]], index: dict[str, int], name: str, day: dt.date, out: ParsedCsv
 ) -> None:
-    problems = out.problems
+    """Each row through ``intake.patient_fields``; an empty optional cell means not given."""
     first: dict[str, tuple[str, PatientIn]] = {}  # mrn -> (where, record): a file states one truth per MRN
-    numbers: dict[str, Callable[[str], float]] = {
-        "weight_kg": _positive(MAX_WEIGHT_KG),
-        "baseline_creatinine_mg_dl": _baseline_creatinine,
-    }
+    columns = {_PATIENT_KEYS.get(c, c): i for c, i in index.items()}
     for rownum, row in records:
         where = f"{name}: row {rownum}"
-        ok = True
-        mrn = row[index["mrn"]].strip()
-        if not mrn:
-            problems.append(Problem(where, "mrn", "", "an MRN is required"))
-            ok = False
-        elif len(mrn) > 64:
-            problems.append(Problem(where, "mrn", mrn, "longer than 64 characters"))
-            ok = False
-        patient_name = row[index["name"]].strip()
-        if not patient_name:
-            problems.append(Problem(where, "name", "", "a name is required"))
-            ok = False
-        values: dict[str, object] = {}
-        for col, i in index.items():
-            if col in ("mrn", "name"):
-                continue
-            raw = row[i]
-            if not raw.strip():
-                continue  # an empty optional cell means not given
-            try:
-                if col == "sex":
-                    sex = SEXES.get(raw.strip().lower())
-                    if sex is None:
-                        raise ValueError("unknown sex (accepted: male, female, other, unknown, M, F)")
-                    values[col] = sex
-                elif col in ("birth_date", "onset_date", "resolved_date"):
-                    d = _date(raw, not_after=day)
-                    if isinstance(d, str):
-                        raise ValueError(d)
-                    values[col] = d
-                elif col == "culprit_drug":
-                    drugs = [normalise_drug(d) for d in raw.split(";") if d.strip()]
-                    if not drugs:
-                        raise ValueError("no drug name (several culprits are separated by ';')")
-                    values["culprit_drugs"] = list(dict.fromkeys(drugs))
-                else:
-                    values[col] = numbers[col](raw)
-            except ValueError as exc:
-                problems.append(Problem(where, col, raw, str(exc)))
-                ok = False
-        onset, resolved, birth = values.get("onset_date"), values.get("resolved_date"), values.get("birth_date")
-        if isinstance(onset, dt.date) and isinstance(resolved, dt.date) and resolved < onset:
-            problems.append(Problem(where, "resolved_date", row[index["resolved_date"]], "before the onset date"))
-            ok = False
-        if isinstance(onset, dt.date) and isinstance(birth, dt.date) and onset < birth:
-            problems.append(Problem(where, "onset_date", row[index["onset_date"]], "before the birth date"))
-            ok = False
-        if not ok:
+        given = {k: row[i] for k, i in columns.items() if k in ("mrn", "name") or row[i].strip()}
+        try:
+            fields = intake.patient_fields(given, on=day)
+        except Refused as exc:
+            out.problems.extend(
+                Problem(where, _csv_column(e.column), e.value, e.reason) for e in exc.errors
+            )
             continue
+        out.notes.extend(Problem(where, _csv_column(e.column), e.value, e.reason) for e in fields.notes)
+        values = dict(fields.values)
+        mrn, patient_name = values.pop("mrn"), values.pop("name")
         rec = PatientIn(mrn, patient_name, values, where)
         prev = first.get(mrn)
         if prev is not None:
             pwhere, p = prev
             if p.name != rec.name or any(k in p.values and p.values[k] != v for k, v in rec.values.items()):
-                problems.append(
+                out.problems.append(
                     Problem(where, "mrn", mrn, f"the same patient as {pwhere} with different details; give one row per MRN")
                 )
             else:
@@ -665,3 +530,7 @@ def _patients(
             continue
         first[mrn] = (where, rec)
         out.patients.append(rec)
+
+
+def _csv_column(key: str) -> str:
+    return next((c for c, k in _PATIENT_KEYS.items() if k == key), key)

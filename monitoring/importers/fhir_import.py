@@ -52,7 +52,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from monitoring import catalogue
+from monitoring import catalogue, intake
 from monitoring.catalogue import TestDef
 from monitoring.drugs import (
     PREDNISONE_EQUIVALENCE,
@@ -62,7 +62,7 @@ from monitoring.drugs import (
     normalise_drug,
     resolve_coded,
 )
-from monitoring.importers.common import LabConverter, today
+from monitoring.intake import Refused, today
 from monitoring.models import ClinicalFinding, LabResult, Patient
 from monitoring.store import BatchRejected, BatchResult, LabIn, MedIn, PatientIn, Problem, write_batch
 
@@ -396,7 +396,7 @@ def parse_bundle_bytes(
         return out
     if not _check_bundle(bundle, name, out):
         return out
-    _Reader(bundle, name, out, as_of or today(), other_patients or {}).read()
+    _Reader(bundle, name, out, as_of or today(), other_patients or {}, limit=intake.future_limit(as_of=as_of)).read()
     return out
 
 
@@ -588,7 +588,7 @@ class _Interval:
 
 class _Reader:
     def __init__(self, bundle: dict[str, Any], name: str, out: ParsedBundle, as_of: dt.date,
-                 other_patients: Mapping[str, str] | None = None):
+                 other_patients: Mapping[str, str] | None = None, limit: dt.datetime | None = None):
         self.other_patients = dict(other_patients or {})
         self.lenient: str | None = None  # resource type whose problems are skips (see read_medication)
         self.last_administration: dict[int, dt.date] = {}  # id() of an order -> its last administration
@@ -598,6 +598,7 @@ class _Reader:
         self.as_of = as_of
         # (place in the file, e.g. "entry[3]" or "entry[3].entry[2]" in a nested Bundle, fullUrl, resource)
         self.entries: list[tuple[str, str | None, dict[str, Any]]] = []
+        self.limit = limit or intake.future_limit(as_of=as_of)  # a result taken after it is in the future
         self.by_ref: dict[str, dict[str, Any]] = {}
         self.patient_mrn: dict[int, str] = {}  # id(resource) -> MRN
         self.identifier_mrn: dict[tuple[str | None, str], str] = {}
@@ -787,8 +788,7 @@ class _Reader:
         test = catalogue.CATALOGUE[test_key]
         unit = q.get("code") or q.get("unit") or test.canonical_unit
         try:
-            conv = LabConverter(test, str(unit))
-            cv = conv.convert(str(q["value"]))
+            cv = intake.converter(test, str(unit)).convert(intake.as_text(q["value"]))
         except ValueError as exc:
             self.problem(where, column, q.get("value"), str(exc))
             return None
@@ -1026,44 +1026,47 @@ class _Reader:
             self.read_finding(where, r, mrn, finding, when)
             return
         assert test is not None
-        if when.date() > self.as_of:
-            self.problem(where, when_col, when_text, "lab results cannot be dated in the future")
+        got = self.lab_value(where, r, test)
+        if got is None:
             return
-        lab = self.lab_value(where, r, test)
-        if lab is None:
-            return
-        value, value_text, original_value, original_unit = lab
-        refs = self.reference_range(where, r, test, original_unit) if value is not None else (None, None)
+        text, comparator, unit, columns, as_received = got
+        refs = self.reference_range(where, r, test, unit) if unit else (None, None)
         if refs is None:
             return
-        source_id = _source_id(r)
-        if source_id is not None and len(source_id) > 128:
-            self.problem(where, "id", source_id, "an identifier longer than 128 characters cannot be stored")
+        columns.update({"taken_at": when_col, "ref_low": "referenceRange.low", "ref_high": "referenceRange.high", "source_id": "id"})
+        status = str(r.get("status") or "final")
+        try:
+            lab = intake.reading(
+                mrn=mrn,
+                test=test.key,
+                # with its UTC offset, which the intake keeps beside the recorded time
+                taken_at=dt.datetime.fromisoformat(str(when_text).replace("Z", "+00:00")),
+                value=text,
+                unit=unit,
+                ref_low=refs[0],
+                ref_high=refs[1],
+                comparator=comparator,
+                status=_RESULT_STATUS.get(status, "final"),
+                source="fhir",
+                source_id=_source_id(r),
+                where=where,
+                now=self.limit - intake.FUTURE_TOLERANCE,
+            )
+        except Refused as exc:
+            for e in exc.errors:
+                self.problem(where, columns.get(e.column, e.column), e.value, e.reason)
             return
+        lab.loinc = loinc or test.primary_loinc
+        if as_received is not None:
+            lab.original_value, lab.original_unit = as_received[0][:64], as_received[1][:40]
+        value, value_text, source_id = lab.value, lab.value_text, lab.source_id
         if source_id is not None:
             seen = self.lab_ids.get((mrn, source_id))
             if seen is not None and seen[1:] != (test.key, when, value, value_text):
                 self.problem(where, "id", source_id, f"the same resource id as {seen[0]} with a different result")
                 return
             self.lab_ids[(mrn, source_id)] = (where, test.key, when, value, value_text)
-        self.out.labs.append(
-            LabIn(
-                mrn=mrn,
-                test=test.key,
-                taken_at=when,
-                value=value,
-                unit=test.canonical_unit,
-                original_value=original_value[:64],
-                original_unit=original_unit[:40],
-                loinc=loinc or test.primary_loinc,
-                value_text=value_text,
-                ref_low=refs[0],
-                ref_high=refs[1],
-                source="fhir",
-                source_id=source_id,
-                where=where,
-            )
-        )
+        self.out.labs.append(lab)
         if test.key == "weight" and value is not None:
             prev = self.weights.get(mrn)
             if prev is None or when >= prev[0]:
@@ -1071,8 +1074,9 @@ class _Reader:
 
     def lab_value(
         self, where: str, r: dict[str, Any], test: TestDef
-    ) -> tuple[float | None, str | None, str, str] | None:
-        """(canonical value, value text, original value, original unit), or None after a problem/skip."""
+    ) -> tuple[object, str | None, str, dict[str, str], tuple[str, str] | None] | None:
+        """(value as sent, comparator, unit, intake column -> FHIR element, value as received by the
+        exporting product) for ``intake.reading``, or None after a problem or a skip."""
         as_received = _as_received(r)
         q = r.get("valueQuantity")
         if isinstance(q, dict):
@@ -1083,29 +1087,13 @@ class _Reader:
             if not candidates:
                 self.problem(where, "valueQuantity.unit", None, f"no unit: a {test.label} result needs one (canonical {test.canonical_unit})")
                 return None
-            conv = None
-            for _col, unit in candidates:
-                try:
-                    conv = LabConverter(test, unit)
-                    break
-                except catalogue.UnitError:
-                    continue
-            if conv is None:
-                col, unit = candidates[-1]
-                self.problem(where, col, unit, str(_unit_error(test, unit)))
-                return None
-            number = str(q["value"])
-            try:
-                cv = conv.convert(number)
-            except ValueError as exc:
-                self.problem(where, "valueQuantity.value", number, str(exc))
-                return None
-            comparator = str(q.get("comparator") or "")
-            original_unit = str(q.get("unit") or q.get("code"))
-            original_value = comparator + number
-            if as_received is not None:
-                original_value, original_unit = as_received
-            return cv.value, cv.value_text, original_value, original_unit
+            # UCUM code first, then the human-readable unit: the first the catalogue knows.
+            column, unit = next(
+                ((c, u) for c, u in candidates if _converts(test, u)), candidates[-1]
+            )
+            comparator = q.get("comparator")
+            columns = {"value": "valueQuantity.value", "unit": column}
+            return q["value"], str(comparator) if comparator else None, unit, columns, as_received
         text = None
         column = None
         if isinstance(r.get("valueString"), str):
@@ -1126,17 +1114,13 @@ class _Reader:
         if not test.qualitative:
             self.problem(where, column, text, f"a {test.label} result must be a valueQuantity with a unit, not text")
             return None
-        detected = catalogue.parse_detection(text or "")
-        if detected is None:
-            self.problem(where, column, text, "not a result this product reads (detected, not detected, positive or negative)")
-            return None
-        value_text = "detected" if detected else "not detected"
-        original_value, original_unit = as_received if as_received is not None else ((text or value_text), "")
-        return None, value_text, original_value, original_unit
+        return text or "", None, "", {"value": column}, as_received
 
     def reference_range(
         self, where: str, r: dict[str, Any], test: TestDef, value_unit: str
     ) -> tuple[float | None, float | None] | None:
+        """The first reference range with a limit, in the value's unit (``intake.reading`` converts
+        and checks it with the value); None after a problem."""
         ranges = r.get("referenceRange") or []
         for k, rr in enumerate(ranges):
             limits: list[float | None] = []
@@ -1145,25 +1129,17 @@ class _Reader:
                 if not isinstance(q, dict) or q.get("value") is None:
                     limits.append(None)
                     continue
-                unit = str(q.get("code") or q.get("unit") or value_unit)
-                column = f"referenceRange[{k}].{side}"
-                try:
-                    conv = catalogue.conversion_for(test, unit)
-                except catalogue.UnitError:
-                    alt = q.get("unit")
-                    try:
-                        conv = catalogue.conversion_for(test, str(alt)) if alt else None
-                    except catalogue.UnitError:
-                        conv = None
-                    if conv is None:
-                        self.problem(where, f"{column}.unit", unit, str(_unit_error(test, unit)))
-                        return None
-                limits.append(conv.apply(float(q["value"])))
-            if limits[0] is not None or limits[1] is not None:
-                if limits[0] is not None and limits[1] is not None and limits[0] > limits[1]:
-                    self.problem(where, f"referenceRange[{k}].low", _plain(rr["low"].get("value")),
-                                 "the reference range's lower limit is above its upper limit")
+                number = float(q["value"])
+                units = [str(u) for u in (q.get("code"), q.get("unit")) if u]
+                if not units or any(catalogue.normalise_unit(u) == catalogue.normalise_unit(value_unit) for u in units):
+                    limits.append(number)
+                    continue
+                unit = next((u for u in units if _converts(test, u)), None)
+                if unit is None:
+                    self.problem(where, f"referenceRange[{k}].{side}.unit", units[0], str(_unit_error(test, units[0])))
                     return None
+                limits.append(catalogue.from_canonical(test, catalogue.to_canonical(test, number, unit), value_unit))
+            if limits[0] is not None or limits[1] is not None:
                 return limits[0], limits[1]
         return None, None
 
@@ -1832,6 +1808,18 @@ def _detection_text(cc: Mapping[str, Any]) -> str | None:
         if c.get("display"):
             return str(c["display"])
     return None
+
+
+# FHIR Observation.status -> the stored result status (intake.RESULT_STATUSES).
+_RESULT_STATUS = {"preliminary": "preliminary", "registered": "preliminary", "amended": "amended", "corrected": "amended"}
+
+
+def _converts(test: TestDef, unit: str) -> bool:
+    try:
+        intake.converter(test, unit)
+    except ValueError:
+        return False
+    return True
 
 
 def _unit_error(test: TestDef, unit: str) -> catalogue.UnitError:

@@ -196,7 +196,7 @@ def test_normalise_unit_of_nothing_is_empty() -> None:
 @pytest.mark.parametrize(
     ("test", "unit"),
     [
-        ("creatinine", "mmol/L"),
+        ("creatinine", "mg/L"),
         ("creatinine", "mg/L"),
         ("alt", "ukat/s"),
         ("alt", "mg/dL"),

@@ -85,7 +85,7 @@ def test_lab_reference_range_converted_to_canonical(session: Session, patient: P
 @pytest.mark.parametrize(
     ("kwargs", "column", "fragment"),
     [
-        ({"unit": "mmol/L"}, "unit", "mmol/L"),
+        ({"unit": "mg/L"}, "unit", "mg/L"),
         ({"value": "12,5x"}, "value", "not a number"),
         ({"value": "45", "unit": "mg/dL"}, "value", "physiological bound"),  # µmol/L typed as mg/dL
         ({"value": "-1"}, "value", "negative"),

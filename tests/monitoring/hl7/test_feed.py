@@ -124,7 +124,7 @@ def test_a_refused_obx_goes_to_the_review_list_and_the_rest_is_stored(admitted: 
     )
     assert out.code == "AE" and out.stored == 1
     assert [e.location for e in out.errors] == ["OBX^2^6", "OBX^3^5", "OBX^4^14", "OBX^5^5"]
-    assert "not known for eosinophils" in out.errors[0].reason
+    assert "unknown unit for eosinophils" in out.errors[0].reason
     assert "physiological bound" in out.errors[1].reason
     assert "future" in out.errors[2].reason
     assert [lab.test for lab in labs(admitted)] == ["alt"]
