@@ -17,7 +17,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python -m monitoring init
 	$(BIN)/python -m monitoring users demo
-	$(BIN)/streamlit run dashboard/app.py
+	$(BIN)/streamlit run dashboard/server.py
 
 ## Install (Python packages, and Debian's chromium and postgresql for the browser and server tests), then lint and test.
 test: install

@@ -57,6 +57,7 @@ def _signed_in_app(url: str) -> object:
         assert user is not None and user.id is not None
         signed = auth.SignedIn(user.id, user.username, user.role)
     at = AppTest.from_file(APP, default_timeout=600)
+    os.environ["DATABASE_URL"] = url  # the server-side session is opened in the benchmark's database
     for key, value in dashboard_auth.signed_in_state(signed).items():
         at.session_state[key] = value
     return at

@@ -28,11 +28,14 @@ from sqlalchemy.engine import Engine
 from streamlit.navigation.page import StreamlitPage
 
 from dashboard import safe, widgets
-from monitoring import auth
+from monitoring import auth, sessions
 from monitoring.auth import SignedIn
 
 SIGNED_IN_KEY = "auth_signed_in"
 """st.session_state key of the signed-in user (a monitoring.auth.SignedIn)."""
+SESSION_KEY = "auth_session_id"
+"""st.session_state key of the server-side session's id (monitoring.sessions)."""
+BROWSER_COOKIE = "dress_browser"  # set by dashboard/server.py
 
 # Pages that only make sense for someone who may write, and pages for administrators, by url_path.
 WRITE_PAGES: frozenset[str] = frozenset({"entry"})
@@ -74,19 +77,46 @@ def is_admin() -> bool:
 
 
 def signed_in_state(user: SignedIn) -> dict[str, Any]:
-    """The session-state entries of a signed-in user. Tests seed AppTest with these (the account
-    must exist in the test's database: the gate checks it on every run)."""
-    return {SIGNED_IN_KEY: user, widgets.USERNAME_KEY: user.username}
+    """The session-state entries of a signed-in user, with a server-side session opened for it in
+    the dashboard's database (DATABASE_URL). Tests seed AppTest with these (the account must exist
+    in the test's database: the gate checks the session and the account on every run)."""
+    from dashboard import data
+    from monitoring.db import create_db_engine
+
+    engine = create_db_engine(data.database_url())
+    try:
+        session_id = sessions.open_session(engine, user)
+    finally:
+        engine.dispose()
+    return _state(user, session_id)
 
 
-def _remember(user: SignedIn) -> None:
-    for key, value in signed_in_state(user).items():
+def _state(user: SignedIn, session_id: int) -> dict[str, Any]:
+    return {SIGNED_IN_KEY: user, widgets.USERNAME_KEY: user.username, SESSION_KEY: session_id}
+
+
+def _remember(user: SignedIn, session_id: int) -> None:
+    for key, value in _state(user, session_id).items():
         st.session_state[key] = value
 
 
 def _forget() -> None:
-    for key in (SIGNED_IN_KEY, widgets.USERNAME_KEY):
+    for key in (SIGNED_IN_KEY, widgets.USERNAME_KEY, SESSION_KEY):
         st.session_state.pop(key, None)
+
+
+def browser_cookie() -> str | None:
+    """The ``dress_browser`` cookie (HttpOnly, set by dashboard/server.py) that lets a refreshed
+    page find its session again; None when the app runs without it (AppTest, plain app.py)."""
+    try:
+        value = st.context.cookies.get(BROWSER_COOKIE)
+    except Exception:  # noqa: BLE001 - no request context
+        return None
+    return value if isinstance(value, str) and 20 <= len(value) <= 200 else None
+
+
+def _open(engine: Engine, user: SignedIn) -> None:
+    _remember(user, sessions.open_session(engine, user, browser=browser_cookie(), source=client_address()))
 
 
 def visible_pages(pages: Mapping[str, Sequence[StreamlitPage]], user: SignedIn) -> dict[str, list[StreamlitPage]]:
@@ -119,7 +149,7 @@ def _sign_in_page(engine: Engine) -> None:
         except auth.SignInRefused as exc:
             st.error(safe.md(exc))
         else:
-            _remember(user)
+            _open(engine, user)
             st.session_state.pop("auth_password", None)
             st.rerun()
     _no_accounts_hint(engine)
@@ -151,7 +181,7 @@ def _oidc_sign_in(engine: Engine) -> None:
         st.error(safe.md(exc))
         st.button("Sign out", on_click=st.logout)
         return
-    _remember(user)
+    _open(engine, user)
     st.rerun()
 
 
@@ -159,6 +189,8 @@ def sign_out(engine: Engine) -> None:
     user = current()
     if user is not None:
         auth.record_sign_out(engine, user)
+    # Ends the server-side session: every other tab (and a refresh) of it is signed out too.
+    sessions.end_session(engine, st.session_state.get(SESSION_KEY))
     _forget()
     if oidc_configured() and st.user.is_logged_in:
         st.logout()
@@ -175,18 +207,23 @@ def _sidebar(engine: Engine, user: SignedIn) -> None:
 
 
 def _validated(engine: Engine) -> SignedIn | None:
-    """The session's user as the database has it now, or None (and the session forgets it)."""
-    user = current()
-    if user is None:
+    """The session's user as the database has it now (server-side session still open, not idle,
+    within its lifetime, account enabled), or None (and the tab forgets it). After a browser
+    refresh the session is found again through the browser's cookie."""
+    had = current()
+    session_id = st.session_state.get(SESSION_KEY)
+    browser = browser_cookie()
+    if had is None and session_id is None and browser is None:
         return None
-    fresh = auth.current(engine, user)
-    if fresh is None:
+    found = sessions.resume(engine, session_id=session_id if isinstance(session_id, int) else None, browser=browser)
+    if found.user is None or found.session_id is None:
         _forget()
-        st.warning("Your account was disabled or removed: sign in again.")
+        if had is not None:
+            st.warning(sessions.REASONS.get(found.ended or sessions.SIGNED_OUT, sessions.REASONS[sessions.SIGNED_OUT]))
         return None
-    if fresh != user:
-        _remember(fresh)  # role changed by an admin: in force from now on
-    return fresh
+    if found.user != had or found.session_id != session_id:
+        _remember(found.user, found.session_id)  # a refresh, or a role changed by an admin
+    return found.user
 
 
 def gate(engine: Engine, pages: Mapping[str, Sequence[StreamlitPage]] | None = None) -> SignedIn:

@@ -37,6 +37,7 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_photos",
         "test_audit",
         "test_auth",
+        "test_sessions",
         "test_followup",
         "test_taper",
         "test_feed",

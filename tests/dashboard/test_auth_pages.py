@@ -373,3 +373,37 @@ def test_timeline_table_marks_an_amended_result(app_db: Engine) -> None:
     alt = table[table["test"] == "ALT"].sort_values("taken_at")
     assert list(alt["value"]) == [40.0, 300.0]
     assert list(alt["amended"]) == ["amended", ""]
+
+
+def test_sign_out_in_one_tab_signs_out_every_tab_of_the_session(app_db: Engine) -> None:
+    """Issue 12 point 4: two tabs of one session; after sign-out in the first, the second shows
+    the sign-in form at its next click (no Entry page, no data) instead of saving a dose."""
+    state = gate.signed_in_state(_signed(app_db, "doc"))
+    tabs = [AppTest.from_file(APP, default_timeout=TIMEOUT) for _ in range(2)]
+    for tab in tabs:
+        for key, value in state.items():
+            tab.session_state[key] = value
+        tab.run()
+        assert not _is_sign_in(tab)
+    first, second = tabs
+    first.button(key="auth_sign_out").click().run()
+    assert _is_sign_in(first)
+    second.switch_page(_page_file("entry")).run()
+    assert not second.exception
+    assert _is_sign_in(second) and gate.SIGNED_IN_KEY not in second.session_state
+    assert any("signed out" in w.value for w in second.warning)
+    assert "Synthetic Gatekeeper" not in _text(second)
+
+
+def test_an_idle_session_ends_on_the_page(app_db: Engine) -> None:
+    from monitoring.models import UserSession
+
+    at = _app(app_db, "doc")
+    at.run()
+    assert not _is_sign_in(at)
+    with session_scope(app_db) as s:
+        row = s.get(UserSession, at.session_state[gate.SESSION_KEY])
+        assert row is not None
+        row.last_seen_at -= dt.timedelta(minutes=16)
+    at.run()
+    assert _is_sign_in(at) and any("without activity" in w.value for w in at.warning)

@@ -146,3 +146,87 @@ def test_a_link_to_a_patient_opened_signed_out_opens_that_patient_after_sign_in(
             _no_exception(page)
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def session_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run dashboard/server.py` (as `make run`): the app with the browser cookie."""
+    db = tmp_path_factory.mktemp("sessions") / "demo.db"
+    url = f"sqlite:///{db}"
+    engine = open_database(url)
+    assert ensure_demo(engine)
+    with Session(engine) as s:
+        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
+        s.commit()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/server.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.fail(f"streamlit did not start:\n{out[-3000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_a_refresh_keeps_the_session_and_sign_out_in_one_tab_ends_the_other(session_server: str) -> None:
+    """Issue 12 point 4, in Chromium: the browser cookie is HttpOnly; a refresh stays signed in
+    (no new sign-in); signing out in one tab signs the other tab out at its next click."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1366, "height": 768})
+            first = context.new_page()
+            first.goto(session_server + "/", wait_until="domcontentloaded")
+            first.get_by_role("textbox", name="User name").fill(USER)
+            first.get_by_role("textbox", name="Password").fill(PASSWORD)
+            first.get_by_role("button", name="Sign in").click()
+            first.wait_for_selector("table.dm-ward", timeout=90_000)
+            cookie = [c for c in context.cookies() if c["name"] == "dress_browser"]
+            assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict"
+            assert first.evaluate("document.cookie").find("dress_browser") == -1  # no script can read it
+
+            first.reload(wait_until="domcontentloaded")
+            first.wait_for_selector("table.dm-ward", timeout=90_000)  # still signed in after a refresh
+            assert first.get_by_role("textbox", name="Password").count() == 0
+
+            second = context.new_page()
+            second.goto(session_server + "/timeline?mrn=DEMO-001", wait_until="domcontentloaded")
+            second.wait_for_selector(".js-plotly-plot", timeout=90_000)  # the same session, no sign-in
+
+            first.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button').first.click()
+            first.get_by_role("button", name="Sign out").click()
+            first.get_by_role("textbox", name="User name").wait_for(timeout=60_000)
+
+            second.bring_to_front()
+            second.mouse.click(5, 700)
+            second.keyboard.press("r")  # Streamlit's rerun key: the other tab's next interaction
+            second.get_by_role("textbox", name="User name").wait_for(timeout=60_000)
+            assert "Ada Okafor" not in second.inner_text("body")
+            _no_exception(first)
+            _no_exception(second)
+        finally:
+            browser.close()

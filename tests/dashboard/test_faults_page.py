@@ -59,6 +59,9 @@ def _texts(at: AppTest) -> str:
 
 
 def test_read_only_database_shows_sign_in_and_ward_and_refuses_a_sign_in_cleanly(ward_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clinician signed in before the database became read-only (their session is stored).
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{ward_db}")
+    ward = _seeded(f"sqlite:///{ward_db}")
     url = f"sqlite:///file:{ward_db}?mode=ro&uri=true"
     monkeypatch.setenv("DATABASE_URL", url)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -73,7 +76,6 @@ def test_read_only_database_shows_sign_in_and_ward_and_refuses_a_sign_in_cleanly
     assert FAULT_MESSAGE in _texts(at)
     assert "INSERT" not in _texts(at)
 
-    ward = _seeded(url)
     ward.run()
     assert not ward.exception
     assert "Cora Critical" in _texts(ward)  # the ward reads fine
