@@ -235,13 +235,17 @@ def load_records(
             lt.c.source,
             lt.c.amended_at,
             lt.c.abnormal_flags,
+            lt.c.comparator,
         ).where(lt.c.hidden.is_(False))
         lab_stmt = patient_filter(lab_stmt, lt.c.patient_id, ids).order_by(lt.c.patient_id, lt.c.taken_at, lt.c.id)
         current_pid = None
         bucket: list[LabPoint] = []
-        for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags) in (
-            session.execute(lab_stmt).all()
-        ):
+        for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags,
+             cmp) in session.execute(lab_stmt).all():
+            if cmp in ("<", "<="):
+                # A censored "<x" (PRODUCT.md §4) never makes a finding hold: the rules see no number
+                # and show the value as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
+                value = None
             if pid != current_pid:
                 bucket = labs.setdefault(pid, [])
                 current_pid = pid

@@ -199,3 +199,24 @@ def test_a_note_may_hold_line_breaks_but_a_name_may_not() -> None:
     assert intake.check_text("note", "line one\nline two", limit=100, multiline=True) == "line one\nline two"
     with pytest.raises(intake.FieldError, match="U\\+000A"):
         intake.check_text("name", "Ann\nBob", limit=100)
+
+
+def test_a_troponin_below_the_assay_limit_raises_no_cardiac_alert() -> None:
+    """Issue 13: '<0.03 ng/mL' was stored as 30 ng/L and raised CARDIAC_INVOLVEMENT and ICU_CRITERIA."""
+    from sqlalchemy.pool import StaticPool
+    from sqlmodel import Session, SQLModel, create_engine
+
+    from monitoring.records import load_record
+    from monitoring.rules import evaluate
+    from monitoring.store import PatientIn, write_batch
+
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        lab = _reading(mrn="T1", test="troponin_i", value="<0.03", unit="ng/mL", taken_at="2026-02-01T08:00")
+        write_batch(session, patients=[PatientIn("T1", "Synthetic Tro", {})], labs=[lab])  # type: ignore[list-item]
+        codes = {a.code for a in evaluate(load_record(session, "T1"), dt.date(2026, 2, 1))}
+        assert not codes & {"CARDIAC_INVOLVEMENT", "ICU_CRITERIA"}
+        exact = _reading(mrn="T1", test="troponin_i", value="0.03", unit="ng/mL", taken_at="2026-02-01T09:00")
+        write_batch(session, labs=[exact])  # type: ignore[list-item]
+        assert "CARDIAC_INVOLVEMENT" in {a.code for a in evaluate(load_record(session, "T1"), dt.date(2026, 2, 1))}
