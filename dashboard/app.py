@@ -26,7 +26,7 @@ from streamlit.navigation.page import StreamlitPage  # noqa: E402
 
 from dashboard import auth, data, widgets  # noqa: E402
 
-st.set_page_config(page_title="DRESS monitor", page_icon=":material/monitor_heart:", layout="wide", initial_sidebar_state="collapsed")
+st.set_page_config(page_title="DRESS monitor", page_icon=widgets.page_icon(), layout="wide", initial_sidebar_state="collapsed")
 
 PAGES: dict[str, list[StreamlitPage]] = {
     "Ward": [

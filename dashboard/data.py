@@ -541,8 +541,12 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
+    """The table as CSV for a download: text cells that a spreadsheet would run as a formula are
+    prefixed with ' (monitoring.spreadsheet); numeric columns are written as they are."""
+    from monitoring.spreadsheet import formula_safe
+
     buf = io.StringIO()
-    df.to_csv(buf, index=False)
+    df.map(formula_safe).to_csv(buf, index=False)
     return buf.getvalue().encode("utf-8")
 
 

@@ -313,3 +313,17 @@ def guard_database(run: Callable[[], None]) -> None:
     except (SQLAlchemyError, sqlite3.Error) as exc:
         logging.getLogger("dashboard").warning("database error: %s (%s)", database_fault(exc) or "refused", type(exc).__name__)
         st.error(safe.md(describe_error(exc)))
+
+
+def page_icon() -> Any:
+    """The browser-tab icon, drawn here: a ``:material/...:`` page icon makes the browser fetch an
+    SVG from fonts.gstatic.com (Streamlit 1.67), which a hospital intranet cannot reach and which
+    tells an outside server who uses the app. Every asset comes from our own server."""
+    from PIL import Image, ImageDraw
+
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.rounded_rectangle((2, 2, 62, 62), radius=12, fill=CRITICAL)
+    draw.rectangle((26, 12, 38, 52), fill="#ffffff")
+    draw.rectangle((12, 26, 52, 38), fill="#ffffff")
+    return icon

@@ -247,10 +247,9 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-    # A cell starting with = + - @ is run as a formula by spreadsheet programs (CSV injection).
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        text = "'" + text
-    return text
+    from monitoring.spreadsheet import formula_safe
+
+    return str(formula_safe(text))
 
 
 def to_csv(entries: Sequence[AuditEntry], mrn_by_patient: Mapping[int, str] | None = None) -> str:

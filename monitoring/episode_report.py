@@ -99,16 +99,18 @@ def code_stats(
 
 
 def to_csv(rows: Sequence[CodeStats]) -> str:
+    from monitoring.spreadsheet import formula_safe
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
         writer.writerow(
             [
-                r.code,
+                formula_safe(r.code),
                 r.fired,
                 r.acknowledged,
-                r.reasons_text(),
+                formula_safe(r.reasons_text()),
                 "" if r.median_hours_to_ack is None else f"{r.median_hours_to_ack:.1f}",
                 r.snoozed,
                 r.reopened,
