@@ -1016,6 +1016,11 @@ class _Reader:
         if when_text is None and inherited_time is not None:
             # An Observation of a DiagnosticReport (or panel) without a time of its own: the report's.
             when_text, when_col = inherited_time
+        if when_text is None and r.get("issued"):
+            # No clinically relevant time at all: the time the result was issued (later than the
+            # sample), said in the report.
+            when_text, when_col = str(r["issued"]), "issued"
+            self.note("Observation: no effective time: the time it was issued is used")
         if when_text is None:
             self.problem(where, "effectiveDateTime", None, "no time: effectiveDateTime, effectivePeriod.start or effectiveInstant is required")
             return
@@ -1683,7 +1688,35 @@ def _observation_code(cc: Any) -> tuple[TestDef | None, str | None, str | None]:
             return catalogue.CATALOGUE[str(c["code"])], None, None
         if c.get("system") == LOCAL_FINDING_SYSTEM and c.get("code"):
             return None, None, str(c["code"])
+    # A laboratory's own code (most send them): the same local code map as the HL7 feed
+    # (lab_codes.toml, DRESS_LAB_CODES), the table named by the coding system first.
+    local = [c for c in codings if c.get("system") not in (LOINC, SNOMED) and c.get("code")]
+    if local:
+        code_map = _lab_code_map()
+        if code_map is not None:
+            for c in local:
+                test = code_map.test_for([(str(c["code"]), "", "")], facility=str(c.get("system") or ""))
+                if test is not None:
+                    return test, None, None
     return None, None, None
+
+
+_CODE_MAPS: dict[str, Any] = {}
+
+
+def _lab_code_map() -> Any:
+    """The laboratory code map in force (monitoring/hl7/codes.py), or None when it cannot be read."""
+    import os
+
+    from monitoring.hl7.codes import ENV_VAR, CodeMapError, load_code_map
+
+    key = os.environ.get(ENV_VAR, "")
+    if key not in _CODE_MAPS:
+        try:
+            _CODE_MAPS[key] = load_code_map()
+        except CodeMapError:
+            _CODE_MAPS[key] = None
+    return _CODE_MAPS[key]
 
 
 _ENDED_STATUS = frozenset({"stopped", "completed"})
