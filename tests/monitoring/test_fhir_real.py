@@ -116,3 +116,15 @@ def test_cerner_searchsets_import_with_their_patient(session: Session, tmp_path:
         assert "27" in [str(p.value) for p in report.refused] and len(report.review_items) == len(report.refused)
         assert session.execute(select(Patient)).first() is not None
     assert report.ok, report.problem_lines()
+
+
+def test_seventeen_nested_report_bundles_give_every_catalogue_result_with_the_reports_time(session: Session,
+                                                                                         tmp_path: Path) -> None:
+    name = "hl7-r4/diagnosticreport-examples-general.json"
+    refs = sorted(set(__import__("re").findall(r'"Patient/([^"/]+)"', (REAL / name).read_text(encoding="utf-8"))))
+    report = import_files(session, [_wrapped(tmp_path, [name], refs)])
+    assert report.ok, report.problem_lines()[:5]
+    rows = list(session.execute(select(LabResult)).scalars())
+    assert len(rows) == 84 and {"alt", "bilirubin", "creatinine"} <= {r.test for r in rows}
+    creat = next(r for r in rows if r.source_id == "o8-3")  # 0.09 mmol/L, time only on its report
+    assert creat.original_unit == "mmol/L" and creat.value == pytest.approx(0.09 * 1000 / 88.4)
