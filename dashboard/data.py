@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline, temperature_panel
-from monitoring import catalogue
+from monitoring import catalogue, display, limits, severity
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.models import AlertEpisode, AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.records import LabPoint, PatientRecord, load_record, load_records
@@ -253,27 +253,19 @@ def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.D
 # --- thresholds: the profile's numbers applied to this patient's data -------------------------
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+def _fmt(test: str, x: float, units: str = "conventional") -> str:
+    """A number of ``test`` in the chosen unit system at the test's one display precision."""
+    return display.number(test, x, display_unit(test, units))
 
 
 def baseline_creatinine(
     record: PatientRecord, as_of: dt.date, prof: GuidelineProfile | None = None
 ) -> tuple[float | None, str]:
-    """The baseline creatinine the renal rule uses (monitoring.rules, PRODUCT.md §5), and its origin.
-
-    ``prof``: the profile in force when the caller has it (reading the profile file per result
-    made a third of the ward's evaluation time)."""
-    from monitoring.rules import RuleContext
-    from monitoring.rules import baseline_creatinine as rule_baseline
-
-    found = rule_baseline(RuleContext(record, as_of, prof or profile()))
+    """The baseline creatinine the renal rule uses (monitoring.limits, PRODUCT.md §5), and its origin."""
+    found = limits.baseline_creatinine(record, as_of)
     if found is None:
         return None, ""
-    value, row = found
-    if row is None:
-        return value, "recorded baseline"
-    return value, f"lowest result, {row.taken_at.date().isoformat()} (no baseline recorded)"
+    return found.value, found.source
 
 
 def _uln_threshold(
@@ -281,10 +273,10 @@ def _uln_threshold(
 ) -> Threshold | None:
     """A ULN-based line that follows each result's own ULN (the laboratory's ref_high wins)."""
     if not points:
-        uln, _ = prof.uln(test)
+        uln = limits.uln(prof, test).value
         return Threshold(f"{test}_{label}", f"{label}", severity, value=uln * multiple, shade_above=shade,
                          basis="profile default ULN")
-    ulns = [prof.uln(test, p.ref_high) for p in points]
+    ulns = [(u.value, u.is_default) for u in (limits.uln(prof, test, p.ref_high) for p in points)]
     defaults = {is_default for _, is_default in ulns}
     if defaults == {True}:
         basis = "profile default ULN"
@@ -348,45 +340,30 @@ def panel_thresholds(record: PatientRecord, prof: GuidelineProfile, as_of: dt.da
     return out
 
 
-def point_limits(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> list[tuple[str, float, bool]]:
-    """(label, limit, inclusive) lines this result is judged against, in the canonical unit.
-
-    The same numbers the rules use (monitoring.guideline): ALT > multiple × the ULN in force for
-    this result; creatinine > multiple × baseline; eosinophils and ferritin at or above their cut
-    points."""
-    if test in ("alt", "ast"):
-        uln, _ = prof.uln(test, point.ref_high)
-        m = prof.value("hepatic_alt_uln_multiple")
-        return [("ULN", uln, False), (f"{m:g}×ULN", uln * m, False)]
-    if test == "creatinine":
-        base, _ = baseline_creatinine(record, as_of, prof)
-        if base is None:
-            return []
-        m = prof.value("renal_creatinine_baseline_multiple")
-        return [(f"{m:g}× baseline", base * m, False)]
-    if test == "eosinophils":
-        return [
-            (f"{prof.value('eosinophils_moderate'):g}", prof.value("eosinophils_moderate"), True),
-            (f"{prof.value('eosinophils_high'):g}", prof.value("eosinophils_high"), True),
-        ]
-    if test == "ferritin":
-        return [
-            (f"{prof.value('ferritin_high'):g}", prof.value("ferritin_high"), True),
-            (f"{prof.value('ferritin_critical'):g}", prof.value("ferritin_critical"), True),
-        ]
-    return []
-
-
-def _above(value: float, limit: float, inclusive: bool) -> bool:
-    return value >= limit if inclusive else value > limit
+def point_limits(
+    test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
+) -> tuple[limits.Limit, ...]:
+    """The lines this result is judged against, in the canonical unit: monitoring.limits, the same
+    lines and the same comparison the rules use."""
+    return limits.limits_for(test, point, record, prof, as_of)
 
 
 def flags(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> str:
-    """Words for the table: which lines this result is above ('> 2×ULN'), so colour is never needed."""
+    """Words for the table: the highest line this result is beyond ('> 2×ULN', '≥ 1.5'), so colour
+    is never needed; a censored value that cannot be decided says so."""
     if point.value is None:
         return point.value_text or ""
-    above = [label for label, limit, inc in point_limits(test, point, record, prof, as_of) if _above(point.value, limit, inc)]
-    return f"≥ {above[-1]}" if above and test in ("eosinophils", "ferritin") else (f"> {above[-1]}" if above else "")
+    beyond = ""
+    undecided: list[str] = []
+    for lim in point_limits(test, point, record, prof, as_of):
+        decision = lim.judge(point)
+        if decision is True:
+            beyond = f"{lim.symbol} {lim.label}"
+        elif decision is None:
+            undecided.append(lim.label)
+    if undecided:
+        return (beyond + "; " if beyond else "") + f"censored: cannot tell against {', '.join(undecided)}"
+    return beyond
 
 
 # --- units ------------------------------------------------------------------------------------
@@ -425,10 +402,10 @@ def timeline(
             for p in record.results(test):
                 if p.value is None:
                     continue
-                limits = point_limits(test, p, record, prof, as_of)
-                ref = ", ".join(f"{lab} {_fmt(to_display(test, v, units))}" for lab, v, _ in limits[:1] + limits[1:])
+                lines = point_limits(test, p, record, prof, as_of)
+                ref = ", ".join(f"{lim.label} {_fmt(test, to_display(test, lim.value, units), units)}" for lim in lines)
                 if test in ("alt", "ast"):
-                    ref += " (laboratory)" if prof.uln(test, p.ref_high)[1] is False else " (profile default)"
+                    ref += " (laboratory)" if not limits.uln(prof, test, p.ref_high).is_default else " (profile default)"
                 pts.append(
                     Point(
                         taken_at=p.taken_at,
@@ -512,13 +489,17 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
     for p in record.labs:
         t = catalogue.lookup(p.test)
         ref_high = p.ref_high
-        # Four significant digits: a converted value must not pretend to more precision than it had.
-        shown = None if p.value is None else float(f"{to_display(p.test, p.value, units):.4g}")
-        if p.test in ("alt", "ast", "alp", "bilirubin", "creatinine", "troponin_t", "troponin_i"):
-            uln, default = prof.uln(p.test, ref_high)
-            reference = f"ULN {_fmt(to_display(p.test, uln, units))}" + (" (profile default)" if default else " (laboratory)")
+        # The test's one display precision: a converted value must not pretend to more than it had.
+        shown = None if p.value is None else display.value_text(
+            p.test, to_display(p.test, p.value, units), display_unit(p.test, units), limits.comparator_of(p)
+        )
+        if prof.default_uln(p.test) is not None:
+            u = limits.uln(prof, p.test, ref_high)
+            reference = f"ULN {_fmt(p.test, to_display(p.test, u.value, units), units)}" + (
+                " (profile default)" if u.is_default else " (laboratory)"
+            )
         elif ref_high is not None:
-            reference = f"ULN {_fmt(to_display(p.test, ref_high, units))} (laboratory)"
+            reference = f"ULN {_fmt(p.test, to_display(p.test, ref_high, units), units)} (laboratory)"
         else:
             reference = ""
         rows.append(
@@ -527,17 +508,37 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "day since onset": (p.taken_at.date() - onset).days if onset else None,
                 "test": t.label,
                 "value": shown,
-                "unit": display_unit(p.test, units),
+                "unit": display.unit_label(display_unit(p.test, units)),
                 "above": flags(p.test, p, record, prof, as_of),
                 "as received": f"{p.original_value} {p.original_unit}".strip(),
                 "laboratory flag": p.abnormal_flags or "",
-                "canonical": (f"{p.value:g} {p.unit}" if p.value is not None else (p.value_text or "")),
+                "canonical": (
+                    display.quantity(p.test, p.value, p.unit, limits.comparator_of(p)) if p.value is not None else (p.value_text or "")
+                ),
                 "reference": reference,
                 "source": p.source,
                 "amended": "amended" if p.amended else "",
             }
         )
     return pd.DataFrame(rows)
+
+
+def quoted_results(alert: Any) -> list[dict[str, Any]]:
+    """The results an alert quotes, as table rows a clinician can trace: row id, test, value with
+    its comparator and unit at the test's display precision, date and age in days as of the
+    evaluation date (PRODUCT.md §5, age of the evidence)."""
+    rows = []
+    for q in alert.quoted:
+        value = (
+            display.quantity(q["test"], q["value"], q["unit"], q.get("comparator"))
+            if q["value"] is not None
+            else (q.get("value_text") or q.get("original_value") or "")
+        )
+        rows.append(
+            {"row": q["row_id"], "test": display.test_label(q["test"]), "value": value, "taken": q["taken_at"].replace("T", " ")[:16],
+             "age (days)": q["age_days"]}
+        )
+    return rows
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
@@ -557,6 +558,7 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 class Change:
     """The latest value of a test and its change since the previous value."""
 
+    test: str
     value: float
     unit: str
     delta: float | None
@@ -565,24 +567,21 @@ class Change:
 
     def text(self) -> str:
         # A converted value (65 umol/L = 0.735... mg/dL) must not look more precise than the
-        # laboratory measured: the value and its change share the value's number of decimals.
-        places = 0 if abs(self.value) >= 100 else 1 if abs(self.value) >= 10 else 2
-        main = _fixed(self.value, places)
+        # laboratory measured: the value and its change share the test's display precision.
+        main = display.number(self.test, self.value, self.unit)
         if self.delta is None:
             return f"{main} (first)"
+        places = display.decimals(self.test, self.unit)
         if round(self.delta, places) == 0:
             return f"{main} → 0"
         arrow = "↑" if self.delta > 0 else "↓"
-        return f"{main} {arrow} {'+' if self.delta > 0 else '−'}{_fixed(abs(self.delta), places)}"
-
-
-def _fixed(x: float, places: int) -> str:
-    """``x`` to ``places`` decimals without trailing zeros (0.735 -> '0.74', 1.60 -> '1.6')."""
-    text = f"{x:.{places}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+        return f"{main} {arrow} {'+' if self.delta > 0 else '−'}{display.number(self.test, abs(self.delta), self.unit)}"
 
 
 def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> Change | None:
+    """The latest value, its change since the previous one, and the line it crossed: the lines and
+    the comparison of monitoring.limits, judged as of ``as_of`` (so the mark agrees with the alert:
+    a creatinine exactly at 1.5 × baseline crossed nothing)."""
     pts = [p for p in record.results(test, as_of) if p.value is not None]
     if not pts:
         return None
@@ -591,12 +590,15 @@ def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_o
     prev = pts[-2] if len(pts) > 1 else None
     crossed = ""
     if prev is not None and prev.value is not None:
-        before = {lab: _above(prev.value, lim, inc) for lab, lim, inc in point_limits(test, prev, record, prof, as_of)}
-        for lab, lim, inc in point_limits(test, last, record, prof, as_of):
-            now_above = _above(last.value, lim, inc)
-            if lab in before and before[lab] != now_above:
-                crossed = f"↑ above {lab}" if now_above else f"↓ below {lab}"
+        before = {lim.label: lim.judge(prev) for lim in point_limits(test, prev, record, prof, as_of)}
+        for lim in point_limits(test, last, record, prof, as_of):
+            now = lim.judge(last)
+            was = before.get(lim.label)
+            # Only a decided crossing: a censored value that cannot be judged crosses nothing.
+            if now is not None and was is not None and was != now:
+                crossed = f"↑ above {lim.label}" if now else f"↓ below {lim.label}"
     return Change(
+        test=test,
         value=last.value,
         unit=last.unit,
         delta=None if prev is None or prev.value is None else last.value - prev.value,
@@ -676,7 +678,7 @@ def ward_row(
     # Acknowledged and snoozed alerts stay shown, below the unacknowledged ones of their severity.
     alerts.sort(key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.code in handled, order.get(a.code, len(order))))
     severities = [a.severity for a in alerts]
-    worst = min(severities, key=lambda s: SEVERITY_RANK.get(s, 9)) if severities else ""
+    worst = str(min(severities, key=severity.rank)) if severities else ""
     return WardRow(
         mrn=record.patient.mrn,
         name=record.patient.name,
@@ -690,7 +692,7 @@ def ward_row(
         dose_mg=course.current_pred_eq_mg if course.current_pred_eq_mg else None,
         dose_mg_per_kg=course.current_mg_per_kg if course.current_pred_eq_mg else None,
         changes=changes,
-        alerts=tuple((a.severity, a.code) for a in alerts),
+        alerts=tuple((str(a.severity), a.code) for a in alerts),
         new=tuple(new),
         handled=handled,
         unhandled_worst=any(a.severity == worst and a.code not in handled for a in alerts),

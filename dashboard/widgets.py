@@ -18,6 +18,7 @@ import streamlit as st
 
 from dashboard import safe
 from monitoring.records import PatientRecord
+from monitoring.severity import SEVERITY_ORDER, Severity
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -32,8 +33,9 @@ MUTED = "#6b7280"
 
 SEVERITY_COLOURS: dict[str, str] = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
 SEVERITY_TEXT_COLOURS: dict[str, str] = {"critical": "#ffffff", "warning": "#1f1300", "info": "#ffffff"}
-SEVERITY_SYMBOLS: dict[str, str] = {"critical": "‼", "warning": "⚠", "info": "ℹ"}  # in common system fonts
-SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+# Order and symbol are the one severity type's (monitoring.severity); colours are keyed by it.
+SEVERITY_SYMBOLS: dict[str, str] = {s.value: s.symbol for s in Severity}
+SEVERITY_RANK: dict[str, int] = SEVERITY_ORDER
 # Light tints for table cells and figure zones: same hue, readable text on top.
 SEVERITY_TINTS: dict[str, str] = {"critical": "#fde0e0", "warning": "#fff1cc", "info": "#e3effd"}
 

@@ -83,6 +83,10 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
     # acknowledged is escalated by ``python -m monitoring notify``.
     "snooze_max_days": (1, 30),
     "escalate_warning_after_hours": (1, 168),
+    "stalled_infection_day": (1, 365),
+    "stale_after_days": (0, 365),
+    "monitoring_interval_inpatient_days": (0, 90),
+    "monitoring_interval_clinic_days": (0, 365),
 }
 
 # Keys whose value counts something (days, months, organs): must be whole numbers.
@@ -97,6 +101,10 @@ _WHOLE_NUMBERS = frozenset(
         "patch_test_days_off_steroid",
         "snooze_max_days",
         "escalate_warning_after_hours",
+        "stalled_infection_day",
+        "stale_after_days",
+        "monitoring_interval_inpatient_days",
+        "monitoring_interval_clinic_days",
     }
 )
 
@@ -116,6 +124,7 @@ ALERT_CODES: tuple[str, ...] = (
     "RECHALLENGE",
     "GI_PROPHYLAXIS_MISSING",
     "CULPRIT_NOT_STOPPED",
+    "LABS_OVERDUE",
 )
 
 # Catalogue test -> profile key of its default upper limit of normal (PRODUCT.md §4).
@@ -194,18 +203,12 @@ class GuidelineProfile:
         """A whole-number parameter (days, months, organs) as an int."""
         return int(self.threshold(key).value)
 
-    def uln(self, test: str, ref_high: float | None = None) -> tuple[float, bool]:
-        """The upper limit of normal in force for a result of ``test``, and whether it is the
-        profile's default (True) rather than the laboratory's own (False).
-
-        PRODUCT.md §4: the laboratory's ref_high on a row always wins for that row.
-        """
-        if ref_high is not None and ref_high > 0 and math.isfinite(ref_high):
-            return float(ref_high), False
+    def default_uln(self, test: str) -> float | None:
+        """The profile's default upper limit of normal of ``test`` (PRODUCT.md §4), None when it has
+        none. The ULN in force for a result (the laboratory's ref_high wins) is
+        ``monitoring.limits.uln``."""
         key = _ULN_KEYS.get(test)
-        if key is None:
-            raise KeyError(f"guideline profile has no default upper limit of normal for test {test!r}")
-        return self.value(key), True
+        return None if key is None else self.value(key)
 
     def alert(self, code: str) -> AlertDef:
         try:

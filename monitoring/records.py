@@ -74,6 +74,8 @@ class LabPoint:
     source: str
     amended: bool
     abnormal_flags: str | None = None  # the laboratory's own flags as sent (HL7 OBX-8: "H", "H~A")
+    # Censored results (PRODUCT.md §4): '<', '<=', '>' or '>=' before ``value``; None when exact.
+    comparator: str | None = None
 
 
 @dataclass(frozen=True)

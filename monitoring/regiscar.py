@@ -26,6 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.limits import (
+    Limit,
+    baseline_creatinine,
+    cardiac_limit,
+    comparator_of,
+    decide,
+    eosinophil_limits,
+    exceeds,
+    fever_limit,
+    hepatic_limits,
+    renal_limit,
+)
 from monitoring.records import LabPoint, PatientRecord
 
 __all__ = [
@@ -162,7 +174,7 @@ def _fever(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile) -> 
     if not temps:
         return _yes_no_item(record, "fever", None, {})
     top = max(temps, key=lambda p: (p.value, p.taken_at))
-    answer = "yes" if top.value >= limit - 1e-9 else "no"  # type: ignore[operator]
+    answer = "yes" if exceeds(fever_limit(profile).judge(top)) else "no"
     return _yes_no_item(record, "fever", answer, {"highest": _ev(top), "threshold_c": limit})
 
 
@@ -178,15 +190,15 @@ def _eosinophilia(record: PatientRecord, as_of: dt.date, profile: GuidelineProfi
     pcts = [p for p in record.results("eosinophils_pct", as_of) if p.value is not None]
     if not counts and not pcts:
         return RegiscarItem("eosinophilia", label, "unknown", 0, "not recorded", {})
-    eps = 1e-9
+    moderate_line, high_line = eosinophil_limits(profile)
 
-    def count_points(v: float) -> int:
-        return 2 if v >= high - eps else 1 if v >= moderate - eps else 0
+    def count_points(p: LabPoint) -> int:
+        return 2 if exceeds(high_line.judge(p)) else 1 if exceeds(moderate_line.judge(p)) else 0
 
     best_points, best_ev = 0, {}
     if counts:
         peak = _peak(counts)
-        best_points, best_ev = count_points(peak.value), {"count": _ev(peak)}  # type: ignore[arg-type]
+        best_points, best_ev = count_points(peak), {"count": _ev(peak)}
     # Percentages count only when leukocytes taken the same day are < 4.0 ×10^9/L.
     wbc_by_day: dict[dt.date, list[LabPoint]] = {}
     for w in record.results("wbc", as_of):
@@ -196,11 +208,11 @@ def _eosinophilia(record: PatientRecord, as_of: dt.date, profile: GuidelineProfi
         same_day = wbc_by_day.get(p.taken_at.date(), [])
         exact = [w for w in same_day if w.taken_at == p.taken_at]
         wbc = (exact or same_day or [None])[-1]
-        if wbc is None or wbc.value is None or not wbc.value < low_wbc:
+        if wbc is None or wbc.value is None or decide(wbc.value, low_wbc, inclusive=True, comparator=comparator_of(wbc)) is not False:
             continue
-        v = p.value
-        assert v is not None
-        pts = 2 if v >= pct_high - eps else 1 if v >= pct_low - eps else 0
+        pct_high_line = Limit("regiscar_eos_pct_high", f"{pct_high:g}", pct_high, True, "info")
+        pct_low_line = Limit("regiscar_eos_pct_low", f"{pct_low:g}", pct_low, True, "info")
+        pts = 2 if exceeds(pct_high_line.judge(p)) else 1 if exceeds(pct_low_line.judge(p)) else 0
         if pts > best_points:
             best_points, best_ev = pts, {"percent": _ev(p), "leukocytes": _ev(wbc)}
     band = {0: "none", 1: "moderate", 2: "high"}[best_points]
@@ -217,31 +229,29 @@ def _organs(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile) ->
     label = "Internal organ involvement (liver, kidney, heart, lung, pancreas, muscle, other): 1 organ +1, ≥ 2 organs +2"
     organs: dict[str, dict[str, Any]] = {}
     any_data = False
-    eps = 1e-9
     alt = [p for p in record.results("alt", as_of) if p.value is not None]
     any_data |= bool(alt)
-    multiple = profile.value("hepatic_alt_uln_multiple")
     for p in alt:
-        uln, _ = profile.uln("alt", p.ref_high)
-        if p.value > multiple * uln + eps:  # type: ignore[operator]
-            organs["liver"] = {"by": "data", "result": _ev(p), "uln": uln}
+        uln_line, limit = hepatic_limits(profile, p)
+        if exceeds(limit.judge(p)):
+            organs["liver"] = {"by": "data", "result": _ev(p), "uln": uln_line.value}
             break
     creat = [p for p in record.results("creatinine", as_of) if p.value is not None]
     any_data |= bool(creat)
-    baseline = record.patient.baseline_creatinine_mg_dl or (min(p.value for p in creat) if creat else None)  # type: ignore[type-var]
-    if baseline:
-        renal = profile.value("renal_creatinine_baseline_multiple")
+    baseline = baseline_creatinine(record, as_of)
+    if baseline is not None:
+        renal = renal_limit(profile, baseline)
         for p in creat:
-            if p.value > renal * baseline + eps:  # type: ignore[operator]
-                organs["kidney"] = {"by": "data", "result": _ev(p), "baseline_mg_dl": baseline}
+            if exceeds(renal.judge(p)):
+                organs["kidney"] = {"by": "data", "result": _ev(p), "baseline_mg_dl": baseline.value}
                 break
     for test in ("troponin_t", "troponin_i"):
         trop = [p for p in record.results(test, as_of) if p.value is not None]
         any_data |= bool(trop)
         for p in trop:
-            uln, _ = profile.uln(test, p.ref_high)
-            if p.value > uln + eps and "heart" not in organs:  # type: ignore[operator]
-                organs["heart"] = {"by": "data", "result": _ev(p), "uln": uln}
+            line = cardiac_limit(profile, p)
+            if exceeds(line.judge(p)) and "heart" not in organs:
+                organs["heart"] = {"by": "data", "result": _ev(p), "uln": line.value}
     hand = (record.findings.get("organ_other") or "").strip().lower()
     extra = 0
     if hand == "yes":
@@ -280,14 +290,14 @@ def score_regiscar(record: PatientRecord, as_of: dt.date, profile: GuidelineProf
     else:
         items.append(_yes_no_item(record, "atypical_lymphocytes", None, {}))
 
-    bsa_limit = prof.value("regiscar_rash_bsa_pct")
-    bsa_values: list[tuple[float, dict[str, Any]]] = [
-        (p.value, _ev(p)) for p in record.results("bsa_pct", as_of) if p.value is not None
-    ]
-    if bsa_values:
-        top_value, top_ev = max(bsa_values, key=lambda t: t[0])
+    rash_bsa = prof.value("regiscar_rash_bsa_pct")
+    bsa_points = [p for p in record.results("bsa_pct", as_of) if p.value is not None]
+    if bsa_points:
+        top = max(bsa_points, key=lambda p: p.value)  # type: ignore[arg-type, return-value]
+        extent = Limit("regiscar_rash_bsa_pct", f"{rash_bsa:g}", rash_bsa, False, "info")
         items.append(
-            _yes_no_item(record, "rash_extent", "yes" if top_value > bsa_limit + 1e-9 else "no", {"largest_bsa": top_ev, "threshold_pct": bsa_limit})
+            _yes_no_item(record, "rash_extent", "yes" if exceeds(extent.judge(top)) else "no",
+                         {"largest_bsa": _ev(top), "threshold_pct": rash_bsa})
         )
     else:
         items.append(_yes_no_item(record, "rash_extent", None, {}))

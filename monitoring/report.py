@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
 
+from monitoring import display, severity
 from monitoring.followup import (
     ChecklistItem,
     PatchTestPlan,
@@ -30,13 +31,19 @@ from monitoring.followup import (
     viral_pcr_results,
 )
 from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.limits import (
+    baseline_creatinine,
+    close,
+    eosinophil_limits,
+    ferritin_limits,
+    hepatic_limits,
+    renal_limit,
+)
 from monitoring.records import DoseRow, PatientRecord
 from monitoring.regiscar import RegiscarResult, score_regiscar
 from monitoring.rules import NOT_A_DIAGNOSIS, Alert, evaluate
 from monitoring.steroids import CourseInfo, analyse_course
 from monitoring.taper import TaperError, load_formulary, saved_plan
-
-SEVERITY_WORDS = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
 
 
 @dataclass(frozen=True)
@@ -120,16 +127,21 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
                 ax.plot([p.taken_at for p in pts], [p.value for p in pts], marker="o", ms=3, lw=1.4, color=colour, label=test.upper())
                 drawn = True
         lines = _thresholds(tests[0], record, as_of, prof, counted)
-        for i, (label, value, colour) in enumerate(lines):
-            ax.axhline(value, color=colour, lw=0.9, ls="--")
+        for i, line in enumerate(lines):
+            if len(line.steps) == 1:
+                ax.axhline(line.last, color=line.colour, lw=0.9, ls="--")
+            else:
+                xs = [start, *(when for when, _ in line.steps[1:]), end]
+                ys = [v for _, v in line.steps] + [line.last]
+                ax.step(xs, ys, where="post", color=line.colour, lw=0.9, ls="--")
             # Lower line's label under it, upper line's over it: close lines keep readable labels.
-            ax.annotate(label, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
-                        fontsize=6.5, color=colour, va=("top" if i == 0 and len(lines) > 1 else "bottom"))
+            ax.annotate(line.label, xy=(1.0, line.last), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                        fontsize=6.5, color=line.colour, va=("top" if i == 0 and len(lines) > 1 else "bottom"))
         if len(tests) > 1 and drawn:
             ax.legend(fontsize=6.5, loc="best", frameon=True, framealpha=0.85)
         if not drawn:
             ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
-        values = [p.value for t in tests for p in counted[t]] + [v for _, v, _ in lines]
+        values = [p.value for t in tests for p in counted[t]] + [v for line in lines for _, v in line.steps]
         ax.set_ylim(0, max(values, default=1.0) * 1.15 or 1.0)
 
     dose_ax = axes[-1]
@@ -179,32 +191,57 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class _Line:
+    """A threshold line of the static figure: flat, or in steps where the limit changes (each ALT
+    result judged against its own ULN, as on the dashboard)."""
+
+    label: str
+    steps: tuple[tuple[dt.datetime | None, float], ...]  # (from, value); a flat line has one step from None
+    colour: str
+
+    @property
+    def last(self) -> float:
+        return self.steps[-1][1]
+
+
+_SEVERITY_COLOURS = {"info": _REF, "warning": _WARN, "critical": _CRIT}
+
+
 def _thresholds(
     test: str, record: PatientRecord, as_of: dt.date, prof: GuidelineProfile, counted: dict[str, list[Any]]
-) -> list[tuple[str, float, str]]:
-    """Threshold lines of a panel, every number from the profile or the patient's own results."""
+) -> list[_Line]:
+    """Threshold lines of a panel from monitoring.limits (the numbers and comparisons the rules
+    use): ALT's ULN and 2×ULN follow each result's own ULN; creatinine's baseline is the rules'."""
     if test == "alt":
-        latest = counted["alt"][-1] if counted["alt"] else None
-        uln, default = prof.uln("alt", latest.ref_high if latest else None)
-        k = prof.value("hepatic_alt_uln_multiple")
-        tag = " (default)" if default else ""
-        return [(f"ULN {uln:g}{tag}", uln, _REF), (f"{k:g}×ULN {k * uln:g}", k * uln, _WARN)]
-    if test == "creatinine":
-        pts = counted["creatinine"]
-        baseline = record.patient.baseline_creatinine_mg_dl
-        basis = "recorded"
-        if baseline is None and pts:
-            baseline, basis = min(p.value for p in pts), "lowest"
-        if baseline is None:
+        pts = counted["alt"]
+        if not pts:
             return []
-        k = prof.value("renal_creatinine_baseline_multiple")
-        return [(f"baseline {baseline:.3g} ({basis})", baseline, _REF), (f"{k:g}× baseline {k * baseline:.3g}", k * baseline, _WARN)]
+        per_point = [(p.taken_at, hepatic_limits(prof, p)) for p in pts]
+        lines: list[_Line] = []
+        for i in range(2):
+            steps: list[tuple[dt.datetime | None, float]] = []
+            for when, lims in per_point:
+                if not steps or not close(steps[-1][1], lims[i].value):
+                    steps.append((when if steps else None, lims[i].value))
+            lim = per_point[-1][1][i]
+            tag = " (default)" if lim.basis != "laboratory" else ""
+            lines.append(_Line(f"{lim.label} {display.number(test, lim.value)}{tag}", tuple(steps), _SEVERITY_COLOURS[lim.severity]))
+        return lines
+    if test == "creatinine":
+        base = baseline_creatinine(record, as_of)
+        if base is None:
+            return []
+        lim = renal_limit(prof, base)
+        basis = "recorded" if base.recorded else "lowest"
+        return [
+            _Line(f"baseline {display.number(test, base.value)} ({basis})", ((None, base.value),), _REF),
+            _Line(f"{lim.label} {display.number(test, lim.value)}", ((None, lim.value),), _WARN),
+        ]
     if test == "eosinophils":
-        lo, hi = prof.value("eosinophils_moderate"), prof.value("eosinophils_high")
-        return [(f"{lo:g}", lo, _REF), (f"{hi:g}", hi, _WARN)]
+        return [_Line(lim.label, ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]) for lim in eosinophil_limits(prof)]
     if test == "ferritin":
-        lo, hi = prof.value("ferritin_high"), prof.value("ferritin_critical")
-        return [(f"{lo:g}", lo, _WARN), (f"{hi:g}", hi, _CRIT)]
+        return [_Line(lim.label, ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]) for lim in ferritin_limits(prof)]
     return []
 
 
@@ -338,11 +375,9 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
     if data.alerts:
         rows: list[list[Any]] = [["Severity", "Alert", "What was found and what the guideline recommends", "Source"]]
         for a in data.alerts:
-            # The engine's message already carries the recommendation; it is printed once.
-            text = _p(a.message)
-            if a.recommendation and a.recommendation not in a.message:
-                text += f"<br/><i>{_p(a.recommendation)}</i>"
-            rows.append([SEVERITY_WORDS.get(a.severity, a.severity.upper()),
+            # What was found, then what the guideline recommends: the alert's own fields.
+            text = _p(a.finding) + (f"<br/><i>{_p(a.recommendation)}</i>" if a.recommendation else "")
+            rows.append([f"{severity.symbol(a.severity)} {severity.word(a.severity)}",
                          f"<b>{_p(a.title or a.code)}</b><br/><font size=6>{_p(a.code)}</font><br/>{_fmt_date(a.date)}",
                          text, _p(a.source)])
         alert_table = table(rows, [17 * mm, 36 * mm, width - 103 * mm, 50 * mm])

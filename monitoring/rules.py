@@ -1,4 +1,4 @@
-"""Alert rules of PRODUCT.md §5, evaluated as of a date D.
+"""Alert rules of PRODUCT.md §5 (edition 2), evaluated as of a date D.
 
 A result counts when the calendar date of its taken_at, as recorded, is on or before D (the time
 of day never excludes it); the latest value is the last counted result (ties on time: the row
@@ -7,23 +7,45 @@ rechallenge).
 
 Each rule is a small named function, one per alert code, returning its ``Alert`` or None; its
 docstring names its source and ``RULES`` lists them in the order of the §5 table. Every number
-comes from the guideline profile. Alerts are decision support, not a diagnosis: every message
-says so.
+comes from the guideline profile; every "is it beyond the line?" is monitoring.limits' one
+comparison. An alert is data: what was found, what the guideline recommends, the evidence (each
+quoted result with its row id, value, comparator, unit, date and age in days as of D) and the
+source are fields, and the message is composed from them. Alerts are decision support, not a
+diagnosis: every message says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from monitoring import display
 from monitoring.catalogue import PCR_TESTS, parse_detection
 from monitoring.drugs import cross_reacts, drugs_of_class, normalise_drug, resolve, steroid_factor
 from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.limits import (
+    Baseline,
+    Limit,
+    baseline_creatinine,
+    bsa_limit,
+    cardiac_limit,
+    comparator_of,
+    decide,
+    eosinophil_limits,
+    exceeds,
+    ferritin_limits,
+    fever_limit,
+    hepatic_limits,
+    is_exact,
+    renal_limit,
+    uln,
+    uln_limit,
+)
 from monitoring.records import DoseRow, LabPoint, PatientRecord
+from monitoring.severity import SEVERITY_ORDER, Severity
 from monitoring.steroids import CourseInfo, analyse_course, dose_above
 
 __all__ = [
@@ -32,76 +54,106 @@ __all__ = [
     "RULES",
     "SEVERITY_ORDER",
     "NOT_A_DIAGNOSIS",
+    "MONITORED_TESTS",
     "evaluate",
     "evaluate_many",
+    "lab_evidence",
+    "dose_evidence",
 ]
 
-SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 NOT_A_DIAGNOSIS = "Decision support, not a diagnosis."
 
-_TEST_LABELS = {
-    "alt": "ALT",
-    "creatinine": "creatinine",
-    "eosinophils": "eosinophils",
-    "ferritin": "ferritin",
-    "troponin_t": "troponin T",
-    "troponin_i": "troponin I",
-    "temperature": "temperature",
-    "bsa_pct": "BSA with rash",
-    "hhv6_pcr": "HHV-6 PCR",
-    "ebv_pcr": "EBV PCR",
-    "cmv_pcr": "CMV PCR",
-}
-_UNIT_LABELS = {"10^9/L": "×10^9/L", "Cel": "°C", "{copies}/mL": "copies/mL"}
+# LABS_OVERDUE: what the guideline asks to follow throughout treatment (liver enzymes, kidney
+# function, blood count), one test each.
+MONITORED_TESTS: tuple[str, ...] = ("alt", "creatinine", "eosinophils")
+
+_ROW_TABLES = ("lab_result", "medication_row")
 
 
 @dataclass(frozen=True)
 class Alert:
+    """One alert: what was found, what the guideline recommends, the evidence behind it and the
+    source, as fields. ``message`` is composed from them and never parsed back."""
+
     code: str
-    severity: str  # CDS Hooks indicator: info | warning | critical
+    severity: Severity  # CDS Hooks indicator: info | warning | critical (a str)
     date: dt.date  # date of the finding (the triggering result or schedule event; as-of for composites)
-    message: str  # what was found, what the guideline recommends, not a diagnosis
+    finding: str  # what was found: values, dates (and age when stale), units
+    recommendation: str  # what the guideline recommends
     evidence: dict[str, Any]  # structured, JSON-ready; row ids make every number traceable
     source: str
-    recommendation: str
     title: str = ""
 
+    @property
+    def message(self) -> str:
+        return f"{self.finding} {self.recommendation} {NOT_A_DIAGNOSIS}"
+
+    @cached_property
+    def quoted(self) -> tuple[dict[str, Any], ...]:
+        """Each result the alert quotes (lab rows of its evidence, each once, oldest first)."""
+        seen: dict[int, dict[str, Any]] = {}
+        for row in _rows_in(self.evidence):
+            if row["table"] == "lab_result":
+                seen.setdefault(row["row_id"], row)
+        return tuple(sorted(seen.values(), key=lambda r: (r["taken_at"], r["row_id"])))
+
+    @cached_property
+    def row_ids(self) -> dict[str, tuple[int, ...]]:
+        """The ids of the result and medication rows behind the alert, per table (alert episodes
+        are keyed by patient and code with these ids: new evidence is a new id)."""
+        ids: dict[str, set[int]] = {t: set() for t in _ROW_TABLES}
+        for row in _rows_in(self.evidence):
+            ids[row["table"]].add(row["row_id"])
+        return {t: tuple(sorted(v)) for t, v in ids.items()}
+
     def to_dict(self) -> dict[str, Any]:
+        """The ``alerts --json`` object (PRODUCT.md §6): code, severity, date, message, evidence,
+        source, and the fields the message is composed from."""
         return {
             "code": self.code,
-            "severity": self.severity,
+            "severity": str(self.severity),
             "date": self.date.isoformat(),
             "title": self.title,
             "message": self.message,
+            "finding": self.finding,
             "recommendation": self.recommendation,
             "evidence": self.evidence,
             "source": self.source,
+            "row_ids": {t: list(v) for t, v in self.row_ids.items()},
+            "quoted": list(self.quoted),
         }
 
 
+def _rows_in(value: Any) -> Iterator[dict[str, Any]]:
+    """Every row reference (a dict with ``table`` and ``row_id``) nested in the evidence."""
+    if isinstance(value, dict):
+        if value.get("table") in _ROW_TABLES and isinstance(value.get("row_id"), int):
+            yield value
+        for v in value.values():
+            yield from _rows_in(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _rows_in(v)
+
+
 # --- comparisons and formatting -------------------------------------------------------------
-# Thresholds are products of floats (1.5 x 1.2 = 1.7999999999999998): compare with a tolerance so
-# that a value exactly at a threshold is treated as exactly at it.
+# Every "is it beyond the line?" is monitoring.limits' one comparison (the engine's tolerance, the
+# comparator of a censored result): a value exactly at a threshold is at it on every screen.
 
 
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-
-
-def _gt(a: float, b: float) -> bool:
-    return a > b and not _close(a, b)
-
-
-def _ge(a: float, b: float) -> bool:
-    return a >= b or _close(a, b)
+def _beyond(p: LabPoint, limit: Limit) -> bool:
+    """The result is beyond the line (a decided yes: an undecidable censored value is not)."""
+    return exceeds(limit.judge(p))
 
 
 def _num(x: float) -> str:
+    """A derived number (a multiple, a percentage, a dose): at most two decimals."""
     return format(round(x, 2), ".10g")
 
 
-def _unit(unit: str) -> str:
-    return _UNIT_LABELS.get(unit, unit)
+def _value(p: LabPoint, x: float) -> str:
+    """A number of this result's test at the test's display precision, with its unit."""
+    return display.quantity(p.test, x, p.unit)
 
 
 def _when(p: LabPoint) -> str:
@@ -109,24 +161,17 @@ def _when(p: LabPoint) -> str:
     return t.date().isoformat() if t.time() == dt.time(0) else t.isoformat(sep=" ", timespec="minutes")
 
 
-def _show(p: LabPoint) -> str:
-    """'ALT 250 U/L on 2026-01-05 08:00' with the value as received when it differs."""
-    label = _TEST_LABELS.get(p.test, p.test)
-    if p.value is None:
-        return f"{label} {p.value_text or p.original_value} on {_when(p)}"
-    text = f"{label} {_num(p.value)} {_unit(p.unit)}"
-    if p.original_unit and p.original_unit != p.unit:
-        text += f" (received {p.original_value} {p.original_unit})"
-    return f"{text} on {_when(p)}"
-
-
-def lab_evidence(p: LabPoint) -> dict[str, Any]:
+def lab_evidence(p: LabPoint, as_of: dt.date) -> dict[str, Any]:
+    """A quoted result: row id, value, comparator, unit, date and age in days as of D."""
     return {
         "row_id": p.id,
         "table": "lab_result",
         "test": p.test,
         "taken_at": p.taken_at.isoformat(),
+        "date": p.taken_at.date().isoformat(),
+        "age_days": (as_of - p.taken_at.date()).days,
         "value": p.value,
+        "comparator": comparator_of(p),
         "unit": p.unit,
         "value_text": p.value_text,
         "original_value": p.original_value,
@@ -170,6 +215,10 @@ class RuleContext:
     def course(self) -> CourseInfo:
         return analyse_course(self.record, self.as_of)
 
+    @cached_property
+    def baseline(self) -> Baseline | None:
+        return baseline_creatinine(self.record, self.as_of)
+
     def results(self, test: str) -> tuple[LabPoint, ...]:
         return self.record.results(test, self.as_of)
 
@@ -182,12 +231,36 @@ class RuleContext:
         return self._memo[code]
 
     def uln(self, p: LabPoint) -> tuple[float, bool]:
-        return self.profile.uln(p.test, p.ref_high)
+        u = uln(self.profile, p.test, p.ref_high)
+        return u.value, u.is_default
+
+    def age(self, p: LabPoint) -> int:
+        """Age in days of a result as of D (calendar days)."""
+        return (self.as_of - p.taken_at.date()).days
+
+    def show(self, p: LabPoint) -> str:
+        """'ALT 250 U/L on 2026-01-05 08:00', with the value as received when its unit differs, and
+        '(N days old)' past the profile's stale_after_days (PRODUCT.md §5, age of the evidence)."""
+        label = display.test_label(p.test)
+        if p.value is None:
+            text = f"{label} {p.value_text or p.original_value} on {_when(p)}"
+        else:
+            text = f"{label} {display.quantity(p.test, p.value, p.unit, comparator_of(p))}"
+            if p.original_unit and p.original_unit != p.unit:
+                text += f" (received {p.original_value} {p.original_unit})"
+            text += f" on {_when(p)}"
+        age = self.age(p)
+        if age > self.profile.days("stale_after_days"):
+            text += f" ({age} days old)"
+        return text
+
+    def quote(self, p: LabPoint) -> dict[str, Any]:
+        return lab_evidence(p, self.as_of)
 
     def start_value(self, test: str, course_start: dt.date) -> LabPoint | None:
         """PRODUCT.md §5: the latest result taken on or before the course start date; if none,
         the first taken within the start-value window (days) after it."""
-        counted = self.results(test)
+        counted = [p for p in self.results(test) if p.value is not None]
         before = [p for p in counted if p.taken_at.date() <= course_start]
         if before:
             return before[-1]
@@ -208,12 +281,11 @@ class RuleContext:
     ) -> Alert:
         definition = self.profile.alert(code)
         evidence = {"as_of": self.as_of.isoformat(), **evidence, "profile": self.profile.summary()}
-        message = f"{finding} {recommendation} {NOT_A_DIAGNOSIS}"
-        return Alert(code, severity, date, message, evidence, definition.source, recommendation, definition.title)
+        return Alert(code, Severity(severity), date, finding, recommendation, evidence, definition.source, definition.title)
 
 
-def _uln_text(uln: float, default: bool, unit: str) -> str:
-    return f"ULN {_num(uln)} {_unit(unit)} ({'profile default: the laboratory gave none' if default else 'laboratory'})"
+def _uln_text(uln_value: float, default: bool, p: LabPoint) -> str:
+    return f"ULN {_value(p, uln_value)} ({'profile default: the laboratory gave none' if default else 'laboratory'})"
 
 
 def _numeric(p: LabPoint | None) -> bool:
@@ -252,41 +324,26 @@ def hepatic_involvement(ctx: RuleContext) -> Alert | None:
     p = ctx.latest("alt")
     if p is None or p.value is None:
         return None
-    uln, default = ctx.uln(p)
-    multiple = ctx.profile.value("hepatic_alt_uln_multiple")
-    limit = multiple * uln
-    if not _gt(p.value, limit):
+    uln_line, limit = hepatic_limits(ctx.profile, p)
+    if not _beyond(p, limit):
         return None
+    multiple = ctx.profile.value("hepatic_alt_uln_multiple")
+    default = uln_line.basis != "laboratory"
     return ctx.alert(
         "HEPATIC_INVOLVEMENT",
         "warning",
         p.taken_at.date(),
-        f"Latest {_show(p)} is above {_num(multiple)} × ULN = {_num(limit)} {_unit(p.unit)} "
-        f"({_uln_text(uln, default, p.unit)}); {_num(p.value / uln)} × ULN.",
+        f"Latest {ctx.show(p)} is above {_num(multiple)} × ULN = {_value(p, limit.value)} "
+        f"({_uln_text(uln_line.value, default, p)}); {_num(p.value / uln_line.value)} × ULN.",
         _organ_recommendation(ctx.profile),
         {
-            "latest": lab_evidence(p),
-            "uln": uln,
+            "latest": ctx.quote(p),
+            "uln": uln_line.value,
             "uln_is_default": default,
-            "limit": limit,
+            "limit": limit.value,
             "thresholds": _threshold_evidence(ctx.profile, "hepatic_alt_uln_multiple"),
         },
     )
-
-
-def baseline_creatinine(ctx: RuleContext) -> tuple[float, LabPoint | None] | None:
-    """PRODUCT.md §5: the recorded baseline; else the lowest creatinine counted as of D (with the
-    row it came from, the earliest of equal lows)."""
-    recorded = ctx.record.patient.baseline_creatinine_mg_dl
-    if recorded is not None and recorded > 0:
-        return recorded, None
-    lowest: LabPoint | None = None
-    for p in ctx.results("creatinine"):
-        if p.value is not None and (lowest is None or p.value < lowest.value):  # type: ignore[operator]
-            lowest = p
-    if lowest is None or lowest.value is None or lowest.value <= 0:
-        return None
-    return lowest.value, lowest
 
 
 @rule("RENAL_INVOLVEMENT")
@@ -297,32 +354,31 @@ def renal_involvement(ctx: RuleContext) -> Alert | None:
     (≥ 1.5 × baseline); the exact RegiSCAR wording is UNCONFIRMED (CLINICAL_REFERENCE.md §3).
     """
     p = ctx.latest("creatinine")
-    base = baseline_creatinine(ctx)
+    base = ctx.baseline
     if p is None or p.value is None or base is None:
         return None
-    baseline, base_row = base
-    multiple = ctx.profile.value("renal_creatinine_baseline_multiple")
-    limit = multiple * baseline
-    if not _gt(p.value, limit):
+    limit = renal_limit(ctx.profile, base)
+    if not _beyond(p, limit):
         return None
+    multiple = ctx.profile.value("renal_creatinine_baseline_multiple")
     base_text = (
-        f"recorded baseline {_num(baseline)} mg/dL"
-        if base_row is None
-        else f"baseline {_num(baseline)} mg/dL = lowest creatinine so far ({_when(base_row)}; no baseline recorded)"
+        f"recorded baseline {_value(p, base.value)}"
+        if base.row is None
+        else f"baseline {_value(p, base.value)} = lowest creatinine so far ({ctx.show(base.row)}; no baseline recorded)"
     )
     return ctx.alert(
         "RENAL_INVOLVEMENT",
         "warning",
         p.taken_at.date(),
-        f"Latest {_show(p)} is above {_num(multiple)} × {base_text} = {_num(limit)} mg/dL "
-        f"({_num(p.value / baseline)} × baseline).",
+        f"Latest {ctx.show(p)} is above {_num(multiple)} × {base_text} = {_value(p, limit.value)} "
+        f"({_num(p.value / base.value)} × baseline).",
         _organ_recommendation(ctx.profile) + " Review nephrotoxic drugs and fluid balance.",
         {
-            "latest": lab_evidence(p),
-            "baseline_mg_dl": baseline,
-            "baseline_source": "recorded" if base_row is None else "lowest counted result",
-            "baseline_row": lab_evidence(base_row) if base_row is not None else None,
-            "limit": limit,
+            "latest": ctx.quote(p),
+            "baseline_mg_dl": base.value,
+            "baseline_source": "recorded" if base.row is None else "lowest counted result",
+            "baseline_row": ctx.quote(base.row) if base.row is not None else None,
+            "limit": limit.value,
             "thresholds": _threshold_evidence(ctx.profile, "renal_creatinine_baseline_multiple"),
         },
     )
@@ -335,27 +391,29 @@ def cardiac_involvement(ctx: RuleContext) -> Alert | None:
     Source: PRODUCT.md §5; the assay's 99th-percentile URL (Aw et al., Sci Rep 2018;8:15409); no
     DRESS-specific troponin threshold exists (UNCONFIRMED, CLINICAL_REFERENCE.md §3).
     """
-    found: list[tuple[LabPoint, float, bool]] = []
+    found: list[tuple[LabPoint, Limit]] = []
     for test in ("troponin_t", "troponin_i"):
         p = ctx.latest(test)
         if p is None or p.value is None:
             continue
-        uln, default = ctx.uln(p)
-        if _gt(p.value, uln):
-            found.append((p, uln, default))
+        limit = cardiac_limit(ctx.profile, p)
+        if _beyond(p, limit):
+            found.append((p, limit))
     if not found:
         return None
-    text = "; ".join(f"Latest {_show(p)} is above its {_uln_text(uln, d, p.unit)}" for p, uln, d in found)
+    text = "; ".join(
+        f"Latest {ctx.show(p)} is above its {_uln_text(lim.value, lim.basis != 'laboratory', p)}" for p, lim in found
+    )
     return ctx.alert(
         "CARDIAC_INVOLVEMENT",
         "critical",
-        max(p.taken_at.date() for p, _, _ in found),
+        max(p.taken_at.date() for p, _ in found),
         text + ".",
         "Cardiac involvement in DRESS can be fatal: ECG, echocardiography and cardiology review; "
         "the guideline counts it as an ICU criterion.",
         {
             "results": [
-                {**lab_evidence(p), "uln": uln, "uln_is_default": d} for p, uln, d in found
+                {**ctx.quote(p), "uln": lim.value, "uln_is_default": lim.basis != "laboratory"} for p, lim in found
             ],
         },
     )
@@ -368,16 +426,16 @@ def eosinophilia(ctx: RuleContext) -> Alert | None:
     Source: RegiSCAR (Kardaun 2007 BJD 156:609; Kardaun 2013 BJD 169:1071).
     """
     p = ctx.latest("eosinophils")
-    limit = ctx.profile.value("eosinophils_high")
-    if p is None or p.value is None or not _ge(p.value, limit):
+    limit = eosinophil_limits(ctx.profile)[1]
+    if p is None or p.value is None or not _beyond(p, limit):
         return None
     return ctx.alert(
         "EOSINOPHILIA",
         "warning",
         p.taken_at.date(),
-        f"Latest {_show(p)} is at or above {_num(limit)} ×10^9/L.",
+        f"Latest {ctx.show(p)} is at or above {_value(p, limit.value)}.",
         "Follow eosinophils with the organ tests; a rise during the taper can signal a flare.",
-        {"latest": lab_evidence(p), "thresholds": _threshold_evidence(ctx.profile, "eosinophils_high")},
+        {"latest": ctx.quote(p), "thresholds": _threshold_evidence(ctx.profile, "eosinophils_high")},
     )
 
 
@@ -389,27 +447,27 @@ def ferritin_high(ctx: RuleContext) -> Alert | None:
     (Jordan et al., Blood 2011); no DRESS-specific cutoff (UNCONFIRMED, CLINICAL_REFERENCE.md §3).
     """
     p = ctx.latest("ferritin")
-    high, critical = ctx.profile.value("ferritin_high"), ctx.profile.value("ferritin_critical")
-    if p is None or p.value is None or not _ge(p.value, high):
+    high, critical = ferritin_limits(ctx.profile)
+    if p is None or p.value is None or not _beyond(p, high):
         return None
-    if _ge(p.value, critical):
+    if _beyond(p, critical):
         severity = "critical"
-        finding = f"Latest {_show(p)} is at or above {_num(critical)} ng/mL."
+        finding = f"Latest {ctx.show(p)} is at or above {_value(p, critical.value)}."
         recommendation = (
             "Consider haemophagocytic lymphohistiocytosis (HLH): check the HLH-2004 criteria "
             "(cytopenias, triglycerides, fibrinogen, splenomegaly, sCD25) and seek haematology advice."
         )
     else:
         severity = "warning"
-        finding = f"Latest {_show(p)} is at or above {_num(high)} ng/mL."
-        recommendation = "Repeat ferritin; a rise towards 3000 ng/mL raises the question of HLH."
+        finding = f"Latest {ctx.show(p)} is at or above {_value(p, high.value)}."
+        recommendation = f"Repeat ferritin; a rise towards {_value(p, critical.value)} raises the question of HLH."
     return ctx.alert(
         "FERRITIN_HIGH",
         severity,
         p.taken_at.date(),
         finding,
         recommendation,
-        {"latest": lab_evidence(p), "thresholds": _threshold_evidence(ctx.profile, "ferritin_high", "ferritin_critical")},
+        {"latest": ctx.quote(p), "thresholds": _threshold_evidence(ctx.profile, "ferritin_high", "ferritin_critical")},
     )
 
 
@@ -428,27 +486,29 @@ def poor_prognosis(ctx: RuleContext) -> Alert | None:
     recorded = ctx.record.patient.baseline_creatinine_mg_dl
     if recorded is not None and recorded > 0:
         multiple = ctx.profile.value("renal_creatinine_baseline_multiple")
-        creat_limit = multiple * recorded
-        creat_text = f"above {_num(multiple)} × the recorded baseline {_num(recorded)} mg/dL = {_num(creat_limit)} mg/dL"
-        uln_info: dict[str, Any] = {"basis": "recorded baseline", "baseline_mg_dl": recorded, "limit": creat_limit}
+        creat_limit = renal_limit(ctx.profile, Baseline(float(recorded), None))
+        creat_text = (
+            f"above {_num(multiple)} × the recorded baseline {_value(creat, recorded)} = {_value(creat, creat_limit.value)}"
+        )
+        uln_info: dict[str, Any] = {"basis": "recorded baseline", "baseline_mg_dl": recorded, "limit": creat_limit.value}
     else:
-        uln, default = ctx.uln(creat)
-        creat_limit = uln
-        creat_text = f"above the {_uln_text(uln, default, creat.unit)} (no baseline recorded)"
-        uln_info = {"basis": "ULN", "uln": uln, "uln_is_default": default, "limit": creat_limit}
-    ferr_limit = ctx.profile.value("poor_prognosis_ferritin")
-    if not (_gt(creat.value, creat_limit) and _ge(ferr.value, ferr_limit)):
+        creat_limit = uln_limit(ctx.profile, creat, "critical")
+        default = creat_limit.basis != "laboratory"
+        creat_text = f"above the {_uln_text(creat_limit.value, default, creat)} (no baseline recorded)"
+        uln_info = {"basis": "ULN", "uln": creat_limit.value, "uln_is_default": default, "limit": creat_limit.value}
+    ferr_limit = Limit("poor_prognosis_ferritin", "", ctx.profile.value("poor_prognosis_ferritin"), True, "critical")
+    if not (_beyond(creat, creat_limit) and _beyond(ferr, ferr_limit)):
         return None
     return ctx.alert(
         "POOR_PROGNOSIS",
         "critical",
         max(creat.taken_at.date(), ferr.taken_at.date()),
-        f"First {_show(creat)} is {creat_text}, and first {_show(ferr)} is at or above {_num(ferr_limit)} ng/mL.",
+        f"First {ctx.show(creat)} is {creat_text}, and first {ctx.show(ferr)} is at or above {_value(ferr, ferr_limit.value)}.",
         "Markers of a severe course: monitor closely, consider early ICU review and second-line therapy.",
         {
-            "first_creatinine": lab_evidence(creat),
+            "first_creatinine": ctx.quote(creat),
             "creatinine_limit": uln_info,
-            "first_ferritin": lab_evidence(ferr),
+            "first_ferritin": ctx.quote(ferr),
             "thresholds": _threshold_evidence(ctx.profile, "renal_creatinine_baseline_multiple", "poor_prognosis_ferritin"),
         },
     )
@@ -463,11 +523,12 @@ def icu_criteria(ctx: RuleContext) -> Alert | None:
     """
     reasons: list[str] = []
     evidence: dict[str, Any] = {}
-    bsa_limit = ctx.profile.value("icu_bsa_pct")
     bsa = ctx.latest("bsa_pct")
-    if bsa is not None and bsa.value is not None and _gt(bsa.value, bsa_limit):
-        reasons.append(f"latest {_show(bsa)}, above {_num(bsa_limit)} %")
-        evidence["bsa"] = lab_evidence(bsa)
+    if bsa is not None and bsa.value is not None:
+        limit = bsa_limit(ctx.profile)
+        if _beyond(bsa, limit):
+            reasons.append(f"latest {ctx.show(bsa)}, above {_value(bsa, limit.value)}")
+            evidence["bsa"] = ctx.quote(bsa)
     organs = {
         code: ctx.holds(code) for code in ("HEPATIC_INVOLVEMENT", "RENAL_INVOLVEMENT", "CARDIAC_INVOLVEMENT")
     }
@@ -496,15 +557,33 @@ def _second_line_in_course(ctx: RuleContext, course_start: dt.date) -> list[tupl
     return [(d, s) for d, s in ctx.course.second_line if course_start <= s <= ctx.as_of]
 
 
+def _not_fallen(
+    ctx: RuleContext, test: str, start: LabPoint | None, latest: LabPoint | None, fraction: float
+) -> tuple[float, bool] | None:
+    """(percent of start, is a repeat) when the latest is still ≥ ``fraction`` of an exact start
+    value; the latest must be a repeat (taken after the start value's time) to count."""
+    if start is None or latest is None or not is_exact(start) or latest.value is None or start.value is None:
+        return None
+    if latest.taken_at <= start.taken_at:
+        return None
+    still = Limit("stalled_fraction", "", fraction * start.value, True, "warning")
+    if not _beyond(latest, still):
+        return None
+    return 100 * latest.value / start.value, True
+
+
 @rule("STALLED_RESPONSE_DAY7")
 def stalled_response_day7(ctx: RuleContext) -> Alert | None:
     """On day ≥ 7 of an ongoing steroid course without IVIG or cyclosporine started within it:
-    (a) ALT start value > 2 × ULN and latest ALT ≥ 80 % of it, or (b) eosinophil start value
-    ≥ 0.7 ×10^9/L and latest ≥ 80 % of it, or (c) a temperature ≥ 38.5 °C taken on D or D − 1.
+    (a) ALT start value > 2 × ULN and a repeat ALT (taken after the start value) ≥ 80 % of it, or
+    (b) eosinophil start value ≥ 0.7 ×10^9/L and a repeat ≥ 80 % of it, or (c) a temperature
+    ≥ 38.5 °C taken on D or D − 1. A fever says to exclude infection first (blood cultures); beyond
+    course day 14, new fever or rising values also suggest infection or relapse.
 
     Source: the day-7 line and the 80 % fraction are design choices of this product (no formal
     definition of steroid non-response exists, UNCONFIRMED); anchor: IVIG 1–2 g/kg added a median
-    of 7 days after steroids in steroid-hyporesponsive DRESS (Sim, Yu & Koh, Clin Transl Sci 2022).
+    of 7 days after steroids in steroid-hyporesponsive DRESS (Sim, Yu & Koh, Clin Transl Sci 2022);
+    sepsis is more frequent on systemic steroids (Funck-Brentano et al., JAAD 2015;72:246).
     """
     course = ctx.course
     if course.course_start is None or not course.ongoing:
@@ -519,47 +598,64 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
 
     alt_start = ctx.start_value("alt", course.course_start)
     alt_latest = ctx.latest("alt")
-    if _numeric(alt_start) and _numeric(alt_latest):
-        assert alt_start is not None and alt_latest is not None and alt_start.value is not None
-        uln, default = ctx.uln(alt_start)
-        multiple = ctx.profile.value("hepatic_alt_uln_multiple")
-        if _gt(alt_start.value, multiple * uln) and _ge(alt_latest.value, fraction * alt_start.value):  # type: ignore[arg-type]
-            pct = 100 * alt_latest.value / alt_start.value  # type: ignore[operator]
+    if alt_start is not None and _beyond(alt_start, hepatic_limits(ctx.profile, alt_start)[1]):
+        stalled = _not_fallen(ctx, "alt", alt_start, alt_latest, fraction)
+        if stalled is not None:
+            assert alt_latest is not None
+            uln_value, default = ctx.uln(alt_start)
+            multiple = ctx.profile.value("hepatic_alt_uln_multiple")
+            pct = stalled[0]
             reasons.append(
-                f"ALT has not fallen: start value {_show(alt_start)} (> {_num(multiple)} × {_uln_text(uln, default, alt_start.unit)}), "
-                f"latest {_show(alt_latest)} = {_num(pct)} % of it (≥ {_num(100 * fraction)} %)"
+                f"ALT has not fallen: start value {ctx.show(alt_start)} (> {_num(multiple)} × {_uln_text(uln_value, default, alt_start)}), "
+                f"repeat {ctx.show(alt_latest)} = {_num(pct)} % of it (≥ {_num(100 * fraction)} %)"
             )
-            evidence["alt"] = {"start": lab_evidence(alt_start), "latest": lab_evidence(alt_latest), "uln": uln, "percent_of_start": pct}
+            evidence["alt"] = {"start": ctx.quote(alt_start), "latest": ctx.quote(alt_latest), "uln": uln_value, "percent_of_start": pct}
 
     eos_start = ctx.start_value("eosinophils", course.course_start)
     eos_latest = ctx.latest("eosinophils")
-    eos_floor = ctx.profile.value("eosinophils_moderate")
-    if _numeric(eos_start) and _numeric(eos_latest):
-        assert eos_start is not None and eos_latest is not None and eos_start.value is not None
-        if _ge(eos_start.value, eos_floor) and _ge(eos_latest.value, fraction * eos_start.value):  # type: ignore[arg-type]
-            pct = 100 * eos_latest.value / eos_start.value  # type: ignore[operator]
+    floor = eosinophil_limits(ctx.profile)[0]
+    if eos_start is not None and _beyond(eos_start, floor):
+        stalled = _not_fallen(ctx, "eosinophils", eos_start, eos_latest, fraction)
+        if stalled is not None:
+            assert eos_latest is not None
+            pct = stalled[0]
             reasons.append(
-                f"eosinophils have not fallen: start value {_show(eos_start)} (≥ {_num(eos_floor)} ×10^9/L), "
-                f"latest {_show(eos_latest)} = {_num(pct)} % of it (≥ {_num(100 * fraction)} %)"
+                f"eosinophils have not fallen: start value {ctx.show(eos_start)} (≥ {_value(eos_start, floor.value)}), "
+                f"repeat {ctx.show(eos_latest)} = {_num(pct)} % of it (≥ {_num(100 * fraction)} %)"
             )
-            evidence["eosinophils"] = {"start": lab_evidence(eos_start), "latest": lab_evidence(eos_latest), "percent_of_start": pct}
+            evidence["eosinophils"] = {"start": ctx.quote(eos_start), "latest": ctx.quote(eos_latest), "percent_of_start": pct}
 
-    fever_c = ctx.profile.value("fever_c")
+    fever = fever_limit(ctx.profile)
     first_day = ctx.as_of - dt.timedelta(days=ctx.profile.days("fever_lookback_days"))
-    fevers = [
-        p for p in ctx.results("temperature")
-        if p.value is not None and first_day <= p.taken_at.date() <= ctx.as_of and _ge(p.value, fever_c)
-    ]
+    fevers = [p for p in ctx.results("temperature") if first_day <= p.taken_at.date() <= ctx.as_of and _beyond(p, fever)]
     if fevers:
         top = max(fevers, key=lambda p: (p.value, p.taken_at))
-        reasons.append(f"still febrile: {_show(top)} (≥ {_num(fever_c)} °C)")
-        evidence["fever"] = [lab_evidence(p) for p in fevers]
+        reasons.append(f"still febrile: {ctx.show(top)} (≥ {_value(top, fever.value)})")
+        evidence["fever"] = [ctx.quote(p) for p in fevers]
 
     if not reasons:
         return None
     lo, hi = ctx.profile.value("ivig_total_dose_min_g_per_kg"), ctx.profile.value("ivig_total_dose_max_g_per_kg")
+    infection_day = ctx.profile.days("stalled_infection_day")
+    advice: list[str] = []
+    if fevers:
+        advice.append(
+            "Exclude infection first: blood cultures (the guideline's work-up when febrile) before adding immunosuppression."
+        )
+    advice.append(f"Consider adding IVIG {_num(lo)}–{_num(hi)} g/kg total or cyclosporine.")
+    if day > infection_day:
+        advice.append(
+            f"Beyond course day {infection_day}, new fever or rising values also suggest infection (sepsis on steroids) "
+            "or relapse (viral reactivation): look for them before escalating."
+        )
+    advice.append(
+        f"The day-{day_line} line is a design choice of this product: no formal definition of steroid non-response exists."
+    )
+    evidence["infection_first"] = bool(fevers)
+    evidence["beyond_infection_day"] = day > infection_day
     evidence["thresholds"] = _threshold_evidence(
-        ctx.profile, "stalled_response_day", "stalled_fraction", "hepatic_alt_uln_multiple", "eosinophils_moderate", "fever_c"
+        ctx.profile, "stalled_response_day", "stalled_fraction", "hepatic_alt_uln_multiple", "eosinophils_moderate",
+        "fever_c", "stalled_infection_day",
     )
     return ctx.alert(
         "STALLED_RESPONSE_DAY7",
@@ -569,8 +665,7 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
         f"{_num(course.current_pred_eq_mg)} mg/day prednisone-equivalent) without IVIG or cyclosporine, and "
         + "; ".join(reasons)
         + ".",
-        f"Consider adding IVIG {_num(lo)}–{_num(hi)} g/kg total or cyclosporine. The day-{day_line} line is a "
-        f"design choice of this product: no formal definition of steroid non-response exists.",
+        " ".join(advice),
         evidence,
     )
 
@@ -631,36 +726,56 @@ def premature_taper(ctx: RuleContext) -> Alert | None:
 
 
 def _pcr_positive(p: LabPoint) -> bool:
+    """Detected: a number > 0 (a censored '<50' is not), or a text saying detected/positive."""
     if p.value is not None:
-        return p.value > 0
+        return exceeds(decide(p.value, 0.0, inclusive=False, comparator=comparator_of(p)))
     return parse_detection(p.value_text or p.original_value) is True
 
 
-def _flare(ctx: RuleContext, test: str, course_start: dt.date) -> tuple[LabPoint, LabPoint] | None:
-    """(latest, lowest since course start) when the latest is ≥ the flare multiple of the lowest
-    and above the test's floor; None otherwise."""
-    since = [p for p in ctx.results(test) if p.value is not None and p.taken_at.date() >= course_start]
+def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positives: list[LabPoint]) -> str:
+    """The latest positive PCR and its trend: 'positive HHV-6 PCR: latest 52000 copies/mL on ...,
+    rising (1200 → 8600 → 52000 copies/mL since 2026-03-12)'."""
+    latest = positives[-1]
+    text = f"positive {display.test_label(test)}: latest positive {ctx.show(latest)}"
+    numeric = [p for p in positives if p.value is not None]
+    if len(numeric) >= 2:
+        first, last = numeric[0], numeric[-1]
+        assert first.value is not None and last.value is not None
+        trend = "rising" if last.value > first.value else "falling" if last.value < first.value else "unchanged"
+        series = " → ".join(display.value_text(test, p.value, p.unit, comparator_of(p)) for p in numeric)  # type: ignore[arg-type]
+        text += f", {trend} ({series} {display.unit_label(last.unit)} since {first.taken_at.date().isoformat()})"
+    elif len(positives) > 1:
+        text += f" ({len(positives)} positive results since {positives[0].taken_at.date().isoformat()})"
+    last_result = counted[-1]
+    if last_result.id != latest.id and not _pcr_positive(last_result):
+        text += f"; the latest result, {ctx.show(last_result)}, is not detected"
+    return text
+
+
+def _flare(ctx: RuleContext, test: str, course_start: dt.date, taper_start: dt.date) -> tuple[LabPoint, LabPoint] | None:
+    """(latest, lowest since course start) when the latest was taken on or after the taper start
+    date and is ≥ the flare multiple of the lowest and beyond the test's floor; None otherwise."""
+    latest = next((p for p in reversed(ctx.results(test)) if p.value is not None), None)
+    if latest is None or latest.taken_at.date() < taper_start:
+        return None
+    since = [p for p in ctx.results(test) if is_exact(p) and p.taken_at.date() >= course_start]
     if not since:
         return None
-    latest = since[-1]
     lowest = min(since, key=lambda p: (p.value, p.taken_at, p.id))
-    multiple = ctx.profile.value("relapse_flare_multiple")
-    assert latest.value is not None and lowest.value is not None
-    if not _ge(latest.value, multiple * lowest.value):
+    assert lowest.value is not None
+    rise = Limit("relapse_flare_multiple", "", ctx.profile.value("relapse_flare_multiple") * lowest.value, True, "warning")
+    if not _beyond(latest, rise):
         return None
-    if test == "eosinophils":
-        ok = _ge(latest.value, ctx.profile.value("eosinophils_moderate"))
-    else:
-        uln, _ = ctx.uln(latest)
-        ok = _gt(latest.value, ctx.profile.value("hepatic_alt_uln_multiple") * uln)
-    return (latest, lowest) if ok else None
+    floor = eosinophil_limits(ctx.profile)[0] if test == "eosinophils" else hepatic_limits(ctx.profile, latest)[1]
+    return (latest, lowest) if _beyond(latest, floor) else None
 
 
 @rule("RELAPSE_RISK")
 def relapse_risk(ctx: RuleContext) -> Alert | None:
-    """Any of: a positive HHV-6, EBV or CMV PCR on or before D; a flare after taper start (taper
-    start on or before D, and latest eosinophils ≥ 1.5 × their lowest since course start and
-    ≥ 0.7 ×10^9/L, or latest ALT ≥ 1.5 × its lowest since course start and > 2 × ULN);
+    """Any of: a positive HHV-6, EBV or CMV PCR on or before D (named by its latest positive and
+    its trend); a flare after taper start (taper start on or before D, the latest value taken on
+    or after the taper start date, and latest eosinophils ≥ 1.5 × their lowest since course start
+    and ≥ 0.7 ×10^9/L, or latest ALT ≥ 1.5 × its lowest since course start and > 2 × ULN);
     PREMATURE_TAPER holds.
 
     Source: viral reactivation and flares (Tohyama et al., BJD 2007;157:934); relapses after steroid
@@ -670,16 +785,23 @@ def relapse_risk(ctx: RuleContext) -> Alert | None:
     factors: list[dict[str, Any]] = []
     texts: list[str] = []
     for test in PCR_TESTS:
-        positives = [p for p in ctx.results(test) if _pcr_positive(p)]
+        counted = ctx.results(test)
+        positives = [p for p in counted if _pcr_positive(p)]
         if positives:
-            first = positives[0]
-            factors.append({"factor": "viral_reactivation", "test": test, "results": [lab_evidence(p) for p in positives]})
-            texts.append(f"positive {_show(first)}" + (f" ({len(positives)} positive results)" if len(positives) > 1 else ""))
+            factors.append(
+                {
+                    "factor": "viral_reactivation",
+                    "test": test,
+                    "latest_positive": ctx.quote(positives[-1]),
+                    "results": [ctx.quote(p) for p in positives],
+                }
+            )
+            texts.append(_pcr_text(ctx, test, counted, positives))
     course = ctx.course
     if course.course_start is not None and course.taper_start is not None and course.taper_start <= ctx.as_of:
         multiple = ctx.profile.value("relapse_flare_multiple")
         for test in ("eosinophils", "alt"):
-            flare = _flare(ctx, test, course.course_start)
+            flare = _flare(ctx, test, course.course_start, course.taper_start)
             if flare is None:
                 continue
             latest, lowest = flare
@@ -687,17 +809,22 @@ def relapse_risk(ctx: RuleContext) -> Alert | None:
                 {
                     "factor": f"{test}_flare",
                     "taper_start": course.taper_start.isoformat(),
-                    "latest": lab_evidence(latest),
-                    "lowest_since_course_start": lab_evidence(lowest),
+                    "latest": ctx.quote(latest),
+                    "lowest_since_course_start": ctx.quote(lowest),
                 }
             )
             texts.append(
-                f"{_TEST_LABELS[test]} flare after taper start ({course.taper_start.isoformat()}): latest "
-                f"{_show(latest)} ≥ {_num(multiple)} × the lowest since course start ({_show(lowest)})"
+                f"{display.test_label(test)} flare on or after taper start ({course.taper_start.isoformat()}): latest "
+                f"{ctx.show(latest)} ≥ {_num(multiple)} × the lowest since course start ({ctx.show(lowest)})"
             )
     taper = ctx.holds("PREMATURE_TAPER")
     if taper is not None:
-        factors.append({"factor": "premature_taper", **{k: taper.evidence[k] for k in ("taper_start", "stop_date", "taper_days")}})
+        factors.append(
+            {
+                "factor": "premature_taper",
+                **{k: taper.evidence[k] for k in ("taper_start", "stop_date", "taper_days", "schedule_rows")},
+            }
+        )
         texts.append(f"premature taper ({taper.evidence['taper_days']} days)")
     if not factors:
         return None
@@ -874,7 +1001,7 @@ def evaluate(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | 
     ctx = RuleContext(record, as_of, profile or load_profile())
     alerts = [a for code in RULES if (a := ctx.holds(code)) is not None]
     order = {code: i for i, code in enumerate(RULES)}
-    alerts.sort(key=lambda a: (SEVERITY_ORDER[a.severity], order[a.code]))
+    alerts.sort(key=lambda a: (a.severity.rank, order[a.code]))
     return alerts
 
 

@@ -27,7 +27,7 @@ if record is None:
     st.info("Choose a patient in the sidebar or on the ward overview.")
     st.stop()
 
-from monitoring.rules import NOT_A_DIAGNOSIS, evaluate  # noqa: E402
+from monitoring.rules import evaluate  # noqa: E402
 from monitoring.steroids import analyse_course  # noqa: E402
 
 p = record.patient
@@ -166,13 +166,13 @@ with alert_box:
         st.markdown("No alert holds today.")
     for a in alerts:
         widgets.badges([(a.severity, a.title or widgets.code_label(a.code))])
-        finding = a.message
-        for part in (a.recommendation, NOT_A_DIAGNOSIS):
-            finding = finding.replace(part, "") if part else finding
-        st.markdown(safe.md(finding.strip()))
+        st.markdown(safe.md(a.finding))
         if a.recommendation:
             st.markdown(f"**Recommendation:** {safe.md(a.recommendation)}")
         with st.expander("Evidence and source"):
+            quoted = data.quoted_results(a)
+            if quoted:
+                st.dataframe(quoted, hide_index=True, width="stretch")
             for k, v in a.evidence.items():
                 if k == "profile":
                     continue

@@ -91,13 +91,14 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if not alerts:
         print("No alert.")
         return EXIT_OK
-    print(f"{'SEVERITY':<9} {'DATE':<10} CODE")
+    print(f"{'SEVERITY':<11} {'DATE':<10} CODE")
     for a in alerts:
-        print(f"{a.severity.upper():<9} {a.date.isoformat():<10} {a.code}")
-        for line in textwrap.wrap(a.message, width=100):
-            print(f"{'':<21}{line}")
+        print(f"{a.severity.symbol} {a.severity.word:<9} {a.date.isoformat():<10} {a.code}")
+        for text in (a.finding, a.recommendation):
+            for line in textwrap.wrap(text, width=100):
+                print(f"{'':<23}{line}")
         for line in textwrap.wrap(f"Source: {a.source}", width=100):
-            print(f"{'':<21}{line}")
+            print(f"{'':<23}{line}")
     return EXIT_OK
 
 

@@ -125,7 +125,8 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     at.segmented_control(key="timeline_units").set_value("SI").run()
     assert not at.exception
     table = _frame(at, "above")
-    assert "ukat/L" in set(table["unit"])
+    # Units by their label, never their UCUM code (issue 18 point 9).
+    assert "µkat/L" in set(table["unit"]) and "ukat/L" not in set(table["unit"])
 
 
 def _entry(at: AppTest, mrn: str) -> AppTest:

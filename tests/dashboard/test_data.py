@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dashboard import data
-from monitoring import services
+from monitoring import services, severity
 from monitoring.db import create_db_engine
 from monitoring.guideline import load_profile
 from monitoring.models import LabResult, Patient
@@ -43,7 +43,7 @@ def test_critical_first_then_warning_then_the_rest(session: Session) -> None:
     assert [r.worst for r in rows] == ["critical", "warning", ""]
     crit = rows[0]
     assert crit.alerts[0][0] == "critical" and ("warning", "HEPATIC_INVOLVEMENT") in crit.alerts
-    assert [s for s, _ in crit.alerts] == sorted((s for s, _ in crit.alerts), key=data.SEVERITY_RANK.get)
+    assert [s for s, _ in crit.alerts] == sorted((s for s, _ in crit.alerts), key=severity.rank)
 
 
 def test_change_since_previous_value_has_arrow_and_signed_number(session: Session) -> None:
@@ -316,10 +316,10 @@ def test_a_converted_value_and_its_change_are_not_shown_more_precise_than_measur
     from dashboard.data import Change
 
     when = dt.datetime(2026, 11, 24, 6)
-    assert Change(65 / 88.4, "mg/dL", -2 / 88.4, when, "").text() == "0.74 ↓ −0.02"
-    assert Change(1.6, "10^9/L", 0.45, when, "").text() == "1.6 ↑ +0.45"
-    assert Change(4300.0, "ng/mL", 400.0, when, "").text() == "4300 ↑ +400"
-    assert Change(0.77, "mg/dL", 0.001, when, "").text() == "0.77 → 0"  # below the shown precision
+    assert Change("creatinine", 65 / 88.4, "mg/dL", -2 / 88.4, when, "").text() == "0.74 ↓ −0.02"
+    assert Change("eosinophils", 1.6, "10^9/L", 0.45, when, "").text() == "1.6 ↑ +0.45"
+    assert Change("ferritin", 4300.0, "ng/mL", 400.0, when, "").text() == "4300 ↑ +400"
+    assert Change("creatinine", 0.77, "mg/dL", 0.001, when, "").text() == "0.77 → 0"  # below the shown precision
 
 
 # --- alert episodes on the ward (issue 17) ---------------------------------------------------

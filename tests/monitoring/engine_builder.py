@@ -44,6 +44,7 @@ class Chart:
         baseline_creatinine: float | None = None,
         resolved: dt.date | None = None,
         active: bool = True,
+        setting: str = "inpatient",
     ) -> None:
         Chart._count += 1
         self.session = session
@@ -56,6 +57,7 @@ class Chart:
             baseline_creatinine_mg_dl=baseline_creatinine,
             resolved_date=resolved,
             active=active,
+            setting=setting,
         )
         session.add(self.patient)
         session.commit()

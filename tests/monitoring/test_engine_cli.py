@@ -45,9 +45,22 @@ def test_alerts_json(clinic_db: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0, err
     alerts = json.loads(out)
     by_code = {a["code"]: a for a in alerts}
-    assert {"HEPATIC_INVOLVEMENT", "STALLED_RESPONSE_DAY7", "PREMATURE_TAPER", "RELAPSE_RISK", "RECHALLENGE", "GI_PROPHYLAXIS_MISSING"} == set(by_code)
+    # Edition 2: no creatinine or eosinophils were ever taken during the course, so LABS_OVERDUE
+    # holds too and names them.
+    assert {
+        "HEPATIC_INVOLVEMENT", "STALLED_RESPONSE_DAY7", "PREMATURE_TAPER", "RELAPSE_RISK", "RECHALLENGE",
+        "GI_PROPHYLAXIS_MISSING", "LABS_OVERDUE",
+    } == set(by_code)
+    assert "creatinine: never" in by_code["LABS_OVERDUE"]["message"].lower()
     for a in alerts:
+        # The contract's keys, and the fields the message is composed from (added, none renamed).
         assert {"code", "severity", "date", "message", "evidence", "source"} <= set(a)
+        assert a["message"].startswith(a["finding"]) and a["recommendation"] in a["message"]
+    # Every alert carries the ids of the rows behind it (alert episodes are keyed by them).
+    hepatic = by_code["HEPATIC_INVOLVEMENT"]
+    assert hepatic["row_ids"]["lab_result"] == [hepatic["evidence"]["latest"]["row_id"]]
+    assert by_code["RECHALLENGE"]["row_ids"]["medication_row"]
+    assert hepatic["quoted"][0]["age_days"] == 1 and hepatic["quoted"][0]["date"] == day(7).isoformat()
     assert alerts[0]["severity"] == "critical" and alerts[0]["code"] == "RECHALLENGE"
     assert by_code["PREMATURE_TAPER"]["evidence"]["taper_days"] == 10
     # The ULN is per row: the latest ALT came without a reference range, so the default applies.

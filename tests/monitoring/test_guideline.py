@@ -75,14 +75,11 @@ def test_labels_of_basis_follow_the_clinical_reference() -> None:
     assert p.threshold("eosinophils_high").basis == "sourced"
 
 
-def test_uln_laboratory_wins_else_default() -> None:
+def test_default_uln_of_a_test_and_none_for_a_test_without_one() -> None:
     p = default_profile()
-    assert p.uln("alt") == (40, True)
-    assert p.uln("alt", 33.0) == (33.0, False)
-    assert p.uln("troponin_i", None) == (26, True)
-    assert p.uln("creatinine", 0.0) == (1.2, True)  # a zero ref_high is no limit at all
-    with pytest.raises(KeyError, match="ferritin"):
-        p.uln("ferritin")
+    assert p.default_uln("alt") == 40
+    assert p.default_uln("troponin_i") == 26
+    assert p.default_uln("ferritin") is None
 
 
 # Numbers the engine modules may contain: arithmetic, not guideline thresholds (0 and 1; round()
@@ -91,6 +88,7 @@ _ARITHMETIC = {
     "rules.py": {0, 1, 2, 100, 1e-9, 4096},
     "steroids.py": {0, 1, 3, 6, 1e-3, 0.01, 4096},
     "summary.py": {1, 12},
+    "limits.py": {0, 1e-9},
 }
 
 
