@@ -406,3 +406,17 @@ def test_header_only_file_is_a_valid_empty_import() -> None:
 )
 def test_kind_is_recognised_by_header_in_any_column_order(header: str, kind: str) -> None:
     assert parse_csv_bytes(f"{header}\n".encode(), "f.csv").kind == kind
+
+
+def test_patients_csv_optional_setting_column(session: Session, tmp_path: Path) -> None:
+    """`setting` (inpatient / clinic) sets LABS_OVERDUE's monitoring interval; an unknown one is
+    refused naming the row and column, and nothing is stored."""
+    report = run(session, tmp_path, {"p.csv": "mrn,name,setting\nS1,Clinic Pat,clinic\nS2,Ward Pat,\n"})
+    assert report.ok, report.problem_lines()
+    got = {p.mrn: p.setting for p in session.execute(select(Patient)).scalars()}
+    assert got == {"S1": "clinic", "S2": "inpatient"}
+    before = counts(session)
+    bad = run(session, tmp_path, {"q.csv": "mrn,name,setting\nS3,Other,outpatient\n"})
+    assert not bad.ok
+    assert any("row 2" in line and "setting" in line and "outpatient" in line for line in bad.problem_lines())
+    assert counts(session) == before

@@ -98,13 +98,17 @@ def test_a_single_alt_at_day_7_is_not_a_stalled_response_and_labs_overdue_says_i
     assert "LABS_OVERDUE" not in found
 
 
-def test_a_repeat_taken_the_same_morning_as_the_start_value_is_not_a_repeat(session) -> None:
+def test_two_alts_on_the_course_start_date_are_one_start_value_not_a_repeat(session) -> None:
+    """The start value is the latest result on or before the course start date, so a second ALT
+    that day is the start value itself; only a later one is a repeat."""
     c = Chart(session)
     on_steroids(c, start=2)
-    c.lab("alt", at(2, 6), 400)  # start value (on the course start date)
+    c.lab("alt", at(2, 6), 400)
+    c.lab("alt", at(2, 9), 390)  # the start value (latest on the start date)
     assert "STALLED_RESPONSE_DAY7" not in alerts(c.record(), day(9))
-    c.lab("alt", at(2, 9), 390)  # later the same day, after the start value's time: a repeat
-    assert "STALLED_RESPONSE_DAY7" in alerts(c.record(), day(9))
+    c.lab("alt", at(3, 7), 380)  # a repeat after the start value's time
+    a = alerts(c.record(), day(9))["STALLED_RESPONSE_DAY7"]
+    assert a.evidence["alt"]["start"]["value"] == 390 and a.evidence["alt"]["latest"]["value"] == 380
 
 
 def test_fever_says_exclude_infection_first_and_beyond_day_14_infection_or_relapse(session) -> None:
