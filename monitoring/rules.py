@@ -992,6 +992,62 @@ def culprit_not_stopped(ctx: RuleContext) -> Alert | None:
     )
 
 
+@rule("LABS_OVERDUE")
+def labs_overdue(ctx: RuleContext) -> Alert | None:
+    """A systemic steroid course is ongoing on D and one of ALT, creatinine or eosinophils has no
+    result counted as of D dated on or after D − the monitoring interval (inpatient 2 days, clinic
+    14 days; a patient without a setting counts as inpatient). Names each overdue test with the
+    date of its last result, or 'never'.
+
+    Source: DRESS treatment guideline summary (product requirement): liver enzymes, kidney
+    function and blood count throughout treatment; the intervals are design choices of this
+    product; CBC and LFTs every 1–2 weeks after discharge (Cutis/MDedge, CLINICAL_REFERENCE.md §5).
+    """
+    course = ctx.course
+    if course.course_start is None or not course.ongoing or not dose_above(course.current_pred_eq_mg, 0.0):
+        return None
+    setting = "clinic" if ctx.record.patient.setting == "clinic" else "inpatient"
+    key = f"monitoring_interval_{setting}_days"
+    interval = ctx.profile.days(key)
+    due_from = ctx.as_of - dt.timedelta(days=interval)
+    overdue: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for test in MONITORED_TESTS:
+        counted = ctx.results(test)
+        last = counted[-1] if counted else None
+        if last is not None and last.taken_at.date() >= due_from:
+            continue
+        label = display.test_label(test)
+        if last is None:
+            texts.append(f"{label}: never")
+            overdue.append({"test": test, "last": None})
+            continue
+        text = f"{label}: last {last.taken_at.date().isoformat()} ({ctx.age(last)} days ago)"
+        start = ctx.start_value(test, course.course_start)
+        if start is not None and start.id == last.id:
+            text += ", only the course's start value: the response to steroids cannot be judged without a repeat"
+        texts.append(text)
+        overdue.append({"test": test, "last": ctx.quote(last)})
+    if not overdue:
+        return None
+    return ctx.alert(
+        "LABS_OVERDUE",
+        "info",
+        ctx.as_of,
+        f"On systemic steroids (day {course.day_of_course} of the course) with monitoring due ({setting}: each test "
+        f"within {interval} days): " + "; ".join(texts) + ".",
+        "The guideline follows liver enzymes, kidney function and the blood count throughout treatment: take the "
+        f"tests due. The {interval}-day {setting} interval is a design choice of this product.",
+        {
+            "setting": setting,
+            "interval_days": interval,
+            "due_from": due_from.isoformat(),
+            "overdue": overdue,
+            "thresholds": _threshold_evidence(ctx.profile, key),
+        },
+    )
+
+
 # --- evaluation -------------------------------------------------------------------------------
 
 
