@@ -9,8 +9,8 @@ Keeping episodes current is one function, ``update_episodes``: evaluate the give
 today and reconcile their stored episodes. Every write path reaches it without knowing it:
 ``monitoring.store.write_batch`` and ``touch_patient`` (which every service, import, the photo and
 taper writers and the lab feed go through) call ``patients_written``, and the patients so marked
-are brought up to date just before the write's transaction commits, in that transaction (an
-import's episodes exist exactly when its rows do). Readers that evaluate anyway (the ward, the
+are brought up to date right after the write's transaction commits, in one of their own (the write
+never waits for its bookkeeping; should that step fail, the next evaluation catches up). Readers that evaluate anyway (the ward, the
 notifier) call ``sync_evaluated`` with the alerts they computed: nothing is written unless an
 episode must change.
 
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -120,27 +121,37 @@ def attention_rank(ep: AlertEpisode, as_of: dt.date) -> int:
 
 
 def patients_written(session: Session, patient_ids: Iterable[int | None]) -> None:
-    """Mark patients whose data this session wrote: their episodes are brought up to date just
-    before the session commits, in the same transaction (``_reconcile_before_commit``)."""
+    """Mark patients whose data this session wrote: their episodes are brought up to date right
+    after the session commits (``_reconcile_after_commit``)."""
     ids = {int(p) for p in patient_ids if p is not None and int(p) > 0}
     if ids:
         session.info.setdefault(_WRITTEN, set()).update(ids)
 
 
-@event.listens_for(Session, "before_commit")
-def _reconcile_before_commit(session: Session) -> None:
+@event.listens_for(Session, "after_commit")
+def _reconcile_after_commit(session: Session) -> None:
+    """Right after a write commits, in a transaction of its own: the clinical write never waits
+    for (or is lost to) its bookkeeping, and concurrent writers never queue behind an evaluation.
+    Evaluated without a lock; written (under the patients' locks) only when an episode changes."""
     ids = session.info.pop(_WRITTEN, None)
     if not ids or session.info.get(_BUSY):
         return
-    session.flush()
+    from monitoring.guideline import load_profile
+    from monitoring.records import load_records
+    from monitoring.rules import evaluate
+
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
     try:
-        # In a savepoint: a database error here (a lock timeout) undoes the episodes only, never
-        # the clinical write they follow (PostgreSQL would otherwise abort the whole transaction).
-        with session.begin_nested():
-            update_episodes(session, sorted(ids))
-    except Exception:  # noqa: BLE001 - the clinical write must never be lost to its bookkeeping
+        with Session(engine, expire_on_commit=False) as own:
+            own.info[_BUSY] = True
+            day, prof = _today(), load_profile()
+            records = load_records(own, sorted(ids), active_only=True)
+            alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
+            sync_evaluated(own, records, alerts, as_of=day, profile=prof)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
         # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
-        log.exception("alert episodes not updated at commit; the next evaluation will")
+        log.exception("alert episodes not updated after commit; the next evaluation will")
 
 
 @event.listens_for(Session, "after_rollback")
