@@ -483,7 +483,9 @@ def _demo_003(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.visits("creatinine", {-24: 0.69, -17: 0.7, -10: 0.68, -3: 0.71}, "mg/dL")
     p.visits("temperature", {-24: 36.8, -17: 36.7, -10: 36.9, -3: 37.4}, "Cel")
     p.daily(-1, "alt", [152, 236], "U/L")
-    p.daily(-1, "eosinophils", [1.25, 1.7], "10^9/L")
+    # Readmission bloods already at 1.6 x10^9/L on day -1, so the flare's EOSINOPHILIA shows at any
+    # hour of today, before today's 06:00 bloods exist (the dashboard leaves out results after now).
+    p.daily(-1, "eosinophils", [1.6, 1.7], "10^9/L")
     p.daily(-1, "creatinine", [0.74, 0.76], "mg/dL")
     p.daily(-1, "temperature", [38.6, 38.4], "Cel", at=_OBS)
     p.visits("ferritin", {-44: 720, -40: 560, -34: 380, -24: 160, -1: 470}, "ng/mL", at=_BLOODS)
