@@ -51,7 +51,7 @@ class CsvKind:
 PATIENTS = CsvKind(
     "patients",
     ("mrn", "name"),
-    ("sex", "birth_date", "weight_kg", "onset_date", "culprit_drug", "baseline_creatinine_mg_dl", "resolved_date"),
+    ("sex", "birth_date", "weight_kg", "onset_date", "culprit_drug", "baseline_creatinine_mg_dl", "resolved_date", "setting"),
 )
 LABS = CsvKind("labs", ("mrn", "taken_at", "test", "value", "unit"), ("ref_low", "ref_high"))
 MEDICATIONS = CsvKind("medications", ("mrn", "start_date", "drug", "daily_dose", "unit"), ("route",))
