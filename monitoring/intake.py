@@ -377,8 +377,14 @@ class LabConverter:
             raise ValueError(f"unknown unit for {test.key} (accepted: {_units(test)})") from None
 
     def convert(self, text: str, comparator: str | None = None) -> ConvertedValue:
-        """A value as written (``'<0.01'``, ``'detected'``, ``'12.5'``); ValueError with the reason."""
-        s = text.strip()
+        """A value as written (``'<0.01'``, ``'detected'``, ``'12.5'``); ValueError with the reason.
+
+        The text limit and control characters of the stored ``original_value`` are checked here,
+        so a form and a file refuse an over-long value for the same reason."""
+        try:
+            s = stored_text("lab_result", "original_value", text)
+        except FieldError as exc:
+            raise ValueError(exc.reason) from None
         if not s:
             raise ValueError("a value is required")
         if self.test.qualitative and comparator is None:
@@ -507,8 +513,8 @@ def reading(
         try:
             unit_text = stored_text("lab_result", "original_unit", unit_text, subject=subject)
             conv = converter(t, unit_text)
-        except FieldError as exc:
-            errors.append(exc)
+        except FieldError as exc:  # named as the field given (a file's column, the form's field)
+            errors.append(FieldError("unit", unit, exc.reason, subject))
         except ValueError as exc:
             errors.append(FieldError("unit", unit, str(exc), subject))
     cv: ConvertedValue | None = None
@@ -516,10 +522,8 @@ def reading(
     refs: dict[str, float | None] = {"ref_low": None, "ref_high": None}
     if conv is not None:
         try:
-            original = stored_text("lab_result", "original_value", as_text(value), subject=subject)
+            original = as_text(value).strip()
             cv = conv.convert(original, comparator)
-        except FieldError as exc:
-            errors.append(exc)
         except ValueError as exc:
             errors.append(FieldError("value", value, str(exc), subject))
         for name, raw in (("ref_low", ref_low), ("ref_high", ref_high)):

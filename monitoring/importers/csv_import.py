@@ -314,7 +314,7 @@ def _labs(
         lows, highs = refs
         if lows is not None and highs is not None:
             for k, i in enumerate(idx):
-                if not bad[i] and lows[k] is not None and highs[k] is not None and lows[k] > highs[k]:  # type: ignore[operator]
+                if lows[k] is not None and highs[k] is not None and lows[k] > highs[k]:  # type: ignore[operator]
                     problem(i, "ref_low", low_col[i], "the reference range's lower limit is above its upper limit")  # type: ignore[index]
         ks = [k for k, i in enumerate(idx) if not bad[i]] if any(bad) and any(bad[i] for i in idx) else None
         if ks is not None:  # leave out the rows with a problem
@@ -382,7 +382,10 @@ def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[flo
     test = conv.test
     # float() also takes '1_000', 'nan', 'inf' and non-ASCII digits, which the product refuses: the
     # fast path runs only on ASCII text without '_', and a non-finite sum sends it to the slow path.
-    if not test.qualitative and joined.isascii() and "_" not in joined:
+    # A value longer than the stored column goes to the slow path, which refuses it as a form does.
+    limit = intake.text_limit("lab_result", "original_value")
+    short = len(joined) <= limit or max(map(len, raws)) <= limit
+    if short and not test.qualitative and joined.isascii() and "_" not in joined:
         try:
             numbers = list(map(float, raws))
         except ValueError:
