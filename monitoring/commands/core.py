@@ -147,6 +147,8 @@ def cmd_labs(args: argparse.Namespace) -> int:
             "test": r.test,
             "loinc": r.loinc,
             "value": r.value,
+            # A censored result: "<", "<=", ">" or ">=" before the value (PRODUCT.md §4), else null.
+            "comparator": r.comparator,
             "unit": r.unit,
             "value_text": r.value_text,
             "original_value": r.original_value,
@@ -165,7 +167,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
         tag = " [synthetic]" if patient.synthetic else ""
         print(f"{patient.mrn} {patient.name}{tag}: {len(out)} result(s)")
         for r in out:
-            shown = r["value_text"] if r["value"] is None else f"{r['value']:g}"
+            shown = r["value_text"] if r["value"] is None else f"{r['comparator'] or ''}{r['value']:g}"
             received = f"{r['original_value']} {r['original_unit']}".strip()
             print(f"{r['taken_at']:<19}  {r['test']:<24} {shown} {r['unit']}  (as received: {received})")
     return EXIT_OK

@@ -71,6 +71,30 @@ def test_import_then_patients_and_labs_json(db_path: Path, files: dict[str, Path
     assert pcr["value"] is None and pcr["value_text"] == "not detected" and pcr["taken_at"] == "2026-01-13T00:00:00"
 
 
+def test_labs_json_gives_the_comparator_of_a_censored_result(
+    db_path: Path, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Troponin I '<0.03 ng/mL' and ferritin '>1000': `labs --json` says '<' and '>' beside the
+    limit (never a bare 30 ng/L a reader would take for a measured value); exact results say null."""
+    censored = tmp_path / "censored.csv"
+    censored.write_text(
+        "mrn,taken_at,test,value,unit\nC1,2026-01-14T08:00,troponin_i,<0.03,ng/mL\nC1,2026-01-14T09:00,ferritin,>1000,ng/mL\n",
+        encoding="utf-8",
+    )
+    db = str(db_path)
+    assert main(["--db", db, "import", *map(str, files.values()), str(censored)]) == 0
+    capsys.readouterr()
+    assert main(["--db", db, "labs", "--mrn", "C1", "--json"]) == 0
+    labs = {r["test"]: r for r in json.loads(capsys.readouterr().out)}
+    trop, ferritin = labs["troponin_i"], labs["ferritin"]
+    assert (trop["comparator"], trop["value"], trop["unit"], trop["original_value"]) == ("<", pytest.approx(30.0), "ng/L", "<0.03")
+    assert (ferritin["comparator"], ferritin["value"]) == (">", pytest.approx(1000.0))
+    assert labs["alt"]["comparator"] is None and labs["hhv6_pcr"]["comparator"] is None
+    assert main(["--db", db, "labs", "--mrn", "C1"]) == 0
+    text = capsys.readouterr().out
+    assert "troponin_i" in text and "<30 ng/L" in text and ">1000 ng/mL" in text
+
+
 def test_reimport_reports_skips_and_changes_nothing(db_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--db", str(db_path), "import", *map(str, files.values())]
     assert main(args) == 0
