@@ -3,7 +3,8 @@
 ``export_patient_bundle(session, mrn)`` returns a ``collection`` Bundle (a JSON-ready dict) holding
 everything needed to rebuild the patient with this product's importer
 (``monitoring.importers.fhir_import``): Patient (identifier typed MR), Condition (DRESS, ICD-10-CM
-D72.12, onset and abatement), one AllergyIntolerance per culprit drug, one Observation per result
+D72.12, onset and abatement), one AllergyIntolerance per culprit drug (reaction DRESS) and per other
+drug allergy (no DRESS reaction: read back as an allergy, not a culprit), one Observation per result
 (LOINC, or this product's code system for tests without one; UCUM canonical unit; the value and
 unit as received in an extension; reference range), one Observation per hand-entered RegiSCAR
 finding, one MedicationStatement per schedule row (start date, dose in mg/day, route; plan rows
@@ -114,6 +115,10 @@ def export_patient_bundle(session: Session, mrn: str, *, now: dt.datetime | None
     entries.append({"fullUrl": deterministic_uuid("condition", mrn), "resource": _condition(patient, subject)})
     for drug in patient.culprit_drugs or []:
         entries.append({"fullUrl": deterministic_uuid("allergy", mrn, drug), "resource": _allergy(drug, subject)})
+    for drug in patient.drug_allergies or []:
+        # A drug allergy that is not a DRESS culprit (migration 0007): no DRESS reaction, so the
+        # importer reads it back as an allergy, never as a culprit (PRODUCT.md §6 edition 2).
+        entries.append({"fullUrl": deterministic_uuid("drug-allergy", mrn, drug), "resource": _drug_allergy(drug, subject)})
 
     labs = session.execute(
         select(LabResult).where(LabResult.patient_id == pid).order_by(LabResult.taken_at, LabResult.id)  # type: ignore[arg-type]
@@ -259,6 +264,19 @@ def _allergy(drug: str, subject: dict[str, Any]) -> dict[str, Any]:
         "patient": subject,
         "reaction": [{"manifestation": [{"text": "DRESS (drug reaction with eosinophilia and systemic symptoms)"}]}],
         "note": [{"text": "Culprit drug of DRESS: never rechallenge (nor drugs of its cross-reactivity group)."}],
+    }
+
+
+def _drug_allergy(drug: str, subject: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "AllergyIntolerance",
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]
+        },
+        "category": ["medication"],
+        "code": _drug_concept(drug),
+        "patient": subject,
+        "note": [{"text": "Drug allergy (not a DRESS culprit)."}],
     }
 
 

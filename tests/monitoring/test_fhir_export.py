@@ -60,6 +60,7 @@ def _chart(session: Session) -> None:
                     "weight_kg": 64.5,
                     "onset_date": _d(0),
                     "culprit_drugs": ["carbamazepine", "allopurinol"],
+                    "drug_allergies": ["amoxicillin"],
                     "baseline_creatinine_mg_dl": 0.8,
                     "resolved_date": _d(18),
                     "setting": "clinic",
@@ -104,7 +105,7 @@ def test_export_is_a_valid_r4_collection_with_every_part(session: Session) -> No
     resources = [e["resource"] for e in bundle["entry"]]
     assert len({e["fullUrl"] for e in bundle["entry"]}) == len(resources)
     types = Counter(r["resourceType"] for r in resources)
-    assert types == {"Patient": 1, "Condition": 1, "AllergyIntolerance": 2, "Observation": 9, "MedicationStatement": 5, "Media": 1}
+    assert types == {"Patient": 1, "Condition": 1, "AllergyIntolerance": 3, "Observation": 9, "MedicationStatement": 5, "Media": 1}
 
     patient = resources[0]
     assert patient["identifier"][0]["type"]["coding"][0]["code"] == "MR" and patient["identifier"][0]["value"] == "EXP-1"
@@ -114,7 +115,8 @@ def test_export_is_a_valid_r4_collection_with_every_part(session: Session) -> No
         "display": "Drug rash with eosinophilia and systemic symptoms syndrome",
     }
     assert (condition["onsetDateTime"], condition["abatementDateTime"]) == (_d(0).isoformat(), _d(18).isoformat())
-    assert sorted(r["code"]["text"] for r in resources if r["resourceType"] == "AllergyIntolerance") == ["allopurinol", "carbamazepine"]
+    dress = [r["code"]["text"] for r in resources if r["resourceType"] == "AllergyIntolerance" and r.get("reaction")]
+    assert sorted(dress) == ["allopurinol", "carbamazepine"]
 
     obs = {r["code"]["text"]: r for r in resources if r["resourceType"] == "Observation" and r["status"] == "final"}
     assert obs["Eosinophils"]["valueQuantity"] == {"value": 2.1, "unit": "10^9/L", "system": "http://unitsofmeasure.org", "code": "10*9/L"}
@@ -153,7 +155,7 @@ def test_export_is_a_valid_r4_collection_with_every_part(session: Session) -> No
 
 def _patient_row(session: Session, mrn: str) -> dict[str, Any]:
     p = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one()
-    return {k: getattr(p, k) for k in ("mrn", *PATIENT_FIELDS)}
+    return {k: getattr(p, k) for k in ("mrn", *PATIENT_FIELDS, "drug_allergies")}
 
 
 def _lab_rows(session: Session, mrn: str) -> list[tuple[Any, ...]]:
@@ -239,6 +241,26 @@ def test_round_trip_of_every_demo_patient(session: Session, empty_engine: Engine
     assert sum(1 for n in compared.values() if n) >= 5, compared  # the comparison is not of empty lists
 
 
+def test_drug_allergies_are_exported_as_allergies_and_come_back_as_allergies_not_culprits(
+    session: Session, empty_engine: Engine, tmp_path: Path
+) -> None:
+    _chart(session)
+    bundle = export_patient_bundle(session, "EXP-1")
+    allergies = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "AllergyIntolerance"]
+    by_drug = {a["code"]["text"]: a for a in allergies}
+    assert sorted(by_drug) == ["allopurinol", "amoxicillin", "carbamazepine"]
+    assert by_drug["amoxicillin"]["category"] == ["medication"]
+    assert "reaction" not in by_drug["amoxicillin"]  # no DRESS reaction: an allergy, not a culprit
+    path = tmp_path / "EXP-1.json"
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    with Session(empty_engine) as target:
+        import_bundle(target, path, username="tester", as_of=TODAY + dt.timedelta(days=1))
+        target.commit()
+        p = target.execute(select(Patient).where(Patient.mrn == "EXP-1")).scalar_one()
+        assert p.drug_allergies == ["amoxicillin"]
+        assert sorted(p.culprit_drugs or []) == ["allopurinol", "carbamazepine"]
+
+
 def test_hidden_rows_are_exported_as_entered_in_error_and_not_imported(session: Session) -> None:
     _chart(session)
     data = json.dumps(export_patient_bundle(session, "EXP-1")).encode()
@@ -263,7 +285,7 @@ def test_cli_export_then_import_into_an_empty_database(db_url: str, tmp_path: Pa
     source.dispose()
     out = tmp_path / "out" / "exp-1.json"
     assert main(["--db", db_url, "export", "--mrn", "EXP-1", "--fhir", str(out)]) == 0
-    assert "19 resources" in capsys.readouterr().out
+    assert "20 resources" in capsys.readouterr().out
     assert stat.S_IMODE(out.stat().st_mode) == 0o600  # patient data: the owner only
 
     assert main(["--db", db_url, "export", "--mrn", "NOBODY", "--fhir", str(tmp_path / "x.json")]) == 2
