@@ -415,6 +415,7 @@ def timeline(
                         received=f"{p.original_value} {p.original_unit}".strip()
                         + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
                         amended=p.amended,
+                        preliminary=p.status == "preliminary",
                         reference=ref,
                     )
                 )
@@ -518,6 +519,7 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "reference": reference,
                 "source": p.source,
                 "amended": "amended" if p.amended else "",
+                "status": p.status,  # final, preliminary (until its final replaces it), amended
             }
         )
     return pd.DataFrame(rows)
@@ -564,6 +566,7 @@ class Change:
     delta: float | None
     taken_at: dt.datetime
     crossed: str  # '' or e.g. '↑ above 2×ULN'
+    preliminary: bool = False  # the latest value is a preliminary result (PRODUCT.md §6 edition 2)
 
     def text(self) -> str:
         # A converted value (65 umol/L = 0.735... mg/dL) must not look more precise than the
@@ -604,6 +607,7 @@ def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_o
         delta=None if prev is None or prev.value is None else last.value - prev.value,
         taken_at=last.taken_at,
         crossed=crossed,
+        preliminary=last.status == "preliminary",
     )
 
 

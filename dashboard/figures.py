@@ -53,6 +53,7 @@ class Point:
     received: str  # original value and unit, exactly as received
     amended: bool = False
     reference: str = ""  # the reference range in force for this result, in words
+    preliminary: bool = False  # a preliminary result, not yet replaced by its final
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def _draw_panel(
                 p.received,
                 f"{p.canonical:g} {p.canonical_unit}",
                 p.reference or "no reference range",
-                " · amended" if p.amended else "",
+                (" · preliminary" if p.preliminary else "") + (" · amended" if p.amended else ""),
             ]
             for p in s.points
         ]
@@ -296,7 +297,8 @@ def _draw_panel(
                 showlegend=len(panel.series) > 1,  # a single series is named by its panel title
                 mode="lines+markers",
                 line={"color": colour, "width": 2},
-                marker={"size": 7, "symbol": ["diamond" if p.amended else "circle" for p in s.points]},
+                marker={"size": 7, "symbol": [
+                    "circle-open" if p.preliminary else "diamond" if p.amended else "circle" for p in s.points]},
                 customdata=custom,
                 hovertemplate=(
                     f"<b>{s.label}</b> %{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
@@ -546,6 +548,7 @@ def temperature_panel(record: PatientRecord, prof: GuidelineProfile) -> Panel | 
             canonical_unit="°C",
             received=f"{p.original_value} {p.original_unit}".strip().replace("[degF]", "°F").replace("Cel", "°C"),
             amended=p.amended,
+            preliminary=p.status == "preliminary",
             reference=f"fever ≥ {fever.value:g} °C",
         )
         for p in readings

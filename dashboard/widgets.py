@@ -270,6 +270,9 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             text = ch.text()
             value, _, change = text.partition(" ")
             cell = f"<b>{safe.html(value)}</b>"
+            if ch.preliminary:
+                # Not yet the laboratory's final result (PRODUCT.md §6 edition 2): said in words.
+                cell += ' <span style="font-size:0.76rem;font-style:italic">preliminary</span>'
             if change:
                 cell += f'<br><span style="font-size:0.8rem">{safe.html(change)}</span>'
             if ch.crossed:

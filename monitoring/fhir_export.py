@@ -65,11 +65,14 @@ def _ucum(unit: str) -> str:
     return unit.replace("^", "*")
 
 
-def _local_datetime(value: dt.datetime) -> str:
-    """A naive clock time as recorded, with the server's UTC offset for that date (FHIR needs one)."""
+def _local_datetime(value: dt.datetime, offset_minutes: int | None = None) -> str:
+    """A naive clock time as recorded, with the UTC offset it was recorded with, else the server's
+    offset for that date (FHIR needs one)."""
     spec = "microseconds" if value.microsecond else "seconds"
     if value.tzinfo is not None:
         return value.isoformat(timespec=spec)
+    if offset_minutes is not None:
+        return value.replace(tzinfo=dt.timezone(dt.timedelta(minutes=offset_minutes))).isoformat(timespec=spec)
     # The offset in force at that time, attached to the clock time unchanged: a time in the
     # spring-forward gap (02:30 that never happened) must stay 02:30, not become 03:30.
     offset = value.astimezone().utcoffset() or dt.timedelta(0)
@@ -287,7 +290,8 @@ def _observation(row: LabResult, subject: dict[str, Any]) -> dict[str, Any]:
     if loinc:
         codings.append({"system": LOINC, "code": loinc, "display": test.label})
     codings.append({"system": LOCAL_TEST_SYSTEM, "code": test.key, "display": test.label})
-    status = "entered-in-error" if row.hidden else ("amended" if row.amended_at else "final")
+    status = "entered-in-error" if row.hidden else (
+        "preliminary" if row.status == "preliminary" else "amended" if row.amended_at else "final")
     res: dict[str, Any] = {"resourceType": "Observation"}
     if row.source_id and _FHIR_ID.fullmatch(row.source_id):
         res["id"] = row.source_id
@@ -302,7 +306,7 @@ def _observation(row: LabResult, subject: dict[str, Any]) -> dict[str, Any]:
             ],
             "code": {"coding": codings, "text": test.label},
             "subject": subject,
-            "effectiveDateTime": _local_datetime(row.taken_at),
+            "effectiveDateTime": _local_datetime(row.taken_at, row.taken_at_offset_minutes),
         }
     )
     if row.value is not None:

@@ -57,6 +57,7 @@ __all__ = [
     "DOSE_UNITS",
     "FUTURE_TOLERANCE",
     "RESULT_STATUSES",
+    "resent_result",
     "SETTINGS",
     "SEX_CODES",
     "SEXES",
@@ -115,6 +116,29 @@ _CENSORED = re.compile(
 
 # --- result status (FHIR Observation.status, HL7 v2 OBX-11) ------------------------------------
 RESULT_STATUSES: tuple[str, ...] = ("final", "preliminary", "amended", "cancelled")
+
+
+def resent_result(stored_status: str, new_status: str, same: bool) -> tuple[str, str]:
+    """What a result re-sent with the identity of a stored one does (PRODUCT.md §6 edition 2,
+    "Corrections"): ("unchanged" | "amend" | "conflict", why). One decision for FHIR and HL7.
+
+    ``same``: the re-sent values equal the stored ones. A stored preliminary result is replaced by
+    its final (or by an updated preliminary), even when only the status changes; a correction
+    (status amended: FHIR corrected or amended, HL7 C) is an amendment of the stored value; the same
+    values again change nothing; a preliminary sent after its final, or a final re-sent with
+    another value and no correction status, is a conflict a person decides (nothing is changed)."""
+    if stored_status == "preliminary" and new_status in ("final", "amended"):
+        return "amend", "final result replaces the preliminary one"
+    if same:
+        return "unchanged", "the same result again"
+    if stored_status == "preliminary" and new_status == "preliminary":
+        return "amend", "preliminary result updated by its sender"
+    if new_status == "amended":
+        return "amend", "corrected by its sender"
+    if new_status == "preliminary":
+        return "conflict", f"a preliminary result sent after the {stored_status} one stored"
+    return "conflict", "stored with a different value or time; a correction is sent with status corrected or amended"
+
 
 # --- doses (PRODUCT.md §6): unit -> mg per unit; mg/kg is resolved with the patient's weight ------
 DOSE_UNITS: dict[str, float | None] = {"mg": 1.0, "g": 1000.0, "mg/kg": None}

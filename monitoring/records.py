@@ -76,6 +76,8 @@ class LabPoint:
     abnormal_flags: str | None = None  # the laboratory's own flags as sent (HL7 OBX-8: "H", "H~A")
     # Censored results (PRODUCT.md §4): '<', '<=', '>' or '>=' before ``value``; None when exact.
     comparator: str | None = None
+    # final, preliminary (shown as such until its final replaces it), amended (PRODUCT.md §6 ed. 2)
+    status: str = "final"
 
 
 @dataclass(frozen=True)
@@ -238,12 +240,13 @@ def load_records(
             lt.c.amended_at,
             lt.c.abnormal_flags,
             lt.c.comparator,
+            lt.c.status,
         ).where(lt.c.hidden.is_(False))
         lab_stmt = patient_filter(lab_stmt, lt.c.patient_id, ids).order_by(lt.c.patient_id, lt.c.taken_at, lt.c.id)
         current_pid = None
         bucket: list[LabPoint] = []
         for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags,
-             cmp) in session.execute(lab_stmt).all():
+             cmp, status) in session.execute(lab_stmt).all():
             if cmp in ("<", "<="):
                 # A censored "<x" (PRODUCT.md §4) never makes a finding hold: the rules see no number
                 # and show the value as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
@@ -254,7 +257,7 @@ def load_records(
             bucket.append(
                 LabPoint(
                     lid, test, taken_at, value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
-                    amended_at is not None, lab_flags,
+                    amended_at is not None, lab_flags, status=status or "final",
                 )
             )
 

@@ -35,11 +35,13 @@ __all__ = [
     "add_lab_result",
     "add_patient",
     "amend_dose",
+    "amend_from_source",
     "amend_lab_result",
     "finding_answers",
     "hide_record",
     "set_finding",
     "update_patient",
+    "void_from_source",
 ]
 
 WHERE = "entry"
@@ -106,6 +108,8 @@ def _lab_snapshot(row: LabResult) -> dict[str, Any]:
         "ref_low": row.ref_low,
         "ref_high": row.ref_high,
         "comparator": row.comparator,
+        "taken_at_offset_minutes": row.taken_at_offset_minutes,
+        "status": row.status,
     }
 
 
@@ -259,6 +263,46 @@ def _record_amendment(
     )
     touch_patient(session, row.patient_id)
     session.flush()
+
+# What a re-sent result may change in the stored one (the identity, test and source stay).
+_RESENT_FIELDS = (
+    "taken_at", "taken_at_offset_minutes", "value", "comparator", "unit", "value_text", "original_value",
+    "original_unit", "ref_low", "ref_high", "loinc", "status",
+)
+
+
+def amend_from_source(session: Session, row: LabResult, lab: Any, *, user: str, why: str) -> None:
+    """A stored result re-sent by its source (a FHIR Observation corrected/amended, the final of a
+    preliminary, HL7 OBX-11 C): the stored row takes the values of ``lab`` (a ``store.LabIn`` that
+    went through ``intake.reading``), the earlier values kept in the audit trail as for an amendment
+    in the dashboard (PRODUCT.md §6 edition 2, "Corrections"). One path for FHIR and HL7."""
+    before = _lab_snapshot(row)
+    for name in _RESENT_FIELDS:
+        setattr(row, name, getattr(lab, name))
+    _record_amendment(session, row, entity="lab_result", user=user[:64], before=before, after=_lab_snapshot(row), why=why)
+
+
+def void_from_source(session: Session, row: LabResult, *, user: str, reason: str) -> None:
+    """A stored result its source withdraws (FHIR entered-in-error, HL7 OBX-11 D/W/X): hidden with
+    the reason, kept, and audited (PRODUCT.md §6 edition 2). One path for FHIR and HL7."""
+    row.hidden = True
+    row.hidden_reason = reason
+    session.add(row)
+    session.add(
+        AuditEntry(
+            username=user[:64],
+            action="hide",
+            entity="lab_result",
+            entity_id=str(row.id),
+            patient_id=row.patient_id,
+            before={"hidden": False},
+            after={"hidden": True},
+            reason=reason,
+        )
+    )
+    touch_patient(session, row.patient_id)
+    session.flush()
+
 
 def hide_record(session: Session, *, username: str, entity: str, record_id: int, reason: str) -> None:
     """Remove a result, dose row or photograph from view; the row and its reason are kept."""

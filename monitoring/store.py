@@ -225,6 +225,10 @@ class BatchResult:
     meds_inserted: int = 0
     meds_skipped: int = 0
     skipped_resources: dict[str, int] = field(default_factory=dict)
+    # Stored results a source re-sent as a correction / the final of a preliminary, or withdrew
+    # (FHIR entered-in-error): amended or hidden through monitoring.services, audited.
+    labs_amended: int = 0
+    labs_removed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -596,7 +600,8 @@ def _check_labs(
                         lab.where,
                         "value",
                         lab.original_value,
-                        f"resource {lab.source_id} is stored with a different value or time; corrections are amendments made in the dashboard",
+                        f"resource {lab.source_id} is stored with a different value or time; a correction is sent with status "
+                        "corrected or amended, or made in the dashboard",
                     )
                 )
                 continue

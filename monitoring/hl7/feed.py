@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from monitoring import audit, catalogue, intake
+from monitoring import catalogue, intake
 from monitoring.hl7.ack import AckError
 from monitoring.hl7.codes import LOINC_SYSTEMS, CodeMap
 from monitoring.hl7.message import Observation, ParsedMessage, Unreadable, hl7_datetime, parse_message, reference_range
@@ -348,7 +348,7 @@ class _Message:
         return pid
 
     def amend(self, obs: Observation, row: LabResult, lab: LabIn) -> None:
-        from monitoring.services import _record_amendment  # the one amendment record (audit, amended_at)
+        from monitoring.services import amend_from_source  # the one amendment of a re-sent result (FHIR too)
 
         status = obs.status or "F"
         why = {
@@ -358,29 +358,14 @@ class _Message:
             "P": "preliminary result updated by the laboratory (OBX-11 P)",
             "R": "unverified result updated by the laboratory (OBX-11 R)",
         }[status]
-        before = _lab_snapshot(row)
-        for name in ("taken_at", "value", "value_text", "original_value", "original_unit", "ref_low", "ref_high", "loinc"):
-            setattr(row, name, getattr(lab, name))
         row.abnormal_flags = "~".join(obs.abnormal_flags)[:40] or None
-        _record_amendment(self.session, row, entity="lab_result", user=self.user, before=before, after=_lab_snapshot(row), why=f"{why}: {self.source}")
+        amend_from_source(self.session, row, lab, user=self.user, why=f"{why}: {self.source}")
         self.outcome.amended += 1
 
     def hide(self, row: LabResult, reason: str) -> None:
-        row.hidden = True
-        row.hidden_reason = f"{reason}: {self.source}"
-        self.session.add(row)
-        audit.record(
-            self.session,
-            username=self.user,
-            action="hide",
-            entity="lab_result",
-            entity_id=row.id,
-            patient_id=row.patient_id,
-            before={"hidden": False},
-            after={"hidden": True},
-            reason=row.hidden_reason,
-        )
-        touch_patient(self.session, row.patient_id)
+        from monitoring.services import void_from_source  # the one removal of a withdrawn result (FHIR too)
+
+        void_from_source(self.session, row, user=self.user, reason=f"{reason}: {self.source}")
         self.outcome.hidden += 1
 
     def finish(self, patient_id: int | None) -> Outcome:

@@ -70,6 +70,11 @@ class ImportReport:
                 f"labs: {r.labs_inserted} inserted, {r.labs_skipped} skipped (already stored); "
                 f"medications: {r.meds_inserted} inserted, {r.meds_skipped} skipped (already stored)"
             )
+            if r.labs_amended or r.labs_removed:
+                lines.append(
+                    f"stored results re-sent: {r.labs_amended} amended (corrected, or final of a preliminary; "
+                    f"earlier values in the audit trail), {r.labs_removed} removed (entered-in-error; kept, hidden)"
+                )
         if self.refused:
             lines.append(f"{len(self.refused)} refused item(s) put in the intake review list (Entry page):")
             lines.extend(f"  {p}" for p in self.refused)
@@ -193,6 +198,14 @@ def _import_all(
     for bundle in fhir_bundles:
         # FHIR: allergy culprits are added to the stored ones, an older body weight does not win.
         bundle.merge_stored(session)
+    if fhir_bundles:
+        # FHIR: a result re-sent as a correction (or the final of a preliminary) amends the stored
+        # one instead of being inserted; applied after the batch is accepted (write_corrections).
+        taken: set[int] = set()
+        for bundle in fhir_bundles:
+            taken |= bundle.match_stored(session)
+        if taken:
+            labs = [lab for lab in labs if id(lab) not in taken]
     if skip_invalid:
         return _write_skipping_invalid(
             session, report, named, fhir_bundles, patients=patients, labs=labs, lab_columns=lab_columns, meds=meds,
@@ -222,6 +235,7 @@ def _import_all(
     assert result is not None
     for bundle in fhir_bundles:
         bundle.write_findings(session, username)  # RegiSCAR findings of this product's own export
+        _count_corrections(result, bundle.write_corrections(session, username))
     result.skipped_resources = skipped
     report.result = result
     if commit:
@@ -286,6 +300,7 @@ def _write_skipping_invalid(
                 bundle.merge_stored(session)
     for bundle in fhir_bundles:
         bundle.write_findings(session, username)
+        _count_corrections(result, bundle.write_corrections(session, username))
     located = _Locator(named, fhir_bundles)
     for p in _in_file_order(refused, [n for n, _ in named]):
         file, kind, mrn, record = located.find(p.where)
@@ -305,6 +320,11 @@ def _write_skipping_invalid(
     if commit:
         session.commit()
     return report
+
+
+def _count_corrections(result: BatchResult, counts: tuple[int, int]) -> None:
+    result.labs_amended += counts[0]
+    result.labs_removed += counts[1]
 
 
 class _Locator:

@@ -22,12 +22,16 @@ Rules, each from PRODUCT.md §6 unless said otherwise:
   References (``Patient/id``, a ``urn:uuid`` fullUrl, an absolute URL) resolve within the bundle;
   a reference to a patient not in the bundle resolves through ``reference.identifier.value`` (the
   MRN, which must then be stored already), else it is a problem.
-- Times are kept as the local clock time recorded: a UTC offset is dropped, never applied
-  (models.py: clinical times are naive, as recorded). A partial date (year or month) is refused.
+- Times are kept as the local clock time recorded; a result's UTC offset is kept beside it
+  (``taken_at_offset_minutes``, through ``intake.reading``), never applied. A partial date (year or
+  month) is refused.
 - Observation: catalogue LOINC codes (or this product's own code system for tests without a
   LOINC code), valueQuantity converted as for CSV with the physiological bounds, referenceRange
   converted to the canonical unit, identity = resource id (re-import is idempotent; two results at
-  the same time with different ids are both kept); entered-in-error and cancelled are skipped;
+  the same time with different ids are both kept); re-sent with a stored id, ``intake.resent_result``
+  decides (a correction or the final of a preliminary amends the stored row, ``match_stored`` /
+  ``write_corrections``); entered-in-error removes the stored result (hidden, audited) and is
+  otherwise skipped, like cancelled;
   body weight also updates the patient's weight (the latest by time); PCR as text.
 - Medications become schedule rows: a row at the start of each order with its daily dose, and a
   row with dose 0 the day after its end unless the same drug continues then. Open-ended orders of
@@ -64,7 +68,7 @@ from monitoring.drugs import (
 )
 from monitoring.intake import Refused, today
 from monitoring.models import ClinicalFinding, LabResult, Patient
-from monitoring.store import BatchRejected, BatchResult, LabIn, MedIn, PatientIn, Problem, write_batch
+from monitoring.store import BatchRejected, BatchResult, LabIn, MedIn, PatientIn, Problem, _same_value, write_batch
 
 __all__ = [
     "ACCEPTED_BUNDLE_TYPES",
@@ -251,6 +255,12 @@ class ParsedBundle:
     mrn_at: dict[str, str] = field(default_factory=dict)
     # id() of the schedule rows of drugs no decision reads (their problems never block)
     optional_meds: set[int] = field(default_factory=set)
+    # Observations withdrawn by the sender (status entered-in-error): (MRN, source id, where).
+    withdrawn: list[tuple[str, str, str]] = field(default_factory=list)
+    # Found by match_stored, applied by write_corrections: (stored row, re-sent result, why) and
+    # (stored row, reason).
+    corrections: list[tuple[LabResult, LabIn, str]] = field(default_factory=list)
+    removals: list[tuple[LabResult, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -326,6 +336,67 @@ class ParsedBundle:
             when = self.weight_times.get(mrn)
             if when is not None and "weight_kg" in upd.values and latest_weight.get(pid) and latest_weight[pid] > when:
                 del upd.values["weight_kg"]
+
+    def match_stored(self, session: Session) -> set[int]:
+        """Results re-sent with the identity (resource id) of a stored one, decided by the one rule
+        ``intake.resent_result`` (PRODUCT.md §6 edition 2, "Corrections"): a correction (status
+        corrected / amended) or the final of a stored preliminary result becomes an amendment of the
+        stored row, taken out of the batch (returns their id()); the same result again and
+        conflicts stay in the batch, where ``write_batch`` skips or refuses them. Observations sent
+        as entered-in-error whose result is stored are to be removed (hidden). Call before
+        ``write_batch``; ``write_corrections`` applies them once the batch is accepted."""
+        self.corrections, self.removals = [], []
+        keyed = [lab for lab in self.labs if lab.source_id is not None]
+        if not keyed and not self.withdrawn:
+            return set()
+        pt = Patient.__table__  # type: ignore[attr-defined]
+        mrns = {lab.mrn for lab in keyed} | {w[0] for w in self.withdrawn}
+        ids = dict(session.execute(select(pt.c.mrn, pt.c.id).where(pt.c.mrn.in_(mrns))).all())
+        if not ids:
+            return set()
+        source_ids = sorted({str(lab.source_id) for lab in keyed} | {w[1] for w in self.withdrawn})
+        stored: dict[tuple[int, str], LabResult] = {}
+        for i in range(0, len(source_ids), 500):
+            for row in session.execute(
+                select(LabResult).where(
+                    LabResult.patient_id.in_(list(ids.values())),  # type: ignore[attr-defined]
+                    LabResult.source_id.in_(source_ids[i : i + 500]),  # type: ignore[union-attr]
+                )
+            ).scalars():
+                stored[(row.patient_id, str(row.source_id))] = row
+        taken: set[int] = set()
+        for lab in keyed:
+            row = stored.get((ids.get(lab.mrn, -1), str(lab.source_id)))
+            if row is None or row.hidden:
+                continue  # new, or removed earlier: write_batch inserts it, skips it or refuses a change
+            same = (
+                row.test == lab.test
+                and row.taken_at == lab.taken_at
+                and _same_value(row.value, lab.value)
+                and row.value_text == lab.value_text
+                and row.comparator == lab.comparator
+            )
+            action, why = intake.resent_result(row.status, lab.status, same)
+            if action == "amend":
+                self.corrections.append((row, lab, f"{why} ({lab.where})"))
+                taken.add(id(lab))
+        for mrn, source_id, where in self.withdrawn:
+            row = stored.get((ids.get(mrn, -1), source_id))
+            if row is not None and not row.hidden:
+                self.removals.append((row, f"entered-in-error: withdrawn by its sender ({where})"))
+        return taken
+
+    def write_corrections(self, session: Session, username: str | None = None) -> tuple[int, int]:
+        """Apply what ``match_stored`` found (after ``write_batch``), through the one amendment and
+        removal path of ``monitoring.services``, audited. Returns (amended, removed)."""
+        from monitoring.services import amend_from_source, void_from_source
+
+        user = username or "fhir import"
+        for row, lab, why in self.corrections:
+            amend_from_source(session, row, lab, user=user, why=why)
+        for row, reason in self.removals:
+            void_from_source(session, row, user=user, reason=reason)
+        return len(self.corrections), len(self.removals)
 
     def write_findings(self, session: Session, username: str | None = None) -> int:
         """Store the hand-entered findings of the bundle (after ``write_batch``); idempotent: a
@@ -445,16 +516,18 @@ def import_bundle(
     if parsed.problems:
         raise BatchRejected(parsed.problems)
     parsed.merge_stored(session)
+    taken = parsed.match_stored(session)
     result = write_batch(
         session,
         patients=parsed.all_patients(),
-        labs=parsed.labs,
+        labs=[lab for lab in parsed.labs if id(lab) not in taken],
         meds=parsed.meds,
         username=username,
         source="fhir",
         description=f"FHIR import of {Path(path).name}",
     )
     parsed.write_findings(session, username)
+    result.labs_amended, result.labs_removed = parsed.write_corrections(session, username)
     result.skipped_resources = dict(parsed.skipped)
     return result
 
@@ -995,9 +1068,13 @@ class _Reader:
     def read_observation(self, i: str, r: dict[str, Any], *, validate: bool = True) -> None:
         status = r.get("status")
         if status in _SKIP_STATUS["Observation"]:
+            if status == "entered-in-error":
+                self.withdraw(i, r)
             self.out.skip("Observation", f"status {status}")
             return
         if id(r) in self.skip_obs:
+            if "entered-in-error" in self.skip_obs[id(r)]:
+                self.withdraw(i, r)
             self.out.skip("Observation", self.skip_obs[id(r)])
             return
         test, loinc, finding = _observation_code(r.get("code"))
@@ -1076,6 +1153,21 @@ class _Reader:
             prev = self.weights.get(mrn)
             if prev is None or when >= prev[0]:
                 self.weights[mrn] = (when, value)
+
+    def withdraw(self, i: str, r: dict[str, Any]) -> None:
+        """An Observation sent as entered-in-error: the stored result of the same identity, if any,
+        is removed (hidden with the reason, audited; PRODUCT.md §6 edition 2). Finding its patient
+        is quiet: a withdrawn resource that names no patient is only skipped."""
+        source_id = _source_id(r)
+        if source_id is None:
+            return
+        if "subject" not in r and id(r) in self.subject_from:
+            r = {**r, "subject": self.subject_from[id(r)]}
+        kept = len(self.out.problems)
+        mrn = self.patient_of(i, r, "subject") if self.lenient is None else None
+        del self.out.problems[kept:]
+        if mrn is not None:
+            self.out.withdrawn.append((mrn, source_id, self.where(i, r)))
 
     def lab_value(
         self, where: str, r: dict[str, Any], test: TestDef
