@@ -19,14 +19,16 @@ run: install
 	$(BIN)/python -m monitoring users demo
 	$(BIN)/streamlit run dashboard/server.py
 
-## Install (Python packages, and Debian's chromium and postgresql for the browser and server tests), then lint and test.
+## Install (Python packages, and Debian's chromium and postgresql for the browser and server tests), then lint, type-check monitoring/ (mypy, config in pyproject.toml) and test.
 test: install
 	bash scripts/install-system-deps.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring.models import AuditEntry, Patient
 
@@ -219,8 +219,8 @@ def count(session: Session, flt: AuditFilter | None = None) -> int:
 def distinct_values(session: Session) -> dict[str, list[str]]:
     """The usernames, actions and entities present, for the filters of the audit page."""
     out: dict[str, list[str]] = {}
-    for name, column in (("username", AuditEntry.username), ("action", AuditEntry.action), ("entity", AuditEntry.entity)):
-        rows = session.execute(select(column).where(column.is_not(None)).distinct().order_by(column))  # type: ignore[union-attr,attr-defined]
+    for name, column in (("username", col(AuditEntry.username)), ("action", col(AuditEntry.action)), ("entity", col(AuditEntry.entity))):
+        rows = session.execute(select(column).where(column.is_not(None)).distinct().order_by(column))
         out[name] = [r[0] for r in rows]
     return out
 
@@ -229,7 +229,7 @@ def history(session: Session, entity: str, entity_id: int | str) -> list[AuditEn
     """Every entry about one record, oldest first: its earlier versions are the ``before`` values."""
     stmt = (
         select(AuditEntry)
-        .where(AuditEntry.entity == entity, AuditEntry.entity_id == str(entity_id))
+        .where(col(AuditEntry.entity) == entity, col(AuditEntry.entity_id) == str(entity_id))
         .order_by(AuditEntry.at, AuditEntry.id)  # type: ignore[arg-type]
     )
     return list(session.execute(stmt).scalars())
@@ -239,7 +239,7 @@ def mrns_for(session: Session, entries: Iterable[AuditEntry]) -> dict[int, str]:
     ids = sorted({e.patient_id for e in entries if e.patient_id is not None})
     if not ids:
         return {}
-    rows = session.execute(select(Patient.id, Patient.mrn).where(Patient.id.in_(ids)))  # type: ignore[union-attr]
+    rows = session.execute(select(col(Patient.id), col(Patient.mrn)).where(col(Patient.id).in_(ids)))
     return {pid: mrn for pid, mrn in rows}
 
 

@@ -36,7 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import case as sa_case
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import audit
 from monitoring.models import SignInThrottle, User, utcnow
@@ -175,7 +175,7 @@ def require(role_or_permission: str, user: Any) -> None:
 
 
 def get_user(session: Session, username: str) -> User | None:
-    return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    return session.execute(select(User).where(col(User.username) == username)).scalar_one_or_none()
 
 
 def authorise_write(
@@ -329,7 +329,7 @@ def _claim(engine: Engine, key: str, policy: ThrottlePolicy, now: dt.datetime) -
                 .values(failures=counted + 1, last_failed_at=now)
             )
             session.commit()
-            if done.rowcount == 1:
+            if done.rowcount == 1:  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult, typed as Result
                 return 0.0
     return ARGON2_WAIT_S  # unreachable in practice: that many writers on one key at once
 
@@ -348,7 +348,7 @@ def throttle_status(session: Session, *, now: dt.datetime | None = None) -> list
     """Every key with failures still counted, for the administrators' view (audit page)."""
     moment = now or utcnow()
     out = []
-    for row in session.execute(select(SignInThrottle).where(SignInThrottle.failures > 0).order_by(SignInThrottle.last_failed_at.desc())).scalars():  # type: ignore[union-attr]
+    for row in session.execute(select(SignInThrottle).where(col(SignInThrottle.failures) > 0).order_by(col(SignInThrottle.last_failed_at).desc())).scalars():
         kind = row.key.split(":", 1)[0]
         policy = THROTTLE.get(kind, THROTTLE["global"])
         counted, wait = _wait_s(policy, row.failures, row.last_failed_at, moment)
@@ -578,7 +578,7 @@ def ensure_demo_accounts(session: Session, accounts: Iterable[tuple[str, str]] =
     Returns {username: (role, password)} for the caller to show once; empty when accounts exist
     (nothing else ever has a default password).
     """
-    if session.execute(select(User.id).limit(1)).first() is not None:
+    if session.execute(select(col(User.id)).limit(1)).first() is not None:
         return {}
     created: dict[str, tuple[str, str]] = {}
     for name, role in accounts:

@@ -94,7 +94,7 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s() * 1000)}")
     cur.execute("PRAGMA foreign_keys = ON")

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import catalogue, intake
 from monitoring.drugs import normalise_drug
@@ -477,7 +477,7 @@ def _demo_003(today: dt.date) -> tuple[PatientIn, _Patient]:
         "Cel",
         at=_OBS,
     )
-    clinic = {-24: 42, -17: 31, -10: 28, -3: 66}
+    clinic: dict[int, float | str] = {-24: 42, -17: 31, -10: 28, -3: 66}
     p.visits("alt", clinic, "U/L")
     p.visits("eosinophils", {-24: 0.3, -17: 0.25, -10: 0.2, -3: 0.55}, "10^9/L")
     p.visits("creatinine", {-24: 0.69, -17: 0.7, -10: 0.68, -3: 0.71}, "mg/dL")
@@ -900,7 +900,7 @@ def load_demo(
         now = now or dt.datetime.now()
     patients, labs, meds, findings, photos = _build(today, now)
     existing = set(
-        session.execute(select(Patient.mrn).where(Patient.mrn.in_([p.mrn for p in patients]))).scalars()  # type: ignore[attr-defined]
+        session.execute(select(col(Patient.mrn)).where(col(Patient.mrn).in_([p.mrn for p in patients]))).scalars()
     )
     batch = write_batch(
         session,
@@ -1013,14 +1013,14 @@ def ensure_demo(engine: Engine, today: dt.date | None = None) -> bool:
     the winner), is rolled back, and it reports False once it sees the winner's patients.
     """
     with Session(engine) as session:
-        if session.execute(select(Patient.id).limit(1)).first() is not None:
+        if session.execute(select(col(Patient.id)).limit(1)).first() is not None:
             return False
         try:
             load_demo(session, today)
             session.commit()
         except (IntegrityError, OperationalError):
             session.rollback()
-            if session.execute(select(Patient.id).limit(1)).first() is not None:
+            if session.execute(select(col(Patient.id)).limit(1)).first() is not None:
                 return False
             raise
     return True

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import episodes
 from monitoring.models import AlertEpisode, AuditEntry
@@ -72,7 +72,7 @@ def code_stats(
         actions = (episodes.ACKNOWLEDGE, episodes.SNOOZE, episodes.REOPEN)
         entries = session.execute(
             select(AuditEntry)
-            .where(AuditEntry.entity == episodes.ENTITY, AuditEntry.action.in_(actions))  # type: ignore[attr-defined]
+            .where(col(AuditEntry.entity) == episodes.ENTITY, col(AuditEntry.action).in_(actions))
             .order_by(AuditEntry.at, AuditEntry.id)  # type: ignore[arg-type]
         ).scalars()
         for e in entries:

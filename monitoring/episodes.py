@@ -148,7 +148,7 @@ def _reconcile_after_commit(session: Session) -> None:
             day, prof = _today(), load_profile()
             records = load_records(own, sorted(ids), active_only=True)
             alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
-            sync_evaluated(own, records, alerts, as_of=day, profile=prof)  # type: ignore[arg-type]
+            sync_evaluated(own, records, alerts, as_of=day, profile=prof)
     except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
         # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
         log.exception("alert episodes not updated after commit; the next evaluation will")
@@ -360,7 +360,7 @@ def _insert_open(session: Session, pid: int, alert: Alert, rows: list[str], onse
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]  # SQLite's insert() beside PostgreSQL's: same call, each typed as its own Insert
     stmt = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
     return session.execute(stmt).scalar_one_or_none()
 

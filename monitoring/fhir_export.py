@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import catalogue
 from monitoring.importers.fhir_import import (
@@ -105,7 +105,7 @@ def _source_identifier(source_id: str | None) -> list[dict[str, Any]]:
 
 def export_patient_bundle(session: Session, mrn: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The patient as a FHIR R4 collection Bundle (a JSON-ready dict). LookupError for an unknown MRN."""
-    patient = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one_or_none()
+    patient = session.execute(select(Patient).where(col(Patient.mrn) == mrn)).scalar_one_or_none()
     if patient is None:
         raise LookupError(f"unknown MRN {mrn!r}")
     pid = patient.id

@@ -403,7 +403,7 @@ def load_profile(path: str | Path | None = None) -> GuidelineProfile:
     Raises ProfileError (naming each bad key) for a file that cannot be used.
     """
     chosen = path if path not in (None, "") else os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE_PATH
-    p = Path(chosen).expanduser().resolve()  # type: ignore[arg-type]
+    p = Path(chosen).expanduser().resolve()
     try:
         mtime = p.stat().st_mtime_ns
     except OSError:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import audit, episodes
 from monitoring.models import AlertEpisode, AlertNotification, Patient, utcnow
@@ -255,7 +255,7 @@ def _queue(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.dat
         if s.get_bind().dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]  # SQLite's insert() beside PostgreSQL's: same call, each typed as its own Insert
         for ep, kind in due(s, as_of, now, prof):
             for channel in settings.channels:
                 stmt = (
@@ -278,7 +278,7 @@ def _queue(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.dat
     return queued
 
 
-def _claimable(now: dt.datetime):  # type: ignore[no-untyped-def]
+def _claimable(now: dt.datetime):
     n = AlertNotification
     return or_(
         and_(n.status.in_([PENDING, FAILED]), n.next_attempt_at <= now),  # type: ignore[attr-defined,arg-type]
@@ -288,15 +288,15 @@ def _claimable(now: dt.datetime):  # type: ignore[no-untyped-def]
 
 def _deliver(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.datetime, report: NotifyReport) -> None:
     with Session(engine, expire_on_commit=False) as s:
-        candidates = list(s.execute(select(AlertNotification.id).where(_claimable(now)).order_by(AlertNotification.id)).scalars())  # type: ignore[arg-type]
+        candidates = list(s.execute(select(col(AlertNotification.id)).where(_claimable(now)).order_by(AlertNotification.id)).scalars())  # type: ignore[arg-type]
     for nid in candidates:
         with Session(engine, expire_on_commit=False) as s:
             # Claimed by exactly one notifier: the UPDATE succeeds only while the row is claimable.
             claimed = s.execute(
                 update(AlertNotification)
-                .where(AlertNotification.id == nid, _claimable(now))  # type: ignore[arg-type]
+                .where(AlertNotification.id == nid, _claimable(now))
                 .values(status=SENDING, claimed_at=now)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult, typed as Result
             s.commit()
             if not claimed:
                 continue

@@ -133,7 +133,7 @@ class PatientRecord:
 # --- loading --------------------------------------------------------------------------------
 
 
-def _patient_columns() -> Select:  # type: ignore[type-arg]
+def _patient_columns() -> Select:
     t = Patient.__table__  # type: ignore[attr-defined]
     return select(
         t.c.id,
@@ -197,7 +197,7 @@ def load_records(
     mt = MedicationRow.__table__  # type: ignore[attr-defined]
     ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
 
-    def patient_filter(stmt: Select, column: object, ids: Sequence[int] | None) -> Select:  # type: ignore[type-arg]
+    def patient_filter(stmt: Select, column: object, ids: Sequence[int] | None) -> Select:
         # Sub-select on the patient table: the database filters, no id list travels when None.
         sub = select(pt.c.id)
         if active_only:

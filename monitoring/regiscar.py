@@ -195,7 +195,8 @@ def _eosinophilia(record: PatientRecord, as_of: dt.date, profile: GuidelineProfi
     def count_points(p: LabPoint) -> int:
         return 2 if exceeds(high_line.judge(p)) else 1 if exceeds(moderate_line.judge(p)) else 0
 
-    best_points, best_ev = 0, {}
+    best_points = 0
+    best_ev: dict[str, Any] = {}
     if counts:
         peak = _peak(counts)
         best_points, best_ev = count_points(peak), {"count": _ev(peak)}
@@ -207,7 +208,7 @@ def _eosinophilia(record: PatientRecord, as_of: dt.date, profile: GuidelineProfi
     for p in pcts:
         same_day = wbc_by_day.get(p.taken_at.date(), [])
         exact = [w for w in same_day if w.taken_at == p.taken_at]
-        wbc = (exact or same_day or [None])[-1]
+        wbc = (exact or same_day)[-1] if (exact or same_day) else None
         if wbc is None or wbc.value is None or decide(wbc.value, low_wbc, inclusive=True, comparator=comparator_of(wbc)) is not False:
             continue
         pct_high_line = Limit("regiscar_eos_pct_high", f"{pct_high:g}", pct_high, True, "info")
@@ -222,7 +223,7 @@ def _eosinophilia(record: PatientRecord, as_of: dt.date, profile: GuidelineProfi
 
 
 def _peak(points: list[LabPoint]) -> LabPoint:
-    return max(points, key=lambda p: (p.value, p.taken_at))  # type: ignore[arg-type, return-value]
+    return max(points, key=lambda p: (p.value, p.taken_at))
 
 
 def _organs(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile) -> RegiscarItem:

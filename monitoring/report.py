@@ -131,9 +131,9 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
             if len(line.steps) == 1:
                 ax.axhline(line.last, color=line.colour, lw=0.9, ls="--")
             else:
-                xs = [start, *(when for when, _ in line.steps[1:]), end]
+                line_xs = [start, *(when for when, _ in line.steps[1:]), end]
                 ys = [v for _, v in line.steps] + [line.last]
-                ax.step(xs, ys, where="post", color=line.colour, lw=0.9, ls="--")
+                ax.step(line_xs, ys, where="post", color=line.colour, lw=0.9, ls="--")
             # Lower line's label under it, upper line's over it: close lines keep readable labels.
             ax.annotate(line.label, xy=(1.0, line.last), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
                         fontsize=6.5, color=line.colour, va=("top" if i == 0 and len(lines) > 1 else "bottom"))
@@ -141,7 +141,7 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
             ax.legend(fontsize=6.5, loc="best", frameon=True, framealpha=0.85)
         if not drawn:
             ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
-        values = [p.value for t in tests for p in counted[t]] + [v for line in lines for _, v in line.steps]
+        values = [p.value for t in tests for p in counted[t] if p.value is not None] + [v for line in lines for _, v in line.steps]
         ax.set_ylim(0, max(values, default=1.0) * 1.15 or 1.0)
 
     dose_ax = axes[-1]
@@ -429,10 +429,10 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
     block = [Paragraph("Sequelae follow-up (thyroid and glucose after resolution)", h2)]
     if data.checklist:
         ck_rows: list[list[Any]] = [["Due", "Check", "Status", "Result", "Basis"]]
-        for it in data.checklist:
-            res = f"{_p(it.result.original_value)} {_p(it.result.original_unit)} on {it.result.taken_at.date().isoformat()}" if it.result else ""
-            ck_rows.append([_fmt_date(it.due), f"{_p(it.test_label)} (month {it.check.month})", it.status.upper(), res,
-                            _p(it.check.basis)])
+        for ck in data.checklist:
+            res = f"{_p(ck.result.original_value)} {_p(ck.result.original_unit)} on {ck.result.taken_at.date().isoformat()}" if ck.result else ""
+            ck_rows.append([_fmt_date(ck.due), f"{_p(ck.test_label)} (month {ck.check.month})", ck.status.upper(), res,
+                            _p(ck.check.basis)])
         block.append(table(ck_rows, [22 * mm, 42 * mm, 20 * mm, width - 124 * mm, 40 * mm]))
     else:
         block.append(Paragraph("Starts at the recorded resolution date: none recorded yet.", base))
@@ -441,9 +441,9 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
     block = [Paragraph("Viral PCR", h2)]
     if data.pcr:
         pcr_rows: list[list[Any]] = [["Taken", "Day", "Test", "Result", "As received"]]
-        for r in data.pcr:
-            pcr_rows.append([r.taken_at.strftime("%Y-%m-%d %H:%M"), _p(r.day_since_onset if r.day_since_onset is not None else "—"),
-                             _p(r.label), "DETECTED" if r.detected else "not detected", _p(r.as_received)])
+        for pr in data.pcr:
+            pcr_rows.append([pr.taken_at.strftime("%Y-%m-%d %H:%M"), _p(pr.day_since_onset if pr.day_since_onset is not None else "—"),
+                             _p(pr.label), "DETECTED" if pr.detected else "not detected", _p(pr.as_received)])
         block.append(table(pcr_rows, [30 * mm, 14 * mm, 28 * mm, 30 * mm, width - 102 * mm]))
     else:
         block.append(Paragraph("No viral PCR results.", base))

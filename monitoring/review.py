@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import audit
 from monitoring.auth import authorise_write
@@ -123,7 +123,7 @@ def open_items(session: Session, *, limit: int = 500) -> list[ReviewItem]:
 
 
 def open_count(session: Session) -> int:
-    return int(session.execute(select(func.count()).select_from(ReviewItem).where(ReviewItem.status == OPEN)).scalar_one())
+    return int(session.execute(select(func.count()).select_from(ReviewItem).where(col(ReviewItem.status) == OPEN)).scalar_one())
 
 
 def get_item(session: Session, item_id: int) -> ReviewItem:
@@ -234,9 +234,9 @@ def correction_defaults(item: ReviewItem) -> dict[str, str]:
     rec = item.record or {}
     out: dict[str, str] = {"mrn": item.mrn or str(rec.get("mrn") or "")}
     if rec.get("resourceType"):
-        q = rec.get("valueQuantity") if isinstance(rec.get("valueQuantity"), dict) else {}
+        q = got if isinstance(got := rec.get("valueQuantity"), dict) else {}
         code = next((c.get("code") for c in (rec.get("code") or {}).get("coding") or [] if isinstance(c, dict)), "")
-        period = rec.get("effectivePeriod") if isinstance(rec.get("effectivePeriod"), dict) else {}
+        period = got if isinstance(got := rec.get("effectivePeriod"), dict) else {}
         when = rec.get("effectiveDateTime") or period.get("start") or rec.get("effectiveInstant") or rec.get("authoredOn") or ""
         out.update({"test": str(code or ""), "taken_at": str(when)[:19], "value": str(q.get("value", rec.get("valueString", ""))),
                     "unit": str(q.get("unit") or q.get("code") or "")})

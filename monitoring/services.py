@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import catalogue, intake
 from monitoring.auth import authorise_write
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 WHERE = "entry"
-_HIDEABLE: dict[str, type[LabResult] | type[MedicationRow] | type[Photo]] = {
+_HIDEABLE: dict[str, type[LabResult | MedicationRow | Photo]] = {
     "lab_result": LabResult,
     "medication_row": MedicationRow,
     "photo": Photo,
@@ -74,7 +74,7 @@ def _require_reason(reason: str | None) -> str:
 
 
 def _patient(session: Session, mrn: str) -> Patient:
-    row = session.execute(select(Patient).where(Patient.mrn == (mrn or "").strip())).scalar_one_or_none()
+    row = session.execute(select(Patient).where(col(Patient.mrn) == (mrn or "").strip())).scalar_one_or_none()
     if row is None:
         raise _reject("mrn", mrn, "unknown MRN")
     return row
@@ -161,10 +161,10 @@ def add_lab_result(
     row = session.execute(
         select(LabResult)
         .where(
-            LabResult.patient_id == patient.id,
-            LabResult.test == test_def.key,
-            LabResult.taken_at == when,
-            LabResult.hidden == False,  # noqa: E712
+            col(LabResult.patient_id) == patient.id,
+            col(LabResult.test) == test_def.key,
+            col(LabResult.taken_at) == when,
+            col(LabResult.hidden) == False,  # noqa: E712
         )
         .order_by(LabResult.id.desc())  # type: ignore[union-attr]
     ).scalars().first()
@@ -311,7 +311,7 @@ def hide_record(session: Session, *, username: str, entity: str, record_id: int,
     model = _HIDEABLE.get(entity)
     if model is None:
         raise _reject("entity", entity, f"cannot hide {entity!r}: one of {', '.join(_HIDEABLE)}")
-    row = session.get(model, record_id)
+    row = cast("LabResult | MedicationRow | Photo | None", session.get(model, record_id))  # get() of a union of models is typed SQLModel
     if row is None or row.hidden:
         raise _reject("id", record_id, f"no such {entity} (or it was already removed)")
     if entity == "photo":
@@ -368,7 +368,7 @@ def add_dose_change(
     result = write_batch(session, meds=[med], username=user, source="manual", description="entered in the dashboard")
     row = session.execute(
         select(MedicationRow).where(
-            MedicationRow.patient_id == patient.id, MedicationRow.drug == med.drug, MedicationRow.start_date == start
+            col(MedicationRow.patient_id) == patient.id, col(MedicationRow.drug) == med.drug, col(MedicationRow.start_date) == start
         )
     ).scalar_one()
     if result.meds_inserted:
@@ -476,9 +476,9 @@ def set_finding(
     session.add(row)
     session.flush()
     previous = session.execute(
-        select(ClinicalFinding.value)
-        .where(ClinicalFinding.patient_id == patient.id, ClinicalFinding.item == item, ClinicalFinding.id != row.id)
-        .order_by(ClinicalFinding.recorded_at.desc(), ClinicalFinding.id.desc())  # type: ignore[attr-defined]
+        select(col(ClinicalFinding.value))
+        .where(col(ClinicalFinding.patient_id) == patient.id, col(ClinicalFinding.item) == item, col(ClinicalFinding.id) != row.id)
+        .order_by(col(ClinicalFinding.recorded_at).desc(), col(ClinicalFinding.id).desc())
         .limit(1)
     ).scalar_one_or_none()
     session.add(

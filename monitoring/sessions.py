@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlalchemy.sql.expression import Executable
+from sqlmodel import Session, col
 
 from monitoring.auth import SignedIn
 from monitoring.models import User, UserSession, utcnow
@@ -90,7 +91,7 @@ def open_session(engine: Engine, user: SignedIn, *, browser: str | None = None, 
         if browser:
             session.execute(
                 update(UserSession)
-                .where(UserSession.browser_hash == _digest(browser), UserSession.ended_at.is_(None))  # type: ignore[union-attr]
+                .where(col(UserSession.browser_hash) == _digest(browser), col(UserSession.ended_at).is_(None))
                 .values(ended_at=moment, end_reason=SIGNED_OUT)
             )
         row = UserSession(
@@ -117,7 +118,7 @@ def resume(engine: Engine, *, session_id: int | None, browser: str | None = None
         if row is None and browser:
             row = session.execute(
                 select(UserSession)
-                .where(UserSession.browser_hash == _digest(browser), UserSession.ended_at.is_(None))  # type: ignore[union-attr]
+                .where(col(UserSession.browser_hash) == _digest(browser), col(UserSession.ended_at).is_(None))
                 .order_by(UserSession.id.desc())  # type: ignore[union-attr]
                 .limit(1)
             ).scalar_one_or_none()
@@ -142,9 +143,9 @@ def resume(engine: Engine, *, session_id: int | None, browser: str | None = None
         return Resumed(SignedIn(user.id, user.username, user.role), row.id)
 
 
-def _write(session: Session, statement: object) -> bool:
+def _write(session: Session, statement: Executable) -> bool:
     try:
-        session.execute(statement)  # type: ignore[call-overload]
+        session.execute(statement)
         session.commit()
         return True
     except OperationalError:  # read-only or busy: the session check itself must not fail

@@ -40,6 +40,8 @@ SEVERITY_ORDER: dict[str, int] = {s.value: s.rank for s in Severity}
 
 def rank(severity: str | None) -> int:
     """Attention order of a severity; anything else (no alert) sorts after info."""
+    if severity is None:
+        return len(_RANK)
     try:
         return Severity(severity).rank
     except ValueError:

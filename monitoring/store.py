@@ -338,13 +338,13 @@ def write_batch(
             existing[mrn] = row
             result.patients_created += 1
         else:
-            changes = {k: v for k, v in p.values.items() if getattr(row, k) != v}
+            changes: dict[str, Any] = {k: v for k, v in p.values.items() if getattr(row, k) != v}
             if p.name and p.name != row.name:
                 changes["name"] = p.name
             if changes:
                 before = {k: jsonable(getattr(row, k)) for k in changes}
-                for k, v in changes.items():
-                    setattr(row, k, v)
+                for name, value in changes.items():
+                    setattr(row, name, value)
                 row.updated_at = now
                 session.add(
                     AuditEntry(
@@ -379,7 +379,7 @@ def write_batch(
         n = len(cols)
         if not n:
             continue
-        columns = [
+        columns: list[Sequence[Any]] = [
             list(map(ids.__getitem__, cols.mrn)),
             cols.test,
             cols.loinc,
@@ -547,7 +547,7 @@ def _check_labs(
 ) -> list[tuple[Any, ...]]:
     if not labs:
         return []
-    patient_ids = {ids[lab.mrn] for lab in labs}
+    patient_ids = {pid for lab in labs if (pid := ids[lab.mrn]) is not None}
     tests = {lab.test for lab in labs}
     # Stored results of the patients and tests concerned: one query, compared in memory.
     by_key: dict[tuple[int, str, dt.datetime], list[tuple[float | None, str | None, str | None, str | None]]] = defaultdict(list)
@@ -674,7 +674,7 @@ def _check_meds(
 ) -> list[dict[str, Any]]:
     if not meds:
         return []
-    patient_ids = sorted({ids[m.mrn] for m in meds})
+    patient_ids = sorted({pid for m in meds if (pid := ids[m.mrn]) is not None})
     mt = MedicationRow.__table__  # type: ignore[attr-defined]
     stored: dict[tuple[int, str, dt.date], float] = {}
     for pid, drug, start, dose in session.execute(

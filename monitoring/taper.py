@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeGuard
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring.drugs import PREDNISONE_EQUIVALENCE, normalise_drug, steroid_factor
 from monitoring.guideline import GuidelineProfile, Threshold, load_profile
@@ -188,7 +189,7 @@ def _load_formulary_cached(path: str, _mtime: int) -> dict[str, Tablets]:
     return out
 
 
-def _numbers(value: object) -> bool:
+def _numbers(value: object) -> TypeGuard[list[float]]:
     return isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
 
 
@@ -550,7 +551,7 @@ class SaveResult:
 
 
 def _rows_at(session: Session, patient_id: int) -> dict[tuple[str, dt.date], MedicationRow]:
-    rows = session.execute(select(MedicationRow).where(MedicationRow.patient_id == patient_id)).scalars()
+    rows = session.execute(select(MedicationRow).where(col(MedicationRow.patient_id) == patient_id)).scalars()
     return {(r.drug, r.start_date): r for r in rows}
 
 

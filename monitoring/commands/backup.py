@@ -7,7 +7,7 @@ import argparse
 from monitoring.cli import EXIT_OK, BadInput
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backup", help="copy the live SQLite database to PATH (safe while the dashboard writes)")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_backup)

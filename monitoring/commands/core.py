@@ -9,7 +9,7 @@ import sys
 from monitoring.cli import EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create or migrate the schema")
     p.set_defaults(func=cmd_init)
 
@@ -124,7 +124,7 @@ def _username() -> str:
 def cmd_labs(args: argparse.Namespace) -> int:
     """A patient's results oldest first (ties in storage order), hidden rows excluded."""
     from sqlalchemy import select
-    from sqlmodel import Session
+    from sqlmodel import Session, col
 
     from monitoring.cli import BadInput
     from monitoring.models import LabResult, Patient
@@ -133,7 +133,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
     engine = open_database(args.db)
     mrn = (args.mrn or "").strip()
     with Session(engine) as session:
-        patient = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one_or_none()
+        patient = session.execute(select(Patient).where(col(Patient.mrn) == mrn)).scalar_one_or_none()
         if patient is None:
             raise BadInput(f"--mrn: value {mrn!r}: unknown MRN: no such patient")
         lt = LabResult.__table__  # type: ignore[attr-defined]

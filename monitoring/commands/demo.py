@@ -8,7 +8,7 @@ import datetime as dt
 from monitoring.cli import EXIT_OK, BadInput
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="load the synthetic demo cohort (idempotent)",

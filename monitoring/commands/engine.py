@@ -45,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("alerts", help="alerts for one patient as of a date (decision support, not a diagnosis)")
     _common(p)
     p.set_defaults(func=cmd_alerts)

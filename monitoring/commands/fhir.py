@@ -7,7 +7,7 @@ import argparse
 from monitoring.cli import EXIT_OK, BadInput
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export one patient as a FHIR R4 collection Bundle",

@@ -10,7 +10,7 @@ import sys
 from monitoring.cli import EXIT_OK, BadInput
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "listen",
         help="receive HL7 v2 results (ORU^R01) and patients (ADT^A01/A04/A08) over MLLP, or from a folder",

@@ -35,7 +35,7 @@ def _default_user() -> str:
         return "cli"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "photos",
         help="list, import or hide clinical photographs",

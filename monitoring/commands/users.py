@@ -17,7 +17,7 @@ import sys
 from monitoring.cli import EXIT_OK, BadInput
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     users = sub.add_parser("users", help="manage accounts (roles: admin, clinician, viewer)")
     cmds = users.add_subparsers(dest="users_command", metavar="ACTION")
     cmds.required = True
@@ -82,7 +82,7 @@ def read_password(from_stdin: bool) -> str:
     return first
 
 
-def _run(args: argparse.Namespace, change) -> int:  # type: ignore[no-untyped-def]
+def _run(args: argparse.Namespace, change) -> int:
     from monitoring.auth import AccountError
     from monitoring.db import session_scope
     from monitoring.schema import open_database
@@ -102,7 +102,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     password = None if args.oidc else read_password(args.password_stdin)
 
-    def change(session) -> str:  # type: ignore[no-untyped-def]
+    def change(session) -> str:
         user = auth.create_user(session, actor=actor(), username=args.username, role=args.role, password=password)
         how = "signs in through the identity provider" if password is None else "signs in with a password"
         return f"account {user.username} created, role {user.role}, {how}"
@@ -132,7 +132,7 @@ def cmd_enable(args: argparse.Namespace) -> int:
 def cmd_set_role(args: argparse.Namespace) -> int:
     from monitoring import auth
 
-    def change(session) -> str:  # type: ignore[no-untyped-def]
+    def change(session) -> str:
         user = auth.set_role(session, actor=actor(), username=args.username, role=args.role, reason=args.reason)
         return f"account {user.username} now has role {user.role}"
 

@@ -62,7 +62,7 @@ def build_ack(raw: bytes | str, code: str, text: str = "", errors: Sequence[AckE
             segments = [str(seg) for seg in src.create_ack(code, application="DRESS_MONITOR", facility="")]
         except Exception:  # noqa: BLE001 - an MSH too broken to mirror (no MSH-9 trigger, ...)
             segments = []
-    if not segments:
+    if src is None or not segments:
         # Nothing to mirror: a plain ACK, MSA-2 empty (the sender's control ID could not be read).
         src = hl7.parse("MSH|^~\\&|||||||ACK||P|2.5")
         now = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")

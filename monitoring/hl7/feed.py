@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import catalogue, intake
 from monitoring.hl7.ack import AckError
@@ -171,7 +171,7 @@ class _Message:
 
         p = self.msg.patient
         assert p is not None and p.mrn is not None
-        self.patient_id = self.session.execute(select(Patient.id).where(Patient.mrn == p.mrn)).scalar_one_or_none()
+        self.patient_id = self.session.execute(select(col(Patient.id)).where(col(Patient.mrn) == p.mrn)).scalar_one_or_none()
         exists = self.patient_id is not None
         is_adt = self.msg.message_type == "ADT"
         if not is_adt:
@@ -230,11 +230,11 @@ class _Message:
             lab.abnormal_flags = "~".join(obs.abnormal_flags)[:40] or None
             return lab
         except intake.Refused as refused:
-            for exc in refused.errors:
-                where_field = _FIELD_OF.get(exc.column, exc.column)
-                if exc.column == "taken_at":
+            for err in refused.errors:
+                where_field = _FIELD_OF.get(err.column, err.column)
+                if err.column == "taken_at":
                     where_field = time_field
-                self.refuse(obs, where_field, exc.value, exc.reason)
+                self.refuse(obs, where_field, err.value, err.reason)
             return None
 
     def run(self) -> Outcome:
@@ -266,7 +266,7 @@ class _Message:
         pid = self.patient_id
         if pid is not None and identities:
             for row in session.execute(
-                select(LabResult).where(LabResult.patient_id == pid, LabResult.source_id.in_(set(identities.values())))  # type: ignore[union-attr]
+                select(LabResult).where(col(LabResult.patient_id) == pid, col(LabResult.source_id).in_(set(identities.values())))
             ).scalars():
                 if row.source_id is not None:
                     stored[row.source_id] = row
@@ -342,7 +342,7 @@ class _Message:
         self.outcome.stored = len(pending)
         pid = self.patient_id
         if pid is None and (result_patient := self.msg.patient) is not None:
-            pid = self.session.execute(select(Patient.id).where(Patient.mrn == result_patient.mrn)).scalar_one_or_none()
+            pid = self.session.execute(select(col(Patient.id)).where(col(Patient.mrn) == result_patient.mrn)).scalar_one_or_none()
         if pid is not None and pending:
             touch_patient(self.session, pid)
         return pid
@@ -414,7 +414,7 @@ def store_message(session: Session, raw: bytes, *, codes: CodeMap, via: str = "m
     except Unreadable as exc:
         return Outcome("AR", str(exc))
     prior = session.execute(
-        select(Hl7Message).where(Hl7Message.sender == msg.sender, Hl7Message.control_id == msg.control_id)
+        select(Hl7Message).where(col(Hl7Message.sender) == msg.sender, col(Hl7Message.control_id) == msg.control_id)
     ).scalar_one_or_none()
     if prior is not None:
         if prior.sha256 == _sha(raw):

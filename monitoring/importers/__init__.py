@@ -291,7 +291,7 @@ def _write_skipping_invalid(
                 [x for x in labs if x.where not in bad],
                 [m for m in meds if m.where not in bad],
             )
-            if sum(map(len, kept)) == len(patients) + len(labs) + len(meds):
+            if sum(len(k) for k in kept) == len(patients) + len(labs) + len(meds):
                 # A refusal that names no record (cannot happen today): refuse the import as before.
                 report.problems = _in_file_order(refused, [n for n, _ in named])
                 return report

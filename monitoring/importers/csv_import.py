@@ -288,7 +288,7 @@ def _labs(
     for i, key in enumerate(zip(test_col, unit_col, strict=True)):
         groups[key].append(i)
     tests: dict[str, TestDef | str] = {}
-    fields: dict[str, list[Any]] = {f: [] for f in _LAB_FIELDS}
+    fields: dict[str, Any] = {f: [] for f in _LAB_FIELDS}  # one list per LabColumns field
     kept_rows: list[int] = []
     for (raw_test, raw_unit), idx in groups.items():
         t = tests.get(raw_test)
@@ -327,12 +327,13 @@ def _labs(
         if not n:
             continue
         comparators: list[str | None] = [None] * n
-        if all(type(v) is float for v in values):
+        group_values: list[Any] = values  # floats, or ConvertedValue where a row was text or censored
+        if all(type(v) is float for v in group_values):
             texts: list[str | None] = [None] * n
         else:  # PCR results given as text, censored results
-            texts = [None if type(v) is float else v.value_text for v in values]  # type: ignore[union-attr]
-            comparators = [None if type(v) is float else v.comparator for v in values]  # type: ignore[union-attr]
-            values = [v if type(v) is float else v.value for v in values]  # type: ignore[union-attr]
+            texts = [None if type(v) is float else v.value_text for v in group_values]
+            comparators = [None if type(v) is float else v.comparator for v in group_values]
+            group_values = [v if type(v) is float else v.value for v in group_values]
         kept_rows.extend(idx)
         # map() over list lookups runs at C speed: these columns are a million long.
         group_mrns = map(mrn_col.__getitem__, idx)
@@ -341,13 +342,13 @@ def _labs(
         fields["loinc"].extend([raw_test.strip() if raw_test.strip() in t.loinc else t.primary_loinc] * n)
         group_times = list(map(times.__getitem__, map(time_col.__getitem__, idx)))
         if with_offset:  # (time, offset) pairs where the file gave a UTC offset
-            fields["taken_at_offset_minutes"].extend(v[1] if type(v) is tuple else None for v in group_times)  # type: ignore[index]
-            group_times = [v[0] if type(v) is tuple else v for v in group_times]  # type: ignore[index]
+            fields["taken_at_offset_minutes"].extend(v[1] if type(v) is tuple else None for v in group_times)
+            group_times = [v[0] if type(v) is tuple else v for v in group_times]
         else:
             fields["taken_at_offset_minutes"].extend([None] * n)
         fields["taken_at"].extend(group_times)
         fields["comparator"].extend(comparators)
-        fields["value"].extend(values)
+        fields["value"].extend(group_values)
         fields["unit"].extend([t.canonical_unit] * n)
         fields["value_text"].extend(texts)
         # Stripping a million values is skipped when no value holds white space (the usual file).
@@ -366,7 +367,7 @@ def _labs(
         kept_rows = list(pick(kept_rows))
     for optional in ("comparator", "taken_at_offset_minutes"):
         if not any(v is not None for v in fields[optional]):
-            fields[optional] = None  # type: ignore[assignment]  # the usual file: none in any row
+            fields[optional] = None  # the usual file: none in any row
     out.lab_columns = LabColumns(name, list(map(rownums.__getitem__, kept_rows)), **fields)
     problems.sort(key=lambda p: (p[0], p[1]))
     out.problems.extend(p for _, _, p in problems)
@@ -385,15 +386,15 @@ def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[flo
     # A value longer than the stored column goes to the slow path, which refuses it as a form does.
     limit = intake.text_limit("lab_result", "original_value")
     short = len(joined) <= limit or max(map(len, raws)) <= limit
-    if short and not test.qualitative and joined.isascii() and "_" not in joined:
+    c = conv.conversion
+    if c is not None and short and not test.qualitative and joined.isascii() and "_" not in joined:
         try:
             numbers = list(map(float, raws))
         except ValueError:
             numbers = None
     else:
         numbers = None
-    if numbers is not None:
-        c = conv.conversion
+    if numbers is not None and c is not None:
         if c.func is not None:
             values = [c.func(x) for x in numbers]
         elif c.factor == 1.0 and c.offset == 0.0:

@@ -982,7 +982,7 @@ class _Reader:
             if r.get("status") in _SKIP_STATUS[rtype]:
                 return
             order = self.reference_to(r.get("request"))
-            period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+            period = got if isinstance(got := r.get("effectivePeriod"), dict) else {}
             when = str(r.get("effectiveDateTime") or period.get("end") or period.get("start") or "")
             if isinstance(order, dict) and _FHIR_DATE.fullmatch(when[:10]):
                 day = dt.date.fromisoformat(when[:10])
@@ -990,11 +990,11 @@ class _Reader:
                     self.last_administration[id(order)] = day
             return
         if rtype == "DiagnosticReport":
-            when, subject = self.context_of(r, "DiagnosticReport")
+            context, subject = self.context_of(r, "DiagnosticReport")
             refs = r.get("result") or []
             skip = r.get("status") in ("entered-in-error", "cancelled")
         elif rtype == "Observation" and r.get("hasMember"):
-            when, subject = self.context_of(r, "hasMember of Observation")
+            context, subject = self.context_of(r, "hasMember of Observation")
             refs = r.get("hasMember") or []
             skip = False
         else:
@@ -1002,7 +1002,7 @@ class _Reader:
         for ref in refs if isinstance(refs, list) else []:
             target = self.reference_to(ref)
             if isinstance(target, dict) and target.get("resourceType") == "Observation":
-                self.give_context(target, when, subject)
+                self.give_context(target, context, subject)
                 if skip:
                     self.skip_obs[id(target)] = f"its DiagnosticReport is {r.get('status')}"
 
@@ -1176,6 +1176,7 @@ class _Reader:
         exporting product) for ``intake.reading``, or None after a problem or a skip."""
         as_received = _as_received(r)
         q = r.get("valueQuantity")
+        column: str | None
         if isinstance(q, dict):
             if q.get("value") is None:
                 self.problem(where, "valueQuantity.value", None, "the quantity has no value")
@@ -1452,7 +1453,7 @@ class _Reader:
             if dose is None:
                 return None
             repeat = (dosage.get("timing") or {}).get("repeat") or {}
-            bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else {}
+            bounds = got if isinstance(got := repeat.get("boundsPeriod"), dict) else {}
             start_text, start_col = bounds.get("start"), f"{col}.timing.repeat.boundsPeriod.start"
             end_text, end_col = bounds.get("end"), f"{col}.timing.repeat.boundsPeriod.end"
             start: dt.date | None = None
@@ -1506,7 +1507,7 @@ class _Reader:
         """One administration: its dose on its day; over an effectivePeriod of several days (or
         with a rate over a duration), the amount given on each day, in proportion to the hours of
         the period that fall on that day."""
-        dosage = r.get("dosage") if isinstance(r.get("dosage"), dict) else {}
+        dosage = got if isinstance(got := r.get("dosage"), dict) else {}
         route = _route(dosage.get("route"))
         if r.get("effectiveDateTime"):
             start_text, start_col, end_text = r["effectiveDateTime"], "effectiveDateTime", None
@@ -1841,7 +1842,7 @@ def _order_period(rtype: str, r: Mapping[str, Any]) -> tuple[str | None, str, st
     if rtype == "MedicationStatement":
         if r.get("effectiveDateTime"):
             return str(r["effectiveDateTime"]), "effectiveDateTime", None, ""
-        p = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+        p = got if isinstance(got := r.get("effectivePeriod"), dict) else {}
         return p.get("start"), "effectivePeriod.start", p.get("end"), "effectivePeriod.end"
     validity = (r.get("dispenseRequest") or {}).get("validityPeriod")
     if isinstance(validity, dict) and validity.get("start"):
