@@ -222,9 +222,14 @@ def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.D
                 "id": r.id,
                 "taken_at": r.taken_at.strftime("%Y-%m-%d %H:%M"),
                 "test": r.test,
-                "value": r.value if r.value is not None else r.value_text,
+                # Text for every row (one column type: a PCR's 'detected' beside numbers made
+                # pyarrow refuse the column), with a censored result's comparator: '<30', '>1000'.
+                "value": (
+                    display.value_text(r.test, r.value, r.unit, r.comparator) if r.value is not None else (r.value_text or "")
+                ),
                 "unit": r.unit,
                 "as received": f"{r.original_value} {r.original_unit}".strip(),
+                "ref_low": r.ref_low,
                 "ref_high": r.ref_high,
                 "source": r.source,
                 "amended": "yes" if r.amended_at else "",
@@ -248,6 +253,22 @@ def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.D
         ]
     )
     return {"labs": lab_df, "meds": med_df}
+
+
+def last_reference(labs: pd.DataFrame, test: str) -> tuple[float | None, float | None]:
+    """(LLN, ULN) of the patient's latest ``test`` result that carried a reference range, in the
+    canonical unit (``patient_rows`` order, newest first): the Entry form's pre-filled range
+    (issue 18 point 1), so a result typed without its range is judged by the laboratory's ULN."""
+    import pandas as pd
+
+    if labs.empty:
+        return None, None
+    rows = labs[(labs["test"] == test) & (labs["ref_low"].notna() | labs["ref_high"].notna())]
+    if rows.empty:
+        return None, None
+    first = rows.iloc[0]
+    low, high = first["ref_low"], first["ref_high"]
+    return (None if pd.isna(low) else float(low)), (None if pd.isna(high) else float(high))
 
 
 # --- thresholds: the profile's numbers applied to this patient's data -------------------------

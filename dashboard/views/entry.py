@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import data, safe, widgets
 from dashboard.auth import require_signed_in
-from monitoring import catalogue, services
+from monitoring import catalogue, display, services
 from monitoring.auth import PermissionDenied, authorise_write
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
@@ -33,6 +33,11 @@ def _json_text(record: Any) -> str:
     import json
 
     return json.dumps(record, indent=1, ensure_ascii=False)[:20000]
+
+
+def _number(value: float | None) -> str:
+    """A stored limit as the form shows it: 35.0 -> '35'."""
+    return "" if value is None else f"{value:g}"
 
 
 def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
@@ -86,9 +91,19 @@ with tab_labs:
         t = catalogue.CATALOGUE[test]
         unit_options = list(dict.fromkeys([t.canonical_unit, *([t.si_unit] if t.si_unit else []), *t.units]))
         unit = c5.selectbox("Unit", unit_options, key=f"entry_lab_unit_{test}")
-        r1, r2, _ = st.columns([1, 1, 3])
-        ref_low = r1.text_input("Reference low (optional)", key="entry_lab_ref_low")
-        ref_high = r2.text_input("Reference high / ULN (optional)", key="entry_lab_ref_high")
+        labs = data.patient_rows(url, data.data_version(), mrn)["labs"]
+        # The range of this patient's latest result of the test, pre-filled in its (canonical) unit.
+        last_low, last_high = data.last_reference(labs, test) if unit == t.canonical_unit else (None, None)
+        r1, r2, r3 = st.columns([1, 1, 3])
+        ref_low = r1.text_input("Reference low (optional)", value=_number(last_low), key=f"entry_lab_ref_low_{mrn}_{test}_{unit}")
+        ref_high = r2.text_input("Reference high / ULN (optional)", value=_number(last_high),
+                                 key=f"entry_lab_ref_high_{mrn}_{test}_{unit}")
+        if last_high is not None:
+            r3.caption(f"Reference range pre-filled from this patient's last {safe.md(t.label)} result.")
+        default_uln = data.profile().default_uln(test)
+        if not ref_high.strip() and default_uln is not None:
+            st.info(f"No ULN given: this {safe.md(t.label)} result will be judged against the profile's default ULN "
+                    f"{safe.md(display.quantity(test, default_uln, t.canonical_unit))}.")
         if st.button("Save result", type="primary", key="entry_lab_save"):
             write(
                 f"Stored {t.label} {value} {unit} of {day.isoformat()} {time.strftime('%H:%M')}.",
@@ -104,7 +119,6 @@ with tab_labs:
 
         st.divider()
         st.markdown("**Correct or remove a stored result** (the earlier value is kept in the audit trail)")
-        labs = data.patient_rows(url, data.data_version(), mrn)["labs"]
         if labs.empty:
             st.caption("No results stored.")
         else:
