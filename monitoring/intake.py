@@ -32,8 +32,9 @@ Decisions, each made once here (issue 13 listed where the five earlier implement
   above it with the field named; control characters (C0/C1) and bidirectional-override characters
   (which can make a name read as another) are refused, never stripped silently; only notes may hold
   line breaks and tabs. Leading and trailing white space is trimmed.
-- **Birth dates** before 1900 (placeholders such as 1000-01-01 or 1800-01-01) are dropped with a
-  note; the rest of the patient is stored.
+- **Birth dates** on or before 1900-01-01 (placeholders such as 1000-01-01, 1800-01-01 and
+  1900-01-01, which EHRs write for "unknown"; nobody alive was born then) are dropped with a note;
+  the rest of the patient is stored.
 """
 
 from __future__ import annotations
@@ -157,9 +158,10 @@ SEX_CODES: dict[str, str] = {
 }
 SEXES: tuple[str, ...] = ("female", "male", "other", "unknown")
 SETTINGS: tuple[str, ...] = ("inpatient", "clinic")
-# Birth dates before this are placeholders (1000-01-01, 1800-01-01 in real EHR exports): dropped
-# with a note (PRODUCT.md §6 "Identity").
-PLACEHOLDER_BIRTH_BEFORE = dt.date(1900, 1, 1)
+# Birth dates on or before this are placeholders (1000-01-01, 1800-01-01, 1900-01-01 in real EHR
+# exports): dropped with a note (PRODUCT.md §6 "Identity": before 1900; 1900-01-01 itself, the
+# commonest placeholder, is one too: a design choice, nobody alive was born on it).
+PLACEHOLDER_BIRTH_LAST = dt.date(1900, 1, 1)
 
 # Clocks of analysers, interface engines and this server differ by minutes: a result stamped a
 # few minutes ahead of the server's clock is not refused as "in the future".
@@ -784,8 +786,9 @@ def patient_fields(
                 values[key] = [] if key == "culprit_drugs" else None
             elif key in ("birth_date", "onset_date", "resolved_date"):
                 d = _date_value(key, raw)
-                if key == "birth_date" and d < PLACEHOLDER_BIRTH_BEFORE:
-                    out.notes.append(FieldError(key, raw, f"a placeholder birth date (before {PLACEHOLDER_BIRTH_BEFORE.year}): not stored"))
+                if key == "birth_date" and d <= PLACEHOLDER_BIRTH_LAST:
+                    out.notes.append(FieldError(
+                        key, raw, f"a placeholder birth date ({PLACEHOLDER_BIRTH_LAST.isoformat()} or earlier): not stored"))
                     continue
                 if key != "resolved_date" and d > day:
                     raise ValueError(f"in the future (after {day.isoformat()})")

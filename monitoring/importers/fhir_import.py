@@ -812,47 +812,62 @@ class _Reader:
             return
         if rule == "id":
             self.note("Patient: no current MR identifier (nor one of the DRESS_MRN_SYSTEM system): the resource id is the MRN")
-        if len(mrn) > 64:
-            self.problem(where, "identifier", mrn, "an MRN is at most 64 characters")
+        try:
+            mrn = intake.stored_text("patient", "mrn", mrn)  # the intake path's limit and characters
+        except intake.FieldError as exc:
+            self.problem(where, "identifier", mrn, f"the MRN: {exc.reason}")
             return
         self.patient_mrn[id(r)] = mrn
         for ident in r.get("identifier") or []:
             if ident.get("value"):
                 self.identifier_mrn[(ident.get("system"), str(ident["value"]))] = mrn
                 self.identifier_mrn.setdefault((None, str(ident["value"])), mrn)
-        values: dict[str, Any] = {}
+        # The patient's fields go through the one intake path (name length and characters, sex,
+        # birth date not in the future, placeholder birth dates dropped, weight bounds).
+        fields: dict[str, Any] = {}
+        name = _name_of(r)
+        if name is not None:
+            fields["name"] = name
         if r.get("gender"):
-            values["sex"] = r["gender"]  # FHIR administrative gender: the codes the product stores
+            fields["sex"] = r["gender"]  # FHIR administrative gender: the codes the product stores
         if r.get("birthDate"):
             if _PARTIAL_DATE.fullmatch(str(r["birthDate"])):
                 # FHIR allows a year or month only (often for privacy): not a date the product stores.
-                note = "Patient: partial birthDate (year or month only) not stored"
-                self.out.notes[note] = self.out.notes.get(note, 0) + 1
+                self.note("Patient: partial birthDate (year or month only) not stored")
             else:
                 birth = self.date_of(where, "birthDate", r["birthDate"])
-                if birth is not None and birth.year < 1900:
-                    # 1000-01-01, 1800-01-01: an EHR's placeholder for "unknown", not a birth date.
-                    self.note("Patient: placeholder birth date before 1900 not stored")
-                elif birth is not None:
-                    values["birth_date"] = birth
+                if birth is None:
+                    return
+                fields["birth_date"] = birth
         if "active" in r:
-            values["active"] = bool(r["active"])
+            fields["active"] = bool(r["active"])
         tags = (r.get("meta") or {}).get("tag") or []
         if any(t.get("system") == SYNTHETIC_TAG["system"] and t.get("code") == SYNTHETIC_TAG["code"] for t in tags):
-            values["synthetic"] = True
+            fields["synthetic"] = True
         for ext in r.get("extension") or []:
             url = ext.get("url")
             if url == EXT.WEIGHT:
                 w = self.quantity_in(where, "extension(weight)", ext.get("valueQuantity"), "weight")
                 if w is not None:
-                    values["weight_kg"] = w
+                    fields["weight_kg"] = w
             elif url == EXT.BASELINE_CREATININE:
                 c = self.quantity_in(where, "extension(baseline-creatinine)", ext.get("valueQuantity"), "creatinine")
                 if c is not None:
-                    values["baseline_creatinine_mg_dl"] = c
+                    fields["baseline_creatinine_mg_dl"] = c
             elif url == EXT.SETTING and ext.get("valueCode") in ("inpatient", "clinic"):
-                values["setting"] = ext["valueCode"]
-        self.out.patients.append(PatientIn(mrn, _name_of(r), values, where))
+                fields["setting"] = ext["valueCode"]
+        try:
+            got = intake.patient_fields(fields, on=self.as_of)
+        except Refused as exc:
+            for e in exc.errors:
+                self.problem(where, _PATIENT_ELEMENT.get(e.column, e.column), r.get("birthDate") if e.column == "birth_date" else e.value, e.reason)
+            return
+        for n in got.notes:
+            # Named with the resource, so the clinician can find the chart to complete.
+            self.note(f"{where}: {_PATIENT_ELEMENT.get(n.column, n.column)} '{r.get('birthDate') if n.column == 'birth_date' else n.value}': {n.reason}")
+        values = dict(got.values)
+        name = values.pop("name", None)
+        self.out.patients.append(PatientIn(mrn, name, values, where))
 
     def quantity_in(self, where: str, column: str, q: Any, test_key: str) -> float | None:
         if not isinstance(q, dict) or q.get("value") is None:
@@ -1747,17 +1762,24 @@ def _mrn_of(r: Mapping[str, Any], today: dt.date | None = None, mrn_system: str 
     return (str(rid).strip() if rid else None), "id"
 
 
+# intake.patient_fields' field -> the Patient element it came from (problems name what was sent).
+_PATIENT_ELEMENT = {"name": "name", "sex": "gender", "birth_date": "birthDate", "weight_kg": "extension(weight)",
+                    "baseline_creatinine_mg_dl": "extension(baseline-creatinine)", "setting": "extension(setting)",
+                    "active": "active", "synthetic": "meta.tag"}
+
+
 def _name_of(r: Mapping[str, Any]) -> str | None:
     names = [n for n in r.get("name") or [] if isinstance(n, dict)]
     if not names:
         return None
     ranked = sorted(names, key=lambda n: {"official": 0, "usual": 1}.get(str(n.get("use")), 2))
     n = ranked[0]
+    # Never cut here: the intake path refuses a name over its limit, naming it.
     if n.get("text"):
-        return str(n["text"]).strip()[:200] or None
+        return str(n["text"]).strip() or None
     parts = [*(n.get("given") or []), n.get("family") or ""]
     text = " ".join(str(p).strip() for p in parts if p and str(p).strip())
-    return text[:200] or None
+    return text or None
 
 
 def _codes(cc: Any) -> set[str]:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -119,12 +120,38 @@ def test_panel_components_and_members_with_catalogue_codes_yield_their_results(s
     assert rows["alt"].taken_at == dt.datetime(2026, 3, 5, 6, 30)  # the panel's time
 
 
-def test_a_placeholder_birth_date_is_dropped_with_a_note(session: Session, tmp_path: Path) -> None:
-    report = import_files(session, [_write(tmp_path, _bundle(_patient(birthDate="1000-01-01")))], as_of=TODAY)
-    assert report.ok
+@pytest.mark.parametrize("placeholder", ["1000-01-01", "1800-01-01", "1900-01-01"])
+def test_a_placeholder_birth_date_is_dropped_with_a_note_naming_the_resource(
+    session: Session, tmp_path: Path, placeholder: str
+) -> None:
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(birthDate=placeholder)))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
     patient = session.execute(select(Patient)).scalar_one()
-    assert patient.birth_date is None
-    assert "note: Patient: placeholder birth date before 1900 not stored (1)" in "\n".join(report.summary_lines())
+    assert patient.birth_date is None and patient.name == "Ada Lovelace" and patient.sex == "female"  # the rest stored
+    lines = "\n".join(report.summary_lines())
+    assert f"note: {tmp_path / 'bundle.json'}: Patient/p1 (entry[0]): birthDate '{placeholder}': a placeholder birth date" in lines
+
+
+def test_a_real_birth_date_of_1900_is_kept(session: Session, tmp_path: Path) -> None:
+    report = import_files(session, [_write(tmp_path, _bundle(_patient(birthDate="1900-01-02")))], as_of=TODAY)
+    assert report.ok, report.problem_lines()
+    assert session.execute(select(Patient.birth_date)).scalar_one() == dt.date(1900, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "column", "reason"),
+    [
+        ({"name": [{"text": "N" * 201}]}, "name", "201 characters: at most 200"),
+        ({"name": [{"given": ["Ann\u202e"], "family": "Evil"}]}, "name", "control character U+202E"),
+        ({"birthDate": "2027-05-01"}, "birthDate", "in the future"),
+        ({"gender": "female", "birthDate": "2026-12-01"}, "birthDate", "in the future"),
+    ],
+)
+def test_a_patients_fields_go_through_the_intake_path(tmp_path: Path, extra: dict[str, Any], column: str, reason: str) -> None:
+    parsed = parse_bundle(_write(tmp_path, _bundle(_patient(**extra))), as_of=TODAY)
+    assert [(p.where.endswith("Patient/p1 (entry[0])"), p.column) for p in parsed.problems] == [(True, column)]
+    assert reason in parsed.problems[0].reason
+    assert parsed.patients == []
 
 
 def test_a_patient_in_another_file_of_the_same_import_links_its_resources(session: Session, tmp_path: Path) -> None:
