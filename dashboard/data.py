@@ -421,7 +421,8 @@ def timeline(
         for test in tests:
             pts = []
             for p in record.results(test):
-                if p.value is None:
+                number = p.shown_value  # a censored result is drawn at its bound, its comparator in the hover
+                if number is None:
                     continue
                 lines = point_limits(test, p, record, prof, as_of)
                 ref = ", ".join(f"{lim.label} {_fmt(test, to_display(test, lim.value, units), units)}" for lim in lines)
@@ -430,14 +431,15 @@ def timeline(
                 pts.append(
                     Point(
                         taken_at=p.taken_at,
-                        value=to_display(test, p.value, units),
-                        canonical=p.value,
+                        value=to_display(test, number, units),
+                        canonical=number,
                         canonical_unit=p.unit,
                         received=f"{p.original_value} {p.original_unit}".strip()
                         + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
                         amended=p.amended,
                         preliminary=p.status == "preliminary",
                         reference=ref,
+                        comparator=limits.comparator_of(p),
                     )
                 )
             if pts or test == tests[0]:
@@ -512,8 +514,9 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
         t = catalogue.lookup(p.test)
         ref_high = p.ref_high
         # The test's one display precision: a converted value must not pretend to more than it had.
-        shown = None if p.value is None else display.value_text(
-            p.test, to_display(p.test, p.value, units), display_unit(p.test, units), limits.comparator_of(p)
+        number = p.shown_value  # a '<x' result shows its bound with its comparator
+        shown = None if number is None else display.value_text(
+            p.test, to_display(p.test, number, units), display_unit(p.test, units), limits.comparator_of(p)
         )
         if prof.default_uln(p.test) is not None:
             u = limits.uln(prof, p.test, ref_high)
@@ -535,7 +538,7 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "as received": f"{p.original_value} {p.original_unit}".strip(),
                 "laboratory flag": p.abnormal_flags or "",
                 "canonical": (
-                    display.quantity(p.test, p.value, p.unit, limits.comparator_of(p)) if p.value is not None else (p.value_text or "")
+                    display.quantity(p.test, number, p.unit, limits.comparator_of(p)) if number is not None else (p.value_text or "")
                 ),
                 "reference": reference,
                 "source": p.source,
@@ -588,13 +591,17 @@ class Change:
     taken_at: dt.datetime
     crossed: str  # '' or e.g. '↑ above 2×ULN'
     preliminary: bool = False  # the latest value is a preliminary result (PRODUCT.md §6 edition 2)
+    comparator: str | None = None  # a censored latest result: '<30', '>1000' (PRODUCT.md §4)
+    previous_censored: bool = False  # the change from a censored previous result is not known
 
     def text(self) -> str:
         # A converted value (65 umol/L = 0.735... mg/dL) must not look more precise than the
         # laboratory measured: the value and its change share the test's display precision.
-        main = display.number(self.test, self.value, self.unit)
+        main = display.value_text(self.test, self.value, self.unit, self.comparator)
+        if self.comparator:
+            return main  # no change can be computed from a censored value
         if self.delta is None:
-            return f"{main} (first)"
+            return f"{main} (previous censored)" if self.previous_censored else f"{main} (first)"
         places = display.decimals(self.test, self.unit)
         if round(self.delta, places) == 0:
             return f"{main} → 0"
@@ -606,11 +613,13 @@ def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_o
     """The latest value, its change since the previous one, and the line it crossed: the lines and
     the comparison of monitoring.limits, judged as of ``as_of`` (so the mark agrees with the alert:
     a creatinine exactly at 1.5 × baseline crossed nothing)."""
-    pts = [p for p in record.results(test, as_of) if p.value is not None]
+    # Censored results count: the latest troponin '<30 ng/L' is the one shown, never an older number.
+    pts = [p for p in record.results(test, as_of) if p.shown_value is not None]
     if not pts:
         return None
     last = pts[-1]
-    assert last.value is not None
+    number = last.shown_value
+    assert number is not None
     prev = pts[-2] if len(pts) > 1 else None
     crossed = ""
     if prev is not None and prev.value is not None:
@@ -621,14 +630,17 @@ def latest_change(test: str, record: PatientRecord, prof: GuidelineProfile, as_o
             # Only a decided crossing: a censored value that cannot be judged crosses nothing.
             if now is not None and was is not None and was != now:
                 crossed = f"↑ above {lim.label}" if now else f"↓ below {lim.label}"
+    exact = limits.comparator_of(last) is None and (prev is None or limits.comparator_of(prev) is None)
     return Change(
         test=test,
-        value=last.value,
+        value=number,
         unit=last.unit,
-        delta=None if prev is None or prev.value is None else last.value - prev.value,
+        delta=None if prev is None or prev.value is None or not exact else number - prev.value,
         taken_at=last.taken_at,
         crossed=crossed,
         preliminary=last.status == "preliminary",
+        comparator=limits.comparator_of(last),
+        previous_censored=prev is not None and limits.comparator_of(prev) is not None,
     )
 
 

@@ -54,6 +54,7 @@ class Point:
     amended: bool = False
     reference: str = ""  # the reference range in force for this result, in words
     preliminary: bool = False  # a preliminary result, not yet replaced by its final
+    comparator: str | None = None  # a censored result ('<', '<=', '>', '>='): drawn at its limit, shown with it
 
 
 @dataclass(frozen=True)
@@ -282,9 +283,10 @@ def _draw_panel(
             [
                 p.taken_at.strftime("%Y-%m-%d %H:%M"),
                 p.received,
-                f"{p.canonical:g} {p.canonical_unit}",
+                f"{p.comparator or ''}{p.canonical:g} {p.canonical_unit}",
                 p.reference or "no reference range",
                 (" · preliminary" if p.preliminary else "") + (" · amended" if p.amended else ""),
+                p.comparator or "",
             ]
             for p in s.points
         ]
@@ -298,10 +300,12 @@ def _draw_panel(
                 mode="lines+markers",
                 line={"color": colour, "width": 2},
                 marker={"size": 7, "symbol": [
-                    "circle-open" if p.preliminary else "diamond" if p.amended else "circle" for p in s.points]},
+                    # A censored result is a triangle pointing where the true value lies.
+                    "triangle-down" if p.comparator in ("<", "<=") else "triangle-up" if p.comparator in (">", ">=")
+                    else "circle-open" if p.preliminary else "diamond" if p.amended else "circle" for p in s.points]},
                 customdata=custom,
                 hovertemplate=(
-                    f"<b>{s.label}</b> %{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
+                    f"<b>{s.label}</b> %{{customdata[5]}}%{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
                     "received: %{customdata[1]}<br>canonical: %{customdata[2]}<br>"
                     "reference: %{customdata[3]}%{customdata[4]}<extra></extra>"
                 ),

@@ -78,6 +78,14 @@ class LabPoint:
     comparator: str | None = None
     # final, preliminary (shown as such until its final replaces it), amended (PRODUCT.md §6 ed. 2)
     status: str = "final"
+    # The bound of a '<x' / '<=x' result, for display only ("<30 ng/L"): ``value`` is None for the
+    # rules, so such a result never makes a finding hold.
+    censored_value: float | None = None
+
+    @property
+    def shown_value(self) -> float | None:
+        """The number to show with ``comparator``: the value, or a '<x' result's bound."""
+        return self.value if self.value is not None else self.censored_value
 
 
 @dataclass(frozen=True)
@@ -247,17 +255,19 @@ def load_records(
         bucket: list[LabPoint] = []
         for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags,
              cmp, status) in session.execute(lab_stmt).all():
+            bound = None
             if cmp in ("<", "<="):
                 # A censored "<x" (PRODUCT.md §4) never makes a finding hold: the rules see no number
                 # and show the value as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
-                value = None
+                value, bound = None, value
             if pid != current_pid:
                 bucket = labs.setdefault(pid, [])
                 current_pid = pid
             bucket.append(
                 LabPoint(
                     lid, test, taken_at, value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
-                    amended_at is not None, lab_flags, status=status or "final",
+                    amended_at is not None, lab_flags, comparator=cmp or None, status=status or "final",
+                    censored_value=bound,
                 )
             )
 

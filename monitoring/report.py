@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
 
-from monitoring import display, severity
+from monitoring import catalogue, display, severity
 from monitoring.followup import (
     ChecklistItem,
     PatchTestPlan,
@@ -34,6 +34,7 @@ from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.limits import (
     baseline_creatinine,
     close,
+    comparator_of,
     eosinophil_limits,
     ferritin_limits,
     hepatic_limits,
@@ -59,6 +60,32 @@ class ReportData:
     regiscar: RegiscarResult
     checklist: tuple[ChecklistItem, ...]
     pcr: tuple[PcrResult, ...]
+    latest: tuple[LatestResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class LatestResult:
+    """The latest result of one test as of the report's date, as the report prints it: a censored
+    result with its comparator ("<30 ng/L", ">1000 ng/mL", PRODUCT.md §4)."""
+
+    label: str
+    taken_at: dt.datetime
+    shown: str
+    as_received: str
+    status: str
+
+
+def latest_results(record: PatientRecord, as_of: dt.date) -> list[LatestResult]:
+    """One row per catalogue test with a result counted as of ``as_of``, in catalogue order."""
+    out = []
+    for test in catalogue.CATALOGUE:
+        p = record.latest(test, as_of)
+        if p is None:
+            continue
+        number = p.shown_value
+        shown = display.quantity(test, number, p.unit, comparator_of(p)) if number is not None else (p.value_text or "")
+        out.append(LatestResult(display.test_label(test), p.taken_at, shown, f"{p.original_value} {p.original_unit}".strip(), p.status))
+    return out
 
 
 def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None) -> ReportData:
@@ -76,6 +103,7 @@ def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile
         regiscar=score_regiscar(record, as_of, prof),
         checklist=tuple(sequelae_checklist(record, as_of)),
         pcr=tuple(viral_pcr_results(record, as_of)),
+        latest=tuple(latest_results(record, as_of)),
     )
 
 
@@ -426,6 +454,16 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
     ]))
 
     # --- sequelae and viral PCR ---------------------------------------------------------------
+    block = [Paragraph(f"Latest results as of {data.as_of.isoformat()}", h2)]
+    if data.latest:
+        latest_rows: list[list[Any]] = [["Test", "Taken", "Value", "As received", "Status"]]
+        for lr in data.latest:
+            latest_rows.append([_p(lr.label), lr.taken_at.strftime("%Y-%m-%d %H:%M"), _p(lr.shown), _p(lr.as_received), _p(lr.status)])
+        block.append(table(latest_rows, [36 * mm, 30 * mm, 34 * mm, width - 124 * mm, 24 * mm]))
+    else:
+        block.append(Paragraph("No results.", base))
+    story.append(KeepTogether(block))
+
     block = [Paragraph("Sequelae follow-up (thyroid and glucose after resolution)", h2)]
     if data.checklist:
         ck_rows: list[list[Any]] = [["Due", "Check", "Status", "Result", "Basis"]]

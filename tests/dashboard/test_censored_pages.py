@@ -1,0 +1,93 @@
+"""A censored result (PRODUCT.md §4: '<0.03 ng/mL' troponin, '>1000' ferritin, '<5' ALT) is shown with
+its comparator on the ward and on the timeline (hover, marker and table), run by AppTest on a
+temporary SQLite file: never as a bare number a clinician would read as measured."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from dashboard import auth as dashboard_auth
+from monitoring import auth, services
+from monitoring.schema import open_database
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+TODAY = dt.date.today()
+USER = "dr.censored"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'censored.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    with Session(open_database(url)) as s:
+        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=None)
+        services.add_patient(s, username=USER, mrn="CEN-1", name="Cen Sored", sex="female", birth_date="1970-01-01",
+                             weight_kg=60, onset_date=TODAY - dt.timedelta(days=12), culprit_drugs="allopurinol")
+        d = lambda n: dt.datetime.combine(TODAY - dt.timedelta(days=n), dt.time(6, 0))  # noqa: E731
+        for days, test, value, unit in (
+            (4, "ferritin", "800", "ng/mL"),
+            (1, "ferritin", ">1000", "ng/mL"),
+            (4, "alt", "20", "U/L"),
+            (1, "alt", "<5", "U/L"),
+            (1, "troponin_i", "<0.03", "ng/mL"),
+        ):
+            services.add_lab_result(s, username=USER, mrn="CEN-1", test=test, taken_at=d(days), value=value, unit=unit)
+        s.commit()
+    yield url
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    with Session(open_database(os.environ["DATABASE_URL"])) as s:
+        user = auth.get_user(s, USER)
+        assert user is not None and user.id is not None
+        signed = auth.SignedIn(user.id, user.username, user.role)
+    for key, value in dashboard_auth.signed_in_state(signed).items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_ward_shows_the_latest_censored_values_with_their_comparator(db_url: str) -> None:
+    at = _app()
+    html = next(m.value for m in at.markdown if "dm-ward" in m.value)
+    row = html.split('data-mrn="CEN-1"')[1]
+    assert "<b>&gt;1000</b>" in row  # ferritin '>1000', escaped as text
+    assert "<b>&lt;5</b>" in row  # ALT '<5' is the latest ALT, not the older 20
+    assert "<b>1000</b>" not in row and "<b>20</b>" not in row
+
+
+def _figure(at: AppTest) -> dict[str, Any]:
+    charts = at.get("plotly_chart")
+    assert charts, "no timeline figure"
+    return json.loads(charts[0].proto.spec)
+
+
+def test_the_timeline_hover_marker_and_table_carry_the_comparator(db_url: str) -> None:
+    at = _app()
+    at.session_state["patient_mrn"] = "CEN-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(df.value for df in at.dataframe if "canonical" in df.value.columns)
+    by_test = {(t, v) for t, v in zip(table["test"], table["value"], strict=True)}
+    assert {("Ferritin", ">1000"), ("ALT", "<5"), ("Troponin I", "<30"), ("Ferritin", "800")} <= by_test, by_test
+    assert {">1000 ng/mL", "<5 U/L", "<30 ng/L"} <= set(table["canonical"])
+
+    traces = _figure(at)["data"]
+    ferritin = next(t for t in traces if t.get("name", "").startswith("Ferritin") and t.get("customdata"))
+    alt = next(t for t in traces if t.get("name", "").startswith("ALT") and t.get("customdata"))
+    assert [c[5] for c in ferritin["customdata"]] == ["", ">"]  # the comparator before %{y} in the hover
+    assert "%{customdata[5]}%{y" in ferritin["hovertemplate"]
+    assert ferritin["marker"]["symbol"] == ["circle", "triangle-up"]
+    assert [c[2] for c in alt["customdata"]] == ["20 U/L", "<5 U/L"]  # canonical, with its comparator
+    assert alt["marker"]["symbol"] == ["circle", "triangle-down"]  # drawn at its bound, pointing below
