@@ -420,11 +420,14 @@ def acknowledge(
     ep, name = _episode_for_action(session, episode_id, username, ACKNOWLEDGE)
     if reason not in ACK_REASONS:
         raise EpisodeActionRefused(f"reason {reason!r}: must be one of {', '.join(ACK_REASONS)}")
-    note = (text or "").strip() or None
+    from monitoring.intake import FieldError, free_text  # intake -> store -> episodes: imported here
+
+    try:
+        note = free_text("reason text", text, limit=MAX_ACK_TEXT)
+    except FieldError as exc:
+        raise EpisodeActionRefused(exc.message) from None
     if reason in REASONS_NEEDING_TEXT and not note:
         raise EpisodeActionRefused(f"reason '{ACK_REASONS[reason]}' needs a text saying why")
-    if note is not None and len(note) > MAX_ACK_TEXT:
-        raise EpisodeActionRefused(f"the reason text has {len(note)} characters; at most {MAX_ACK_TEXT}")
     when = now or utcnow()
     before = {"state": ep.state, "ack_reason": ep.ack_reason, "snoozed_until": ep.snoozed_until}
     ep.state = ACKNOWLEDGED

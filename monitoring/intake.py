@@ -4,7 +4,7 @@ patient's fields as received, turned into the record that is stored, or refused 
 Every source calls it: the CSV importer (column-wise, through the same parsers, converters and
 checks), the FHIR importer, the HL7 feed, the dashboard's forms (``monitoring.services``) and the
 demo. A form and a file given the same reading store the same record or refuse it with the same
-reason (tests/monitoring/test_intake.py runs one table of readings through both).
+reason (tests/monitoring/test_intake_agree.py runs one table of readings, and a Hypothesis property, through both).
 
 Each function returns a record (``LabIn``, ``MedIn``, ``PatientFields``) or raises ``Refused``,
 whose ``errors`` name every field refused (column, value as received, reason, and the test
@@ -68,6 +68,7 @@ __all__ = [
     "PatientFields",
     "Refused",
     "check_text",
+    "free_text",
     "converter",
     "dose",
     "future_limit",
@@ -249,6 +250,19 @@ def check_text(
         )
     if len(text) > limit:
         raise FieldError(column, value, f"{len(text):,} characters: at most {limit:,} can be stored", subject)
+    return text
+
+
+def free_text(column: str, value: object, *, limit: int = NOTE_MAX_CHARS, required: str | None = None) -> str | None:
+    """A note or a reason as typed (photo notes, finding notes, amendment / removal / discard /
+    acknowledgement reasons): trimmed, None when blank, line breaks allowed; FieldError naming
+    ``column`` when longer than ``limit``, holding a control character, or blank when ``required``
+    (the reason given)."""
+    text = "" if value is None else check_text(column, value, limit=limit, multiline=True)
+    if not text:
+        if required:
+            raise FieldError(column, value, required)
+        return None
     return text
 
 

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from monitoring.catalogue import BoundsError, check_bounds, lookup
+from monitoring.intake import FieldError, free_text, text_limit
 from monitoring.models import AuditEntry, LabResult, Patient, Photo, PhotoImage, utcnow
 from monitoring.store import BatchRejected, LabIn, Problem, touch_patient, write_batch
 
@@ -345,6 +346,10 @@ def _check_entered(item: PhotoIn) -> list[Problem]:
             check_bounds(lookup("bsa_pct"), float(item.bsa_pct))
         except (BoundsError, TypeError, ValueError) as exc:
             problems.append(Problem(item.filename, "bsa_pct", item.bsa_pct, f"BSA % must be 0 to 100: {exc}"))
+    try:
+        free_text("note", item.note, limit=text_limit("photo", "note"))
+    except FieldError as exc:
+        problems.append(Problem(item.filename, exc.column, exc.value, exc.reason))
     return problems
 
 
@@ -730,9 +735,12 @@ def _authorise(session: Session, username: str | None, action: str, patient_id: 
 def _set_hidden(
     session: Session, photo_id: int, *, hidden: bool, reason: str, username: str | None, check_account: bool = False
 ) -> None:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValueError("a reason is required to hide or restore a photograph (it is kept in the audit trail)")
+    try:
+        reason = free_text(
+            "reason", reason, required="a reason is required to hide or restore a photograph (it is kept in the audit trail)"
+        ) or ""
+    except FieldError as exc:
+        raise ValueError(exc.message) from None
     row = session.get(Photo, photo_id)
     if row is None:
         raise LookupError(f"no photograph #{photo_id}")

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from monitoring import audit
+from monitoring import audit, intake
 from monitoring.auth import authorise_write
 from monitoring.models import ReviewItem, utcnow
 from monitoring.store import BatchRejected, Problem
@@ -163,9 +163,10 @@ def _close(session: Session, item: ReviewItem, *, username: str, status: str, re
 
 def discard_item(session: Session, *, username: str, item_id: int, reason: str) -> None:
     """Discard an item with a reason (required): it stays in the table, marked discarded, audited."""
-    why = (reason or "").strip()
-    if not why:
-        raise BatchRejected([Problem(f"review item {item_id}", "reason", reason, "a reason is required to discard an item")])
+    try:
+        why = intake.free_text("reason", reason, required="a reason is required to discard an item") or ""
+    except intake.FieldError as exc:
+        raise BatchRejected([Problem(f"review item {item_id}", exc.column, exc.value, exc.reason)]) from None
     authorise_write(session, username=username, action="discard", entity=ENTITY, detail={"item": str(item_id)})
     item = _open_item(session, item_id)
     _close(session, item, username=username, status=DISCARDED, resolution=why, action="review_discard")

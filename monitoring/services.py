@@ -67,9 +67,11 @@ def _require_user(session: Session, username: str, action: str, entity: str, **d
 
 
 def _require_reason(reason: str | None) -> str:
-    text = (reason or "").strip()
-    if not text:
-        raise _reject("reason", reason, "a reason is required: corrections and removals are audited")
+    try:
+        text = intake.free_text("reason", reason, required="a reason is required: corrections and removals are audited")
+    except intake.FieldError as exc:
+        raise _reject(exc.column, exc.value, exc.reason) from None
+    assert text is not None
     return text
 
 
@@ -464,12 +466,16 @@ def set_finding(
     answer = (value or "").strip().lower()
     if answer not in {a.lower() for a in allowed[item]}:
         raise _reject("value", value, f"answer for {item} must be one of {', '.join(allowed[item])}")
+    try:
+        note_text = intake.free_text("note", note, limit=intake.text_limit("clinical_finding", "note"))
+    except intake.FieldError as exc:
+        raise _reject(exc.column, exc.value, exc.reason) from None
     patient = _patient(session, mrn)
     row = ClinicalFinding(
         patient_id=patient.id or 0,
         item=item,
         value=answer,
-        note=(note or "").strip() or None,
+        note=note_text,
         recorded_at=recorded_at or utcnow(),
         recorded_by=user,
     )
