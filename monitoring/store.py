@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Float, insert, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring.audit import jsonable
 from monitoring.episodes import patients_written
 from monitoring.models import AuditEntry, LabResult, MedicationRow, Patient, utcnow
+
+# Values per IN list: far below SQLite's variable limit (32 766) and psycopg's 65 535 parameters.
+IN_CHUNK = 5000
 
 PATIENT_FIELDS = (
     "name",
@@ -269,10 +272,13 @@ def write_batch(
     mrns_needed = {p.mrn for p in patients} | {lab.mrn for lab in labs} | {m.mrn for m in meds}
     for cols in lab_columns:
         mrns_needed.update(cols.mrn)
-    existing = {
-        row.mrn: row
-        for row in session.execute(select(Patient).where(Patient.mrn.in_(mrns_needed))).scalars()  # type: ignore[attr-defined]
-    } if mrns_needed else {}
+    existing: dict[str, Patient] = {}
+    wanted = sorted(mrns_needed)
+    for i in range(0, len(wanted), IN_CHUNK):
+        # Chunked: one IN list of 2.56 M MRNs is "too many SQL variables" (SQLite) or parameters (psycopg).
+        chunk_mrns = wanted[i : i + IN_CHUNK]
+        for row in session.execute(select(Patient).where(col(Patient.mrn).in_(chunk_mrns))).scalars():
+            existing[row.mrn] = row
     merged: dict[str, PatientIn] = {}
     for p in patients:
         prev = merged.get(p.mrn)
@@ -568,9 +574,10 @@ def _check_labs(
     for i in range(0, len(source_ids), 500):
         stmt = select(
             lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator
-        ).where(lt.c.patient_id.in_(chunk), lt.c.source_id.in_(source_ids[i : i + 500]))
+        ).where(lt.c.source_id.in_(source_ids[i : i + 500]))
         for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(stmt):
-            by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
+            if pid in patient_ids:
+                by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
     rows: list[tuple[Any, ...]] = []
     seen: dict[tuple[int, str, dt.datetime], LabIn] = {}
     seen_source: set[tuple[int, str]] = set()
@@ -677,10 +684,13 @@ def _check_meds(
     patient_ids = sorted({pid for m in meds if (pid := ids[m.mrn]) is not None})
     mt = MedicationRow.__table__  # type: ignore[attr-defined]
     stored: dict[tuple[int, str, dt.date], float] = {}
-    for pid, drug, start, dose in session.execute(
-        select(mt.c.patient_id, mt.c.drug, mt.c.start_date, mt.c.daily_dose_mg).where(mt.c.patient_id.in_(patient_ids))
-    ):
-        stored[(pid, drug, start)] = dose
+    for i in range(0, len(patient_ids), IN_CHUNK):
+        for pid, drug, start, dose in session.execute(
+            select(mt.c.patient_id, mt.c.drug, mt.c.start_date, mt.c.daily_dose_mg).where(
+                mt.c.patient_id.in_(patient_ids[i : i + IN_CHUNK])
+            )
+        ):
+            stored[(pid, drug, start)] = dose
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[int, str, dt.date], MedIn] = {}
     for m in meds:
@@ -734,7 +744,12 @@ def patient_ids_by_mrn(session: Session, mrns: Iterable[str]) -> dict[str, int]:
     if not wanted:
         return {}
     pt = Patient.__table__  # type: ignore[attr-defined]
-    return {mrn: pid for pid, mrn in session.execute(select(pt.c.id, pt.c.mrn).where(pt.c.mrn.in_(wanted)))}
+    out: dict[str, int] = {}
+    for i in range(0, len(wanted), IN_CHUNK):
+        out.update(
+            {mrn: pid for pid, mrn in session.execute(select(pt.c.id, pt.c.mrn).where(pt.c.mrn.in_(wanted[i : i + IN_CHUNK])))}
+        )
+    return out
 
 
 def touch_patient(session: Session, patient_id: int) -> None:

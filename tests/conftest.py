@@ -43,6 +43,7 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_feed",
         "test_episodes",
         "test_notify",
+        "test_import_caps",
     }
 )
 

@@ -299,7 +299,7 @@ with tab_upload:
                 st.success("Imported." + refused)
                 st.code("\n".join(report.summary_lines()), language=None)  # file names and values: text only
             else:
-                st.error(f"Nothing was imported: {len(report.problems)} problem(s).")
+                st.error(f"Nothing was imported: {int(report.problem_count)} problem(s).")
                 st.dataframe(
                     [{"file": p.where, "column": p.column or "", "value": "" if p.value is None else str(p.value),
                       "problem": p.reason} for p in report.problems],

@@ -96,7 +96,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = import_files(session, args.files, username=_username(), skip_invalid=args.skip_invalid)
     if not report.ok:
         lines = report.problem_lines()
-        lines.append(f"import refused: {len(lines)} problem(s); nothing was written")
+        lines.append(f"import refused: {report.problem_count} problem(s); nothing was written")
         if args.json:
             # A program reading stdout gets the report of problems too, not an empty stream.
             json.dump(report.as_dict(), sys.stdout, indent=2)

@@ -44,13 +44,25 @@ class ImportReport:
     # --skip-invalid: the refused items, stored in the intake review list instead of refusing all.
     review_items: list[int] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
+    # Problems beyond DRESS_MAX_PROBLEMS (importers/caps.py): counted, not listed.
+    more_problems: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def problem_count(self) -> int:
+        """Every problem found, the listed ones and those beyond the cap."""
+        return len(self.problems) + self.more_problems
+
     def problem_lines(self) -> list[str]:
-        return [str(p) for p in self.problems]
+        from monitoring.importers.caps import more_line
+
+        lines = [str(p) for p in self.problems]
+        if self.more_problems:
+            lines.append(more_line(self.more_problems))
+        return lines
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -85,6 +97,7 @@ class ImportReport:
             "ok": self.ok,
             "files": [f.__dict__ for f in self.files],
             "problems": self.problem_lines(),
+            "problem_count": self.problem_count,
             "result": self.result.as_dict() if self.result else None,
             "review_items": list(self.review_items),
             "refused": [str(p) for p in self.refused],
@@ -138,13 +151,39 @@ def _import(
 ) -> ImportReport:
     # A million-row file makes millions of small objects and none of them cyclic garbage; the
     # cyclic collector would rescan them all again and again (measured: a third of the time).
+    from monitoring.importers.caps import capped
+
+    oversize = _oversize(named)
+    if oversize:
+        # Checked before any file is read: nothing of this import is read or stored.
+        report = ImportReport(files=[FileSummary(n, "unreadable", 0, problems=1) for n in (p.where for p in oversize)],
+                              problems=oversize)
+        return report
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _import_all(session, named, username=username, as_of=as_of, commit=commit, skip_invalid=skip_invalid)
+        report = _import_all(session, named, username=username, as_of=as_of, commit=commit, skip_invalid=skip_invalid)
     finally:
         if enabled:
             gc.enable()
+    report.problems, report.more_problems = capped(report.problems)
+    return report
+
+
+def _oversize(named: list[tuple[str, Path | bytes]]) -> list[Problem]:
+    """Files above DRESS_MAX_IMPORT_BYTES, by their size on disk or in memory (none is read)."""
+    from monitoring.importers.caps import MAX_IMPORT_BYTES
+
+    limit = MAX_IMPORT_BYTES.value()
+    problems = []
+    for name, content in named:
+        try:
+            size = content.stat().st_size if isinstance(content, Path) else len(content)
+        except OSError:
+            continue  # reported by the reader ("cannot read the file")
+        if size > limit:
+            problems.append(Problem(name, None, f"{size:,} bytes", f"file too large: {MAX_IMPORT_BYTES.named()}"))
+    return problems
 
 
 def _import_all(

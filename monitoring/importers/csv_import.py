@@ -27,6 +27,7 @@ from typing import Any
 
 from monitoring import intake
 from monitoring.catalogue import TestDef
+from monitoring.importers.caps import MAX_CSV_COLUMNS
 from monitoring.intake import ConvertedValue, LabConverter, Refused, today
 from monitoring.store import LabColumns, LabIn, MedIn, PatientIn, Problem
 
@@ -100,6 +101,12 @@ def parse_csv_bytes(data: bytes, name: str, *, as_of: dt.date | None = None) -> 
         return out
     if header is None or not any(c.strip() for c in header):
         out.problems.append(Problem(name, None, None, f"empty file: expected a header line ({_expected()})"))
+        return out
+    if len(header) > MAX_CSV_COLUMNS.value():
+        # Refused at the header: no column is checked, no row read (a 1 M-column header would
+        # otherwise list a problem per column).
+        out.problems.append(Problem(f"{name}: row 1", None, f"{len(header):,} columns",
+                                    f"too many columns in the header: {MAX_CSV_COLUMNS.named()}"))
         return out
     columns = [c.strip().lower() for c in header]
     kind = _check_header(columns, header, out)

@@ -66,6 +66,7 @@ from monitoring.drugs import (
     normalise_drug,
     resolve_coded,
 )
+from monitoring.importers.caps import MAX_FHIR_ENTRIES
 from monitoring.intake import Refused, today
 from monitoring.models import ClinicalFinding, LabResult, Patient
 from monitoring.store import BatchRejected, BatchResult, LabIn, MedIn, PatientIn, Problem, _same_value, write_batch
@@ -565,6 +566,26 @@ def _load_json(data: bytes, name: str, out: ParsedBundle) -> dict[str, Any] | No
     return doc
 
 
+def _entries_over_cap(entries: list[Any]) -> int | None:
+    """The cap when the Bundle's entries, with those of the Bundles nested in it, exceed
+    DRESS_MAX_FHIR_ENTRIES (counted while walking; the walk stops at the cap), else None."""
+    limit = MAX_FHIR_ENTRIES.value()
+    count = 0
+    pending = [entries]
+    while pending:
+        level = pending.pop()
+        count += len(level)
+        if count > limit:
+            return limit
+        for entry in level:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+                nested = resource.get("entry")
+                if isinstance(nested, list):
+                    pending.append(nested)
+    return None
+
+
 def _check_bundle(bundle: dict[str, Any], name: str, out: ParsedBundle) -> bool:
     rtype = bundle.get("resourceType")
     if rtype is None:
@@ -585,6 +606,11 @@ def _check_bundle(bundle: dict[str, Any], name: str, out: ParsedBundle) -> bool:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         _refuse(out, name, "Bundle.entry must be a list", "entry", type(entries).__name__)
+        return False
+    over = _entries_over_cap(entries)
+    if over is not None:
+        _refuse(out, name, f"too many entries: more than {over:,} ({MAX_FHIR_ENTRIES.named()}); no resource was read",
+                "entry", None)
         return False
     for i, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
