@@ -209,6 +209,17 @@ def code_label(code: str) -> str:
     return " ".join(out)
 
 
+# Ward cells show at most this many characters of a stored text (a name, an MRN): an old row may
+# hold a 20,005-character name (written before the intake limits), which would otherwise push every
+# patient's values off screen. The full value is on the timeline, as escaped text. A display choice.
+WARD_TEXT_CHARS = 60
+
+
+def shorten(text: str, limit: int = WARD_TEXT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked by an ellipsis (…); short text unchanged."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _cell(text: str, sub: str = "", *, strong: bool = False) -> str:
     main = f"<b>{safe.html(text)}</b>" if strong else safe.html(text)
     if sub:
@@ -247,8 +258,8 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         patient = (
             f"{status}<br>"
             f'<span style="font-weight:700;color:#0d3b66">'
-            f"{safe.html(r.name + synthetic_label(r.synthetic, r.name))}</span>"
-            f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(r.mrn)} · {safe.html(r.setting)}</span>'
+            f"{safe.html(shorten(r.name) + synthetic_label(r.synthetic, r.name))}</span>"
+            f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
         day = _cell(
             f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
@@ -295,7 +306,8 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         out.append(
             f'<tr class="dm-row dm-{sev or "none"}" data-mrn="{safe.html(r.mrn)}" style="background:{tint if sev in ("critical", "warning") else "#fff"};'
             f'border-left:5px solid {edge}">'
-            + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top">{c}</td>' for c in row_cells)
+            + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top;'
+                      f'overflow-wrap:anywhere">{c}</td>' for c in row_cells)
             + "</tr>"
         )
     out.append("</tbody></table>")

@@ -71,9 +71,12 @@ def _open(choice_key: str) -> None:
 
 
 # Demo patients keep their synthetic label wherever their name is shown.
-names = [r.name + widgets.synthetic_label(r.synthetic, r.name) for r in shown]
+# Names and MRNs are shortened for display (widgets.shorten): an old 20,005-character name stays
+# on one button; the timeline shows it whole.
+names = [widgets.shorten(r.name) + widgets.synthetic_label(r.synthetic, r.name) for r in shown]
 labels = {
-    r.mrn: f"{widgets.SEVERITY_SYMBOLS.get(r.worst, '')} {safe.md(n)}".strip() + (f" · {safe.md(r.mrn)}" if names.count(n) > 1 else "")
+    r.mrn: f"{widgets.SEVERITY_SYMBOLS.get(r.worst, '')} {safe.md(n)}".strip()
+    + (f" · {safe.md(widgets.shorten(r.mrn))}" if names.count(n) > 1 else "")
     for r, n in zip(shown, names, strict=True)
 }
 st.pills(
