@@ -11,7 +11,7 @@ filled with the synthetic benchmark cohort (``monitoring.demo.generate_cohort``,
    then the rerun after an unrelated widget change: the units toggle (both figures already built).
    Target: rerun(many) / rerun(few) <= 1.2.
 2. Ward overview, ``--ward`` (300) active patients of ``--ward-days`` (60) days of daily results:
-   - from the dashboard's data path: evaluating every patient (``dashboard.data.ward_row``: alerts
+   - from the dashboard's data path: evaluating every patient (``dashboard.ward_model.ward_row``: alerts
      as of today and yesterday, course, changes) against reading their rows
      (``monitoring.records.load_records``). Target <= 2.
    - the ward page (AppTest): warm rerun with nothing changed / cold run (every cache empty),
@@ -118,7 +118,7 @@ def bench_ward(tmp: Path, patients: int, days: int, runs: int) -> None:
     import streamlit as st
     from sqlmodel import Session
 
-    from dashboard import data
+    from dashboard import store, ward_model
     from monitoring import services
     from monitoring.db import create_db_engine
     from monitoring.records import load_records
@@ -132,7 +132,7 @@ def bench_ward(tmp: Path, patients: int, days: int, runs: int) -> None:
           f"(built in {time.perf_counter() - t0:.1f} s)")
     os.environ["DATABASE_URL"] = url
     eng = create_db_engine(url)
-    prof = data.profile()
+    prof = store.profile()
 
     # (a) reading every active patient's rows; (b) the dashboard's evaluation of them. (b) runs on
     # records freshly read (not timed) each time: a record caches its per-test index and its
@@ -148,7 +148,7 @@ def bench_ward(tmp: Path, patients: int, days: int, runs: int) -> None:
             records = load_records(s, active_only=True)
         t0 = time.perf_counter()
         for r in records:
-            data.ward_row(r, prof, today)
+            ward_model.ward_row(r, prof, today)
         eval_times.append(time.perf_counter() - t0)
 
     read(), evaluate()
@@ -165,7 +165,7 @@ def bench_ward(tmp: Path, patients: int, days: int, runs: int) -> None:
 
     def cold() -> None:
         st.cache_data.clear()
-        data.clear_ward_cache()
+        ward_model.clear_ward_cache()
         _run(at, url)
 
     def warm() -> None:
@@ -182,7 +182,7 @@ def bench_ward(tmp: Path, patients: int, days: int, runs: int) -> None:
                 value=5, unit="mg/L",
             )
             s.commit()
-        st.cache_data.clear()  # what the page's write does (data.clear_caches)
+        st.cache_data.clear()  # what the page's write does (store.clear_caches)
         t0 = time.perf_counter()
         _run(at, url)
         times_after.append(time.perf_counter() - t0)
@@ -190,7 +190,7 @@ def bench_ward(tmp: Path, patients: int, days: int, runs: int) -> None:
     times_after: list[float] = []
     t = alternate({"cold": cold, "warm": warm, "after_write": after_write}, runs)
     cold_s, warm_s, after_s = median(t["cold"]), median(t["warm"]), median(times_after)
-    evaluated = data.last_ward_evaluation()
+    evaluated = ward_model.last_ward_evaluation()
     rows = len([m for m in at.markdown if "dm-ward" in m.value])  # type: ignore[attr-defined]
     if rows != 1:
         raise SystemExit("the ward table is not on the page")

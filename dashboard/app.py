@@ -24,7 +24,7 @@ if str(_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from streamlit.navigation.page import StreamlitPage  # noqa: E402
 
-from dashboard import auth, data, widgets  # noqa: E402
+from dashboard import auth, store, widgets  # noqa: E402
 
 st.set_page_config(page_title="DRESS monitor", page_icon=widgets.page_icon(), layout="wide", initial_sidebar_state="collapsed")
 
@@ -51,10 +51,10 @@ PAGES: dict[str, list[StreamlitPage]] = {
 
 
 def _run() -> None:
-    data.engine()  # open (and on first run fill) the database before any page reads it
+    store.engine()  # open (and on first run fill) the database before any page reads it
     # Every page requires a signed-in user: until then the sign-in form stands in for whichever
     # page the address names, and that page opens once signed in (dashboard/auth.py).
-    signed_in = auth.gate(data.engine(), PAGES)
+    signed_in = auth.gate(store.engine(), PAGES)
 
     # Compact page: a ward workstation is 1366x768; every pixel of height goes to patients.
     st.markdown(

@@ -80,10 +80,10 @@ def signed_in_state(user: SignedIn) -> dict[str, Any]:
     """The session-state entries of a signed-in user, with a server-side session opened for it in
     the dashboard's database (DATABASE_URL). Tests seed AppTest with these (the account must exist
     in the test's database: the gate checks the session and the account on every run)."""
-    from dashboard import data
+    from dashboard import store
     from monitoring.db import create_db_engine
 
-    engine = create_db_engine(data.database_url())
+    engine = create_db_engine(store.database_url())
     try:
         session_id = sessions.open_session(engine, user)
     finally:
@@ -264,9 +264,9 @@ def require_signed_in(permission: str = auth.READ) -> SignedIn:
     them as a legacy multipage app without app.py's gate; this check is the second line of defence
     should a page ever be run on its own.
     """
-    from dashboard import data
+    from dashboard import store
 
-    user = _validated(data.engine())
+    user = _validated(store.engine())
     if user is None:
         st.warning("Sign in first: open the dashboard's start page.")
         st.stop()

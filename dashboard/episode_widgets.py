@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import auth, data, safe, widgets
+from dashboard import auth, safe, store, widgets
 from monitoring import episodes
 from monitoring.auth import PermissionDenied
 from monitoring.db import session_scope
@@ -27,12 +27,12 @@ def _write(fn: Callable[..., Any], **kwargs: Any) -> bool:
         st.error("Sign in first: every acknowledgement is signed. Nothing was stored.")
         return False
     try:
-        with session_scope(data.engine()) as session:
+        with session_scope(store.engine()) as session:
             fn(session, username=signer, **kwargs)
     except (episodes.EpisodeActionRefused, PermissionDenied) as exc:
         st.error("Not stored: " + safe.md(exc))
         return False
-    data.clear_caches()
+    store.clear_caches()
     return True
 
 

@@ -3,7 +3,7 @@
 The patient timeline is ONE figure of stacked panels on a shared time axis (PRODUCT.md §7): liver
 enzymes, creatinine, eosinophils, ferritin, and the steroid dose. Every threshold arrives with the
 data, already computed from the guideline profile and the patient's own results by
-``dashboard.data``; nothing here knows a clinical number.
+``dashboard.timeline_model``; nothing here knows a clinical number.
 
 Behaviour copied from the OpenMRS O3 trendline: a threshold that came with the result (the
 laboratory's ref_high) is drawn per result as a step line, so each point is judged against its own

@@ -1,7 +1,7 @@
 """Cached reads for the Photos page: the gallery reads metadata and thumbnails only, a full-size
 image is read one at a time, scaled for the screen, when a day or the compare view opens it.
 
-Keys follow dashboard.data: (database URL, data version, ...) so a write anywhere refreshes them;
+Keys follow dashboard.store: (database URL, data version, ...) so a write anywhere refreshes them;
 an image's bytes never change once stored, so its cache is keyed on the photograph id alone.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 from sqlmodel import Session
 
-from dashboard import data
+from dashboard import store
 from monitoring import photos
 from monitoring.photos import PhotoContext, PhotoMeta
 from monitoring.records import PatientRecord
@@ -26,7 +26,7 @@ DISPLAY_MAX_PX = 1600
 @st.cache_data(show_spinner=False, max_entries=32)
 def gallery(url: str, version: tuple[Any, ...], mrn: str, include_hidden: bool = False) -> list[PhotoMeta]:
     """A patient's photographs: metadata and thumbnails (never the full-size images)."""
-    with Session(data._engine(url)) as s:
+    with Session(store._engine(url)) as s:
         try:
             return photos.list_photos(s, mrn, with_thumbnails=True, include_hidden=include_hidden)
         except LookupError:
@@ -36,13 +36,13 @@ def gallery(url: str, version: tuple[Any, ...], mrn: str, include_hidden: bool =
 @st.cache_data(show_spinner="Loading the photograph…", max_entries=24)
 def screen_image(url: str, photo_id: int, max_px: int = DISPLAY_MAX_PX) -> bytes:
     """One photograph scaled for the screen."""
-    with Session(data._engine(url)) as s:
+    with Session(store._engine(url)) as s:
         return photos.display_image(s, photo_id, max_px)
 
 
 def full_image(url: str, photo_id: int) -> tuple[bytes, str]:
     """The stored full-size image, for download (not cached: read on demand only)."""
-    with Session(data._engine(url)) as s:
+    with Session(store._engine(url)) as s:
         return photos.load_image(s, photo_id)
 
 

@@ -231,7 +231,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
     """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
     severity is written and coloured.
 
-    ``rows`` are ``dashboard.data.WardRow``; ``lab_columns`` are (test key, header)."""
+    ``rows`` are ``dashboard.ward_model.WardRow``; ``lab_columns`` are (test key, header)."""
     head = ["Patient", "Day", "Steroid (pred-eq)", *[h for _, h in lab_columns], "Alerts", "New since yesterday"]
     out = [
         '<table class="dm-ward" style="width:100%;border-collapse:collapse;font-size:0.84rem;line-height:1.22">',

@@ -9,7 +9,7 @@ import datetime as dt
 import streamlit as st
 from sqlmodel import Session
 
-from dashboard import auth, data, widgets
+from dashboard import auth, store, widgets
 from monitoring import episode_report
 
 auth.require_signed_in()
@@ -23,7 +23,7 @@ today = dt.datetime.now(dt.UTC).date()
 period = st.date_input("Opened from – to (UTC)", value=(today - dt.timedelta(days=90), today), max_value=today,
                        key="alert_report_period")
 start, end = (period if isinstance(period, tuple) and len(period) == 2 else (today - dt.timedelta(days=90), today))
-with Session(data.engine()) as session:
+with Session(store.engine()) as session:
     rows = episode_report.code_stats(
         session,
         since=dt.datetime.combine(start, dt.time()),

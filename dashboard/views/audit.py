@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
-from dashboard import auth, data, safe
+from dashboard import auth, safe, store
 from monitoring import audit
 from monitoring import auth as accounts
 from monitoring.store import patient_ids_by_mrn
@@ -22,7 +22,7 @@ from monitoring.store import patient_ids_by_mrn
 SHOWN = 500  # rows drawn on the page; the export has all
 
 auth.require_signed_in(accounts.VIEW_AUDIT)
-engine = data.engine()
+engine = store.engine()
 
 st.markdown("### Audit trail")
 st.caption("Times are UTC. Entries cannot be changed or deleted, by this product or at the database.")

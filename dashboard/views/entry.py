@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import data, safe, widgets
+from dashboard import safe, store, widgets
 from dashboard.auth import require_signed_in
 from monitoring import catalogue, display, services
 from monitoring.auth import PermissionDenied, authorise_write
@@ -23,8 +23,8 @@ from monitoring.store import BatchRejected
 
 require_signed_in("write")  # a signed-in user who may write (dashboard/auth.py)
 
-url = data.database_url()
-version = data.data_version()
+url = store.database_url()
+version = store.data_version()
 
 st.markdown("### Entry")
 
@@ -47,7 +47,7 @@ def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
         st.error("Sign in first: every change is signed. Nothing was stored.")
         return False
     try:
-        with session_scope(data.engine()) as session:
+        with session_scope(store.engine()) as session:
             fn(session, username=signer, **kwargs)
     except BatchRejected as exc:
         st.error("Not stored:\n" + "\n".join(f"- {safe.md(p)}" for p in exc.problems))
@@ -55,18 +55,18 @@ def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
     except PermissionDenied as exc:
         st.error(f"Not stored: {safe.md(exc)}.")
         return False
-    data.clear_caches()
+    store.clear_caches()
     st.success(done)  # markup-safe: every caller builds it from literals and safe.md
     return True
 
 
 top_left, top_right = st.columns([3, 2], vertical_alignment="bottom")
 with top_left:
-    mrn = widgets.patient_picker(data.patient_options(url, version), key="entry_patient")
+    mrn = widgets.patient_picker(store.patient_options(url, version), key="entry_patient")
 with top_right:
     st.markdown(f"Changes are signed **{safe.md(widgets.username() or 'nobody: sign in first')}** and audited.")
 
-review_list = data.review_items(url, version)
+review_list = store.review_items(url, version)
 tab_labs, tab_doses, tab_findings, tab_patient, tab_upload, tab_review = st.tabs(
     ["Lab results", "Doses", "Clinical findings", "Patient details", "Upload CSV / FHIR",
      f"Review list ({len(review_list)})"]
@@ -91,16 +91,16 @@ with tab_labs:
         t = catalogue.CATALOGUE[test]
         unit_options = list(dict.fromkeys([t.canonical_unit, *([t.si_unit] if t.si_unit else []), *t.units]))
         unit = c5.selectbox("Unit", unit_options, key=f"entry_lab_unit_{test}")
-        labs = data.patient_rows(url, data.data_version(), mrn)["labs"]
+        labs = store.patient_rows(url, store.data_version(), mrn)["labs"]
         # The range of this patient's latest result of the test, pre-filled in its (canonical) unit.
-        last_low, last_high = data.last_reference(labs, test) if unit == t.canonical_unit else (None, None)
+        last_low, last_high = store.last_reference(labs, test) if unit == t.canonical_unit else (None, None)
         r1, r2, r3 = st.columns([1, 1, 3])
         ref_low = r1.text_input("Reference low (optional)", value=_number(last_low), key=f"entry_lab_ref_low_{mrn}_{test}_{unit}")
         ref_high = r2.text_input("Reference high / ULN (optional)", value=_number(last_high),
                                  key=f"entry_lab_ref_high_{mrn}_{test}_{unit}")
         if last_high is not None:
             r3.caption(f"Reference range pre-filled from this patient's last {safe.md(t.label)} result.")
-        default_uln = data.profile().default_uln(test)
+        default_uln = store.profile().default_uln(test)
         if not ref_high.strip() and default_uln is not None:
             st.info(f"No ULN given: this {safe.md(t.label)} result will be judged against the profile's default ULN "
                     f"{safe.md(display.quantity(test, default_uln, t.canonical_unit))}.")
@@ -165,7 +165,7 @@ with tab_doses:
                   mrn=mrn, drug=drug, start_date=start, dose=dose, unit=dose_unit, route=route)
 
         st.divider()
-        meds = data.patient_rows(url, data.data_version(), mrn)["meds"]
+        meds = store.patient_rows(url, store.data_version(), mrn)["meds"]
         if meds.empty:
             st.caption("No dose rows stored.")
         else:
@@ -194,7 +194,7 @@ with tab_findings:
         st.info("Choose or register a patient first.")
     else:
         st.markdown("**RegiSCAR items entered by hand** (the latest answer per item is in force; earlier answers are kept)")
-        record = data.patient_record(url, version, mrn)
+        record = store.patient_record(url, version, mrn)
         current = record.findings if record else {}
         answers = services.finding_answers()
         from monitoring.regiscar import REGISCAR_ITEMS
@@ -245,7 +245,7 @@ def patient_form(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 with tab_patient:
-    record = data.patient_record(url, version, mrn) if mrn else None
+    record = store.patient_record(url, version, mrn) if mrn else None
     if record is not None:
         st.markdown(f"**Details of {safe.md(record.patient.name)}** ({safe.md(record.patient.mrn)})")
         info = record.patient
@@ -285,7 +285,7 @@ with tab_upload:
 
             report = None
             try:
-                with session_scope(data.engine()) as session:
+                with session_scope(store.engine()) as session:
                     authorise_write(session, username=signer, action="import", entity="batch")
                     report = import_uploads(session, [(f.name, f.getvalue()) for f in files or []], username=signer,
                                             skip_invalid=skip_invalid)
@@ -294,7 +294,7 @@ with tab_upload:
             if report is None:
                 pass
             elif report.ok:
-                data.clear_caches()
+                store.clear_caches()
                 refused = f" {len(report.refused)} refused item(s) are in the review list." if report.refused else ""
                 st.success("Imported." + refused)
                 st.code("\n".join(report.summary_lines()), language=None)  # file names and values: text only

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import clinic_figures, data, safe, widgets
+from dashboard import clinic_figures, safe, store, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
 from monitoring.followup import (
@@ -22,15 +22,15 @@ from monitoring.store import BatchRejected
 
 user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
-url = data.database_url()
-version = data.data_version()
-today = data.today()
-prof = data.profile()
+url = store.database_url()
+version = store.data_version()
+today = store.today()
+prof = store.profile()
 NO_CHANGE = "— keep —"
 
 signer = user.username  # every change made here is signed by the signed-in account
 record = widgets.patient_page_start(
-    "Follow-up", data.patient_options(url, version), lambda mrn: data.patient_record(url, version, mrn),
+    "Follow-up", store.patient_options(url, version), lambda mrn: store.patient_record(url, version, mrn),
     key="followup_patient", signer=signer,
 )
 p = record.patient
@@ -98,14 +98,14 @@ if submitted:
         st.info("No answer changed.")
     else:
         try:
-            with session_scope(data.engine()) as session:  # all answers in one transaction
+            with session_scope(store.engine()) as session:  # all answers in one transaction
                 for item, value in changes.items():
                     services.set_finding(session, username=signer, mrn=p.mrn, item=item, value=value)
         except (BatchRejected, PermissionDenied) as exc:
             problems = getattr(exc, "problems", None) or [exc]
             st.error("Not stored:\n" + "\n".join(f"- {safe.md(x)}" for x in problems))
         else:
-            data.clear_caches()
+            store.clear_caches()
             for item in REGISCAR_ITEMS:
                 st.session_state.pop(f"followup_item_{item}", None)
             st.session_state["followup_done"] = f"Recorded: {safe.md(', '.join(f'{k} = {v}' for k, v in changes.items()))}."

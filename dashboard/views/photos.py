@@ -9,8 +9,8 @@ import math
 
 import streamlit as st
 
-from dashboard import data, safe, widgets
 from dashboard import photo_widgets as pw
+from dashboard import safe, store, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring.photos import BODY_SITES, PhotoIn, PhotoLimits, PhotoMeta
 
@@ -22,13 +22,13 @@ NONCE = "photos_upload_nonce"
 FLASH = "photos_flash"
 DAY = "photos_day"
 
-url = data.database_url()
-version = data.data_version()
-today = data.today()
+url = store.database_url()
+version = store.data_version()
+today = store.today()
 
 with st.sidebar:
-    mrn = widgets.patient_picker(data.patient_options(url, version), key="photos_patient")
-record = data.patient_record(url, version, mrn) if mrn else None
+    mrn = widgets.patient_picker(store.patient_options(url, version), key="photos_patient")
+record = store.patient_record(url, version, mrn) if mrn else None
 if record is None:
     st.title("Photographs")
     st.info("Choose a patient in the sidebar or on the ward overview.")
@@ -182,12 +182,12 @@ def hide_controls(shown: list[PhotoMeta]) -> None:
 
             action = restore_photo if target.hidden else hide_photo
             try:
-                with session_scope(data.engine()) as s:
+                with session_scope(store.engine()) as s:
                     action(s, pid, reason=reason, username=who, check_account=True)
             except PermissionDenied as exc:
                 st.error(f"Not changed: {safe.md(exc)}")
                 return
-            data.clear_caches()
+            store.clear_caches()
             st.session_state[FLASH] = f"Photograph #{pid} {'restored' if target.hidden else 'hidden'}: {safe.md(reason)}"
             st.rerun()
 
@@ -287,7 +287,7 @@ def show_add() -> None:
             for f in uploads
         ]
         try:
-            with st.spinner(f"Checking and storing {len(batch)} photograph(s)…"), session_scope(data.engine()) as s:
+            with st.spinner(f"Checking and storing {len(batch)} photograph(s)…"), session_scope(store.engine()) as s:
                 stored = store_photos(s, p.mrn, batch, username=who, today=today, limits=limits, check_account=True)
         except PermissionDenied as exc:
             st.error(f"Nothing stored: {safe.md(exc)}")
@@ -298,7 +298,7 @@ def show_add() -> None:
                 + "\n".join(f"- {safe.md(problem)}" for problem in exc.problems)
             )
             return
-        data.clear_caches()
+        store.clear_caches()
         lines = [safe.md(f"{s.filename}: {s.body_site}, taken {s.taken_on.isoformat()} (date from {s.date_source})") for s in stored]
         st.session_state[FLASH] = f"{len(stored)} photograph(s) stored for {safe.md(p.mrn)}:\n\n" + "\n".join(f"- {line}" for line in lines)
         st.session_state[NONCE] = nonce + 1

@@ -9,14 +9,14 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import store, widgets
 from dashboard.auth import require_signed_in
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
-url = data.database_url()
-version = data.data_version()
-today = data.today()
+url = store.database_url()
+version = store.data_version()
+today = store.today()
 
 
 @st.cache_data(show_spinner="Drawing the report…", max_entries=16)
@@ -24,9 +24,9 @@ def _report(url: str, version: tuple[Any, ...], mrn: str, as_of: dt.date) -> tup
     """(figure PNG, PDF) for one patient as of a date; a write changes ``version`` and redraws."""
     from monitoring.report import patient_report_pdf, timeline_png
 
-    record = data.patient_record(url, version, mrn)
+    record = store.patient_record(url, version, mrn)
     assert record is not None
-    prof = data.profile()
+    prof = store.profile()
     png = timeline_png(record, as_of, prof)
     return png, patient_report_pdf(record, as_of, prof, figure_png=png)
 
@@ -34,10 +34,10 @@ def _report(url: str, version: tuple[Any, ...], mrn: str, as_of: dt.date) -> tup
 st.title("Clinic report")
 pick, when = st.columns([3, 2])
 with pick:
-    mrn = widgets.patient_picker(data.patient_options(url, version), key="report_patient")
+    mrn = widgets.patient_picker(store.patient_options(url, version), key="report_patient")
 with when:
     as_of = st.date_input("As of", value=today, max_value=today, key="report_as_of")
-record = data.patient_record(url, version, mrn) if mrn else None
+record = store.patient_record(url, version, mrn) if mrn else None
 if record is None:
     st.info("Choose a patient.")
     st.stop()
@@ -67,12 +67,12 @@ with right:
         [("MRN", p.mrn), ("onset", widgets.iso(p.onset_date) or "—"), ("resolution", widgets.iso(p.resolved_date) or "—")],
         p.name + widgets.synthetic_label(p.synthetic, p.name),
     )
-    alerts = evaluate(record, as_of, data.profile())
+    alerts = evaluate(record, as_of, store.profile())
     st.markdown(f"**Alerts in the report ({len(alerts)})**")
     if alerts:
         widgets.badges([(a.severity, a.title or a.code) for a in alerts])
     else:
         st.markdown("None as of this date.")
     st.caption(widgets.DECISION_SUPPORT_NOTE)
-    patch = patch_test_plan(record, data.profile())
+    patch = patch_test_plan(record, store.profile())
     st.markdown(f"**Earliest patch test:** {widgets.iso(patch.earliest) or 'not yet known'}")

@@ -11,7 +11,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import clinic_figures, data, safe, widgets
+from dashboard import clinic_figures, safe, store, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
@@ -32,14 +32,14 @@ from monitoring.taper import (
 
 user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
-url = data.database_url()
-version = data.data_version()
-today = data.today()
-prof = data.profile()
+url = store.database_url()
+version = store.data_version()
+today = store.today()
+prof = store.profile()
 
 signer = user.username  # every change made here is signed by the signed-in account
 record = widgets.patient_page_start(
-    "Taper planner", data.patient_options(url, version), lambda mrn: data.patient_record(url, version, mrn),
+    "Taper planner", store.patient_options(url, version), lambda mrn: store.patient_record(url, version, mrn),
     key="taper_patient", signer=signer,
 )
 
@@ -65,13 +65,13 @@ def run_write(done: str, fn, **kwargs) -> bool:  # type: ignore[no-untyped-def]
     from monitoring.auth import PermissionDenied
 
     try:
-        with session_scope(data.engine()) as session:
+        with session_scope(store.engine()) as session:
             fn(session, username=signer, mrn=p.mrn, as_of=today, **kwargs)
     except (BatchRejected, TaperError, PermissionDenied) as exc:
         problems = getattr(exc, "problems", None) or [exc]
         st.error("Not stored:\n" + "\n".join(f"- {safe.md(x)}" for x in problems))
         return False
-    data.clear_caches()
+    store.clear_caches()
     st.session_state["taper_done"] = done
     st.rerun()
     return True

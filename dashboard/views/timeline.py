@@ -7,21 +7,21 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import data, episode_widgets, figures, safe, widgets
+from dashboard import episode_widgets, figures, safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
 from monitoring.drugs import group_of
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
-url = data.database_url()
-version = data.data_version()
-today = data.today()
-prof = data.profile()
+url = store.database_url()
+version = store.data_version()
+today = store.today()
+prof = store.profile()
 
 title_col, pick = st.columns([3, 2], vertical_alignment="bottom")
 with pick:
-    mrn = widgets.patient_picker(data.patient_options(url, version), key="timeline_patient")
-record = data.patient_record(url, version, mrn) if mrn else None
+    mrn = widgets.patient_picker(store.patient_options(url, version), key="timeline_patient")
+record = store.patient_record(url, version, mrn) if mrn else None
 if record is None:
     st.title("Patient timeline")
     st.info("Choose a patient in the sidebar or on the ward overview.")
@@ -43,9 +43,9 @@ def _evidence_text(value: object) -> str:
 
 alerts = evaluate(record, today, prof)
 # Each alert's episode (monitoring.episodes): acknowledged and snoozed ones below the others of their severity.
-open_episodes = {e.code: e for e in data.patient_episodes(url, version, p.id or 0) if e.closed_at is None}
-alerts.sort(key=lambda a: (data.SEVERITY_RANK.get(a.severity, 9),
-                           a.code in open_episodes and data.handled_text(open_episodes[a.code], today) is not None))
+open_episodes = {e.code: e for e in store.patient_episodes(url, version, p.id or 0) if e.closed_at is None}
+alerts.sort(key=lambda a: (ward_model.SEVERITY_RANK.get(a.severity, 9),
+                           a.code in open_episodes and ward_model.handled_text(open_episodes[a.code], today) is not None))
 course = analyse_course(record, today)
 
 # --- header -------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ x_mode = c1.segmented_control(
     label_visibility="collapsed",
 ) or "date"
 units = c2.segmented_control(
-    "Units", list(data.UNIT_SYSTEMS), default="conventional", key="timeline_units",
+    "Units", list(timeline_model.UNIT_SYSTEMS), default="conventional", key="timeline_units",
     format_func=lambda u: f"{u} units", label_visibility="collapsed",
 ) or "conventional"
 window = c3.segmented_control(
@@ -125,7 +125,7 @@ if window and window != "all":
 # --- figure and alerts --------------------------------------------------------------------
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
-    figure = data.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}")
+    figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}")
     event = st.plotly_chart(
         figure,
         key="timeline_figure",
@@ -141,7 +141,7 @@ with fig_col:
     elif st.session_state.get("timeline_photo_opened") != opened:
         st.session_state["timeline_photo_opened"] = opened
         st.switch_page("views/photos.py", query_params={"mrn": p.mrn, "photo_day": opened[1]})
-    photo_days = data.photo_dates(url, version, p.id) if p.id is not None else ()
+    photo_days = store.photo_dates(url, version, p.id) if p.id is not None else ()
     if photo_days:
         # The same links without a mouse: every photograph date as a link (keyboard, screen reader).
         with st.container(horizontal=True, gap="small", key="timeline_photo_links"):
@@ -170,7 +170,7 @@ with alert_box:
         if a.recommendation:
             st.markdown(f"**Recommendation:** {safe.md(a.recommendation)}")
         with st.expander("Evidence and source"):
-            quoted = data.quoted_results(a)
+            quoted = timeline_model.quoted_results(a)
             if quoted:
                 st.dataframe(quoted, hide_index=True, width="stretch")
             for k, v in a.evidence.items():
@@ -183,7 +183,7 @@ with alert_box:
     episode_widgets.open_dialog(today, prof)
 
 # --- the same data as a table -------------------------------------------------------------
-table = data.timeline_table(record, prof, today, units=units)
+table = timeline_model.timeline_table(record, prof, today, units=units)
 st.subheader("Results")
 if table.empty:
     st.info("No results recorded for this patient.")
@@ -191,7 +191,7 @@ else:
     st.dataframe(table.iloc[::-1], hide_index=True, width="stretch", height=320, key="timeline_table")
     st.download_button(
         "Download results (CSV)",
-        data=data.csv_bytes(table),
+        data=store.csv_bytes(table),
         file_name=f"results-{p.mrn}-{today.isoformat()}.csv",
         mime="text/csv",
         key="timeline_download",
@@ -205,7 +205,7 @@ def _fhir_bundle_bytes(mrn: str = p.mrn) -> bytes:
 
     from monitoring.fhir_export import export_patient_json
 
-    with Session(data.engine()) as session:
+    with Session(store.engine()) as session:
         return export_patient_json(session, mrn)
 
 

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, safe, widgets
+from dashboard import safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
-today = data.today()
-prof = data.profile()
-url = data.database_url()
-version = data.data_version()
-rows = data.ward(url, version, today, f"{prof.path}:{prof.version}")
+today = store.today()
+prof = store.profile()
+url = store.database_url()
+version = store.data_version()
+rows = ward_model.ward(url, version, today, f"{prof.path}:{prof.version}")
 
 
 # The board refreshes itself: a screen left open shows new results and episodes without a click.
 # Every few seconds the fragment reads only the cheap data version; the page reruns when it moved.
-@st.fragment(run_every=data.ward_refresh_s())
+@st.fragment(run_every=store.ward_refresh_s())
 def _refresh_when_data_change(shown_version: tuple[object, ...]) -> None:
-    if data.data_version() != shown_version:
+    if store.data_version() != shown_version:
         st.rerun()
 
 
@@ -59,7 +59,7 @@ if not shown:
     st.info("No active patient matches." if rows else "No active patients: add one on the Entry page.")
     st.stop()
 
-UNITS = {t: data.display_unit(t, "conventional") for t in data.WARD_TESTS}
+UNITS = {t: timeline_model.display_unit(t, "conventional") for t in ward_model.WARD_TESTS}
 
 
 
@@ -92,8 +92,8 @@ if target := st.session_state.pop("ward_open_target", None):
     widgets.select_patient(target)
     st.switch_page("views/timeline.py", query_params={"mrn": target})
 
-HEADERS = [(t, f"{label} {data.display_unit(t, 'conventional')}") for t, label in
-           zip(data.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
+HEADERS = [(t, f"{label} {timeline_model.display_unit(t, 'conventional')}") for t, label in
+           zip(ward_model.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
 st.markdown(widgets.ward_table_html(shown, HEADERS), unsafe_allow_html=True)
 st.caption(
     "Each result: latest value, then arrow and signed change since the previous result; a line crossed since then "

@@ -359,7 +359,7 @@ def test_safe_defaults_localhost_no_error_details_and_no_database_in_git() -> No
 
 
 def test_timeline_table_marks_an_amended_result(app_db: Engine) -> None:
-    from dashboard import data
+    from dashboard import timeline_model
     from monitoring.guideline import load_profile
     from monitoring.records import load_record
 
@@ -369,7 +369,7 @@ def test_timeline_table_marks_an_amended_result(app_db: Engine) -> None:
         services.amend_lab_result(s, username="doc", lab_id=lab, value=40, unit="U/L", reason="transcription error")
     with Session(app_db) as s:
         record = load_record(s, MRN)
-    table = data.timeline_table(record, load_profile(), dt.date.today())
+    table = timeline_model.timeline_table(record, load_profile(), dt.date.today())
     alt = table[table["test"] == "ALT"].sort_values("taken_at")
     assert list(alt["value"]) == ["40", "300"]  # shown to the test's display precision (monitoring/display.py)
     assert list(alt["amended"]) == ["amended", ""]

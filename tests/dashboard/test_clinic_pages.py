@@ -122,7 +122,7 @@ def test_short_plan_is_flagged_before_saving(clinic_db: Engine) -> None:
 
 
 def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> None:
-    from dashboard import data, figures
+    from dashboard import figures, timeline_model
     from monitoring.guideline import load_profile
 
     at = page("taper.py", clinic_db)
@@ -138,7 +138,7 @@ def test_saved_plan_is_drawn_as_planned_by_the_timeline(clinic_db: Engine) -> No
 
     with Session(clinic_db) as s:
         record = load_record(s, MRN)
-    tl = data.timeline(record, load_profile(), TODAY)
+    tl = timeline_model.timeline(record, load_profile(), TODAY)
     planned = [(st.day, st.mg) for st in tl.dose.steps if st.planned]
     assert planned == [(d, mg) for d, mg in stored]
     assert [(st.day, st.mg) for st in tl.dose.steps if not st.planned] == [(COURSE_START, 60)]

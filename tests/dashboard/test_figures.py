@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dashboard import data, figures
+from dashboard import figures, store, timeline_model
 from monitoring import auth, services
 from monitoring.guideline import load_profile
 from monitoring.records import PatientRecord, load_record
@@ -41,7 +41,7 @@ def _record(s: Session) -> PatientRecord:
 
 
 def _figure(record: PatientRecord, **kw: object) -> go.Figure:
-    tl = data.timeline(record, load_profile(), TODAY, **kw)  # type: ignore[arg-type]
+    tl = timeline_model.timeline(record, load_profile(), TODAY, **kw)  # type: ignore[arg-type]
     return figures.timeline_figure(tl)
 
 
@@ -107,7 +107,7 @@ def test_eosinophil_and_ferritin_lines_come_from_the_profile(writer: Session, tm
         '[profile]\nname = "local"\nversion = "1"\nextends = "default"\n'
         '[thresholds.ferritin_high]\nvalue = 400\n[thresholds.eosinophils_high]\nvalue = 1.2\n'
     )
-    fig = figures.timeline_figure(data.timeline(record, load_profile(local), TODAY))
+    fig = figures.timeline_figure(timeline_model.timeline(record, load_profile(local), TODAY))
     assert set(_line(fig, "high")) == {400.0}
     assert set(_line(fig, "eosinophilia")) == {1.2}
 
@@ -158,7 +158,7 @@ def test_dose_panel_given_solid_planned_dashed_second_line_marked(writer: Sessio
 
 def test_days_since_onset_axis(writer: Session) -> None:
     _lab(writer, 3, "ferritin", 700, "ng/mL")
-    tl = data.timeline(_record(writer), load_profile(), TODAY)
+    tl = timeline_model.timeline(_record(writer), load_profile(), TODAY)
     fig = figures.timeline_figure(tl, x_mode="day")
     ferritin = next(t for t in fig.data if t.name == "Ferritin")
     assert float(ferritin.x[0]) == pytest.approx(3 + 7.5 / 24)
@@ -166,14 +166,14 @@ def test_days_since_onset_axis(writer: Session) -> None:
 
 def test_range_window_sets_axis(writer: Session) -> None:
     _lab(writer, 3, "ferritin", 700, "ng/mL")
-    tl = data.timeline(_record(writer), load_profile(), TODAY)
+    tl = timeline_model.timeline(_record(writer), load_profile(), TODAY)
     fig = figures.timeline_figure(tl, x_range=(TODAY - dt.timedelta(days=7), TODAY))
     lo, hi = fig.layout.xaxis.range
     assert str(lo).startswith((TODAY - dt.timedelta(days=7)).isoformat())
 
 
 def test_photo_dates_marked(writer: Session) -> None:
-    tl = data.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
+    tl = timeline_model.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
     fig = figures.timeline_figure(tl)
     photos = [t for t in fig.data if t.meta and t.meta.get("photos")]
     assert photos and tuple(photos[0].customdata) == ((ONSET + dt.timedelta(days=4)).isoformat(),)
@@ -190,13 +190,13 @@ def test_table_says_in_words_which_line_a_result_is_above(writer: Session) -> No
     _lab(writer, 2, "alt", 100, "U/L", ref_high=35)
     _lab(writer, 3, "alt", 50, "U/L", ref_high=35)
     _lab(writer, 3, "ferritin", 3100, "ng/mL")
-    table = data.timeline_table(_record(writer), load_profile(), TODAY)
+    table = timeline_model.timeline_table(_record(writer), load_profile(), TODAY)
     above = dict(zip(table["as received"], table["above"], strict=True))
     assert above["100 U/L"] == "> 2×ULN"
     assert above["50 U/L"] == "> ULN"
     assert above["3100 ng/mL"] == "≥ 3000"
     assert "ULN 35 (laboratory)" in set(table["reference"])
-    csv = data.csv_bytes(table).decode()
+    csv = store.csv_bytes(table).decode()
     assert csv.splitlines()[0].startswith("taken_at,day since onset,test,value,unit,above")
 
 
@@ -224,7 +224,7 @@ def test_a_click_on_a_photo_mark_names_its_day_and_other_clicks_do_not(writer: S
     """Issue 4: Streamlit's selection points → the photograph day (only from the photo marks)."""
     _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
     day = ONSET + dt.timedelta(days=4)
-    tl = data.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=1), day))
+    tl = timeline_model.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=1), day))
     fig = figures.timeline_figure(tl)
     curve = next(i for i, t in enumerate(fig.data) if t.meta and t.meta.get("photos"))
     alt = next(i for i, t in enumerate(fig.data) if t.name == "ALT")
@@ -251,14 +251,14 @@ def test_temperature_panel_with_the_profiles_fever_line(writer: Session, tmp_pat
     assert any(t.meta and t.meta.get("zone") == "fever_c" for t in fig.data)
     titles = [a.text for a in fig.layout.annotations]
     assert "Temperature (°C)" in titles
-    yaxis = fig.layout[f"yaxis{len(data.PANELS) + 1}"]
+    yaxis = fig.layout[f"yaxis{len(timeline_model.PANELS) + 1}"]
     assert yaxis.range[0] <= 37.0 and yaxis.range[1] > 39.2  # not squashed against zero
 
     src = Path(load_profile().path).read_text()
     changed = tmp_path / "profile.toml"
     changed.write_text(src.replace("[thresholds.fever_c]\nvalue = 38.5", "[thresholds.fever_c]\nvalue = 38.0"))
     from monitoring.guideline import load_profile as load
-    tl = data.timeline(record, load(changed), TODAY)
+    tl = timeline_model.timeline(record, load(changed), TODAY)
     assert set(_line(figures.timeline_figure(tl), "fever")) == {38.0}
 
 
@@ -271,6 +271,6 @@ def test_figure_serialises_like_its_cached_copy(writer: Session) -> None:
     import plotly.io as pio
 
     _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
-    tl = data.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
+    tl = timeline_model.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
     fig = figures.timeline_figure(tl)
     assert pio.to_json(fig, validate=False) == pio.to_json(pickle.loads(pickle.dumps(fig)), validate=False)

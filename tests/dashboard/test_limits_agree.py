@@ -11,8 +11,8 @@ import datetime as dt
 import pytest
 from sqlmodel import Session
 
-from dashboard import data
-from monitoring import report
+from dashboard import timeline_model, ward_model
+from monitoring import catalogue, report
 from monitoring.guideline import default_profile
 from monitoring.rules import evaluate
 from tests.monitoring.engine_builder import Chart, day
@@ -25,9 +25,9 @@ def _screens(chart: Chart, test: str) -> dict[str, object]:
     """What each screen says about the latest result of ``test`` as of AS_OF."""
     record = chart.record()
     alerts = {a.code: a for a in evaluate(record, AS_OF, PROF)}
-    ward = data.ward_row(record, PROF, AS_OF)
-    table = data.timeline_table(record, PROF, AS_OF)
-    rows = table[table["test"] == data.catalogue.lookup(test).label]
+    ward = ward_model.ward_row(record, PROF, AS_OF)
+    table = timeline_model.timeline_table(record, PROF, AS_OF)
+    rows = table[table["test"] == catalogue.lookup(test).label]
     rep = report.report_data(record, AS_OF, PROF)
     return {
         "alerts": alerts,
@@ -95,7 +95,7 @@ def test_recorded_baseline_1_2_and_creatinine_1_8_no_renal_alert_and_no_ward_mar
     c.lab("creatinine", 3, 1.8)
     record = c.record()
     assert "RENAL_INVOLVEMENT" not in {a.code for a in evaluate(record, AS_OF, PROF)}
-    row = data.ward_row(record, PROF, AS_OF)
+    row = ward_model.ward_row(record, PROF, AS_OF)
     assert row.changes["creatinine"] is not None and row.changes["creatinine"].crossed == ""
     assert not any("1.5× baseline" in n for n in row.new)
     # The report draws the same baseline and limit the rule used.

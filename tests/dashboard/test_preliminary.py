@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from dashboard import data, figures, widgets
+from dashboard import figures, timeline_model, ward_model, widgets
 from monitoring.guideline import load_profile
 from monitoring.importers import import_files
 from monitoring.records import load_record
@@ -41,12 +41,12 @@ def _shown(session: Session) -> tuple[str, str, str, str]:
     session.expire_all()
     record = load_record(session, "PRE-1")
     prof = load_profile()
-    row = data.ward_row(record, prof, TODAY, [])
+    row = ward_model.ward_row(record, prof, TODAY, [])
     ward_html = widgets.ward_table_html([row], [("alt", "ALT")])
-    fig = figures.timeline_figure(data.timeline(record, prof, TODAY))
+    fig = figures.timeline_figure(timeline_model.timeline(record, prof, TODAY))
     alt = next(t for t in fig.data if t.name and t.name.startswith("ALT") and t.customdata is not None)
     hover = " ".join(str(x) for x in alt.customdata[0])
-    table = data.timeline_table(record, prof, TODAY)
+    table = timeline_model.timeline_table(record, prof, TODAY)
     return row.changes["alt"].text() if row.changes["alt"] else "", ward_html, hover, str(table.loc[0, "status"])
 
 

@@ -26,7 +26,7 @@ def test_numbers_and_plain_text_are_left_alone(value: object) -> None:
 
 
 def test_the_dashboard_download_keeps_negative_changes_numeric_and_names_inert() -> None:
-    from dashboard.data import csv_bytes
+    from dashboard.store import csv_bytes
 
     table = pd.DataFrame({"patient": ["=cmd|' /C calc'!A0", "Walt Warning"], "change": [-0.02, 1.5],
                           "as text": ["-0.02", "@x"]})

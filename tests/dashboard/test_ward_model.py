@@ -1,4 +1,5 @@
-"""The ward overview's rows: order, changes since the previous value, what is new since yesterday."""
+"""The ward model (dashboard.ward_model): order of the ward rows, changes since the previous value,
+what is new since yesterday, the incremental evaluation."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dashboard import data
+from dashboard import ward_model
 from monitoring import services, severity
 from monitoring.db import create_db_engine
 from monitoring.guideline import load_profile
@@ -25,14 +25,14 @@ from tests.dashboard.shown import shown_html
 TODAY = dt.date.today()
 
 
-def _rows(session: Session) -> list[data.WardRow]:
+def _rows(session: Session) -> list[ward_model.WardRow]:
     """The ward's rows with each patient's open alert episodes (what "new since yesterday" and the
-    acknowledgements come from), as data.ward_rows builds them."""
+    acknowledgements come from), as ward_model.ward_rows builds them."""
     from monitoring.episodes import open_episodes
 
     prof = load_profile()
-    return data.sort_ward([
-        data.ward_row(r, prof, TODAY, open_episodes(session, [r.patient.id or 0])) for r in load_records(session)
+    return ward_model.sort_ward([
+        ward_model.ward_row(r, prof, TODAY, open_episodes(session, [r.patient.id or 0])) for r in load_records(session)
     ])
 
 
@@ -99,21 +99,6 @@ def test_ward_table_html_order_and_badges(session: Session) -> None:
     assert "no alerts" in html
 
 
-def test_data_version_changes_on_every_kind_of_write(engine: Engine, session: Session) -> None:
-    write_cohort(session, TODAY)
-    before = data.data_version(engine)
-    lab_id = services.add_lab_result(session, username=USER, mrn="CALM-1", test="crp",
-                                     taken_at=dt.datetime.combine(TODAY, dt.time(0)), value=3, unit="mg/L")
-    session.commit()
-    after_insert = data.data_version(engine)
-    assert after_insert != before
-    services.amend_lab_result(session, username=USER, lab_id=lab_id, value=4, unit="mg/L", reason="typo")
-    session.commit()
-    after_amend = data.data_version(engine)
-    assert after_amend != after_insert
-    services.hide_record(session, username=USER, entity="lab_result", record_id=lab_id, reason="wrong patient")
-    session.commit()
-    assert data.data_version(engine) != after_amend
 
 
 # --- incremental ward evaluation (issue 8): after one write only that patient is evaluated -----
@@ -124,9 +109,9 @@ def ward_url(db_url: str) -> Iterator[str]:
     """A migrated SQLite file holding the three-patient cohort, with a cold ward cache."""
     with Session(create_db_engine(db_url)) as s:
         write_cohort(s, TODAY)
-    data.clear_ward_cache()
+    ward_model.clear_ward_cache()
     yield db_url
-    data.clear_ward_cache()
+    ward_model.clear_ward_cache()
 
 
 def _pid(url: str, mrn: str) -> int:
@@ -135,27 +120,27 @@ def _pid(url: str, mrn: str) -> int:
     return int(pid)
 
 
-def _fresh(url: str) -> list[data.WardRow]:
+def _fresh(url: str) -> list[ward_model.WardRow]:
     """The ward evaluated from scratch, the reference an incremental evaluation must equal."""
     with Session(create_db_engine(url)) as s:
         return _rows(s)
 
 
-def _ward(url: str) -> list[data.WardRow]:
-    return data.ward_rows(url, TODAY, "profile-key")
+def _ward(url: str) -> list[ward_model.WardRow]:
+    return ward_model.ward_rows(url, TODAY, "profile-key")
 
 
 def test_ward_cold_evaluates_everyone_warm_no_one(ward_url: str) -> None:
     cold = _ward(ward_url)
-    assert len(data.last_ward_evaluation().evaluated) == 3
+    assert len(ward_model.last_ward_evaluation().evaluated) == 3
     warm = _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == () and data.last_ward_evaluation().reused == 3
+    assert ward_model.last_ward_evaluation().evaluated == () and ward_model.last_ward_evaluation().reused == 3
     assert warm == cold == _fresh(ward_url)
     # Another as-of date or another profile is another evaluation, never a reused row.
-    data.ward_rows(ward_url, TODAY - dt.timedelta(days=1), "profile-key")
-    assert len(data.last_ward_evaluation().evaluated) == 3
-    data.ward_rows(ward_url, TODAY, "another-profile")
-    assert len(data.last_ward_evaluation().evaluated) == 3
+    ward_model.ward_rows(ward_url, TODAY - dt.timedelta(days=1), "profile-key")
+    assert len(ward_model.last_ward_evaluation().evaluated) == 3
+    ward_model.ward_rows(ward_url, TODAY, "another-profile")
+    assert len(ward_model.last_ward_evaluation().evaluated) == 3
 
 
 def test_one_new_result_re_evaluates_only_that_patient(ward_url: str) -> None:
@@ -165,8 +150,8 @@ def test_one_new_result_re_evaluates_only_that_patient(ward_url: str) -> None:
                                 taken_at=dt.datetime.combine(TODAY, dt.time(0)), value=500, unit="U/L")
         s.commit()
     rows = _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
-    assert data.last_ward_evaluation().reused == 2
+    assert ward_model.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
+    assert ward_model.last_ward_evaluation().reused == 2
     calm = next(r for r in rows if r.mrn == "CALM-1")
     assert calm.changes["alt"] is not None and calm.changes["alt"].value == 500
     assert ("warning", "HEPATIC_INVOLVEMENT") in calm.alerts
@@ -189,7 +174,7 @@ def test_amendment_hide_finding_and_detail_change_each_re_evaluate_their_patient
         services.amend_lab_result(s, username=USER, lab_id=lab_id, value=0.4, unit="10^9/L", reason="typo")
         s.commit()
     rows = _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (warn,)
+    assert ward_model.last_ward_evaluation().evaluated == (warn,)
     row = next(r for r in rows if r.mrn == "WARN-1")
     assert row.changes["eosinophils"] is not None and row.changes["eosinophils"].value == 0.4
     assert ("warning", "EOSINOPHILIA") not in row.alerts
@@ -199,7 +184,7 @@ def test_amendment_hide_finding_and_detail_change_each_re_evaluate_their_patient
         services.hide_record(s, username=USER, entity="lab_result", record_id=lab_id, reason="wrong patient")
         s.commit()
     rows = _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (warn,)
+    assert ward_model.last_ward_evaluation().evaluated == (warn,)
     row = next(r for r in rows if r.mrn == "WARN-1")
     assert row.changes["eosinophils"] is not None and row.changes["eosinophils"].value == 1.0
     assert rows == _fresh(ward_url)
@@ -208,14 +193,14 @@ def test_amendment_hide_finding_and_detail_change_each_re_evaluate_their_patient
         services.set_finding(s, username=USER, mrn="WARN-1", item="lymphadenopathy", value="yes")
         s.commit()
     _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (warn,)
+    assert ward_model.last_ward_evaluation().evaluated == (warn,)
 
     crit = _pid(ward_url, "CRIT-1")
     with Session(eng) as s:
         services.update_patient(s, username=USER, mrn="CRIT-1", weight_kg=100, reason="weighed today")
         s.commit()
     rows = _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (crit,)
+    assert ward_model.last_ward_evaluation().evaluated == (crit,)
     row = next(r for r in rows if r.mrn == "CRIT-1")
     assert row.dose_mg is not None and row.dose_mg_per_kg == pytest.approx(row.dose_mg / 100)
     assert rows == _fresh(ward_url)
@@ -235,7 +220,7 @@ def test_import_by_another_process_is_seen_and_re_evaluates_only_its_patient(war
     )
     assert done.returncode == 0, done.stderr
     rows = _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
+    assert ward_model.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
     calm = next(r for r in rows if r.mrn == "CALM-1")
     assert calm.changes["ferritin"] is not None and calm.changes["ferritin"].value == 3500
     assert calm.worst == "critical"
@@ -250,7 +235,7 @@ def test_import_by_another_process_is_seen_and_re_evaluates_only_its_patient(war
     )
     assert done.returncode == 0, done.stderr
     _ward(ward_url)
-    assert data.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
+    assert ward_model.last_ward_evaluation().evaluated == (_pid(ward_url, "CALM-1"),)
 
 
 def test_a_patient_made_inactive_leaves_the_ward_without_re_evaluating_others(ward_url: str) -> None:
@@ -260,7 +245,7 @@ def test_a_patient_made_inactive_leaves_the_ward_without_re_evaluating_others(wa
         s.commit()
     rows = _ward(ward_url)
     assert [r.mrn for r in rows] == ["CRIT-1", "WARN-1"]
-    assert data.last_ward_evaluation().evaluated == ()
+    assert ward_model.last_ward_evaluation().evaluated == ()
 
 
 def test_patient_versions_read_each_patient_through_its_indexes(ward_url: str) -> None:
@@ -273,7 +258,7 @@ def test_patient_versions_read_each_patient_through_its_indexes(ward_url: str) -
     def _capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
         captured.append(statement)
 
-    versions = data.patient_versions(eng)
+    versions = ward_model.patient_versions(eng)
     assert set(versions) == {_pid(ward_url, m) for m in ("CRIT-1", "WARN-1", "CALM-1")}
     assert len(captured) == 1
     with eng.connect() as conn:
@@ -283,37 +268,12 @@ def test_patient_versions_read_each_patient_through_its_indexes(ward_url: str) -
     assert len([p for p in searches if "USING COVERING INDEX" in p]) == 6, plan  # labs, doses, findings, photos, audit, alert episodes
 
 
-def test_a_patient_page_reads_its_patient_through_indexes_only(ward_url: str) -> None:
-    """What a patient page reads on a data change (its record, its photo dates, the version) never
-    scans a clinical table: each query finds the patient's rows through an index, so its cost does
-    not grow with the number of other patients (issue 8)."""
-    eng = data._engine(ward_url)
-    captured: list[tuple[str, object]] = []
-
-    def _capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        captured.append((statement, parameters))
-
-    event.listen(eng, "before_cursor_execute", _capture)
-    try:
-        version = data.data_version(eng)
-        record = data.patient_record(ward_url, version, "WARN-1")
-        assert record is not None and record.patient.mrn == "WARN-1"
-        data.photo_dates(ward_url, version, record.patient.id)
-    finally:
-        event.remove(eng, "before_cursor_execute", _capture)
-    selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) >= 3
-    with eng.connect() as conn:
-        for statement, parameters in selects:
-            plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]  # type: ignore[arg-type]
-            scans = [ln for ln in plan if ln.startswith("SCAN") and "USING" not in ln and ln != "SCAN CONSTANT ROW"]
-            assert not scans, (statement, plan)
 
 
 def test_a_converted_value_and_its_change_are_not_shown_more_precise_than_measured() -> None:
     """65 umol/L of creatinine is 0.7353 mg/dL: the ward shows 0.74 and a change of 2 umol/L as
     -0.02, not 0.735 and -0.0226."""
-    from dashboard.data import Change
+    from dashboard.ward_model import Change
 
     when = dt.datetime(2026, 11, 24, 6)
     assert Change("creatinine", 65 / 88.4, "mg/dL", -2 / 88.4, when, "").text() == "0.74 ↓ −0.02"

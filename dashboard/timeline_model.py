@@ -1,0 +1,343 @@
+"""The timeline model: what the timeline figure and its table show for one patient, in the chosen
+unit system.
+
+All clinical judgement comes from ``monitoring`` (limits, steroids, the guideline profile); this
+module arranges it for display. Thresholds drawn on the timeline are the profile's numbers applied
+to the patient's data (monitoring.limits), never literals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline, temperature_panel
+from dashboard.store import patient_episodes, patient_record, photo_dates, profile
+from monitoring import catalogue, display, limits
+from monitoring.guideline import GuidelineProfile
+from monitoring.models import AlertEpisode
+from monitoring.records import LabPoint, PatientRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Timeline panels: (panel key, title, tests drawn in it).
+PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("liver", "ALT and AST", ("alt", "ast")),
+    ("kidney", "Creatinine", ("creatinine",)),
+    ("eosinophils", "Eosinophils", ("eosinophils",)),
+    ("ferritin", "Ferritin", ("ferritin",)),
+)
+UNIT_SYSTEMS = ("conventional", "SI")
+
+
+def alert_onsets(eps: Sequence[AlertEpisode]) -> list[tuple[dt.date, str]]:
+    """(onset date, words) of each episode, for the timeline's onset marks."""
+    from dashboard.widgets import code_label
+
+    out = []
+    for ep in eps:
+        words = f"{ep.severity} {code_label(ep.code)} from {ep.onset_date.isoformat()}"
+        if ep.closed_at is not None:
+            words += f", no longer holding since {ep.closed_at.date().isoformat()} (UTC)"
+        out.append((ep.onset_date, words))
+    return out
+
+
+# --- thresholds: the profile's numbers applied to this patient's data -------------------------
+
+
+def _fmt(test: str, x: float, units: str = "conventional") -> str:
+    """A number of ``test`` in the chosen unit system at the test's one display precision."""
+    return display.number(test, x, display_unit(test, units))
+
+
+def baseline_creatinine(
+    record: PatientRecord, as_of: dt.date, prof: GuidelineProfile | None = None
+) -> tuple[float | None, str]:
+    """The baseline creatinine the renal rule uses (monitoring.limits, PRODUCT.md §5), and its origin."""
+    found = limits.baseline_creatinine(record, as_of)
+    if found is None:
+        return None, ""
+    return found.value, found.source
+
+
+def _uln_threshold(
+    test: str, points: Sequence[LabPoint], prof: GuidelineProfile, multiple: float, label: str, severity: str, shade: bool
+) -> Threshold | None:
+    """A ULN-based line that follows each result's own ULN (the laboratory's ref_high wins)."""
+    if not points:
+        uln = limits.uln(prof, test).value
+        return Threshold(f"{test}_{label}", f"{label}", severity, value=uln * multiple, shade_above=shade,
+                         basis="profile default ULN")
+    ulns = [(u.value, u.is_default) for u in (limits.uln(prof, test, p.ref_high) for p in points)]
+    defaults = {is_default for _, is_default in ulns}
+    if defaults == {True}:
+        basis = "profile default ULN"
+    elif defaults == {False}:
+        basis = "laboratory ULN"
+    else:
+        basis = "laboratory ULN where given, else profile default"
+    values = [u * multiple for u, _ in ulns]
+    if len(set(values)) == 1:
+        return Threshold(f"{test}_{label}", label, severity, value=values[0], shade_above=shade, basis=basis)
+    steps: list[tuple[dt.datetime, float]] = []
+    for p, v in zip(points, values, strict=True):
+        if not steps or steps[-1][1] != v:
+            steps.append((p.taken_at, v))
+    return Threshold(f"{test}_{label}", label, severity, steps=tuple(steps), shade_above=shade, basis=basis)
+
+
+def panel_thresholds(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> dict[str, list[Threshold]]:
+    """Threshold lines per panel, in the canonical unit, from the profile and this patient's data."""
+    hep = prof.threshold("hepatic_alt_uln_multiple")
+    renal = prof.threshold("renal_creatinine_baseline_multiple")
+    out: dict[str, list[Threshold]] = {}
+    liver: list[Threshold] = []
+    alt = [p for p in record.results("alt") if p.value is not None]
+    ast = [p for p in record.results("ast") if p.value is not None]
+    for test, pts in (("alt", alt), ("ast", ast)):
+        if test == "ast" and not pts:
+            continue
+        name = "ALT" if test == "alt" else "AST"
+        uln = _uln_threshold(test, pts, prof, 1.0, f"{name} ULN", "info", False)
+        double = _uln_threshold(test, pts, prof, hep.value, f"{name} {hep.value:g}×ULN", "warning", test == "alt")
+        if test == "ast" and liver and uln and double and uln.values() == liver[0].values():
+            continue  # same limits as ALT: one pair of lines says it
+        liver += [t for t in (uln, double) if t is not None]
+    out["liver"] = liver
+    base, basis = baseline_creatinine(record, as_of, prof)
+    kidney: list[Threshold] = []
+    if base is not None:
+        kidney.append(Threshold("creatinine_baseline", "baseline", "info", value=base, basis=basis))
+        kidney.append(
+            Threshold(
+                "creatinine_renal",
+                f"{renal.value:g}× baseline",
+                "warning",
+                value=base * renal.value,
+                shade_above=True,
+                basis=renal.basis if renal.basis != "sourced" else "",
+            )
+        )
+    out["kidney"] = kidney
+    eos_mod, eos_high = prof.threshold("eosinophils_moderate"), prof.threshold("eosinophils_high")
+    out["eosinophils"] = [
+        Threshold("eosinophils_moderate", "RegiSCAR +1", "info", value=eos_mod.value, shade_above=False),
+        Threshold("eosinophils_high", "eosinophilia", "warning", value=eos_high.value, shade_above=True),
+    ]
+    fer, fer_crit = prof.threshold("ferritin_high"), prof.threshold("ferritin_critical")
+    out["ferritin"] = [
+        Threshold("ferritin_high", "high", "warning", value=fer.value, shade_above=True),
+        Threshold("ferritin_critical", "consider HLH", "critical", value=fer_crit.value, shade_above=True),
+    ]
+    return out
+
+
+def point_limits(
+    test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
+) -> tuple[limits.Limit, ...]:
+    """The lines this result is judged against, in the canonical unit: monitoring.limits, the same
+    lines and the same comparison the rules use."""
+    return limits.limits_for(test, point, record, prof, as_of)
+
+
+def flags(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> str:
+    """Words for the table: the highest line this result is beyond ('> 2×ULN', '≥ 1.5'), so colour
+    is never needed; a censored value that cannot be decided says so."""
+    if point.value is None:
+        return point.value_text or ""
+    beyond = ""
+    undecided: list[str] = []
+    for lim in point_limits(test, point, record, prof, as_of):
+        decision = lim.judge(point)
+        if decision is True:
+            beyond = f"{lim.symbol} {lim.label}"
+        elif decision is None:
+            undecided.append(lim.label)
+    if undecided:
+        return (beyond + "; " if beyond else "") + f"censored: cannot tell against {', '.join(undecided)}"
+    return beyond
+
+
+# --- units ------------------------------------------------------------------------------------
+
+
+def display_unit(test: str, units: str) -> str:
+    t = catalogue.lookup(test)
+    return t.si_unit if units == "SI" and t.si_unit else t.canonical_unit
+
+
+def to_display(test: str, value: float, units: str) -> float:
+    t = catalogue.lookup(test)
+    if units == "SI" and t.si_unit:
+        return catalogue.from_canonical(t, value, t.si_unit)
+    return value
+
+
+# --- timeline ---------------------------------------------------------------------------------
+
+
+def timeline(
+    record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional",
+    photos: Sequence[dt.date] = (),
+    alert_onsets: Sequence[tuple[dt.date, str]] = (),
+) -> Timeline:
+    """Everything the timeline figure draws for one patient, in the chosen unit system."""
+    from monitoring.steroids import analyse_course
+
+    thresholds = panel_thresholds(record, prof, as_of)
+    panels: list[Panel] = []
+    for key, title, tests in PANELS:
+        unit = display_unit(tests[0], units)
+        series: list[Series] = []
+        for test in tests:
+            pts = []
+            for p in record.results(test):
+                number = p.shown_value  # a censored result is drawn at its bound, its comparator in the hover
+                if number is None:
+                    continue
+                lines = point_limits(test, p, record, prof, as_of)
+                ref = ", ".join(f"{lim.label} {_fmt(test, to_display(test, lim.value, units), units)}" for lim in lines)
+                if test in ("alt", "ast"):
+                    ref += " (laboratory)" if not limits.uln(prof, test, p.ref_high).is_default else " (profile default)"
+                pts.append(
+                    Point(
+                        taken_at=p.taken_at,
+                        value=to_display(test, number, units),
+                        canonical=number,
+                        canonical_unit=p.unit,
+                        received=f"{p.original_value} {p.original_unit}".strip()
+                        + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
+                        amended=p.amended,
+                        preliminary=p.status == "preliminary",
+                        reference=ref,
+                        comparator=limits.comparator_of(p),
+                    )
+                )
+            if pts or test == tests[0]:
+                series.append(Series(test, catalogue.lookup(test).label, unit, tuple(pts)))
+        converted = tuple(_convert_threshold(th, tests[0], units) for th in thresholds.get(key, []))
+        drawn = [s.label for s in series if s.points]
+        panels.append(Panel(key, " and ".join(drawn) if drawn else title, unit, tuple(series), converted))
+    course = analyse_course(record, as_of)
+    steps = tuple(DoseStep(p.date, p.pred_eq_mg, p.planned) for p in course.schedule)
+    dose = DoseTrack(
+        steps=steps,
+        second_line=tuple(course.second_line),
+        course_start=course.course_start,
+        course_day=course.day_of_course,
+    )
+    return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos),
+                    temperature=temperature_panel(record, prof), alert_onsets=tuple(alert_onsets))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def timeline_figure(
+    url: str,
+    version: tuple[Any, ...],
+    mrn: str,
+    as_of: dt.date,
+    units: str,
+    x_mode: str,
+    x_range: tuple[dt.date, dt.date] | None,
+    profile_key: str = "",
+) -> Any:
+    """The patient's timeline figure, built once per data version and view (a few hundred ms for
+    months of daily results): reruns that change nothing on the figure reuse it."""
+    from dashboard.figures import timeline_figure as build
+
+    record = patient_record(url, version, mrn)
+    if record is None:
+        raise LookupError(f"unknown MRN {mrn!r}")
+    photos = photo_dates(url, version, record.patient.id)
+    onsets = alert_onsets(patient_episodes(url, version, record.patient.id or 0))
+    return build(timeline(record, profile(), as_of, units=units, photos=photos, alert_onsets=onsets), x_mode=x_mode, x_range=x_range)
+
+
+def _convert_threshold(th: Threshold, test: str, units: str) -> Threshold:
+    if units != "SI" or not catalogue.lookup(test).si_unit:
+        return th
+    return Threshold(
+        th.key,
+        th.label,
+        th.severity,
+        value=None if th.value is None else to_display(test, th.value, units),
+        steps=tuple((when, to_display(test, v, units)) for when, v in th.steps),
+        shade_above=th.shade_above,
+        basis=th.basis,
+    )
+
+
+TABLE_TESTS: tuple[str, ...] = (
+    "alt", "ast", "alp", "ggt", "bilirubin", "creatinine", "eosinophils", "eosinophils_pct", "wbc",
+    "atypical_lymphocytes_pct", "ferritin", "troponin_t", "troponin_i", "crp", "temperature", "bsa_pct",
+    "hhv6_pcr", "ebv_pcr", "cmv_pcr", "tsh", "glucose", "weight",
+)
+
+
+def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional") -> pd.DataFrame:
+    """The same data as the figure, one row per result, oldest first: value as shown, as received,
+    canonical, the reference in force and the lines it is above, in words."""
+    import pandas as pd
+
+    onset = record.patient.onset_date
+    rows: list[dict[str, Any]] = []
+    for p in record.labs:
+        t = catalogue.lookup(p.test)
+        ref_high = p.ref_high
+        # The test's one display precision: a converted value must not pretend to more than it had.
+        number = p.shown_value  # a '<x' result shows its bound with its comparator
+        shown = None if number is None else display.value_text(
+            p.test, to_display(p.test, number, units), display_unit(p.test, units), limits.comparator_of(p)
+        )
+        if prof.default_uln(p.test) is not None:
+            u = limits.uln(prof, p.test, ref_high)
+            reference = f"ULN {_fmt(p.test, to_display(p.test, u.value, units), units)}" + (
+                " (profile default)" if u.is_default else " (laboratory)"
+            )
+        elif ref_high is not None:
+            reference = f"ULN {_fmt(p.test, to_display(p.test, ref_high, units), units)} (laboratory)"
+        else:
+            reference = ""
+        rows.append(
+            {
+                "taken_at": p.taken_at.strftime("%Y-%m-%d %H:%M"),
+                "day since onset": (p.taken_at.date() - onset).days if onset else None,
+                "test": t.label,
+                "value": shown,
+                "unit": display.unit_label(display_unit(p.test, units)),
+                "above": flags(p.test, p, record, prof, as_of),
+                "as received": f"{p.original_value} {p.original_unit}".strip(),
+                "laboratory flag": p.abnormal_flags or "",
+                "canonical": (
+                    display.quantity(p.test, number, p.unit, limits.comparator_of(p)) if number is not None else (p.value_text or "")
+                ),
+                "reference": reference,
+                "source": p.source,
+                "amended": "amended" if p.amended else "",
+                "status": p.status,  # final, preliminary (until its final replaces it), amended
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def quoted_results(alert: Any) -> list[dict[str, Any]]:
+    """The results an alert quotes, as table rows a clinician can trace: row id, test, value with
+    its comparator and unit at the test's display precision, date and age in days as of the
+    evaluation date (PRODUCT.md §5, age of the evidence)."""
+    rows = []
+    for q in alert.quoted:
+        value = (
+            display.quantity(q["test"], q["value"], q["unit"], q.get("comparator"))
+            if q["value"] is not None
+            else (q.get("value_text") or q.get("original_value") or "")
+        )
+        rows.append(
+            {"row": q["row_id"], "test": display.test_label(q["test"]), "value": value, "taken": q["taken_at"].replace("T", " ")[:16],
+             "age (days)": q["age_days"]}
+        )
+    return rows
