@@ -124,9 +124,6 @@ class WardRow:
     unhandled_worst: bool = False  # an alert of the worst severity that nobody acknowledged
 
 
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2, "": 3}
-
-
 def handled_text(ep: AlertEpisode, as_of: dt.date) -> str | None:
     """How an episode was handled, in words (None while nobody has acknowledged or snoozed it)."""
     from monitoring import episodes
@@ -172,7 +169,7 @@ def ward_row(
             new.append(f"{catalogue.lookup(test).label} {ch.crossed}")
     order = {code: i for i, code in enumerate(RULES)}
     # Acknowledged and snoozed alerts stay shown, below the unacknowledged ones of their severity.
-    alerts.sort(key=lambda a: (SEVERITY_RANK.get(a.severity, 9), a.code in handled, order.get(a.code, len(order))))
+    alerts.sort(key=lambda a: (severity.rank(a.severity), a.code in handled, order.get(a.code, len(order))))
     severities = [a.severity for a in alerts]
     worst = str(min(severities, key=severity.rank)) if severities else ""
     return WardRow(
@@ -200,7 +197,7 @@ def sort_ward(rows: Sequence[WardRow]) -> list[WardRow]:
     patients with an unacknowledged alert of it first; more alerts first."""
     return sorted(
         rows,
-        key=lambda r: (SEVERITY_RANK.get(r.worst, 9), not r.unhandled_worst, -r.n_critical, -r.n_warning, r.name.lower()),
+        key=lambda r: (severity.rank(r.worst), not r.unhandled_worst, -r.n_critical, -r.n_warning, r.name.lower()),
     )
 
 

@@ -18,7 +18,8 @@ import streamlit as st
 
 from dashboard import safe
 from monitoring.records import PatientRecord
-from monitoring.severity import SEVERITY_ORDER, Severity
+from monitoring.severity import Severity
+from monitoring.severity import rank as severity_rank
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -35,7 +36,6 @@ SEVERITY_COLOURS: dict[str, str] = {"critical": CRITICAL, "warning": WARNING, "i
 SEVERITY_TEXT_COLOURS: dict[str, str] = {"critical": "#ffffff", "warning": "#1f1300", "info": "#ffffff"}
 # Order and symbol are the one severity type's (monitoring.severity); colours are keyed by it.
 SEVERITY_SYMBOLS: dict[str, str] = {s.value: s.symbol for s in Severity}
-SEVERITY_RANK: dict[str, int] = SEVERITY_ORDER
 # Light tints for table cells and figure zones: same hue, readable text on top.
 SEVERITY_TINTS: dict[str, str] = {"critical": "#fde0e0", "warning": "#fff1cc", "info": "#e3effd"}
 
@@ -66,7 +66,7 @@ def badge_html(severity: str, text: str) -> str:
 
 def badges(items: Iterable[tuple[str, str]]) -> None:
     """A row of badges, (severity, text) each, critical first."""
-    ordered = sorted(items, key=lambda it: SEVERITY_RANK.get(it[0], 9))
+    ordered = sorted(items, key=lambda it: severity_rank(it[0]))
     if ordered:
         st.markdown("".join(badge_html(sev, text) for sev, text in ordered), unsafe_allow_html=True)
 
@@ -299,7 +299,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             grouped.setdefault(s, []).append(code_label(c) + mark)
         alerts = "".join(
             badge_html(s, ", ".join(names)).replace("font-size:0.85rem", "font-size:0.74rem")
-            for s, names in sorted(grouped.items(), key=lambda kv: SEVERITY_RANK.get(kv[0], 9))
+            for s, names in sorted(grouped.items(), key=lambda kv: severity_rank(kv[0]))
         ) or f'<span style="color:{MUTED}">—</span>'
         new = "<br>".join(f"<b>{safe.html(n)}</b>" for n in r.new)
         row_cells = [patient, day, steroid, *labs, alerts, new]

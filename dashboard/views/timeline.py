@@ -28,6 +28,7 @@ if record is None:
     st.stop()
 
 from monitoring.rules import evaluate  # noqa: E402
+from monitoring.severity import rank as severity_rank  # noqa: E402
 from monitoring.steroids import analyse_course  # noqa: E402
 
 p = record.patient
@@ -44,7 +45,7 @@ def _evidence_text(value: object) -> str:
 alerts = evaluate(record, today, prof)
 # Each alert's episode (monitoring.episodes): acknowledged and snoozed ones below the others of their severity.
 open_episodes = {e.code: e for e in store.patient_episodes(url, version, p.id or 0) if e.closed_at is None}
-alerts.sort(key=lambda a: (ward_model.SEVERITY_RANK.get(a.severity, 9),
+alerts.sort(key=lambda a: (severity_rank(a.severity),
                            a.code in open_episodes and ward_model.handled_text(open_episodes[a.code], today) is not None))
 course = analyse_course(record, today)
 
