@@ -46,9 +46,9 @@ shown = [
     and (not query or query.strip().lower() in f"{r.name} {r.mrn}".lower())
 ]
 counts = {sev: sum(1 for r in shown if r.worst == sev) for sev in ("critical", "warning")}
+# A badge only for a severity some shown patient has: never a red "CRITICAL · 0 patient(s)".
 st.markdown(
-    widgets.badge_html("critical", f"{counts['critical']} patient(s)")
-    + widgets.badge_html("warning", f"{counts['warning']} patient(s)")
+    "".join(widgets.badge_html(sev, f"{n} patient(s)") for sev, n in counts.items() if n)
     + f'<span style="color:{widgets.MUTED};font-size:0.85rem"> {today.isoformat()} · {len(shown)} of {len(rows)} active '
     f"patients · guideline profile {safe.html(prof.name)} {safe.html(prof.version)} · critical first, then warning. "
     f"{safe.html(widgets.DECISION_SUPPORT_NOTE)}</span>",

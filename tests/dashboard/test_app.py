@@ -97,6 +97,16 @@ def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
     assert re.findall(r'data-mrn="([^"]+)"', _ward_html(at)) == ["CRIT-1"]
 
 
+def test_no_red_badge_when_the_filter_leaves_no_critical_patient(db_url_with_cohort: str) -> None:
+    """Issue 18 point 14: a filter without a critical patient shows no 'CRITICAL · 0 patient(s)'."""
+    at = _app()
+    header = " ".join(m.value for m in at.markdown if "active" in m.value and "patients" in m.value)
+    assert "CRITICAL · 1 patient(s)" in header
+    at.text_input(key="ward_search").input("carl").run()
+    header = " ".join(m.value for m in at.markdown if "active" in m.value and "patients" in m.value)
+    assert "CRITICAL" not in header and "WARNING" not in header and "1 of 3 active" in header
+
+
 def test_opening_a_patient_from_the_ward_shows_the_timeline(db_url_with_cohort: str) -> None:
     at = _app()
     at.pills(key="ward_open").set_value("CRIT-1").run()
