@@ -41,8 +41,9 @@ from monitoring.store import BatchRejected, LabIn, PatientIn, touch_patient, wri
 __all__ = ["Outcome", "store_message"]
 
 SOURCE = "hl7"
-# OBX-11 result statuses (HL7 table 0085) and what each does here.
-RESULT_STATUSES = {"F": "final", "C": "corrected", "P": "preliminary", "R": "preliminary", "U": "final"}
+# OBX-11 result statuses (HL7 table 0085) -> the stored status (intake.RESULT_STATUSES): C
+# (corrected) is the product's "amended", P and R (not verified) are preliminary.
+RESULT_STATUSES = {"F": "final", "C": "amended", "P": "preliminary", "R": "preliminary", "U": "final"}
 CANCELLED = {
     "X": "the laboratory could not obtain the result (OBX-11 X)",
     "D": "the laboratory deleted the result (OBX-11 D)",
@@ -100,6 +101,8 @@ def _same(row: LabResult, lab: LabIn) -> bool:
         row.test == lab.test
         and row.taken_at == lab.taken_at
         and eq(row.value, lab.value)
+        and row.taken_at_offset_minutes == lab.taken_at_offset_minutes
+        and row.comparator == lab.comparator
         and row.value_text == lab.value_text
         and eq(row.ref_low, lab.ref_low)
         and eq(row.ref_high, lab.ref_high)
@@ -223,6 +226,7 @@ class _Message:
                 ref_low=low,
                 ref_high=high,
                 source=SOURCE,
+                status=RESULT_STATUSES[obs.status or "F"],
                 source_id=_identity(self.msg, obs),
                 where=f"{self.source}: {obs.where}",
                 as_of=self.as_of,
@@ -293,10 +297,14 @@ class _Message:
                 new.append((obs, lab))
             elif row.hidden:
                 self.refuse(obs, "OBX-11", obs.status, "this result was cancelled or removed earlier; a person decides whether it stands again")
-            elif _same(row, lab):
-                self.outcome.unchanged += 1
             else:
-                amend.append((obs, row, lab))
+                decision, why = intake.resent_result(row.status, lab.status, _same(row, lab))
+                if decision == "unchanged":
+                    self.outcome.unchanged += 1
+                elif decision == "amend":
+                    amend.append((obs, row, lab))
+                else:  # a person decides: nothing is changed, the OBX waits in the review list
+                    self.refuse(obs, "OBX-11", obs.status or "F", f"{why} (OBX-11 C sends a correction)")
         ids = self.write_new(patient, new)
         for obs, row, lab in amend:
             self.amend(obs, row, lab)
@@ -353,8 +361,8 @@ class _Message:
         status = obs.status or "F"
         why = {
             "C": "corrected by the laboratory (OBX-11 C)",
-            "F": "final result replaces the earlier result (OBX-11 F)",
-            "U": "final result replaces the earlier result (OBX-11 U)",
+            "F": "final result replaces the preliminary one (OBX-11 F)",
+            "U": "final result replaces the preliminary one (OBX-11 U)",
             "P": "preliminary result updated by the laboratory (OBX-11 P)",
             "R": "unverified result updated by the laboratory (OBX-11 R)",
         }[status]
