@@ -1261,6 +1261,10 @@ class _Reader:
         """The first reference range with a limit, in the value's unit (``intake.reading`` converts
         and checks it with the value); None after a problem."""
         ranges = r.get("referenceRange") or []
+        # A range written with the value's own unit text ("degrees C" beside the UCUM code Cel, as
+        # the HL7 spec's temperature example does) is in the value's unit.
+        vq = r.get("valueQuantity") if isinstance(r.get("valueQuantity"), dict) else {}
+        same_unit = {catalogue.normalise_unit(str(u)) for u in (value_unit, vq.get("code"), vq.get("unit")) if u}
         for k, rr in enumerate(ranges):
             limits: list[float | None] = []
             for side in ("low", "high"):
@@ -1270,7 +1274,7 @@ class _Reader:
                     continue
                 number = float(q["value"])
                 units = [str(u) for u in (q.get("code"), q.get("unit")) if u]
-                if not units or any(catalogue.normalise_unit(u) == catalogue.normalise_unit(value_unit) for u in units):
+                if not units or any(catalogue.normalise_unit(u) in same_unit for u in units):
                     limits.append(number)
                     continue
                 unit = next((u for u in units if _converts(test, u)), None)
