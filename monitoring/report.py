@@ -1,8 +1,10 @@
-"""One-patient clinic report as a PDF (PRODUCT.md §7 'Report'): for the clinic letter.
+"""One-patient clinic report as a PDF, for the clinic letter.
 
 Everything in it comes from the engine as of one date: header facts, the steroid course, a static
 timeline figure, the current alerts with their sources, the saved taper plan, the earliest
 patch-test date with its reasons, RegiSCAR with its items, the sequelae checklist and viral PCR.
+Who prepared it (the signed-in clinician), the unit and a contact line head the first page; the
+unit and contact come from ``DRESS_REPORT_UNIT`` and ``DRESS_REPORT_CONTACT`` (``ReportSettings``).
 
 The figure is drawn here with matplotlib (offline, no browser: Plotly's static export needs
 kaleido >= 1, which drives a Chrome process) from the same record the dashboard draws; a caller
@@ -37,6 +39,7 @@ from monitoring.limits import (
     comparator_of,
     eosinophil_limits,
     ferritin_limits,
+    fever_limit,
     hepatic_limits,
     renal_limit,
 )
@@ -115,27 +118,47 @@ _PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("Creatinine (mg/dL)", ("creatinine",), "mg/dL"),
     ("Eosinophils (×10^9/L)", ("eosinophils",), "10^9/L"),
     ("Ferritin (ng/mL)", ("ferritin",), "ng/mL"),
+    ("Temperature (°C)", ("temperature",), "°C"),
 )
-_SERIES_COLOURS = ("#1f3b73", "#7b3294")
+# ALT and AST differ by marker and dash as well as colour (issue 18 point 6): a black-and-white
+# print or a colour-blind reader tells them apart.
+_SERIES_STYLES: tuple[tuple[str, str, str], ...] = (("#1f3b73", "o", "-"), ("#7b3294", "s", "--"))
 # Line colours follow the alert a threshold belongs to (EOSINOPHILIA, HEPATIC and RENAL are
 # warnings; ferritin >= 3000 is critical); reference lines that raise no alert are grey-blue.
 _REF = "#546e7a"
 _WARN = "#b26a00"
 _CRIT = "#b71c1c"
+_MAX_DATE_TICKS = 7
+DATE_TICK_FORMAT = "%Y-%m-%d"  # the report's one date format: every tick a whole, unambiguous date
 
 
-def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None, *, dpi: int = 150) -> bytes:
-    """The patient's timeline as a PNG: liver enzymes with ULN and 2×ULN, creatinine with the
+def as_of_moment(as_of: dt.date, now: dt.datetime | None = None) -> dt.datetime:
+    """Where the figure's "as of" line stands: the current time when the report is as of today
+    (this morning's results are before it), else the end of the as-of day (every result counted as
+    of that date, whatever its time, is before it)."""
+    current = now or dt.datetime.now()
+    if as_of == current.date():
+        return current.replace(microsecond=0)
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+
+
+def timeline_figure(
+    record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None, *, now: dt.datetime | None = None
+) -> Any:
+    """The patient's timeline as a matplotlib Figure (object API: no global pyplot state, safe in
+    a server): liver enzymes with ULN and 2×ULN following each result's own ULN, creatinine with the
     baseline and 1.5× baseline, eosinophils with 0.7 and 1.5 ×10^9/L, ferritin with 500 and
-    3000 ng/mL (all from the guideline profile), and the prednisone-equivalent dose as a step line
-    (given solid, planned dashed) with IVIG / cyclosporine starts marked."""
+    3000 ng/mL, temperature with the fever line (all from the guideline profile through
+    monitoring.limits), and the prednisone-equivalent dose as a step line (given solid up to the
+    as-of moment, planned dashed) with IVIG / cyclosporine starts marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.dates import DateFormatter, DayLocator
     from matplotlib.figure import Figure
 
     prof = profile or load_profile()
     course = analyse_course(record, as_of)
-    fig = Figure(figsize=(7.6, 6.4), dpi=dpi)
+    moment = as_of_moment(as_of, now)
+    fig = Figure(figsize=(7.6, 7.4), dpi=150)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(_PANELS) + 1, 1, sharex=True)
     counted = {t: [p for p in record.results(t, as_of) if p.value is not None] for _, tests, _ in _PANELS for t in tests}
@@ -143,16 +166,17 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
     start = min(dates, default=dt.datetime.combine(as_of - dt.timedelta(days=30), dt.time()))
     if record.patient.onset_date:
         start = min(start, dt.datetime.combine(record.patient.onset_date, dt.time()))
-    end = max([*dates, dt.datetime.combine(as_of, dt.time())]) + dt.timedelta(days=3)
+    end = max([*dates, moment]) + dt.timedelta(days=3)
     start -= dt.timedelta(days=2)
 
     for ax, (title, tests, _unit) in zip(axes, _PANELS, strict=False):
         ax.set_title(title, fontsize=8, loc="left", pad=2)
         drawn = False
-        for colour, test in zip(_SERIES_COLOURS, tests, strict=False):
+        for (colour, marker, dash), test in zip(_SERIES_STYLES, tests, strict=False):
             pts = counted[test]
             if pts:
-                ax.plot([p.taken_at for p in pts], [p.value for p in pts], marker="o", ms=3, lw=1.4, color=colour, label=test.upper())
+                ax.plot([p.taken_at for p in pts], [p.value for p in pts], marker=marker, ms=3.2, lw=1.4, ls=dash, color=colour,
+                        label=display.test_label(test))
                 drawn = True
         lines = _thresholds(tests[0], record, as_of, prof, counted)
         for i, line in enumerate(lines):
@@ -170,7 +194,11 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
         if not drawn:
             ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
         values = [p.value for t in tests for p in counted[t] if p.value is not None] + [v for line in lines for _, v in line.steps]
-        ax.set_ylim(0, max(values, default=1.0) * 1.15 or 1.0)
+        if tests[0] == "temperature" and values:
+            # An axis from 0 °C would flatten every fever: the readings' own span, with room.
+            ax.set_ylim(min(values) - 0.5, max(values) + 0.5)
+        else:
+            ax.set_ylim(0, max(values, default=1.0) * 1.15 or 1.0)
 
     dose_ax = axes[-1]
     dose_ax.set_title("Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)", fontsize=8, loc="left", pad=2)
@@ -179,13 +207,16 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
         given = [s for s in sched if not s.planned]
         planned = [s for s in sched if s.planned]
         if given:
-            until = planned[0].date if planned else as_of
-            xs = [dt.datetime.combine(s.date, dt.time()) for s in given] + [dt.datetime.combine(until, dt.time())]
+            # The dose given holds until the plan takes over, and never past the as-of moment.
+            until = min(dt.datetime.combine(planned[0].date, dt.time()), moment) if planned else moment
+            xs = [dt.datetime.combine(s.date, dt.time()) for s in given] + [until]
             ys = [s.pred_eq_mg for s in given] + [given[-1].pred_eq_mg]
             dose_ax.step(xs, ys, where="post", color="#263238", lw=1.8)
         if planned:
             seq = ([given[-1]] if given else []) + planned
             xs = [dt.datetime.combine(s.date, dt.time()) for s in seq]
+            if given:
+                xs[0] = max(xs[0], min(xs[1], moment))
             ys = [s.pred_eq_mg for s in seq]
             xs.append(max(xs[-1] + dt.timedelta(days=1), end))
             ys.append(ys[-1])
@@ -202,18 +233,25 @@ def timeline_png(record: PatientRecord, as_of: dt.date, profile: GuidelineProfil
         dose_ax.text(0.5, 0.5, "no systemic steroid recorded", transform=dose_ax.transAxes, ha="center", va="center", fontsize=7,
                      color="#777777")
         dose_ax.set_ylim(0, 10)
-    today = dt.datetime.combine(as_of, dt.time())
     for ax in axes:
-        ax.axvline(today, color="#9e9e9e", lw=0.8, ls=":")
+        ax.axvline(moment, color="#9e9e9e", lw=0.8, ls=":")
         ax.tick_params(labelsize=7)
         ax.grid(True, axis="y", lw=0.3, color="#dddddd")
         ax.set_xlim(start, end)
-    dose_ax.annotate(f"as of {as_of.isoformat()}", xy=(today, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
-                     textcoords="offset points", fontsize=6.5, color="#616161", ha="left", va="top")
-    locator = AutoDateLocator()
-    dose_ax.xaxis.set_major_locator(locator)
-    dose_ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    fig.subplots_adjust(left=0.07, right=0.86, top=0.965, bottom=0.06, hspace=0.45)
+    dose_ax.annotate(f"as of {moment.strftime('%Y-%m-%d %H:%M')}", xy=(moment, 1.0), xycoords=("data", "axes fraction"),
+                     xytext=(-3, -3), textcoords="offset points", fontsize=6.5, color="#616161", ha="right", va="top")
+    span_days = max(1, (end - start).days)
+    dose_ax.xaxis.set_major_locator(DayLocator(interval=max(1, -(-span_days // _MAX_DATE_TICKS))))
+    dose_ax.xaxis.set_major_formatter(DateFormatter(DATE_TICK_FORMAT))
+    fig.subplots_adjust(left=0.07, right=0.80, top=0.97, bottom=0.05, hspace=0.5)
+    return fig
+
+
+def timeline_png(
+    record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None, *, dpi: int = 150, now: dt.datetime | None = None
+) -> bytes:
+    """``timeline_figure`` as a PNG."""
+    fig = timeline_figure(record, as_of, profile, now=now)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
@@ -270,11 +308,33 @@ def _thresholds(
         return [_Line(lim.label, ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]) for lim in eosinophil_limits(prof)]
     if test == "ferritin":
         return [_Line(lim.label, ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]) for lim in ferritin_limits(prof)]
+    if test == "temperature":
+        fever = fever_limit(prof)
+        return [_Line(f"fever {fever.symbol} {fever.label} °C", ((None, fever.value),), _SEVERITY_COLOURS[fever.severity])]
     return []
 
 
 # --------------------------------------------------------------------------------------------
 # PDF (reportlab)
+
+UNIT_ENV = "DRESS_REPORT_UNIT"
+CONTACT_ENV = "DRESS_REPORT_CONTACT"
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Who the report comes from, printed under the title: the unit (``DRESS_REPORT_UNIT``, e.g.
+    'Dermatology, St Elsewhere Hospital') and a contact line (``DRESS_REPORT_CONTACT``, e.g.
+    'DRESS team bleep 4321 · derm.dress@hospital.example'). Unset, the report says so."""
+
+    unit: str = ""
+    contact: str = ""
+
+    @classmethod
+    def from_environment(cls, environ: Any = None) -> ReportSettings:
+        env = os.environ if environ is None else environ
+        return cls(unit=" ".join(str(env.get(UNIT_ENV, "")).split()), contact=" ".join(str(env.get(CONTACT_ENV, "")).split()))
+
 
 
 @lru_cache(maxsize=1)
@@ -306,8 +366,24 @@ def _mg(x: float | None, digits: int = 4) -> str:
     return "—" if x is None else f"{x:.{digits}g}"
 
 
-def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.datetime | None = None) -> bytes:
-    """The report as PDF bytes (A4)."""
+def prepared_line(author: str | None, settings: ReportSettings, generated: dt.datetime) -> str:
+    """The line under the report's title (plain text): who prepared it, the unit, the contact."""
+    by = f"Prepared by {author}" if author else "Prepared by: not recorded"
+    unit = settings.unit or f"not set ({UNIT_ENV})"
+    contact = settings.contact or f"not set ({CONTACT_ENV})"
+    return f"{by} · Unit: {unit} · Contact: {contact} · generated {generated.isoformat(sep=' ', timespec='minutes')}"
+
+
+def render_pdf(
+    data: ReportData,
+    figure_png: bytes | None,
+    *,
+    generated_at: dt.datetime | None = None,
+    author: str | None = None,
+    settings: ReportSettings | None = None,
+) -> bytes:
+    """The report as PDF bytes (A4). ``author`` is the clinician who asked for it (the signed-in
+    user); ``settings`` the unit and contact line (from the environment when not given)."""
     from reportlab.lib import colors
     from reportlab.lib.enums import TA_LEFT
     from reportlab.lib.pagesizes import A4
@@ -353,6 +429,8 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
     if p.synthetic and "SYNTHETIC" not in p.name.upper():
         title += " (SYNTHETIC demo patient)"
     story.append(Paragraph(title, h1))
+    story.append(Paragraph(_p(prepared_line(author, settings or ReportSettings.from_environment(), generated)), small))
+    story.append(Spacer(1, 3))
     age = ""
     if p.birth_date:
         years = data.as_of.year - p.birth_date.year - ((data.as_of.month, data.as_of.day) < (p.birth_date.month, p.birth_date.day))
@@ -491,7 +569,10 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
         canvas.saveState()
         canvas.setFont(regular, 7)
         canvas.setFillColor(colors.HexColor("#616161"))
-        text = f"{p.name} · MRN {p.mrn} · as of {data.as_of.isoformat()} · generated {generated.isoformat(sep=' ')} · page {doc.page}"
+        text = f"{p.name} · MRN {p.mrn} · as of {data.as_of.isoformat()} · generated {generated.isoformat(sep=' ')}"
+        if author:
+            text += f" by {author}"
+        text += f" · page {doc.page}"
         if p.synthetic:
             text += " · SYNTHETIC"
         canvas.drawString(15 * mm, 9 * mm, text)
@@ -500,7 +581,7 @@ def render_pdf(data: ReportData, figure_png: bytes | None, *, generated_at: dt.d
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
         buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=13 * mm, bottomMargin=15 * mm,
-        title=f"DRESS clinic summary: {p.name}", author="DRESS monitor", subject=f"MRN {p.mrn}, as of {data.as_of.isoformat()}",
+        title=f"DRESS clinic summary: {p.name}", author=author or "DRESS monitor", creator="DRESS monitor", subject=f"MRN {p.mrn}, as of {data.as_of.isoformat()}",
     )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()
@@ -513,10 +594,12 @@ def patient_report_pdf(
     *,
     figure_png: bytes | None = None,
     generated_at: dt.datetime | None = None,
+    author: str | None = None,
+    settings: ReportSettings | None = None,
 ) -> bytes:
     """The clinic report of one patient as PDF bytes; the figure is drawn from the record unless
     ``figure_png`` is given."""
     prof = profile or load_profile()
     data = report_data(record, as_of, prof)
-    png = figure_png if figure_png is not None else timeline_png(record, as_of, prof)
-    return render_pdf(data, png, generated_at=generated_at)
+    png = figure_png if figure_png is not None else timeline_png(record, as_of, prof, now=generated_at)
+    return render_pdf(data, png, generated_at=generated_at, author=author, settings=settings)

@@ -12,23 +12,28 @@ import streamlit as st
 from dashboard import store, widgets
 from dashboard.auth import require_signed_in
 
-require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
+user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 url = store.database_url()
 version = store.data_version()
 today = store.today()
 
 
-@st.cache_data(show_spinner="Drawing the report…", max_entries=16)
-def _report(url: str, version: tuple[Any, ...], mrn: str, as_of: dt.date) -> tuple[bytes, bytes]:
-    """(figure PNG, PDF) for one patient as of a date; a write changes ``version`` and redraws."""
-    from monitoring.report import patient_report_pdf, timeline_png
+@st.cache_data(show_spinner="Drawing the report…", max_entries=16, ttl=60)
+def _report(url: str, version: tuple[Any, ...], mrn: str, as_of: dt.date, author: str) -> tuple[bytes, bytes, str]:
+    """(figure PNG, PDF, its "prepared by" line) for one patient as of a date, prepared by
+    ``author``; a write changes ``version`` and redraws (and at most a minute later, so the "as of"
+    line of today follows the clock)."""
+    from monitoring.report import ReportSettings, patient_report_pdf, prepared_line, timeline_png
 
     record = store.patient_record(url, version, mrn)
     assert record is not None
     prof = store.profile()
-    png = timeline_png(record, as_of, prof)
-    return png, patient_report_pdf(record, as_of, prof, figure_png=png)
+    now = dt.datetime.now().replace(microsecond=0)
+    settings = ReportSettings.from_environment()
+    png = timeline_png(record, as_of, prof, now=now)
+    pdf = patient_report_pdf(record, as_of, prof, figure_png=png, generated_at=now, author=author, settings=settings)
+    return png, pdf, prepared_line(author, settings, now)
 
 
 st.title("Clinic report")
@@ -46,7 +51,7 @@ from monitoring.followup import patch_test_plan  # noqa: E402
 from monitoring.rules import evaluate  # noqa: E402
 
 p = record.patient
-png, pdf = _report(url, version, p.mrn, as_of)
+png, pdf, prepared = _report(url, version, p.mrn, as_of, user.username)
 st.download_button(
     "Download the PDF",
     data=pdf,
@@ -58,6 +63,8 @@ st.download_button(
 )
 st.caption(f"PDF ready: {len(pdf) // 1024} kB, A4. Header facts, the steroid course, the figure below, current alerts "
            "with their sources, the saved taper plan, the patch-test date, RegiSCAR, sequelae checklist and viral PCR.")
+
+st.text(prepared)  # stored settings and a user name: plain text, never markup
 
 left, right = st.columns([3, 2], gap="medium")
 with left:

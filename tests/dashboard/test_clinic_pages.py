@@ -294,3 +294,14 @@ def test_a_broken_schedule_file_is_named_on_the_page(clinic_db: Engine, tmp_path
     at = page("followup.py", clinic_db)
     assert not at.exception
     assert any("check 1: window: value 'monthly'" in shown(e.value) for e in at.error)
+
+
+def test_report_page_names_who_prepares_the_pdf_and_the_unit(clinic_db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 point 10: the PDF is prepared by the signed-in clinician for the unit of the
+    settings; the page shows the same line the PDF prints under its title."""
+    monkeypatch.setenv("DRESS_REPORT_UNIT", "Dermatology ward 7")
+    monkeypatch.setenv("DRESS_REPORT_CONTACT", "bleep 4321")
+    at = page("report.py", clinic_db)
+    assert not at.exception
+    line = next(t.value for t in at.text if t.value.startswith("Prepared by"))
+    assert line.startswith(f"Prepared by {USER} · Unit: Dermatology ward 7 · Contact: bleep 4321 · generated ")

@@ -110,3 +110,139 @@ def test_report_of_a_patient_with_no_data(session: Session) -> None:
     flat = " ".join("\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
     assert "Nobody Yet" in flat and "No plan saved." in flat and "No alert holds as of this date." in flat
     assert "Not yet known" in flat
+
+
+# --- issue 18 point 10: what a clinician reading the printed report checks ------------------------
+
+from matplotlib.dates import num2date  # noqa: E402
+
+from monitoring.guideline import load_profile  # noqa: E402
+from monitoring.report import DATE_TICK_FORMAT, ReportSettings, timeline_figure  # noqa: E402
+
+
+def _pdf_text(pdf: bytes) -> str:
+    return " ".join("\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).split())
+
+
+def test_pdf_cites_real_sources_and_says_who_prepared_it(session: Session, patient: str) -> None:
+    settings = ReportSettings(unit="Dermatology, St Elsewhere Hospital", contact="DRESS team bleep 4321")
+    pdf = patient_report_pdf(load_record(session, patient), AS_OF, generated_at=dt.datetime(2026, 2, 1, 9, 30), author=USER,
+                             settings=settings)
+    flat = _pdf_text(pdf)
+    assert f"Prepared by {USER}" in flat
+    assert "Unit: Dermatology, St Elsewhere Hospital" in flat and "Contact: DRESS team bleep 4321" in flat
+    assert PdfReader(io.BytesIO(pdf)).metadata.author == USER
+    # The alerts, patch-test and follow-up sources name guidelines and papers, never the product's files.
+    assert ".md" not in flat and "PRODUCT" not in flat and "CLINICAL_REFERENCE" not in flat
+    assert "DRESS treatment guideline summary (product requirement)" in flat
+    assert "Kardaun" in flat  # RegiSCAR's paper
+    assert "Tohyama" in flat  # RELAPSE_RISK's source (HHV-6 detected)
+
+
+def test_every_printable_source_is_a_real_one() -> None:
+    """Whatever the patient, the PDF prints an alert's source and the follow-up checks' sources:
+    none of them may point at an internal file."""
+    from monitoring.followup import load_followup_schedule
+
+    prof = load_profile()
+    for code, alert in prof.alerts.items():
+        assert ".md" not in alert.source, code
+    for check in load_followup_schedule():
+        assert ".md" not in check.source, check.key
+
+
+def test_pdf_without_unit_settings_says_where_to_set_them(session: Session, patient: str) -> None:
+    pdf = patient_report_pdf(load_record(session, patient), AS_OF, settings=ReportSettings.from_environment({}))
+    flat = _pdf_text(pdf)
+    assert "Prepared by: not recorded" in flat
+    assert "Unit: not set (DRESS_REPORT_UNIT)" in flat and "Contact: not set (DRESS_REPORT_CONTACT)" in flat
+    env = {"DRESS_REPORT_UNIT": "  Ward 7  ", "DRESS_REPORT_CONTACT": "ext 1234"}
+    assert ReportSettings.from_environment(env) == ReportSettings(unit="Ward 7", contact="ext 1234")
+
+
+@pytest.fixture
+def figure_patient(session: Session) -> str:
+    """ALT from two laboratories (ULN 35, then 50), AST, temperatures with a fever, prednisone."""
+    auth.create_user(session, actor="test", username=USER, role=auth.CLINICIAN, password=None)
+    services.add_patient(session, username=USER, mrn="F-1", name="Figure Patient", onset_date=dt.date(2026, 1, 2),
+                         culprit_drugs=["allopurinol"])
+    for when, test, value, unit, uln in (
+        ("2026-01-03 08:00", "alt", 240, "U/L", 35),
+        ("2026-01-10 08:00", "alt", 120, "U/L", 50),
+        ("2026-01-30 08:00", "alt", 60, "U/L", 50),
+        ("2026-01-03 08:00", "ast", 180, "U/L", 40),
+        ("2026-01-30 08:00", "ast", 45, "U/L", 40),
+        ("2026-01-03 08:00", "temperature", 39.2, "Cel", None),
+        ("2026-01-12 08:00", "temperature", 37.0, "Cel", None),
+        ("2026-01-03 08:00", "creatinine", 0.7, "mg/dL", None),
+    ):
+        services.add_lab_result(session, username=USER, mrn="F-1", test=test, taken_at=when, value=value, unit=unit, ref_high=uln)
+    services.add_dose_change(session, username=USER, mrn="F-1", drug="prednisone", start_date="2026-01-04", dose=60)
+    session.commit()
+    return "F-1"
+
+
+def _when(x: object) -> dt.datetime:
+    """An x value of a line as a naive datetime (matplotlib keeps datetimes or date numbers)."""
+    return x if isinstance(x, dt.datetime) else num2date(float(x)).replace(tzinfo=None)  # type: ignore[arg-type]
+
+
+def _axes(fig: object) -> dict[str, object]:
+    return {ax.get_title(loc="left"): ax for ax in fig.axes}  # type: ignore[attr-defined]
+
+
+def test_figure_alt_limit_follows_each_results_uln_and_alt_ast_differ(session: Session, figure_patient: str) -> None:
+    fig = timeline_figure(load_record(session, figure_patient), AS_OF)
+    ax = _axes(fig)["ALT / AST (U/L)"]
+    series = {line.get_label(): line for line in ax.get_lines() if line.get_label() in ("ALT", "AST")}
+    assert series["ALT"].get_marker() != series["AST"].get_marker()
+    assert series["ALT"].get_linestyle() != series["AST"].get_linestyle()
+    # The ULN line steps from the first laboratory's 35 to the second's 50, not flat at the default.
+    levels = [sorted({float(y) for y in line.get_ydata()}) for line in ax.get_lines() if line.get_label() not in ("ALT", "AST")]
+    assert [35.0, 50.0] in levels and [70.0, 100.0] in levels
+
+
+def test_figure_has_a_temperature_panel_with_the_profiles_fever_line(session: Session, figure_patient: str) -> None:
+    fig = timeline_figure(load_record(session, figure_patient), AS_OF)
+    ax = _axes(fig)["Temperature (°C)"]
+    ys = [float(y) for line in ax.get_lines() for y in line.get_ydata()]
+    assert 39.2 in ys and 37.0 in ys
+    fever = load_profile().value("fever_c")
+    assert any(text.get_text() == f"fever ≥ {fever:g} °C" for text in ax.texts)
+    low, high = ax.get_ylim()
+    assert low > 30 and high < 45  # readable: not an axis from 0 °C
+
+
+def test_figure_dates_are_whole_and_no_label_is_clipped(session: Session, figure_patient: str) -> None:
+    fig = timeline_figure(load_record(session, figure_patient), AS_OF)
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    dose_ax = fig.axes[-1]
+    labels = [t.get_text() for t in dose_ax.get_xticklabels() if t.get_text()]
+    assert 3 <= len(labels) <= 8
+    for label in labels:
+        dt.datetime.strptime(label, DATE_TICK_FORMAT)  # '2026-01-05', never '08' or 'Jan' alone
+    assert len(set(labels)) == len(labels)
+    box = fig.bbox
+    for ax in fig.axes:
+        for text in [*ax.texts, ax.title, ax._left_title, *ax.get_xticklabels(), *ax.get_yticklabels()]:  # noqa: SLF001
+            if not text.get_visible() or not text.get_text():
+                continue
+            ext = text.get_window_extent(renderer)
+            assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1 and ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1, text.get_text()
+
+
+def test_figure_as_of_line_is_now_and_the_given_dose_stops_there(session: Session, figure_patient: str) -> None:
+    now = dt.datetime(2026, 2, 1, 9, 30)
+    record = load_record(session, figure_patient)
+    fig = timeline_figure(record, now.date(), now=now)
+    dose_ax = fig.axes[-1]
+    given = [line for line in dose_ax.get_lines() if line.get_linestyle() == "-" and len(line.get_xdata()) > 1]
+    assert given
+    assert max(_when(x) for x in given[0].get_xdata()) == now
+    vlines = [line for line in dose_ax.get_lines() if line.get_linestyle() == ":"]
+    assert [_when(line.get_xdata()[0]) for line in vlines] == [now]
+    # A report of a past date: the line at the end of that day, after its 08:00 results.
+    past = timeline_figure(record, dt.date(2026, 1, 30), now=now)
+    vx = [_when(line.get_xdata()[0]) for line in past.axes[-1].get_lines() if line.get_linestyle() == ":"]
+    assert vx == [dt.datetime(2026, 1, 31)]
