@@ -1263,7 +1263,9 @@ class _Reader:
         ranges = r.get("referenceRange") or []
         # A range written with the value's own unit text ("degrees C" beside the UCUM code Cel, as
         # the HL7 spec's temperature example does) is in the value's unit.
-        vq = r.get("valueQuantity") if isinstance(r.get("valueQuantity"), dict) else {}
+        vq = r.get("valueQuantity")
+        if not isinstance(vq, dict):
+            vq = {}
         same_unit = {catalogue.normalise_unit(str(u)) for u in (value_unit, vq.get("code"), vq.get("unit")) if u}
         for k, rr in enumerate(ranges):
             limits: list[float | None] = []
