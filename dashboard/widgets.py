@@ -306,8 +306,10 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         out.append(
             f'<tr class="dm-row dm-{sev or "none"}" data-mrn="{safe.html(r.mrn)}" style="background:{tint if sev in ("critical", "warning") else "#fff"};'
             f'border-left:5px solid {edge}">'
+            # Only the patient cell may break inside a word (a long stored name); the other columns
+            # keep their words whole ("course day 5", not "cours/e day 5").
             + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top;'
-                      f'overflow-wrap:anywhere">{c}</td>' for c in row_cells)
+                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}">{c}</td>' for i, c in enumerate(row_cells))
             + "</tr>"
         )
     out.append("</tbody></table>")
