@@ -287,14 +287,20 @@ def amend_from_source(session: Session, row: LabResult, lab: Any, *, user: str, 
 def void_from_source(session: Session, row: LabResult, *, user: str, reason: str) -> None:
     """A stored result its source withdraws (FHIR entered-in-error, HL7 OBX-11 D/W/X): hidden with
     the reason, kept, and audited (PRODUCT.md §6 edition 2). One path for FHIR and HL7."""
+    _hide_row(session, row, entity="lab_result", user=user[:64], reason=reason)
+
+
+def _hide_row(session: Session, row: LabResult | MedicationRow, *, entity: str, user: str, reason: str) -> None:
+    """Hide one row with its reason and audit it: the one hide write for the dashboard's removal
+    and a source's withdrawal."""
     row.hidden = True
     row.hidden_reason = reason
     session.add(row)
     session.add(
         AuditEntry(
-            username=user[:64],
+            username=user,
             action="hide",
-            entity="lab_result",
+            entity=entity,
             entity_id=str(row.id),
             patient_id=row.patient_id,
             before={"hidden": False},
@@ -323,23 +329,7 @@ def hide_record(session: Session, *, username: str, entity: str, record_id: int,
 
         hide_photo(session, record_id, reason=why, username=user, check_account=True)
         return
-    row.hidden = True
-    row.hidden_reason = why
-    session.add(row)
-    session.add(
-        AuditEntry(
-            username=user,
-            action="hide",
-            entity=entity,
-            entity_id=str(record_id),
-            patient_id=row.patient_id,
-            before={"hidden": False},
-            after={"hidden": True},
-            reason=why,
-        )
-    )
-    touch_patient(session, row.patient_id)
-    session.flush()
+    _hide_row(session, cast("LabResult | MedicationRow", row), entity=entity, user=user, reason=why)
 
 
 def _dose_in(mrn: str, drug: str, start_date: dt.date, dose: Any, unit: str, route: str | None) -> MedIn:
