@@ -227,9 +227,37 @@ def _cell(text: str, sub: str = "", *, strong: bool = False) -> str:
     return main
 
 
-def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]]) -> str:
+def timeline_href(mrn: str) -> str:
+    """The address of a patient's timeline, relative to the page (``timeline?mrn=...``), the MRN
+    URL-encoded; escape it (safe.html) before putting it in an attribute. The timeline reads the
+    MRN from the query string (``current_patient``)."""
+    from urllib.parse import quote
+
+    return f"timeline?mrn={quote(mrn, safe='')}"
+
+
+def patient_link_html(name: str, mrn: str, style: str = "") -> str:
+    """A patient's name as a link to that patient's timeline, name and address escaped. The link
+    opens in the same tab; the page load starts a new Streamlit session, which finds the user's
+    sign-in again through the browser's cookie (dashboard/server.py, ``make run``)."""
+    style_attr = f' style="{style}"' if style else ""
+    return f'<a href="{safe.html(timeline_href(mrn))}" target="_self"{style_attr}>{safe.html(name)}</a>'
+
+
+def taken_html(taken_at: dt.datetime, as_of: dt.date) -> str:
+    """When a ward value was taken, small, under the value: muted for today's and yesterday's
+    results, dark amber and bold from two days old (the words say it either way)."""
+    from monitoring.display import taken_text
+
+    old = (as_of - taken_at.date()).days >= 2
+    colour = "#8a5a00;font-weight:700" if old else MUTED
+    return f'<span class="dm-taken" style="font-size:0.74rem;color:{colour}">{safe.html(taken_text(taken_at, as_of))}</span>'
+
+
+def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], *, as_of: dt.date) -> str:
     """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
-    severity is written and coloured.
+    severity is written and coloured. Each value says when it was taken, as read on ``as_of``
+    ('today 06:10', '4 d ago'); each name links to the patient's timeline.
 
     ``rows`` are ``dashboard.ward_model.WardRow``; ``lab_columns`` are (test key, header)."""
     head = ["Patient", "Day", "Steroid (pred-eq)", *[h for _, h in lab_columns], "Alerts", "New since yesterday"]
@@ -253,13 +281,11 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             if sev
             else f'<span style="color:{MUTED}">no alerts</span>'
         )
-        # No link: a plain link reloads the page and a reload is a new session (sign in again).
-        # The page opens a patient with one click on the "Open a patient" buttons instead.
         patient = (
             f"{status}<br>"
-            f'<span style="font-weight:700;color:#0d3b66">'
-            f"{safe.html(shorten(r.name) + synthetic_label(r.synthetic, r.name))}</span>"
-            f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
+            + patient_link_html(shorten(r.name) + synthetic_label(r.synthetic, r.name), r.mrn,
+                                "font-weight:700;color:#0d3b66")
+            + f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
         day = _cell(
             f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
@@ -289,6 +315,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             if ch.crossed:
                 colour = CRITICAL if ch.crossed.startswith("↑") else OK
                 cell += f'<br><span style="font-size:0.76rem;font-weight:700;color:{colour}">{safe.html(ch.crossed)}</span>'
+            cell += "<br>" + taken_html(ch.taken_at, as_of)
             labs.append(cell)
         # One badge per severity naming its alerts: the row stays short enough for nine patients
         # on a 768-pixel screen.
