@@ -251,7 +251,7 @@ def taken_html(taken_at: dt.datetime, as_of: dt.date) -> str:
 
     old = (as_of - taken_at.date()).days >= 2
     colour = "#8a5a00;font-weight:700" if old else MUTED
-    return f'<span class="dm-taken" style="font-size:0.74rem;color:{colour}">{safe.html(taken_text(taken_at, as_of))}</span>'
+    return f'<span class="dm-taken" style="font-size:0.74rem;white-space:nowrap;color:{colour}">{safe.html(taken_text(taken_at, as_of))}</span>'
 
 
 def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], *, as_of: dt.date) -> str:

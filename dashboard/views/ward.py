@@ -97,5 +97,5 @@ HEADERS = [(t, f"{label} {timeline_model.display_unit(t, 'conventional')}") for 
 st.markdown(widgets.ward_table_html(shown, HEADERS, as_of=today), unsafe_allow_html=True)
 st.caption(
     "Each result: latest value, then arrow and signed change since the previous result; a line crossed since then "
-    "is written under it."
+    "is written under it, and when the value was taken (bold from two days old). A patient's name opens the timeline."
 )
