@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +15,8 @@ from sqlmodel import Session
 from monitoring import auth
 from monitoring.schema import open_database
 from tests.dashboard.cohort import write_cohort
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _no_exception
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _no_exception, streamlit_server
 
-ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "dr.link", "link-test-pass-2026"
 SHOTS = os.environ.get("DRESS_SCREENSHOTS")  # a folder: the pages are saved there as PNG
 
@@ -39,37 +33,9 @@ def cohort_server(tmp_path: Path) -> Iterator[str]:
         write_cohort(s, dt.date.today())
         auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
         s.commit()
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/server.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"streamlit did not start:\n{out[-3000:]}")
-            time.sleep(0.3)
+    # The server of `make run` (dashboard/server.py): its cookie keeps the sign-in across page loads.
+    with streamlit_server(url, "dashboard/server.py") as base:
         yield base
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def test_a_name_on_the_ward_opens_that_patients_timeline_signed_in(cohort_server: str) -> None:
