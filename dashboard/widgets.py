@@ -31,6 +31,7 @@ WARNING = "#f0a202"  # amber
 INFO = "#1565c0"  # blue
 OK = "#2e7d32"  # green: only ever beside the words "no alerts"
 MUTED = "#6b7280"
+SECOND_LINE_COLOUR = "#6a1b9a"  # IVIG / cyclosporine: the ward's marker and the timeline's start lines
 
 SEVERITY_COLOURS: dict[str, str] = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
 SEVERITY_TEXT_COLOURS: dict[str, str] = {"critical": "#ffffff", "warning": "#1f1300", "info": "#ffffff"}
@@ -254,6 +255,17 @@ def taken_html(taken_at: dt.datetime, as_of: dt.date) -> str:
     return f'<span class="dm-taken" style="font-size:0.74rem;white-space:nowrap;color:{colour}">{safe.html(taken_text(taken_at, as_of))}</span>'
 
 
+def second_line_html(kind: str, start: dt.date) -> str:
+    """The ward's marker of a second-line treatment (IVIG, cyclosporine) and its start date, in the
+    timeline figure's colour for these starts, written in words."""
+    from monitoring.drugs import second_line_label
+
+    return (
+        f'<span class="dm-second-line" style="font-size:0.74rem;font-weight:700;color:{SECOND_LINE_COLOUR};white-space:nowrap">'
+        f"{safe.html(second_line_label(kind))} from {safe.html(start.isoformat())}</span>"
+    )
+
+
 def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], *, as_of: dt.date) -> str:
     """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
     severity is written and coloured. Each value says when it was taken, as read on ``as_of``
@@ -298,6 +310,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
                 f"{r.dose_mg:.0f} mg/day",
                 f"{r.dose_mg_per_kg:.2f} mg/kg" if r.dose_mg_per_kg is not None else "mg/kg: no weight",
             )
+        steroid += "".join(f"<br>{second_line_html(kind, start)}" for kind, start in r.second_line)
         labs = []
         for test, _ in lab_columns:
             ch = r.changes.get(test)

@@ -1,5 +1,5 @@
 """Issue 18, the ward: every latest value says when it was taken (point 2), each name links to the
-patient's timeline (point 8)."""
+patient's timeline (point 8), second-line treatment is marked (point 14)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from sqlmodel import Session
 
 from dashboard import ward_model, widgets
 from dashboard.safe import WORD_JOINER
-from monitoring import display
+from monitoring import display, services
 from monitoring.episodes import open_episodes
 from monitoring.guideline import load_profile
 from monitoring.records import load_records
 from monitoring.schema import open_database
-from tests.dashboard.cohort import signed_in_app, write_cohort
+from tests.dashboard.cohort import USER, signed_in_app, write_cohort
 
 TODAY = dt.date.today()
 
@@ -102,3 +102,26 @@ def test_the_link_opens_that_patients_timeline(cohort_url: str) -> None:
     fresh.switch_page("views/timeline.py").run()
     assert not fresh.exception, [e.value for e in fresh.exception]
     assert any(m.value.startswith("### Walt Warning") for m in fresh.markdown)
+
+
+# --- point 14: second-line treatment on the ward -------------------------------------------
+
+
+def test_second_line_started_by_the_ward_date_is_marked_a_planned_one_is_not(session: Session) -> None:
+    write_cohort(session, TODAY)  # CRIT-1: IVIG from yesterday
+    services.add_dose_change(session, username=USER, mrn="WARN-1", drug="ciclosporin", start_date=TODAY + dt.timedelta(days=2),
+                             dose=300, unit="mg")  # planned, not started
+    services.add_dose_change(session, username=USER, mrn="CALM-1", drug="Neoral", start_date=TODAY, dose=250, unit="mg")
+    session.commit()
+    rows = {r.mrn: r for r in _rows(session)}
+    yesterday = TODAY - dt.timedelta(days=1)
+    assert rows["CRIT-1"].second_line == (("ivig", yesterday),)
+    assert rows["WARN-1"].second_line == ()
+    assert rows["CALM-1"].second_line == (("cyclosporine", TODAY),)
+    markup = widgets.ward_table_html(list(rows.values()), [("alt", "ALT U/L")], as_of=TODAY)
+    assert f"IVIG from {yesterday.isoformat()}" in _cells(markup, "CRIT-1")[2]
+    assert f"cyclosporine from {TODAY.isoformat()}" in _cells(markup, "CALM-1")[2]
+    assert "cyclosporine" not in _cells(markup, "WARN-1")[2] and "IVIG" not in _cells(markup, "WARN-1")[2]
+    # Read as of two days ago, yesterday's IVIG had not started.
+    earlier = {r.mrn: r for r in _rows(session, TODAY - dt.timedelta(days=2))}
+    assert earlier["CRIT-1"].second_line == ()
