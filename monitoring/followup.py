@@ -20,8 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from monitoring import display, limits
 from monitoring.catalogue import PCR_TESTS, lookup
 from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.limits import Limit
 from monitoring.records import LabPoint, PatientRecord
 from monitoring.steroids import last_day_above, pred_eq_changes
 from monitoring.summary import add_months, patch_test_earliest
@@ -101,10 +103,43 @@ class ChecklistItem:
     window_end: dt.date
     status: str  # done | overdue | due | upcoming
     result: LabPoint | None  # the stored result that did it
+    # The result against its upper limit (``range_check``): True above it, False not, None when
+    # no limit is known or the value cannot be judged (a text, an undecidable censored result).
+    above_range: bool | None = None
+    limit: Limit | None = None  # the line it was judged against (the laboratory's, else a default)
 
     @property
     def test_label(self) -> str:
         return lookup(self.check.test).label
+
+    @property
+    def range_text(self) -> str:
+        """'ABOVE RANGE (> 4.5 mIU/L, laboratory)', 'within range (≤ 4.5 mIU/L, laboratory)', or
+        why it cannot be said; empty while no result did the check."""
+        r = self.result
+        if r is None:
+            return ""
+        if self.limit is None:
+            return "no reference range given"
+        bound = f"{display.number(r.test, self.limit.value, r.unit)} {display.unit_label(r.unit)}"
+        if self.above_range is None:
+            return f"not judged against {bound}"
+        if self.above_range:
+            return f"ABOVE RANGE (> {bound}, {self.limit.basis})"
+        return f"within range (≤ {bound}, {self.limit.basis})"
+
+
+def range_check(point: LabPoint, profile: GuidelineProfile) -> tuple[bool | None, Limit | None]:
+    """Is a follow-up result above its upper limit (issue 18 point 5: a TSH of 5.2 then 6.4 with the
+    laboratory's ULN 4.5 must not read as done and fine)? The line is the result's own ULN:
+    the laboratory's ref_high on the row, else the profile's default ULN for the test
+    (``limits.uln_limit``, the one comparison of monitoring.limits). (None, None) when neither is
+    known: no range is made up."""
+    try:
+        limit = limits.uln_limit(profile, point)
+    except KeyError:
+        return None, None
+    return limit.judge(point), limit
 
 
 def load_followup_schedule(path: str | Path | None = None) -> tuple[ScheduledCheck, ...]:
@@ -160,18 +195,23 @@ def _load_schedule(path: str, _mtime: int) -> tuple[ScheduledCheck, ...]:
 
 
 def sequelae_checklist(
-    record: PatientRecord, as_of: dt.date, schedule: tuple[ScheduledCheck, ...] | None = None
+    record: PatientRecord,
+    as_of: dt.date,
+    schedule: tuple[ScheduledCheck, ...] | None = None,
+    profile: GuidelineProfile | None = None,
 ) -> list[ChecklistItem]:
     """Each scheduled check after the recorded resolution date with its status as of ``as_of``.
 
     A stored result of the check's test dated within its window marks it done (each result does
-    one check at most: the earliest window it falls in). Empty while no resolution date is
+    one check at most: the earliest window it falls in), and is judged against its upper limit
+    (``range_check``): done is not the same as normal. Empty while no resolution date is
     recorded: the schedule counts from it.
     """
     resolved = record.patient.resolved_date
     if resolved is None:
         return []
     checks = schedule if schedule is not None else load_followup_schedule()
+    prof = profile or load_profile()
     used: set[int] = set()
     items: list[ChecklistItem] = []
     for c in sorted(checks, key=lambda c: (add_months(resolved, c.month), c.test)):
@@ -195,7 +235,8 @@ def sequelae_checklist(
             status = "due"
         else:
             status = "upcoming"
-        items.append(ChecklistItem(c, due, start, end, status, match))
+        above, limit = range_check(match, prof) if match is not None else (None, None)
+        items.append(ChecklistItem(c, due, start, end, status, match, above, limit))
     return items
 
 
@@ -263,6 +304,7 @@ def checklist_rows(items: list[ChecklistItem]) -> list[dict[str, Any]]:
                 "result": (
                     f"{r.original_value} {r.original_unit} on {r.taken_at.date().isoformat()}".strip() if r else ""
                 ),
+                "range": it.range_text,
                 "basis": it.check.basis,
                 "source": it.check.source,
             }
