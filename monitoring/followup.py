@@ -103,43 +103,77 @@ class ChecklistItem:
     window_end: dt.date
     status: str  # done | overdue | due | upcoming
     result: LabPoint | None  # the stored result that did it
-    # The result against its upper limit (``range_check``): True above it, False not, None when
-    # no limit is known or the value cannot be judged (a text, an undecidable censored result).
-    above_range: bool | None = None
-    limit: Limit | None = None  # the line it was judged against (the laboratory's, else a default)
+    range: RangeCheck | None = None  # the result against its reference range (``range_check``)
 
     @property
     def test_label(self) -> str:
         return lookup(self.check.test).label
 
     @property
+    def above_range(self) -> bool:
+        return self.range is not None and self.range.above is True
+
+    @property
+    def outside_range(self) -> bool:
+        """Decided above the upper or below the lower limit (the flag of the checklist)."""
+        return self.range is not None and (self.range.above is True or self.range.below is True)
+
+    @property
     def range_text(self) -> str:
-        """'ABOVE RANGE (> 4.5 mIU/L, laboratory)', 'within range (≤ 4.5 mIU/L, laboratory)', or
-        why it cannot be said; empty while no result did the check."""
-        r = self.result
+        """'ABOVE RANGE (> 4.5 mIU/L, laboratory)', 'BELOW RANGE (< 0.4 mIU/L, laboratory)',
+        'within range (0.4–4.5 mIU/L, laboratory)', 'not above 4.5 mIU/L (laboratory; no lower
+        limit given)', or why nothing can be said; empty while no result did the check."""
+        r, rc = self.result, self.range
         if r is None:
             return ""
-        if self.limit is None:
+        if rc is None or (rc.upper is None and rc.lower is None):
             return "no reference range given"
-        bound = f"{display.number(r.test, self.limit.value, r.unit)} {display.unit_label(r.unit)}"
-        if self.above_range is None:
-            return f"not judged against {bound}"
-        if self.above_range:
-            return f"ABOVE RANGE (> {bound}, {self.limit.basis})"
-        return f"within range (≤ {bound}, {self.limit.basis})"
+
+        def bound(limit: Limit) -> str:
+            return f"{display.number(r.test, limit.value, r.unit)} {display.unit_label(r.unit)}"
+
+        if rc.above is True and rc.upper is not None:
+            return f"ABOVE RANGE (> {bound(rc.upper)}, {rc.upper.basis})"
+        if rc.below is True and rc.lower is not None:
+            return f"BELOW RANGE (< {bound(rc.lower)}, {rc.lower.basis})"
+        if rc.upper is not None and rc.lower is not None and rc.above is False and rc.below is False:
+            low, high = bound(rc.lower).split(" ", 1)[0], bound(rc.upper)
+            return f"within range ({low}–{high}, {rc.upper.basis})"
+        if rc.upper is not None and rc.above is False:
+            return f"not above {bound(rc.upper)} ({rc.upper.basis}; no lower limit given)"
+        if rc.lower is not None and rc.below is False and rc.upper is None:
+            return f"not below {bound(rc.lower)} ({rc.lower.basis}; no upper limit given)"
+        return "cannot be judged against the range (a text or censored result)"
 
 
-def range_check(point: LabPoint, profile: GuidelineProfile) -> tuple[bool | None, Limit | None]:
-    """Is a follow-up result above its upper limit (issue 18 point 5: a TSH of 5.2 then 6.4 with the
-    laboratory's ULN 4.5 must not read as done and fine)? The line is the result's own ULN:
-    the laboratory's ref_high on the row, else the profile's default ULN for the test
-    (``limits.uln_limit``, the one comparison of monitoring.limits). (None, None) when neither is
-    known: no range is made up."""
+@dataclass(frozen=True)
+class RangeCheck:
+    """A result against its reference range: ``upper`` the ULN in force (the laboratory's, else the
+    profile's default), ``lower`` the laboratory's lower limit; ``above`` / ``below`` True or False
+    when decided, None when the limit is unknown or a censored or text result cannot decide."""
+
+    upper: Limit | None
+    lower: Limit | None
+    above: bool | None
+    below: bool | None
+
+
+def range_check(point: LabPoint, profile: GuidelineProfile) -> RangeCheck:
+    """Is a follow-up result outside its reference range? Issue 18 point 5: a TSH of 5.2 then 6.4
+    with the laboratory's ULN 4.5 must not read as done and fine; a suppressed TSH below the
+    laboratory's lower limit must not read as "within range" either (Graves / hyperthyroid disease
+    and painless thyroiditis follow DRESS: Tempark 2022 and the Asian SCAR sequelae survey,
+    CLINICAL_REFERENCE.md §5). The lines and the comparison are monitoring.limits'
+    (``uln_limit``: the row's ref_high, else the profile's default ULN; ``lln_limit``: the row's
+    ref_low; ``Limit.judge``); a limit neither given nor defaulted is never made up."""
     try:
-        limit = limits.uln_limit(profile, point)
+        upper: Limit | None = limits.uln_limit(profile, point)
     except KeyError:
-        return None, None
-    return limit.judge(point), limit
+        upper = None
+    lower = limits.lln_limit(point)
+    above = upper.judge(point) if upper is not None else None
+    at_or_above_low = lower.judge(point) if lower is not None else None
+    return RangeCheck(upper, lower, above, None if at_or_above_low is None else not at_or_above_low)
 
 
 def load_followup_schedule(path: str | Path | None = None) -> tuple[ScheduledCheck, ...]:
@@ -235,8 +269,7 @@ def sequelae_checklist(
             status = "due"
         else:
             status = "upcoming"
-        above, limit = range_check(match, prof) if match is not None else (None, None)
-        items.append(ChecklistItem(c, due, start, end, status, match, above, limit))
+        items.append(ChecklistItem(c, due, start, end, status, match, range_check(match, prof) if match else None))
     return items
 
 

@@ -547,7 +547,7 @@ def render_pdf(
         ck_rows: list[list[Any]] = [["Due", "Check", "Status", "Result", "Basis"]]
         for ck in data.checklist:
             res = f"{_p(ck.result.original_value)} {_p(ck.result.original_unit)} on {ck.result.taken_at.date().isoformat()}" if ck.result else ""
-            if ck.above_range:  # the same flag as the Follow-up page (monitoring.followup.range_check)
+            if ck.outside_range:  # the same flag as the Follow-up page (monitoring.followup.range_check)
                 res += f" · {_p(ck.range_text)}"
             ck_rows.append([_fmt_date(ck.due), f"{_p(ck.test_label)} (month {ck.check.month})", ck.status.upper(), res,
                             _p(ck.check.basis)])

@@ -123,22 +123,22 @@ if not items:
             "reaction has resolved.")
 else:
     counts = {s: sum(1 for i in items if i.status == s) for s in ("overdue", "due", "done", "upcoming")}
-    above = [i for i in items if i.above_range]
+    outside = [i for i in items if i.outside_range]
     widgets.badges(
         # An overdue check is a task for the clinic, not an emergency: warning at most.
         [("warning" if counts["overdue"] else "info", f"{counts['overdue']} overdue"),
          ("info", f"{counts['due']} due now"),
          ("info", f"{counts['done']} done"), ("info", f"{counts['upcoming']} upcoming")]
-        + ([("warning", f"{len(above)} above range")] if above else [])
+        + ([("warning", f"{len(outside)} outside range")] if outside else [])
     )
-    if above:
+    if outside:
         # Done is not normal: a TSH of 5.2 then 6.4 above the laboratory's 4.5 is said in words.
         st.warning(
-            "Above the reference range: "
+            "Outside the reference range: "
             + "; ".join(
                 safe.md(f"{i.test_label} month {i.check.month}: {i.result.original_value} {i.result.original_unit} on "
                         f"{i.result.taken_at.date().isoformat()} {i.range_text}")
-                for i in above if i.result is not None
+                for i in outside if i.result is not None
             )
         )
     st.dataframe(
@@ -148,8 +148,8 @@ else:
         column_config={"source": st.column_config.TextColumn("source", width="large")},
     )
     st.caption("DONE = a result of the test is stored within the check's window; OVERDUE = the window closed without "
-               "one. RANGE: the result against its upper limit, the laboratory's (else the guideline profile's default, "
-               "said so); no range is assumed where neither is known. Schedule: monitoring/followup.toml. 'sourced' checks follow Cutis/MDedge (monthly glucose, TSH and "
+               "one. RANGE: the result against its reference range: the laboratory's upper limit (else the guideline "
+               "profile's default, said so) and the laboratory's lower limit; no limit is assumed where none is known. Schedule: monitoring/followup.toml. 'sourced' checks follow Cutis/MDedge (monthly glucose, TSH and "
                "free T4 for 3 months); the 6- and 12-month TSH are a default (UNCONFIRMED); 18 and 24 months cover "
                "'at least 2 years' (interval a design choice). Free T4 is not in the catalogue: order it with the TSH.")
 

@@ -269,8 +269,8 @@ def test_followup_flags_a_tsh_above_the_laboratorys_range(clinic_db: Engine) -> 
         ], username="test")
     at = page("followup.py", clinic_db)
     assert not at.exception, [e.value for e in at.exception]
-    assert "1 above range" not in texts(at) and "2 above range" in texts(at)
-    warning = next(shown(w.value) for w in at.warning if "Above the reference range" in w.value)
+    assert "1 outside range" not in texts(at) and "2 outside range" in texts(at)
+    warning = next(shown(w.value) for w in at.warning if "Outside the reference range" in w.value)
     assert f"TSH month 1: 5.2 mIU/L on {first.isoformat()} ABOVE RANGE (> 4.5 mIU/L, laboratory)" in warning
     assert f"TSH month 2: 6.4 mIU/L on {second.isoformat()} ABOVE RANGE" in warning
     checklist = frame(at, "range")
