@@ -359,8 +359,10 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
             f'border-left:5px solid {edge}">'
             # Only the patient cell may break inside a word (a long stored name); the other columns
             # keep their words whole ("course day 5", not "cours/e day 5").
+            # The day column stays on one line ('day 122' had wrapped to 'day / 122' at 1366 px).
             + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top;'
-                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}">{c}</td>' for i, c in enumerate(row_cells))
+                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}{";white-space:nowrap" if i == 1 else ""}">{c}</td>'
+                      for i, c in enumerate(row_cells))
             + "</tr>"
         )
     out.append("</tbody></table>")

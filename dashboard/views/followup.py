@@ -145,7 +145,10 @@ else:
         pd.DataFrame(checklist_rows(items)),
         hide_index=True,
         key="followup_checklist",
-        column_config={"source": st.column_config.TextColumn("source", width="large")},
+        # The result and its range flag wide enough to read whole at 1366 px (looked at: 'ABOVE' was cut).
+        column_config={"result": st.column_config.TextColumn("result", width="medium"),
+                       "range": st.column_config.TextColumn("range", width="large"),
+                       "source": st.column_config.TextColumn("source", width="large")},
     )
     st.caption("DONE = a result of the test is stored within the check's window; OVERDUE = the window closed without "
                "one. RANGE: the result against its reference range: the laboratory's upper limit (else the guideline "
