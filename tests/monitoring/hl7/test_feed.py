@@ -169,7 +169,24 @@ def test_sn_without_comparator_is_the_number_and_a_range_is_refused(admitted: Se
     out = send(admitted, oru([obx(1, "2345-7^Glucose^LN", "^182", "mg/dL", vt="SN"), obx(2, "1988-5^CRP^LN", "^1^-^5", "mg/L", vt="SN")]))
     assert out.code == "AE"
     assert [(lab.test, lab.value) for lab in labs(admitted)] == [("glucose", 182.0)]
-    assert "range or ratio" in out.errors[0].reason and out.errors[0].location == "OBX^2^5"
+    assert out.errors[0].location == "OBX^2^5"
+    assert out.errors[0].reason == "OBX-5: a structured numeric range or ratio ('^1^-^5') is not a single result"
+
+
+def test_a_value_the_feed_cannot_read_is_named_once_in_its_own_field(admitted: Session) -> None:
+    out = send(
+        admitted,
+        oru([obx(1, "1988-5^CRP^LN", "<>^5", "mg/L", vt="SN"), obx(2, "1742-6^ALT^LN", "ABC", "U/L", vt="ED", sub_id="2")]),
+    )
+    assert (out.code, out.stored) == ("AE", 0)
+    assert [(e.location, e.reason) for e in out.errors] == [
+        ("OBX^1^5", "OBX-5: comparator '<>' (not equal) is not a result value"),
+        ("OBX^2^2", "OBX-2: value type 'ED' is not read (NM, SN, ST, TX, FT, CE, CWE are)"),
+    ]
+    assert [(i.field, i.reason) for i in review(admitted)] == [
+        ("OBX-5", "comparator '<>' (not equal) is not a result value"),
+        ("OBX-2", "value type 'ED' is not read (NM, SN, ST, TX, FT, CE, CWE are)"),
+    ]
 
 
 def test_pcr_as_text_and_escape_sequences(admitted: Session) -> None:
