@@ -148,7 +148,7 @@ def point_limits(
 def flags(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> str:
     """Words for the table: the highest line this result is beyond ('> 2×ULN', '≥ 1.5'), so colour
     is never needed; a censored value that cannot be decided says so."""
-    if point.value is None:
+    if point.shown_value is None:
         return point.value_text or ""
     beyond = ""
     undecided: list[str] = []

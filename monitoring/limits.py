@@ -203,10 +203,13 @@ class Limit:
         return decide(value, self.value, inclusive=self.inclusive, comparator=comparator)
 
     def judge(self, point: LabPoint) -> bool | None:
-        """The decision for a stored result; None for a text result or an undecidable censored one."""
-        if point.value is None:
+        """The decision for a stored result; None for a text result or an undecidable censored one.
+        A '<x' result is judged at its bound x with its comparator (records keep ``value`` None for
+        it, so that no arithmetic takes the bound for the value)."""
+        number = point.shown_value
+        if number is None:
             return None
-        return self.decide(point.value, comparator_of(point))
+        return self.decide(number, comparator_of(point))
 
 
 def hepatic_limits(profile: GuidelineProfile, point: LabPoint) -> tuple[Limit, Limit]:
