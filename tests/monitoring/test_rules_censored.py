@@ -111,3 +111,17 @@ def test_a_stale_undecidable_result_says_its_age(session: Session) -> None:
     a = _alerts(session)["CARDIAC_INVOLVEMENT"]
     assert "on 2026-11-20 08:00 (10 days old): undecidable against ULN 40 ng/L" in a.evidence["not_counted"][0]["text"]
     assert a.evidence["not_counted"][0]["age_days"] == 10
+
+
+def test_regiscar_counts_atypical_lymphocytes_above_zero_by_the_one_comparison(session: Session) -> None:
+    from monitoring.regiscar import score_regiscar
+
+    _patient(session)
+    _lab(session, "atypical_lymphocytes_pct", "2026-11-29 08:00", "0", "%")
+    session.commit()
+    items = {i.key: i for i in score_regiscar(load_record(session, MRN), D, PROF).items}
+    assert items["atypical_lymphocytes"].answer == "no"
+    _lab(session, "atypical_lymphocytes_pct", "2026-11-30 08:00", ">0", "%")  # some, above 0: present
+    session.commit()
+    items = {i.key: i for i in score_regiscar(load_record(session, MRN), D, PROF).items}
+    assert items["atypical_lymphocytes"].answer == "yes"
