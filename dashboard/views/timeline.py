@@ -177,6 +177,10 @@ with alert_box:
             for k, v in a.evidence.items():
                 if k == "profile":
                     continue
+                if k == "not_counted":  # censored results the rule could not decide, each by name
+                    for note in v:
+                        st.markdown(f"- **not counted**: {safe.md(note['text'])}")
+                    continue
                 st.markdown(f"- **{safe.md(k.replace('_', ' '))}**: {safe.md(_evidence_text(v))}")
             st.caption(f"Source: {safe.md(a.source)}")
         episode_widgets.episode_controls(open_episodes.get(a.code), a.title or widgets.code_label(a.code), today, prof,
