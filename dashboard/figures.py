@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
+from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, WARNING
 
 if TYPE_CHECKING:
     from monitoring.guideline import GuidelineProfile
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
 DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
-SECOND_LINE_COLOUR = "#6a1b9a"
 PHOTO_COLOUR = "#8d6e63"
 ALERT_ONSET_COLOUR = "#37474f"  # one colour: the severity is in the words beside it
 ZONE_TINTS: dict[str, str] = {
