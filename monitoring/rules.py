@@ -628,10 +628,10 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
     sepsis is more frequent on systemic steroids (Funck-Brentano et al., JAAD 2015;72:246).
     """
     course = ctx.course
-    if course.course_start is None or not course.ongoing:
+    if course.course_start is None or course.day_of_course is None or not course.ongoing:
         return None
     day_line = ctx.profile.days("stalled_response_day")
-    day = (ctx.as_of - course.course_start).days
+    day = course.day_of_course  # the one count (steroids.course_day): the timeline and ward say the same day
     if day < day_line or _second_line_in_course(ctx, course.course_start):
         return None
     fraction = ctx.profile.value("stalled_fraction")

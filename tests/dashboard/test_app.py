@@ -115,6 +115,9 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     text = " ".join(m.value for m in at.markdown)
     assert text.index("CRITICAL · Cardiac involvement") < text.index("WARNING · Hepatic involvement")
     assert "Recommendation:" in text
+    # The course day counted from the first dose as day 0, said so (issue 18 point 7).
+    first = (TODAY - dt.timedelta(days=8)).isoformat()
+    assert f"Day 8 of steroids (first dose {first}): 100 mg/day prednisone-equivalent" in text
     assert any("Source:" in c.value for c in at.caption)
     assert any("decision support, not a diagnosis" in c.value for c in at.caption)
     table = _frame(at, "above")

@@ -128,7 +128,7 @@ def test_compare_view_defaults_to_first_and_latest_of_a_site(photo_db: Engine) -
     assert f"#### {d1.isoformat()} · chest" in out and f"#### {d2.isoformat()} · chest" in out
     # Under each: day since onset, course day, dose, BSA.
     assert "- **day since onset**: 3" in out and "- **day since onset**: 21" in out
-    assert f"- **steroid course**: day 1 (course from {(ONSET + dt.timedelta(days=2)).isoformat()})" in out
+    assert f"- **steroid course**: day 1 of steroids (first dose {(ONSET + dt.timedelta(days=2)).isoformat()})" in out
     assert "- **prednisone-equivalent**: 60 mg/day (1.00 mg/kg)" in out
     assert "- **BSA involved**: 40 %" in out and "- **BSA involved**: 25 %" in out
     assert f"**Chest**, {d1.isoformat()} and {d2.isoformat()}: 18 days apart · BSA 40 % → 25 %" in out
