@@ -23,6 +23,7 @@ __all__ = [
     "value_text",
     "quantity",
     "taken_text",
+    "as_of_moment",
 ]
 
 # At most this many decimal places per (test, unit), trailing zeros dropped (ALT 81 U/L stays '81',
@@ -129,3 +130,13 @@ def taken_text(taken_at: dt.datetime, as_of: dt.date, *, with_date: bool = False
     if days < 0:
         return f"{taken_at:%Y-%m-%d %H:%M}"
     return f"{days} d ago, {taken_at.date().isoformat()}" if with_date else f"{days} d ago"
+
+
+def as_of_moment(as_of: dt.date, now: dt.datetime | None = None) -> dt.datetime:
+    """Where a timeline's "now" line stands (the dashboard's figure and the PDF's): the current
+    time when the view is as of today, so this morning's results are before it; else the end of the
+    as-of day, so every result counted as of that date, whatever its time, is before it."""
+    current = now or dt.datetime.now()
+    if as_of == current.date():
+        return current.replace(microsecond=0)
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())

@@ -204,10 +204,16 @@ class Limit:
         return decide(value, self.value, inclusive=self.inclusive, comparator=comparator)
 
     def judge(self, point: LabPoint) -> bool | None:
-        """The decision for a stored result; None for a text result or an undecidable censored one."""
-        if point.value is None:
+        """The decision for a stored result; None for a text result or an undecidable censored one.
+
+        A '<x' result reaches the rules with no number (monitoring.records keeps x as its
+        ``censored_value``): it is judged by its bound and comparator, so '<0.03' under a ULN of
+        0.04 is decided below it and '<0.05' is undecidable (None, named so on the timeline table);
+        neither can ever make a finding hold (PRODUCT.md §4)."""
+        number = point.shown_value
+        if number is None:
             return None
-        return self.decide(point.value, comparator_of(point))
+        return self.decide(number, comparator_of(point))
 
 
 def hepatic_limits(profile: GuidelineProfile, point: LabPoint) -> tuple[Limit, Limit]:

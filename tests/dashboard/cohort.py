@@ -11,8 +11,6 @@ Relative to a reference date so the ward's "today" and "yesterday" are always me
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
@@ -20,21 +18,14 @@ from streamlit.testing.v1 import AppTest
 from monitoring import auth, services
 
 USER = "dr.test"
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
 def signed_in_app(query: dict[str, str] | None = None) -> AppTest:
     """The dashboard (not yet run) for the cohort's clinician, on the database of DATABASE_URL,
     with ``query`` as the address's query string."""
-    from dashboard import auth as dashboard_auth
-    from monitoring.schema import open_database
+    from tests.dashboard.apptest import app_test, sign_in
 
-    at = AppTest.from_file(APP, default_timeout=60)
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, USER)
-        assert user is not None and user.id is not None
-        for key, value in dashboard_auth.signed_in_state(auth.SignedIn(user.id, user.username, user.role)).items():
-            at.session_state[key] = value
+    at = sign_in(app_test(), USER)
     for key, value in (query or {}).items():
         at.query_params[key] = value
     return at

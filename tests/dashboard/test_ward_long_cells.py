@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard import widgets
 from monitoring.models import Patient
 from monitoring.schema import open_database
-from tests.dashboard.cohort import signed_in_app, write_cohort
+from tests.dashboard.apptest import open_app
+from tests.dashboard.cohort import USER, write_cohort
 
 LONG_NAME = "Lena " + "Longname" * 2500  # 20,005 characters, no space after the first word
 
@@ -33,10 +34,7 @@ def long_name_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _app() -> AppTest:
-    at = signed_in_app()
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def test_ward_shows_a_long_name_shortened_and_the_timeline_whole(long_name_url: str) -> None:
