@@ -281,6 +281,7 @@ def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
     at = _app()
+    deferred.clear()  # the ward page's own deferred download (the ward-round list)
     at.session_state["patient_mrn"] = "CRIT-1"
     at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -110,3 +110,32 @@ def test_a_direct_address_of_a_page_the_account_may_not_open_says_so(
             assert page.get_by_role("link", name="Open the ward overview").count() == 1
         finally:
             browser.close()
+
+
+def test_the_ward_round_list_downloads_in_the_wards_order(cohort_server: str, tmp_path: Path) -> None:
+    """Issue 18 point 15: the button gives the HTML list; opened in the browser it lists the ward's
+    patients in the ward's order with the dates of their values (and prints on A4 landscape)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = _signed_in(browser, cohort_server, USER)
+            on_ward = page.eval_on_selector_all("tr.dm-row", "rows => rows.map(r => r.dataset.mrn)")
+            with page.expect_download(timeout=60_000) as info:
+                page.get_by_role("button", name="Ward-round list (print)").click()
+            saved = tmp_path / info.value.suggested_filename
+            info.value.save_as(saved)
+            assert saved.name == f"ward-round-{dt.date.today().isoformat()}.html"
+            listing = browser.new_page(viewport={"width": 1366, "height": 768})
+            listing.goto(saved.as_uri())
+            assert listing.eval_on_selector_all("tr[data-mrn]", "rows => rows.map(r => r.dataset.mrn)") == on_ward
+            crit = listing.inner_text("tr[data-mrn='CRIT-1']").replace("\u2060", "")
+            assert "Cora Critical" in crit and "yesterday 06:00" in crit and "IVIG from" in crit
+            assert "printed" in listing.inner_text("p.meta") and USER in listing.inner_text("p.meta")
+            if SHOTS:
+                listing.screenshot(path=f"{SHOTS}/ward-round-list-1366.png", full_page=True)
+                listing.pdf(path=f"{SHOTS}/ward-round-list.pdf")  # the print layout (A4 landscape)
+            _no_exception(page)
+        finally:
+            browser.close()
