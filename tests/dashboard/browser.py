@@ -16,8 +16,10 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -106,3 +108,28 @@ def sign_in(page: Any, base: str, username: str, password: str, *, path: str = "
 def no_exception(page: Any) -> None:
     errors = page.query_selector_all('[data-testid="stException"]')
     assert not errors, [e.inner_text()[:2000] for e in errors]
+
+
+@dataclass
+class Watched:
+    """What a page did that the data must never make it do: dialogs (alert, confirm, prompt) and
+    requests to any host but the server; ``violations(page)`` reads the Content-Security-Policy
+    violations the current document reported (also those a script caught)."""
+
+    dialogs: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def violations(page: Any) -> list[str]:
+        return list(page.evaluate("window.__csp || []"))
+
+
+def watch(page: Any) -> Watched:
+    """Start recording ``page``'s dialogs, requests to other hosts and CSP violations."""
+    seen = Watched()
+    page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
+    page.on("request", lambda r: seen.foreign.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None)
+            and not r.url.startswith(("data:", "blob:")) else None)
+    page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation',"
+                         " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI))")
+    return seen

@@ -10,20 +10,11 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import pytest
 
+import tests.dashboard.browser as br
 from monitoring import auth
-from tests.dashboard.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    demo_database,
-    needs_chromium,
-    no_exception,
-    running_server,
-    sign_in,
-)
 
 ADMIN, PASSWORD = "guard.admin", "guard-test-pass-2026"
 
@@ -34,8 +25,8 @@ PAGES = ["/ward", "/timeline?mrn=DEMO-001", "/entry?mrn=DEMO-001", "/photos?mrn=
 
 @pytest.fixture(scope="module")
 def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = demo_database(tmp_path_factory.mktemp("guard"), users=[(ADMIN, auth.ADMIN, PASSWORD)])
-    with running_server(url, script="dashboard/server.py") as base:
+    url = br.demo_database(tmp_path_factory.mktemp("guard"), users=[(ADMIN, auth.ADMIN, PASSWORD)])
+    with br.running_server(url, script="dashboard/server.py") as base:
         yield base
 
 
@@ -74,31 +65,25 @@ def test_signed_out_requests_get_403_and_every_response_the_security_headers(gua
     _assert_security_headers(headers)
 
 
-@needs_chromium
+@br.needs_chromium
 def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the_csp(guarded_server: str) -> None:
     from playwright.sync_api import sync_playwright
 
     violations: list[str] = []
-    foreign: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=br.CHROMIUM, args=br.CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1366, "height": 768})
             page = context.new_page()
             page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text or "Content-Security-Policy" in m.text else None)
-            page.on("pageerror", lambda e: violations.append(f"pageerror: {e}") if "eval" in str(e).lower() else None)
-            page.on("request", lambda r: foreign.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None)
-                    and not r.url.startswith(("data:", "blob:")) else None)
-            # Every violation the page reports (also those a script catches), kept per document.
-            page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation',"
-                                 " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI))")
-            sign_in(page, guarded_server, ADMIN, PASSWORD)
+            seen = br.watch(page)
+            br.sign_in(page, guarded_server, ADMIN, PASSWORD)
             page.wait_for_selector("table.dm-ward", timeout=90_000)
             cookie = next(c["value"] for c in context.cookies() if c["name"] == "dress_browser")
 
             page.goto(guarded_server + "/photos?mrn=DEMO-001", wait_until="domcontentloaded")
             page.wait_for_selector('img[src*="/media/"]', timeout=90_000)
-            no_exception(page)
+            br.no_exception(page)
             src = page.locator('img[src*="/media/"]').first.get_attribute("src") or ""
             media = src if src.startswith("http") else guarded_server + "/" + src.lstrip("./").lstrip("/")
             assert re.search(r"/media/[0-9a-f]+\.\w+$", media), media
@@ -118,9 +103,9 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
                 page.wait_for_timeout(1500)  # Plotly and the figures draw after the script
                 if path.startswith("/timeline"):
                     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)  # Plotly draws under the policy
-                no_exception(page)
+                br.no_exception(page)
                 assert page.get_by_role("textbox", name="Password").count() == 0, path  # still signed in
-                violations.extend(f"{path}: {v}" for v in page.evaluate("window.__csp"))
+                violations.extend(f"{path}: {v}" for v in seen.violations(page))
 
             page.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button').first.click()
             page.get_by_role("button", name="Sign out").click()
@@ -130,4 +115,4 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
     assert _get(media, cookie)[0] == 403  # signed out: the photograph's address is closed at once
     assert _get(guarded_server + "/_stcore/metrics", cookie)[0] == 403
     assert violations == []
-    assert foreign == []
+    assert seen.foreign == [] and seen.dialogs == []
