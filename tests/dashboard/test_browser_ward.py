@@ -17,8 +17,9 @@ from sqlmodel import Session
 
 from monitoring import auth
 from monitoring.schema import open_database
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, running_server
+from tests.dashboard.browser import no_exception as _no_exception
 from tests.dashboard.cohort import write_cohort
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _no_exception, streamlit_server
 
 USER, PASSWORD = "dr.link", "link-test-pass-2026"
 VIEWER = "ward.viewer"
@@ -39,7 +40,7 @@ def cohort_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         auth.create_user(s, actor="test", username=VIEWER, role=auth.VIEWER, password=PASSWORD)
         s.commit()
     # The server of `make run` (dashboard/server.py): its cookie keeps the sign-in across page loads.
-    with streamlit_server(url, "dashboard/server.py") as base:
+    with running_server(url, script="dashboard/server.py") as base:
         yield base
 
 
