@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from monitoring import audit
@@ -132,7 +133,8 @@ def patients_written(session: Session, patient_ids: Iterable[int | None]) -> Non
 def _reconcile_after_commit(session: Session) -> None:
     """Right after a write commits, in a transaction of its own: the clinical write never waits
     for (or is lost to) its bookkeeping, and concurrent writers never queue behind an evaluation.
-    Evaluated without a lock; written (under the patients' locks) only when an episode changes."""
+    Evaluated without a lock; written (under the patients' locks) only when an episode changes,
+    and read and evaluated once unless another write committed in between (``read_version``)."""
     ids = session.info.pop(_WRITTEN, None)
     if not ids or session.info.get(_BUSY):
         return
@@ -146,9 +148,10 @@ def _reconcile_after_commit(session: Session) -> None:
         with Session(engine, expire_on_commit=False) as own:
             own.info[_BUSY] = True
             day, prof = _today(), load_profile()
+            version = read_version(own)
             records = load_records(own, sorted(ids), active_only=True)
             alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
-            sync_evaluated(own, records, alerts, as_of=day, profile=prof)
+            sync_evaluated(own, records, alerts, as_of=day, profile=prof, read_at=version)
     except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
         # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
         log.exception("alert episodes not updated after commit; the next evaluation will")
@@ -187,6 +190,24 @@ def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
         session.execute(update(pt).where(pt.c.id.in_(ids)).values(updated_at=pt.c.updated_at))
 
 
+def read_version(session: Session) -> int | None:
+    """A marker of the database's committed state, taken before a reader loads records in this
+    session, so that ``update_episodes`` can tell, once it holds the lock, whether anything was
+    committed since (then it reads again) or not (then what was read is still what is stored).
+
+    SQLite file: ``PRAGMA data_version``, which changes on a connection whenever another
+    connection has committed a change since it was last asked (sqlite.org/pragma.html#pragma_data_version);
+    the session keeps its one connection until it commits or rolls back. Other databases (no such
+    marker under READ COMMITTED) and in-memory SQLite (one connection shared by every session, so
+    a commit by another session does not change the marker): None, and ``update_episodes`` always
+    reads again."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "sqlite" or isinstance(engine.pool, StaticPool) or engine.url.database in (None, "", ":memory:"):
+        return None
+    return int(session.connection().exec_driver_sql("PRAGMA data_version").scalar_one())
+
+
 def open_episodes(session: Session, patient_ids: Sequence[int] | None = None) -> list[AlertEpisode]:
     """Episodes not closed, of the given patients (all when None)."""
     stmt = select(AlertEpisode).where(AlertEpisode.closed_at.is_(None))  # type: ignore[union-attr]
@@ -208,9 +229,15 @@ def update_episodes(
     as_of: dt.date | None = None,
     profile: GuidelineProfile | None = None,
     now: dt.datetime | None = None,
+    evaluated: tuple[Sequence[PatientRecord], Mapping[int, Sequence[Alert]], int] | None = None,
 ) -> list[EpisodeChange]:
     """Evaluate these patients as of ``as_of`` (today) and bring their episodes up to date, in the
-    caller's transaction. The one function every write path reaches (see the module docstring)."""
+    caller's transaction. The one function every write path reaches (see the module docstring).
+
+    ``evaluated``: (records, their alerts as of ``as_of`` under ``profile``, the ``read_version``
+    taken in this session before the records were loaded), from a reader that has just evaluated
+    these patients. Once the lock is held they are used as they are if nothing was committed since
+    they were read (the same marker), instead of being read and evaluated a second time."""
     from monitoring.guideline import load_profile
     from monitoring.records import load_records
     from monitoring.rules import evaluate
@@ -223,8 +250,13 @@ def update_episodes(
     session.info[_BUSY] = True
     try:
         _lock_patients(session, ids)
-        records = load_records(session, ids, active_only=True)
-        alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
+        wanted = set(ids)
+        if evaluated is not None and read_version(session) == evaluated[2]:
+            records = [r for r in evaluated[0] if r.patient.id in wanted]
+            alerts = {pid: a for pid, a in evaluated[1].items() if pid in wanted}
+        else:
+            records = load_records(session, ids, active_only=True)
+            alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
         return _reconcile(session, records, alerts, day, prof, now or utcnow(), write=True)
     finally:
         session.info.pop(_BUSY, None)
@@ -238,16 +270,24 @@ def sync_evaluated(
     as_of: dt.date,
     profile: GuidelineProfile,
     commit: bool = True,
+    read_at: int | None = None,
 ) -> list[EpisodeChange]:
     """For a reader that has just evaluated these patients (the ward, the notifier): reconcile
     their episodes, writing only when one must change. The patients that need a change are then
     locked, read and evaluated again (``update_episodes``), so a write that landed meanwhile is
-    not undone."""
+    not undone. ``read_at``: the ``read_version`` taken in this session before ``records`` were
+    loaded; when nothing has been committed since, they are not read a second time."""
     stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False)
     if not stale:
         return []
     try:
-        changes = update_episodes(session, sorted({c.patient_id for c in stale}), as_of=as_of, profile=profile)
+        changes = update_episodes(
+            session,
+            sorted({c.patient_id for c in stale}),
+            as_of=as_of,
+            profile=profile,
+            evaluated=None if read_at is None else (records, alerts, read_at),
+        )
         if commit:
             session.commit()
     except DBAPIError:
