@@ -32,6 +32,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, select, update
@@ -190,6 +191,18 @@ def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
         session.execute(update(pt).where(pt.c.id.in_(ids)).values(updated_at=pt.c.updated_at))
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """What a reader read and evaluated in one session: the records, their alerts (as of the day
+    and under the profile given with them), the ``read_version`` taken before the records were
+    loaded, and the patients' open episodes read after them (None: not read)."""
+
+    records: Sequence[PatientRecord]
+    alerts: Mapping[int, Sequence[Alert]]
+    version: int
+    episodes: Sequence[AlertEpisode] | None = None
+
+
 def read_version(session: Session) -> int | None:
     """A marker of the database's committed state, taken before a reader loads records in this
     session, so that ``update_episodes`` can tell, once it holds the lock, whether anything was
@@ -229,15 +242,14 @@ def update_episodes(
     as_of: dt.date | None = None,
     profile: GuidelineProfile | None = None,
     now: dt.datetime | None = None,
-    evaluated: tuple[Sequence[PatientRecord], Mapping[int, Sequence[Alert]], int] | None = None,
+    evaluated: Evaluated | None = None,
 ) -> list[EpisodeChange]:
     """Evaluate these patients as of ``as_of`` (today) and bring their episodes up to date, in the
     caller's transaction. The one function every write path reaches (see the module docstring).
 
-    ``evaluated``: (records, their alerts as of ``as_of`` under ``profile``, the ``read_version``
-    taken in this session before the records were loaded), from a reader that has just evaluated
-    these patients. Once the lock is held they are used as they are if nothing was committed since
-    they were read (the same marker), instead of being read and evaluated a second time."""
+    ``evaluated``: what a reader has just read and evaluated in this session (``Evaluated``). Once
+    the lock is held it is used as it is if nothing was committed since it was read (the same
+    marker), instead of being read and evaluated a second time."""
     from monitoring.guideline import load_profile
     from monitoring.records import load_records
     from monitoring.rules import evaluate
@@ -251,13 +263,16 @@ def update_episodes(
     try:
         _lock_patients(session, ids)
         wanted = set(ids)
-        if evaluated is not None and read_version(session) == evaluated[2]:
-            records = [r for r in evaluated[0] if r.patient.id in wanted]
-            alerts = {pid: a for pid, a in evaluated[1].items() if pid in wanted}
+        episodes: list[AlertEpisode] | None = None
+        if evaluated is not None and read_version(session) == evaluated.version:
+            records = [r for r in evaluated.records if r.patient.id in wanted]
+            alerts = {pid: a for pid, a in evaluated.alerts.items() if pid in wanted}
+            if evaluated.episodes is not None:
+                episodes = [e for e in evaluated.episodes if e.patient_id in wanted]
         else:
             records = load_records(session, ids, active_only=True)
             alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
-        return _reconcile(session, records, alerts, day, prof, now or utcnow(), write=True)
+        return _reconcile(session, records, alerts, day, prof, now or utcnow(), write=True, episodes=episodes)
     finally:
         session.info.pop(_BUSY, None)
 
@@ -277,7 +292,8 @@ def sync_evaluated(
     locked, read and evaluated again (``update_episodes``), so a write that landed meanwhile is
     not undone. ``read_at``: the ``read_version`` taken in this session before ``records`` were
     loaded; when nothing has been committed since, they are not read a second time."""
-    stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False)
+    read = open_episodes(session, sorted({r.patient.id for r in records if r.patient.id is not None}))
+    stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False, episodes=read)
     if not stale:
         return []
     try:
@@ -286,7 +302,7 @@ def sync_evaluated(
             sorted({c.patient_id for c in stale}),
             as_of=as_of,
             profile=profile,
-            evaluated=None if read_at is None else (records, alerts, read_at),
+            evaluated=None if read_at is None else Evaluated(records, alerts, read_at, read),
         )
         if commit:
             session.commit()
@@ -308,11 +324,15 @@ def _reconcile(
     now: dt.datetime,
     *,
     write: bool,
+    episodes: Sequence[AlertEpisode] | None = None,
 ) -> list[EpisodeChange]:
+    """``episodes``: the patients' open episodes, when the caller has just read them."""
     from monitoring.rules import evaluate
 
     by_id = {r.patient.id: r for r in records if r.patient.id is not None}
-    current: dict[tuple[int, str], AlertEpisode] = {(e.patient_id, e.code): e for e in open_episodes(session, sorted(by_id))}
+    if episodes is None:
+        episodes = open_episodes(session, sorted(by_id))
+    current: dict[tuple[int, str], AlertEpisode] = {(e.patient_id, e.code): e for e in episodes}
     changes: list[EpisodeChange] = []
     for pid, record in by_id.items():
         holding = {a.code: a for a in alerts.get(pid, ())}
@@ -383,7 +403,6 @@ def _reconcile(
 
 def _insert_open(session: Session, pid: int, alert: Alert, rows: list[str], onset: dt.date, now: dt.datetime) -> int | None:
     """Insert the open episode unless another process just did (the partial unique index)."""
-    table = AlertEpisode.__table__  # type: ignore[attr-defined]
     values = {
         "patient_id": pid,
         "code": alert.code,
@@ -397,12 +416,20 @@ def _insert_open(session: Session, pid: int, alert: Alert, rows: list[str], onse
         "reopen_count": 0,
         "updated_at": now,
     }
-    if session.get_bind().dialect.name == "postgresql":
+    stmt = _insert_open_statement(session.get_bind().dialect.name)
+    return session.execute(stmt, values).scalar_one_or_none()
+
+
+@lru_cache(maxsize=2)
+def _insert_open_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect (an import opens
+    hundreds of episodes: building the statement for each cost more than running it)."""
+    table = AlertEpisode.__table__  # type: ignore[attr-defined]
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]  # SQLite's insert() beside PostgreSQL's: same call, each typed as its own Insert
-    stmt = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-    return session.execute(stmt).scalar_one_or_none()
+    return dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import monitoring.records
 import monitoring.rules
 from monitoring import auth, episodes, services
 from monitoring.db import create_db_engine
-from monitoring.models import AlertEpisode
+from monitoring.models import AlertEpisode, LabResult
 
 USER = "dr.test"
 NOW = dt.datetime.combine(dt.date.today(), dt.time(0))
@@ -104,9 +104,43 @@ def test_nothing_in_between_reuses_what_was_read(file_engine: Engine) -> None:
         assert pid is not None
         # Alerts that do not match the data (none): used as they are only while the marker is current.
         none: dict[int, list[Any]] = {pid: []}
-        changes = episodes.update_episodes(s, [pid], profile=prof, evaluated=(records, none, version))
+        changes = episodes.update_episodes(s, [pid], profile=prof, evaluated=episodes.Evaluated(records, none, version))
         assert [(c.code, c.change) for c in changes] == [("EOSINOPHILIA", "closed")]
         s.rollback()
-        changes = episodes.update_episodes(s, [pid], profile=prof, evaluated=(records, none, version - 1))
+        changes = episodes.update_episodes(s, [pid], profile=prof, evaluated=episodes.Evaluated(records, none, version - 1))
         assert "closed" not in [c.change for c in changes]
         s.rollback()
+
+
+def test_reopen_and_close_through_the_single_read(file_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a file (the path that reuses what it read): new evidence reopens an acknowledged episode,
+    audited; hiding the results closes it; the after-commit step reads the records once."""
+    from monitoring.models import AuditEntry
+
+    _add_eosinophils(file_engine)
+    with Session(file_engine, expire_on_commit=False) as s:
+        (ep,) = s.execute(select(AlertEpisode).where(AlertEpisode.code == "EOSINOPHILIA")).scalars().all()
+        episodes.acknowledge(s, username=USER, episode_id=ep.id, reason="discussed_with_consultant")  # type: ignore[arg-type]
+        s.commit()
+    real = monitoring.records.load_records
+    calls: list[Any] = []
+
+    def counting(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(monitoring.records, "load_records", counting)
+    with Session(file_engine, expire_on_commit=False) as s:
+        newer = services.add_lab_result(s, username=USER, mrn="R1", test="eosinophils", taken_at=NOW + dt.timedelta(hours=2),
+                                        value=2.6, unit="10^9/L")
+        s.commit()
+    assert len(calls) == 1
+    with Session(file_engine) as s:
+        (ep,) = s.execute(select(AlertEpisode).where(AlertEpisode.code == "EOSINOPHILIA")).scalars().all()
+        assert ep.state == episodes.OPEN and ep.reopen_count == 1 and f"lab_result:{newer}" in ep.evidence_rows
+        assert s.execute(select(AuditEntry).where(AuditEntry.action == episodes.REOPEN)).scalars().all()
+    with Session(file_engine, expire_on_commit=False) as s:
+        for lab_id in s.execute(select(LabResult.id)).scalars().all():
+            services.hide_record(s, username=USER, entity="lab_result", record_id=lab_id, reason="entered in error")
+        s.commit()
+    assert "EOSINOPHILIA" not in _codes(file_engine)
