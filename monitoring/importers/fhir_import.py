@@ -257,8 +257,9 @@ class ParsedBundle:
     mrn_at: dict[str, str] = field(default_factory=dict)
     # id() of the schedule rows of drugs no decision reads (their problems never block)
     optional_meds: set[int] = field(default_factory=set)
-    # Observations withdrawn by the sender (status entered-in-error): (MRN, source id, where).
-    withdrawn: list[tuple[str, str, str]] = field(default_factory=list)
+    # Observations withdrawn by the sender (status entered-in-error): (MRN, source id, where, and
+    # the business identifier and catalogue test that find it under another resource id, or None).
+    withdrawn: list[tuple[str, str, str, tuple[str, str] | None]] = field(default_factory=list)
     # Found by match_stored, applied by write_corrections: (stored row, re-sent result, why) and
     # (stored row, reason).
     corrections: list[tuple[LabResult, LabIn, str]] = field(default_factory=list)
@@ -360,6 +361,7 @@ class ParsedBundle:
         stored = {(row.patient_id, str(row.source_id)): row for row in _stored_labs(session, ids, "source_id", source_ids)}
         # The same result under a new resource id is found by its business identifier and test.
         identifiers = {lab.source_identifier for lab in keyed if lab.source_identifier is not None}
+        identifiers |= {w[3][0] for w in self.withdrawn if w[3] is not None}
         by_identifier = {
             (row.patient_id, str(row.source_identifier), row.test): row
             for row in _stored_labs(session, ids, "source_identifier", identifiers)
@@ -389,8 +391,11 @@ class ParsedBundle:
             if action == "amend":
                 self.corrections.append((row, lab, f"{why} ({lab.where})"))
                 taken.add(id(lab))
-        for mrn, source_id, where in self.withdrawn:
-            row = stored.get((ids.get(mrn, -1), source_id))
+        for mrn, source_id, where, same_result in self.withdrawn:
+            pid = ids.get(mrn, -1)
+            row = stored.get((pid, source_id))
+            if row is None and same_result is not None:
+                row = by_identifier.get((pid, *same_result))
             if row is not None and not row.hidden:
                 self.removals.append((row, f"entered-in-error: withdrawn by its sender ({where})"))
         return taken
@@ -1254,7 +1259,9 @@ class _Reader:
         mrn = self.patient_of(i, r, "subject") if self.lenient is None else None
         del self.out.problems[kept:]
         if mrn is not None:
-            self.out.withdrawn.append((mrn, source_id, self.where(i, r)))
+            identifier, test = _business_identifier(r), _observation_code(r.get("code"))[0]
+            same_result = (identifier, test.key) if identifier is not None and test is not None else None
+            self.out.withdrawn.append((mrn, source_id, self.where(i, r), same_result))
 
     def lab_value(
         self, where: str, r: dict[str, Any], test: TestDef

@@ -264,3 +264,20 @@ def test_the_business_identifier_survives_export_and_import_so_a_later_correctio
         assert corrected.ok, corrected.problem_lines()
         assert _rows(s2) == [("alt", 125.0, "amended", False, True)]
     other.dispose()
+
+
+def test_entered_in_error_under_a_new_resource_id_with_the_same_identifier_removes_the_stored_result(
+    session: Session, tmp_path: Path
+) -> None:
+    assert _send(session, tmp_path, _obs("srv1-obs-17", "1742-6", 250, "U/L", identifier=[LAB_ID])).ok
+    withdrawn = _obs("srv2-9f3a", "1742-6", 250, "U/L", status="entered-in-error", identifier=[LAB_ID])
+    report = _send(session, tmp_path, withdrawn, name="withdrawn.json")
+    assert report.ok, report.problem_lines()
+    assert report.result is not None and report.result.labs_removed == 1
+    assert _rows(session) == [("alt", 250.0, "final", True, False)]
+    [entry] = _audit(session, "hide")
+    assert "Observation/srv2-9f3a" in (entry.reason or "")
+    # Another test under the same identifier is another result: not removed by it.
+    other = _send(session, tmp_path, {**withdrawn, "id": "srv2-x", "code": {"coding": [{"system": "http://loinc.org", "code": "1920-8"}]}},
+                  name="other.json")
+    assert other.ok and other.result is not None and other.result.labs_removed == 0
