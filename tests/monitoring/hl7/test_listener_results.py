@@ -186,3 +186,17 @@ def test_final_with_another_value_after_a_final_waits_for_a_person(listener: Lis
     code, _cid, text, errors = result(listener, mrn, "FF-2", "1742-6^ALT^LN", "90", "U/L", "F")
     assert code == "AE" and text == "stored 0; 1 to review" and errors and errors[0].startswith("OBX-11:")
     assert [r.value for r in rows(db[1], mrn)] == [250]
+
+
+def test_deleted_result_over_the_socket_is_hidden_with_the_reason_and_its_alert_goes(listener: Listener, db: tuple[str, Engine]) -> None:
+    mrn = "ST-D"
+    assert result(listener, mrn, "D-1", TROPONIN_I, "0.09", "ng/mL", "F")[:3] == ("AA", "D-1", "stored 1")
+    assert "CARDIAC_INVOLVEMENT" in alert_codes(db[1], mrn)  # 90 ng/L against the default ULN 26
+    assert result(listener, mrn, "D-2", TROPONIN_I, "", "", "D")[:3] == ("AA", "D-2", "cancelled 1")
+    assert rows(db[1], mrn) == []
+    (row,) = rows(db[1], mrn, hidden=True)
+    assert row.hidden_reason is not None and "deleted the result (OBX-11 D)" in row.hidden_reason and "MSH-10 D-2" in row.hidden_reason
+    assert "CARDIAC_INVOLVEMENT" not in alert_codes(db[1], mrn)
+    with Session(db[1]) as s:
+        (audit,) = s.execute(select(AuditEntry).where(AuditEntry.entity_id == str(row.id), AuditEntry.action == "hide")).scalars()
+    assert audit.username == "hl7:LIS^MAINLAB"
