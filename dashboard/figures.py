@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
+from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, WARNING
+from monitoring.steroids import dose_lines
 
 if TYPE_CHECKING:
     from monitoring.guideline import GuidelineProfile
@@ -27,9 +28,13 @@ if TYPE_CHECKING:
 
 # Series colours: chosen apart from the severity colours so a data line is never read as an alert.
 SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
+# Series in one panel (ALT and AST) also differ by marker and dash, not only by colour (issue 18
+# point 6: a colour-blind reader or a grey print tells them apart), as in the PDF's figure
+# (monitoring.report: ALT circles on a solid line, AST squares on a dashed one).
+SERIES_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "cross")
+SERIES_DASHES: tuple[str, ...] = ("solid", "longdash", "dot", "dashdot")
 DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
-SECOND_LINE_COLOUR = "#6a1b9a"
 PHOTO_COLOUR = "#8d6e63"
 ALERT_ONSET_COLOUR = "#37474f"  # one colour: the severity is in the words beside it
 ZONE_TINTS: dict[str, str] = {
@@ -102,8 +107,7 @@ class DoseStep:
 class DoseTrack:
     steps: tuple[DoseStep, ...]
     second_line: tuple[tuple[str, dt.date], ...] = ()  # (drug, start date): IVIG, cyclosporine
-    course_start: dt.date | None = None
-    course_day: int | None = None
+    course_words: str | None = None  # 'day 7 of steroids (first dose 2026-11-25)' (steroids.course_day_words)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,12 @@ class Timeline:
     # (onset date, words) of each alert episode (monitoring.episodes), closed ones included
     alert_onsets: tuple[tuple[dt.date, str], ...] = ()
     temperature: Panel | None = None  # drawn above the dose panel when the patient has readings
+    now: dt.datetime | None = None  # where the now line stands (display.as_of_moment); None: end of ``today``
+
+    @property
+    def moment(self) -> dt.datetime:
+        """The now line: ``now`` when given, else the end of the as-of day (every result of it before)."""
+        return self.now if self.now is not None else dt.datetime.combine(self.today + dt.timedelta(days=1), dt.time())
 
 
 def _x(value: dt.date | dt.datetime, onset: dt.date | None, mode: XMode) -> dt.datetime | float:
@@ -128,7 +138,7 @@ def _x(value: dt.date | dt.datetime, onset: dt.date | None, mode: XMode) -> dt.d
 
 def _span(t: Timeline) -> tuple[dt.datetime, dt.datetime]:
     """The time span the figure covers: onset (or first data) to the end of the plan or today."""
-    moments: list[dt.datetime] = [dt.datetime.combine(t.today, dt.time())]
+    moments: list[dt.datetime] = [t.moment]
     if t.onset:
         moments.append(dt.datetime.combine(t.onset, dt.time()))
     for panel in t.panels:
@@ -159,10 +169,10 @@ class _Batch:
     def add_annotation(self, **kw: object) -> None:
         self.annotations.append(kw)
 
-    def add_vline(self, x: object, line: dict[str, object], row: int, col: int = 1) -> None:
+    def add_vline(self, x: object, line: dict[str, object], row: int, col: int = 1, name: str = "") -> None:
         self.shapes.append(
             {"type": "line", "x0": x, "x1": x, "xref": _axis("x", row), "y0": 0, "y1": 1,
-             "yref": f"{_axis('y', row)} domain", "line": line, "layer": "above"}
+             "yref": f"{_axis('y', row)} domain", "line": line, "layer": "above", **({"name": name} if name else {})}
         )
 
     def update_yaxes(self, *, range: list[float], row: int, col: int = 1) -> None:  # noqa: A002 - Plotly's name
@@ -278,6 +288,7 @@ def _draw_panel(
         _draw_threshold(fig, row, panel, drawn, onset, mode, x0, x1, top)
     for i, s in enumerate(panel.series):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        symbol = SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]
         xs = [_x(p.taken_at, onset, mode) for p in s.points]
         custom = [
             [
@@ -298,11 +309,11 @@ def _draw_panel(
                 legendgroup=s.key,
                 showlegend=len(panel.series) > 1,  # a single series is named by its panel title
                 mode="lines+markers",
-                line={"color": colour, "width": 2},
+                line={"color": colour, "width": 2, "dash": SERIES_DASHES[i % len(SERIES_DASHES)]},
                 marker={"size": 7, "symbol": [
                     # A censored result is a triangle pointing where the true value lies.
                     "triangle-down" if p.comparator in ("<", "<=") else "triangle-up" if p.comparator in (">", ">=")
-                    else "circle-open" if p.preliminary else "diamond" if p.amended else "circle" for p in s.points]},
+                    else f"{symbol}-open" if p.preliminary else "diamond" if p.amended else symbol for p in s.points]},
                 customdata=custom,
                 hovertemplate=(
                     f"<b>{s.label}</b> %{{customdata[5]}}%{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
@@ -397,40 +408,32 @@ def _draw_threshold(
 
 def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> None:
     steps = list(t.dose.steps)
-    given = [s for s in steps if not s.planned]
-    planned = [s for s in steps if s.planned]
-    today_x = _x(t.today, t.onset, mode)
+    # Given solid up to the now line, the plan dashed from there: never one over the other
+    # (issue 18 point 11; the one rule for both figures: monitoring.steroids.dose_lines).
+    given, planned = dose_lines([(s.day, s.mg, s.planned) for s in steps], t.moment)
     if given:
-        xs = [_x(s.day, t.onset, mode) for s in given]
-        ys = [s.mg for s in given]
-        # The last dose given holds until today (or until the plan takes over).
-        end_x = _x(planned[0].day, t.onset, mode) if planned else today_x
-        xs.append(end_x)
-        ys.append(ys[-1])
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=ys,
+                x=[_x(when, t.onset, mode) for when, _ in given],
+                y=[mg for _, mg in given],
                 name="dose given",
                 mode="lines+markers",
                 line={"color": DOSE_COLOUR, "width": 2.5, "shape": "hv"},
-                marker={"size": [6] * (len(xs) - 1) + [0]},
-                customdata=[s.day.isoformat() for s in given] + [""],
+                marker={"size": [6] * (len(given) - 1) + [0]},
+                customdata=[when.date().isoformat() for when, _ in given[:-1]] + [""],
                 hovertemplate="given from %{customdata}: %{y:.4g} mg/day<extra></extra>",
             ),
             row=row,
             col=1,
         )
     if planned:
-        anchor = [given[-1]] if given else []
-        seq = anchor + planned
-        xs = [_x(s.day, t.onset, mode) for s in seq]
-        ys = [s.mg for s in seq]
-        if seq[-1].mg > 0:
+        xs = [_x(when, t.onset, mode) for when, _ in planned]
+        ys = [mg for _, mg in planned]
+        if ys[-1] > 0:
             xs.append(x1)
             ys.append(ys[-1])
         else:
-            xs.append(_x(seq[-1].day + dt.timedelta(days=1), t.onset, mode))
+            xs.append(_x(planned[-1][0] + dt.timedelta(days=1), t.onset, mode))
             ys.append(0.0)
         fig.add_trace(
             go.Scatter(
@@ -467,9 +470,9 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
             row=row,
             col=1,
         )
-    if t.dose.course_day is not None and t.dose.course_start is not None:
+    if t.dose.course_words:
         fig.add_annotation(
-            text=f"course day {t.dose.course_day} (from {t.dose.course_start.isoformat()})",
+            text=t.dose.course_words,
             x=0.005,
             xref=f"{_axis('x', row)} domain",
             y=1.0,
@@ -483,12 +486,16 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
 
 
 def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
-    """Vertical marks through every panel: today, second-line starts, photograph dates."""
-    today_x = _x(t.today, t.onset, mode)
+    """Vertical marks through every panel: now, second-line starts, photograph dates."""
+    # The now line at the current time (issue 18 point 11: at midnight, this morning's results
+    # were drawn after "today"); for a past as-of date, at the end of that day.
+    moment = t.moment
+    now_x = _x(moment, t.onset, mode)
     for r in range(1, rows + 1):
-        fig.add_vline(x=today_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1)
+        fig.add_vline(x=now_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1, name="now")
+    words = f"now {moment:%H:%M}" if moment.date() == t.today else f"end of {t.today.isoformat()}"
     # At the foot of the dose panel: at the top it would sit on the first panel's title.
-    fig.add_annotation(text="today", x=today_x, xref=_axis("x", rows), y=0.0, yref=f"{_axis('y', rows)} domain", showarrow=False,
+    fig.add_annotation(text=words, x=now_x, xref=_axis("x", rows), y=0.0, yref=f"{_axis('y', rows)} domain", showarrow=False,
                        yanchor="bottom", xanchor="left", font={"size": 10, "color": MUTED})
     for _drug, start in t.dose.second_line:
         for r in range(1, rows + 1):

@@ -185,9 +185,12 @@ def timeline(
     record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional",
     photos: Sequence[dt.date] = (),
     alert_onsets: Sequence[tuple[dt.date, str]] = (),
+    now: dt.datetime | None = None,
 ) -> Timeline:
-    """Everything the timeline figure draws for one patient, in the chosen unit system."""
-    from monitoring.steroids import analyse_course
+    """Everything the timeline figure draws for one patient, in the chosen unit system. The now
+    line stands at ``now`` when ``as_of`` is its date, else at the end of ``as_of``
+    (monitoring.display.as_of_moment, as in the PDF)."""
+    from monitoring.steroids import analyse_course, course_day_words
 
     thresholds = panel_thresholds(record, prof, as_of)
     panels: list[Panel] = []
@@ -228,11 +231,11 @@ def timeline(
     dose = DoseTrack(
         steps=steps,
         second_line=tuple(course.second_line),
-        course_start=course.course_start,
-        course_day=course.day_of_course,
+        course_words=course_day_words(course.course_start, course.day_of_course),
     )
     return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos),
-                    temperature=temperature_panel(record, prof), alert_onsets=tuple(alert_onsets))
+                    temperature=temperature_panel(record, prof), alert_onsets=tuple(alert_onsets),
+                    now=display.as_of_moment(as_of, now))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -245,9 +248,11 @@ def timeline_figure(
     x_mode: str,
     x_range: tuple[dt.date, dt.date] | None,
     profile_key: str = "",
+    now: dt.datetime | None = None,
 ) -> Any:
-    """The patient's timeline figure, built once per data version and view (a few hundred ms for
-    months of daily results): reruns that change nothing on the figure reuse it."""
+    """The patient's timeline figure, built once per data version, view and ``now`` (the page
+    passes the current minute, so the now line moves on; a few hundred ms for months of daily
+    results): reruns that change nothing on the figure reuse it."""
     from dashboard.figures import timeline_figure as build
 
     record = patient_record(url, version, mrn)
@@ -255,7 +260,8 @@ def timeline_figure(
         raise LookupError(f"unknown MRN {mrn!r}")
     photos = photo_dates(url, version, record.patient.id)
     onsets = alert_onsets(patient_episodes(url, version, record.patient.id or 0))
-    return build(timeline(record, profile(), as_of, units=units, photos=photos, alert_onsets=onsets), x_mode=x_mode, x_range=x_range)
+    tl = timeline(record, profile(), as_of, units=units, photos=photos, alert_onsets=onsets, now=now)
+    return build(tl, x_mode=x_mode, x_range=x_range)
 
 
 def _convert_threshold(th: Threshold, test: str, units: str) -> Threshold:

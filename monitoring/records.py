@@ -257,8 +257,9 @@ def load_records(
              cmp, status) in session.execute(lab_stmt).all():
             bound = None
             if cmp in ("<", "<="):
-                # A censored "<x" (PRODUCT.md §4) never makes a finding hold: the rules see no number
-                # and show the value as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
+                # A censored "<x" (PRODUCT.md §4) has no value to compute with: its bound is kept
+                # apart (censored_value), judged only by monitoring.limits with its comparator, and
+                # shown as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
                 value, bound = None, value
             if pid != current_pid:
                 bucket = labs.setdefault(pid, [])

@@ -29,7 +29,7 @@ if record is None:
 
 from monitoring.rules import evaluate  # noqa: E402
 from monitoring.severity import rank as severity_rank  # noqa: E402
-from monitoring.steroids import analyse_course  # noqa: E402
+from monitoring.steroids import analyse_course, course_day_words  # noqa: E402
 
 p = record.patient
 
@@ -84,11 +84,13 @@ if p.culprit_drugs:
 else:
     widgets.banner("warning", "No culprit drug recorded: record it on the Entry page so rechallenge can be caught.")
 
+# The course day said with its first dose ("day 7 of steroids (first dose ...)"): the count the
+# day-7 rule uses (monitoring.steroids.course_day), so nobody is a day off (issue 18 point 7).
+course_words = course_day_words(course.course_start, course.day_of_course)
 steroid_line = (
-    f"Steroid course from {widgets.iso(course.course_start)}, day {course.day_of_course:d}, "
-    f"{course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
+    f"{safe.md(course_words[:1].upper() + course_words[1:])}: {course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
     + (f" ({course.current_mg_per_kg:.2f} mg/kg)" if course.current_mg_per_kg is not None else "")
-    if course.ongoing and course.course_start
+    if course.ongoing and course_words
     else "No systemic steroid today"
 )
 if course.taper_start:
@@ -126,7 +128,8 @@ if window and window != "all":
 # --- figure and alerts --------------------------------------------------------------------
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
-    figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}")
+    figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}",
+                                            store.now_minute())
     event = st.plotly_chart(
         figure,
         key="timeline_figure",
@@ -176,6 +179,10 @@ with alert_box:
                 st.dataframe(quoted, hide_index=True, width="stretch")
             for k, v in a.evidence.items():
                 if k == "profile":
+                    continue
+                if k == "not_counted":  # censored results the rule could not decide, each by name
+                    for note in v:
+                        st.markdown(f"- **not counted**: {safe.md(note['text'])}")
                     continue
                 st.markdown(f"- **{safe.md(k.replace('_', ' '))}**: {safe.md(_evidence_text(v))}")
             st.caption(f"Source: {safe.md(a.source)}")

@@ -94,8 +94,8 @@ if target := st.session_state.pop("ward_open_target", None):
 
 HEADERS = [(t, f"{label} {timeline_model.display_unit(t, 'conventional')}") for t, label in
            zip(ward_model.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
-st.markdown(widgets.ward_table_html(shown, HEADERS), unsafe_allow_html=True)
+st.markdown(widgets.ward_table_html(shown, HEADERS, as_of=today), unsafe_allow_html=True)
 st.caption(
     "Each result: latest value, then arrow and signed change since the previous result; a line crossed since then "
-    "is written under it."
+    "is written under it, and when the value was taken (bold from two days old). A patient's name opens the timeline."
 )

@@ -4,7 +4,6 @@ cohort (DATABASE_URL), asserting what a clinician would check."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring import auth
 from monitoring.models import LabResult
 from monitoring.schema import open_database
+from tests.dashboard.apptest import APP, TIMEOUT, open_app, sign_in
 from tests.dashboard.cohort import USER, write_cohort
 from tests.dashboard.shown import shown
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -39,20 +35,11 @@ def db_url_with_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _signed_in(at: AppTest, username: str = USER) -> AppTest:
     """Seed the session as the sign-in page would (dashboard.auth); the account is in the cohort."""
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, username)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username)
 
 
 def _app() -> AppTest:
-    at = _signed_in(AppTest.from_file(APP, default_timeout=TIMEOUT))
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def _ward_html(at: AppTest) -> str:
@@ -128,6 +115,9 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     text = " ".join(m.value for m in at.markdown)
     assert text.index("CRITICAL · Cardiac involvement") < text.index("WARNING · Hepatic involvement")
     assert "Recommendation:" in text
+    # The course day counted from the first dose as day 0, said so (issue 18 point 7).
+    first = (TODAY - dt.timedelta(days=8)).isoformat()
+    assert f"Day 8 of steroids (first dose {first}): 100 mg/day prednisone-equivalent" in text
     assert any("Source:" in c.value for c in at.caption)
     assert any("decision support, not a diagnosis" in c.value for c in at.caption)
     table = _frame(at, "above")

@@ -8,6 +8,7 @@ it must run (.ci/run installs Debian's chromium).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -53,12 +54,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with Session(engine) as s:
         auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
         s.commit()
+    with streamlit_server(url) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def streamlit_server(url: str, script: str = "dashboard/app.py", **env: str) -> Iterator[str]:
+    """``streamlit run script`` on a free port with DATABASE_URL=url (and ``env``): its base
+    address once healthy; the whole process group is stopped afterwards, always."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": url, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

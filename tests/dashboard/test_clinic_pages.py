@@ -14,12 +14,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring.auth import SignedIn
 from monitoring.db import create_db_engine, session_scope
 from monitoring.models import ClinicalFinding, MedicationRow, User
 from monitoring.records import load_record
 from monitoring.store import LabIn, MedIn, PatientIn, write_batch
+from tests.dashboard.apptest import sign_in
 from tests.dashboard.shown import shown
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "views"
@@ -65,12 +64,7 @@ def clinic_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine
 def signed_in(at: AppTest, eng: Engine, username: str) -> AppTest:
     """Seed the session as the sign-in gate does (dashboard.auth.signed_in_state); the gate checks
     the account against the database on every run."""
-    with Session(eng) as s:
-        user = s.execute(select(User).where(User.username == username)).scalar_one()
-        state = dashboard_auth.signed_in_state(SignedIn(user_id=user.id or 0, username=user.username, role=user.role))
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username, eng)
 
 
 def page(name: str, eng: Engine, username: str = USER) -> AppTest:

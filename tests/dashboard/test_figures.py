@@ -153,7 +153,7 @@ def test_dose_panel_given_solid_planned_dashed_second_line_marked(writer: Sessio
     ivig = [t for t in fig.data if t.meta and t.meta.get("second_line") == "ivig"]
     assert ivig and ivig[0].text == ("IVIG",)
     texts = [a.text for a in fig.layout.annotations]
-    assert any(t.startswith("course day ") for t in texts)
+    assert f"day 18 of steroids (first dose {(ONSET + dt.timedelta(days=1)).isoformat()})" in texts
 
 
 def test_days_since_onset_axis(writer: Session) -> None:
@@ -201,8 +201,8 @@ def test_table_says_in_words_which_line_a_result_is_above(writer: Session) -> No
 
 
 def _bare_timeline(steps: tuple[figures.DoseStep, ...] = (), photos: tuple[dt.date, ...] = ()) -> figures.Timeline:
-    return figures.Timeline(onset=ONSET, today=TODAY, panels=(), dose=figures.DoseTrack(steps=steps,
-                            course_start=steps[0].day if steps else None, course_day=5 if steps else None),
+    words = f"day 5 of steroids (first dose {steps[0].day.isoformat()})" if steps else None
+    return figures.Timeline(onset=ONSET, today=TODAY, panels=(), dose=figures.DoseTrack(steps=steps, course_words=words),
                             photo_dates=photos)
 
 
@@ -215,7 +215,7 @@ def test_no_lab_panel_at_all_still_draws_the_dose_panel(x_mode: str) -> None:
     refs = {a.xref for a in fig.layout.annotations} | {s.xref for s in fig.layout.shapes}
     assert refs <= {"x", "x domain", "paper"}, refs
     assert any(t.name == "dose given" for t in fig.data)
-    assert "course day 5" in " ".join(a.text for a in fig.layout.annotations)
+    assert "day 5 of steroids (first dose" in " ".join(a.text for a in fig.layout.annotations)
     empty = figures.timeline_figure(_bare_timeline())
     assert "no systemic steroid recorded" in [a.text for a in empty.layout.annotations]
 
@@ -274,3 +274,68 @@ def test_figure_serialises_like_its_cached_copy(writer: Session) -> None:
     tl = timeline_model.timeline(_record(writer), load_profile(), TODAY, photos=(ONSET + dt.timedelta(days=4),))
     fig = figures.timeline_figure(tl)
     assert pio.to_json(fig, validate=False) == pio.to_json(pickle.loads(pickle.dumps(fig)), validate=False)
+
+
+def test_alt_and_ast_differ_by_marker_and_dash_not_only_colour(writer: Session) -> None:
+    """Issue 18 point 6: a colour-blind reader or a grey print tells ALT from AST."""
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
+    _lab(writer, 2, "ast", 90, "U/L", ref_high=35)
+    _lab(writer, 4, "alt", 100, "U/L", ref_high=35)
+    _lab(writer, 4, "ast", 80, "U/L", ref_high=35)
+    fig = _figure(_record(writer))
+    alt = next(t for t in fig.data if t.name == "ALT")
+    ast = next(t for t in fig.data if t.name == "AST")
+    assert set(alt.marker.symbol) == {"circle"} and set(ast.marker.symbol) == {"square"}
+    assert alt.line.dash == "solid" and ast.line.dash not in (None, "solid")
+    assert alt.line.color != ast.line.color
+    assert alt.showlegend and ast.showlegend  # named in the legend with their marker and dash
+
+
+def _shape_x(fig: go.Figure, name: str) -> set[dt.datetime]:
+    return {dt.datetime.fromisoformat(str(s.x0)) for s in fig.layout.shapes if s.name == name}
+
+
+def test_now_line_at_the_current_time_and_the_given_dose_stops_there(writer: Session) -> None:
+    """Issue 18 point 11: this morning's 07:30 result is before the now line (09:30), not after a
+    midnight 'today'; the dose given stops at now and the plan (dashed) starts there."""
+    now = dt.datetime.combine(TODAY, dt.time(9, 30))
+    services.add_lab_result(writer, username=USER, mrn="P1", test="alt", taken_at=dt.datetime.combine(TODAY, dt.time(7, 30)),
+                            value=90, unit="U/L", ref_high=35, now=now)
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="prednisone", start_date=TODAY - dt.timedelta(days=5),
+                             dose=60, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="prednisone", start_date=TODAY + dt.timedelta(days=3),
+                             dose=40, unit="mg")
+    record = _record(writer)
+    fig = figures.timeline_figure(timeline_model.timeline(record, load_profile(), TODAY, now=now))
+    assert _shape_x(fig, "now") == {now}  # one moment, through every panel
+    assert len([s for s in fig.layout.shapes if s.name == "now"]) == len(timeline_model.PANELS) + 1
+    assert "now 09:30" in [a.text for a in fig.layout.annotations]
+    alt = next(t for t in fig.data if t.name == "ALT")
+    assert dt.datetime.fromisoformat(str(alt.x[0])) < now
+    given = next(t for t in fig.data if t.name == "dose given")
+    planned = next(t for t in fig.data if t.name == "dose planned")
+    given_x = [dt.datetime.fromisoformat(str(x)) for x in given.x]
+    planned_x = [dt.datetime.fromisoformat(str(x)) for x in planned.x]
+    assert max(given_x) == now  # not on to the plan's start three days later
+    assert planned_x[0] == now and list(planned.y[:2]) == [60.0, 40.0]  # dashed from now: no overlap
+    assert min(planned_x) >= max(given_x)
+
+
+def test_now_line_for_a_past_date_is_the_end_of_that_day(writer: Session) -> None:
+    _lab(writer, 3, "alt", 90, "U/L", ref_high=35)
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="prednisone", start_date=ONSET, dose=60, unit="mg")
+    as_of = ONSET + dt.timedelta(days=3)
+    tl = timeline_model.timeline(_record(writer), load_profile(), as_of, now=dt.datetime.combine(TODAY, dt.time(9, 30)))
+    fig = figures.timeline_figure(tl)
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+    assert _shape_x(fig, "now") == {end}
+    assert f"end of {as_of.isoformat()}" in [a.text for a in fig.layout.annotations]
+    given = next(t for t in fig.data if t.name == "dose given")
+    assert max(dt.datetime.fromisoformat(str(x)) for x in given.x) == end
+
+
+def test_now_line_in_days_since_onset(writer: Session) -> None:
+    now = dt.datetime.combine(TODAY, dt.time(12, 0))
+    fig = figures.timeline_figure(timeline_model.timeline(_record(writer), load_profile(), TODAY, now=now), x_mode="day")
+    xs = {float(s.x0) for s in fig.layout.shapes if s.name == "now"}
+    assert len(xs) == 1 and xs.pop() == pytest.approx((TODAY - ONSET).days + 0.5)
