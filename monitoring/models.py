@@ -49,7 +49,14 @@ class LabResult(SQLModel, table=True):
     __table_args__ = (
         Index("ix_lab_patient_test_time", "patient_id", "test", "taken_at"),
         Index("ix_lab_patient_time", "patient_id", "taken_at"),
-        Index("ix_lab_patient_identifier", "patient_id", "source_identifier"),
+        # Partial, like ux_lab_patient_source: CSV rows (no identifier) cost the index nothing.
+        Index(
+            "ix_lab_patient_identifier",
+            "patient_id",
+            "source_identifier",
+            sqlite_where=text("source_identifier IS NOT NULL"),
+            postgresql_where=text("source_identifier IS NOT NULL"),
+        ),
         Index(
             "ux_lab_patient_source",
             "patient_id",

@@ -28,7 +28,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("lab_result", sa.Column("source_identifier", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True))
-    op.create_index("ix_lab_patient_identifier", "lab_result", ["patient_id", "source_identifier"])
+    # Partial (as ux_lab_patient_source): rows without an identifier (every CSV row) are not in it.
+    op.create_index(
+        "ix_lab_patient_identifier",
+        "lab_result",
+        ["patient_id", "source_identifier"],
+        sqlite_where=sa.text("source_identifier IS NOT NULL"),
+        postgresql_where=sa.text("source_identifier IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
