@@ -258,8 +258,8 @@ class ParsedBundle:
     # id() of the schedule rows of drugs no decision reads (their problems never block)
     optional_meds: set[int] = field(default_factory=set)
     # Observations withdrawn by the sender (status entered-in-error): (MRN, source id, where, and
-    # the business identifier and catalogue test that find it under another resource id, or None).
-    withdrawn: list[tuple[str, str, str, tuple[str, str] | None]] = field(default_factory=list)
+    # the business identifier, catalogue test and time that find it under another resource id, or None).
+    withdrawn: list[tuple[str, str, str, tuple[str, str, dt.datetime] | None]] = field(default_factory=list)
     # Found by match_stored, applied by write_corrections: (stored row, re-sent result, why) and
     # (stored row, reason).
     corrections: list[tuple[LabResult, LabIn, str]] = field(default_factory=list)
@@ -359,11 +359,13 @@ class ParsedBundle:
             return set()
         source_ids = {str(lab.source_id) for lab in keyed} | {w[1] for w in self.withdrawn}
         stored = {(row.patient_id, str(row.source_id)): row for row in _stored_labs(session, ids, "source_id", source_ids)}
-        # The same result under a new resource id is found by its business identifier and test.
+        # The same result under a new resource id is found by its business identifier, test and
+        # time: an identifier some laboratories give a whole order (accession) is shared by serial
+        # results of one test (troponin at 0 h and 3 h), which the time keeps apart.
         identifiers = {lab.source_identifier for lab in keyed if lab.source_identifier is not None}
         identifiers |= {w[3][0] for w in self.withdrawn if w[3] is not None}
         by_identifier = {
-            (row.patient_id, str(row.source_identifier), row.test): row
+            (row.patient_id, str(row.source_identifier), row.test, row.taken_at): row
             for row in _stored_labs(session, ids, "source_identifier", identifiers)
             if row.source_id is not None
         }
@@ -372,7 +374,7 @@ class ParsedBundle:
             pid = ids.get(lab.mrn, -1)
             row = stored.get((pid, str(lab.source_id)))
             if row is None and lab.source_identifier is not None:
-                row = by_identifier.get((pid, lab.source_identifier, lab.test))
+                row = by_identifier.get((pid, lab.source_identifier, lab.test, lab.taken_at))
                 if row is not None:
                     # The same result under a new resource id (another server, a re-export): it is
                     # decided as if re-sent under the id it is stored with, so the same result again
@@ -717,8 +719,8 @@ class _Reader:
         self.intervals: dict[tuple[str, str], list[_Interval]] = defaultdict(list)
         self.weights: dict[str, tuple[dt.datetime, float]] = {}
         self.medications_used: set[int] = set()  # id() of Medication resources an imported order names
-        # (MRN, "id", resource id) or (MRN, "identifier", business identifier, test) -> where and result
-        self.lab_ids: dict[tuple[str, ...], tuple[str, LabIn]] = {}
+        # (MRN, "id", resource id) or (MRN, "identifier", business identifier, test, time) -> where and result
+        self.lab_ids: dict[tuple[Any, ...], tuple[str, LabIn]] = {}
         # id() of an Observation -> the time / subject its DiagnosticReport or panel gives it
         self.time_from: dict[int, tuple[str, str]] = {}
         self.subject_from: dict[int, Any] = {}
@@ -1208,17 +1210,17 @@ class _Reader:
 
     def first_of_its_result(self, where: str, mrn: str, lab: LabIn) -> bool:
         """Whether ``lab`` is added to the batch, given the results of this bundle read before it
-        with the same identity: resource id, or business identifier and test (PRODUCT.md §6
+        with the same identity: resource id, or business identifier, test and time (PRODUCT.md §6
         edition 2, "Corrections"). The same result again under its id is added (the write path
         counts it once); under another id it is not added twice. A preliminary and its final (or a
         correction) in one bundle, in either order, are one reading: the later status wins and
         the report names the one it replaces. Two different results of the same status are a
         problem naming both."""
-        keys: list[tuple[str, ...]] = []
+        keys: list[tuple[Any, ...]] = []
         if lab.source_id is not None:
             keys.append((mrn, "id", lab.source_id))
         if lab.source_identifier is not None:
-            keys.append((mrn, "identifier", lab.source_identifier, lab.test))
+            keys.append((mrn, "identifier", lab.source_identifier, lab.test, lab.taken_at))
         result = (lab.test, lab.taken_at, lab.value, lab.value_text, lab.comparator)
         for key in keys:
             seen = self.lab_ids.get(key)
@@ -1260,7 +1262,15 @@ class _Reader:
         del self.out.problems[kept:]
         if mrn is not None:
             identifier, test = _business_identifier(r), _observation_code(r.get("code"))[0]
-            same_result = (identifier, test.key) if identifier is not None and test is not None else None
+            when_text = _effective(r)[0] or (self.time_from[id(r)][0] if id(r) in self.time_from else None)
+            same_result = None
+            if identifier is not None and test is not None and when_text is not None:
+                try:
+                    # the time as recorded, as intake.reading stores it (the offset is not applied)
+                    when = dt.datetime.fromisoformat(str(when_text).replace("Z", "+00:00")).replace(tzinfo=None)
+                    same_result = (identifier, test.key, when)
+                except ValueError:
+                    pass  # no readable time: only its resource id finds the stored result
             self.out.withdrawn.append((mrn, source_id, self.where(i, r), same_result))
 
     def lab_value(

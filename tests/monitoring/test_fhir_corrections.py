@@ -281,3 +281,20 @@ def test_entered_in_error_under_a_new_resource_id_with_the_same_identifier_remov
     other = _send(session, tmp_path, {**withdrawn, "id": "srv2-x", "code": {"coding": [{"system": "http://loinc.org", "code": "1920-8"}]}},
                   name="other.json")
     assert other.ok and other.result is not None and other.result.labs_removed == 0
+
+
+def test_serial_results_under_one_order_identifier_are_each_kept(session: Session, tmp_path: Path) -> None:
+    # Some laboratories give the whole order (accession) as the identifier: troponin I at 0 h and
+    # 3 h of one order are two results, in one bundle and across imports; a correction finds its own.
+    order = {"system": "urn:oid:2.16.840.1.113883.19.5.1", "value": "ACC-9001"}
+    first = _obs("t0", "10839-9", 0.02, "ng/mL", when="2026-03-05T08:00:00+01:00", identifier=[order])
+    second = _obs("t3", "10839-9", 0.09, "ng/mL", when="2026-03-05T11:00:00+01:00", identifier=[order])
+    assert _send(session, tmp_path, first, second).ok
+    third = _obs("t6", "10839-9", 0.15, "ng/mL", when="2026-03-05T14:00:00+01:00", identifier=[order])
+    report = _send(session, tmp_path, third, name="later.json")
+    assert report.ok, report.problem_lines()
+    assert [r[1] for r in _rows(session)] == [pytest.approx(20.0), pytest.approx(90.0), pytest.approx(150.0)]
+    fixed = _obs("t3-fixed", "10839-9", 0.08, "ng/mL", when="2026-03-05T11:00:00+01:00", status="corrected", identifier=[order])
+    assert _send(session, tmp_path, fixed, name="fixed.json").ok
+    assert [(r[1], r[2]) for r in _rows(session)] == [
+        (pytest.approx(20.0), "final"), (pytest.approx(80.0), "amended"), (pytest.approx(150.0), "final")]
