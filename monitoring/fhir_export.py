@@ -289,6 +289,10 @@ def _observation(row: LabResult, subject: dict[str, Any]) -> dict[str, Any]:
     if row.source_id and _FHIR_ID.fullmatch(row.source_id):
         res["id"] = row.source_id
     ident = _source_identifier(row.source_id)
+    if row.source_identifier and not row.source_identifier.startswith("sha256:"):
+        # The laboratory's business identifier as received (importers.fhir_import._business_identifier).
+        system, _bar, value = row.source_identifier.partition("|")
+        ident.append({"system": system, "value": value} if system else {"value": value})
     if ident:
         res["identifier"] = ident
     res.update(

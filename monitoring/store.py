@@ -66,6 +66,7 @@ LAB_INSERT_COLUMNS = (
     "comparator",
     "taken_at_offset_minutes",
     "status",
+    "source_identifier",
 )
 
 
@@ -140,6 +141,7 @@ class LabIn:
     comparator: str | None = None  # "<", "<=", ">", ">=": a censored result (PRODUCT.md §4)
     taken_at_offset_minutes: int | None = None  # the UTC offset the time was recorded with
     status: str = "final"  # intake.RESULT_STATUSES
+    source_identifier: str | None = None  # FHIR Observation.identifier as "system|value" (models.LabResult)
 
 
 @dataclass
@@ -673,6 +675,7 @@ def _check_labs(
                 lab.comparator,
                 lab.taken_at_offset_minutes,
                 lab.status,
+                lab.source_identifier,
             )
         )
     return rows

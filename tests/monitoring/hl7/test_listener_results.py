@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dashboard.timeline_model import flags
+from dashboard.ward_model import latest_change
 from monitoring import schema
 from monitoring.db import create_db_engine
 from monitoring.guideline import load_profile
@@ -140,6 +141,19 @@ def test_latest_troponin_below_the_assay_range_ends_an_earlier_high_one(listener
     assert send(listener, later)[0][0] == "AA"
     assert [r.comparator for r in rows(db[1], mrn)] == [None, "<"]
     assert "CARDIAC_INVOLVEMENT" not in alert_codes(db[1], mrn)
+    # The ward's mark agrees: a decided fall below the ULN (90 ng/L, then some value under 30).
+    change = latest_change("troponin_i", record(db[1], mrn), load_profile(), AS_OF)
+    assert change is not None and (change.comparator, change.crossed) == ("<", "↓ below ULN")
+
+
+def test_an_undecidable_troponin_after_a_high_one_crosses_no_line_on_the_ward(listener: Listener, db: tuple[str, Engine]) -> None:
+    mrn = "TN-UNDECIDED"
+    assert result(listener, mrn, "TNU-1", TROPONIN_I, "0.09", "ng/mL", "F")[0] == "AA"
+    later = oru([obx(1, TROPONIN_I, "<0.05", "ng/mL", ref="<0.04", time=f"{TS}0900")], mrn=mrn, control_id="TNU-2", order="ORD-TNU-2^LAB")
+    assert send(listener, later)[0][0] == "AA"
+    assert "CARDIAC_INVOLVEMENT" not in alert_codes(db[1], mrn)  # the latest cannot be told against 0.04
+    change = latest_change("troponin_i", record(db[1], mrn), load_profile(), AS_OF)
+    assert change is not None and (change.comparator, change.crossed) == ("<", "")
 
 
 # --- OBX-11 statuses over the socket (PRODUCT.md §9, §6 edition 2 "Corrections") ---------------
@@ -186,3 +200,17 @@ def test_final_with_another_value_after_a_final_waits_for_a_person(listener: Lis
     code, _cid, text, errors = result(listener, mrn, "FF-2", "1742-6^ALT^LN", "90", "U/L", "F")
     assert code == "AE" and text == "stored 0; 1 to review" and errors and errors[0].startswith("OBX-11:")
     assert [r.value for r in rows(db[1], mrn)] == [250]
+
+
+def test_deleted_result_over_the_socket_is_hidden_with_the_reason_and_its_alert_goes(listener: Listener, db: tuple[str, Engine]) -> None:
+    mrn = "ST-D"
+    assert result(listener, mrn, "D-1", TROPONIN_I, "0.09", "ng/mL", "F")[:3] == ("AA", "D-1", "stored 1")
+    assert "CARDIAC_INVOLVEMENT" in alert_codes(db[1], mrn)  # 90 ng/L against the default ULN 26
+    assert result(listener, mrn, "D-2", TROPONIN_I, "", "", "D")[:3] == ("AA", "D-2", "cancelled 1")
+    assert rows(db[1], mrn) == []
+    (row,) = rows(db[1], mrn, hidden=True)
+    assert row.hidden_reason is not None and "deleted the result (OBX-11 D)" in row.hidden_reason and "MSH-10 D-2" in row.hidden_reason
+    assert "CARDIAC_INVOLVEMENT" not in alert_codes(db[1], mrn)
+    with Session(db[1]) as s:
+        (audit,) = s.execute(select(AuditEntry).where(AuditEntry.entity_id == str(row.id), AuditEntry.action == "hide")).scalars()
+    assert audit.username == "hl7:LIS^MAINLAB"
