@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from monitoring import display
 from monitoring.catalogue import PCR_TESTS, lookup
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.records import LabPoint, PatientRecord
@@ -239,7 +240,7 @@ def viral_pcr_results(record: PatientRecord, as_of: dt.date) -> list[PcrResult]:
                     detected=_detected(p),
                     value=p.value,
                     unit=p.unit,
-                    as_received=f"{p.original_value} {p.original_unit}".strip(),
+                    as_received=display.as_received(p.original_value, p.original_unit),
                     lab_id=p.id,
                 )
             )
@@ -261,7 +262,7 @@ def checklist_rows(items: list[ChecklistItem]) -> list[dict[str, Any]]:
                 "window": f"{it.window_start.isoformat()} to {it.window_end.isoformat()}",
                 "status": it.status.upper(),
                 "result": (
-                    f"{r.original_value} {r.original_unit} on {r.taken_at.date().isoformat()}".strip() if r else ""
+                    f"{display.as_received(r.original_value, r.original_unit)} on {r.taken_at.date().isoformat()}" if r else ""
                 ),
                 "basis": it.check.basis,
                 "source": it.check.source,
