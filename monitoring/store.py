@@ -692,9 +692,15 @@ def _check_meds(
             stored[(pid, drug, start)] = dose
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[int, str, dt.date], MedIn] = {}
+    drug_limit = int(mt.c.drug.type.length)
     for m in meds:
         pid = ids[m.mrn]
         assert pid is not None
+        if len(m.drug) > drug_limit:
+            # Every path's names pass intake.drug_name; this guards one that did not: refused, never cut.
+            problems.append(Problem(m.where, "drug", m.drug_as_entered,
+                                    f"the drug name is {len(m.drug)} characters long: at most {drug_limit} can be stored (never cut)"))
+            continue
         key = (pid, m.drug, m.start_date)
         if key in stored:
             if _same_value(stored[key], m.daily_dose_mg):
