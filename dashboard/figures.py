@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, WARNING
+from monitoring import display
 from monitoring.steroids import dose_lines
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class Point:
     reference: str = ""  # the reference range in force for this result, in words
     preliminary: bool = False  # a preliminary result, not yet replaced by its final
     comparator: str | None = None  # a censored result ('<', '<=', '>', '>='): drawn at its limit, shown with it
+    # As people read them (monitoring.display: one precision per test, units by label), comparator
+    # included: the value in the unit shown ('<30') and canonical ('0.74 mg/dL'). Empty: built here.
+    shown: str = ""
+    canonical_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ def timeline_figure(
         panels.append(t.temperature)
         heights.append(0.55)
     rows = len(panels) + 1
-    titles = [f"{p.title} ({p.unit})" for p in panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
+    titles = [f"{p.title} ({display.unit_label(p.unit)})" for p in panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
     fig = make_subplots(
         rows=rows,
         cols=1,
@@ -294,10 +299,11 @@ def _draw_panel(
             [
                 p.taken_at.strftime("%Y-%m-%d %H:%M"),
                 p.received,
-                f"{p.comparator or ''}{p.canonical:g} {p.canonical_unit}",
+                p.canonical_text or f"{p.comparator or ''}{p.canonical:g} {display.unit_label(p.canonical_unit)}",
                 p.reference or "no reference range",
                 (" · preliminary" if p.preliminary else "") + (" · amended" if p.amended else ""),
                 p.comparator or "",
+                p.shown or f"{p.comparator or ''}{p.value:.4g}",
             ]
             for p in s.points
         ]
@@ -316,7 +322,7 @@ def _draw_panel(
                     else f"{symbol}-open" if p.preliminary else "diamond" if p.amended else symbol for p in s.points]},
                 customdata=custom,
                 hovertemplate=(
-                    f"<b>{s.label}</b> %{{customdata[5]}}%{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
+                    f"<b>{s.label}</b> %{{customdata[6]}} {display.unit_label(s.unit)}<br>%{{customdata[0]}}<br>"
                     "received: %{customdata[1]}<br>canonical: %{customdata[2]}<br>"
                     "reference: %{customdata[3]}%{customdata[4]}<extra></extra>"
                 ),
@@ -360,7 +366,7 @@ def _draw_threshold(
             showlegend=False,
             mode="lines",
             line={"color": colour, "width": 1.3, "dash": LINE_DASH.get(th.severity, "dot"), "shape": "hv"},
-            hovertemplate=f"{th.label}: %{{y:.4g}} {panel.unit}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
+            hovertemplate=f"{th.label}: %{{y:.4g}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
             meta={"threshold": th.key, "severity": th.severity},
         ),
         row=row,
@@ -557,10 +563,12 @@ def temperature_panel(record: PatientRecord, prof: GuidelineProfile) -> Panel | 
             value=float(p.value),  # type: ignore[arg-type] - filtered above
             canonical=float(p.value),  # type: ignore[arg-type]
             canonical_unit="°C",
-            received=f"{p.original_value} {p.original_unit}".strip().replace("[degF]", "°F").replace("Cel", "°C"),
+            received=display.as_received(p.original_value, p.original_unit),
             amended=p.amended,
             preliminary=p.status == "preliminary",
-            reference=f"fever ≥ {fever.value:g} °C",
+            reference=f"fever ≥ {display.quantity('temperature', fever.value, p.unit)}",
+            shown=display.value_text("temperature", float(p.value), p.unit),  # type: ignore[arg-type]
+            canonical_text=display.quantity("temperature", float(p.value), p.unit),  # type: ignore[arg-type]
         )
         for p in readings
     )

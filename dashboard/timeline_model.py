@@ -213,12 +213,14 @@ def timeline(
                         value=to_display(test, number, units),
                         canonical=number,
                         canonical_unit=p.unit,
-                        received=f"{p.original_value} {p.original_unit}".strip()
+                        received=display.as_received(p.original_value, p.original_unit)
                         + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
                         amended=p.amended,
                         preliminary=p.status == "preliminary",
                         reference=ref,
                         comparator=limits.comparator_of(p),
+                        shown=display.value_text(test, to_display(test, number, units), unit, limits.comparator_of(p)),
+                        canonical_text=display.quantity(test, number, p.unit, limits.comparator_of(p)),
                     )
                 )
             if pts or test == tests[0]:
@@ -317,7 +319,7 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "value": shown,
                 "unit": display.unit_label(display_unit(p.test, units)),
                 "above": flags(p.test, p, record, prof, as_of),
-                "as received": f"{p.original_value} {p.original_unit}".strip(),
+                "as received": display.as_received(p.original_value, p.original_unit),
                 "laboratory flag": p.abnormal_flags or "",
                 "canonical": (
                     display.quantity(p.test, number, p.unit, limits.comparator_of(p)) if number is not None else (p.value_text or "")

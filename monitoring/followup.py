@@ -313,7 +313,7 @@ def viral_pcr_results(record: PatientRecord, as_of: dt.date) -> list[PcrResult]:
                     detected=_detected(p),
                     value=p.value,
                     unit=p.unit,
-                    as_received=f"{p.original_value} {p.original_unit}".strip(),
+                    as_received=display.as_received(p.original_value, p.original_unit),
                     lab_id=p.id,
                 )
             )
@@ -335,7 +335,7 @@ def checklist_rows(items: list[ChecklistItem]) -> list[dict[str, Any]]:
                 "window": f"{it.window_start.isoformat()} to {it.window_end.isoformat()}",
                 "status": it.status.upper(),
                 "result": (
-                    f"{r.original_value} {r.original_unit} on {r.taken_at.date().isoformat()}".strip() if r else ""
+                    f"{display.as_received(r.original_value, r.original_unit)} on {r.taken_at.date().isoformat()}" if r else ""
                 ),
                 "range": it.range_text,
                 "basis": it.check.basis,

@@ -87,7 +87,7 @@ def latest_results(record: PatientRecord, as_of: dt.date) -> list[LatestResult]:
             continue
         number = p.shown_value
         shown = display.quantity(test, number, p.unit, comparator_of(p)) if number is not None else (p.value_text or "")
-        out.append(LatestResult(display.test_label(test), p.taken_at, shown, f"{p.original_value} {p.original_unit}".strip(), p.status))
+        out.append(LatestResult(display.test_label(test), p.taken_at, shown, display.as_received(p.original_value, p.original_unit), p.status))
     return out
 
 

@@ -281,7 +281,7 @@ class RuleContext:
         else:
             text = f"{label} {display.quantity(p.test, p.shown_value, p.unit, comparator_of(p))}"
             if p.original_unit and p.original_unit != p.unit:
-                text += f" (received {p.original_value} {p.original_unit})"
+                text += f" (received {display.as_received(p.original_value, p.original_unit)})"
             text += f" on {_when(p)}"
         age = self.age(p)
         if age > self.profile.days("stale_after_days"):

@@ -24,9 +24,10 @@ from typing import Any
 from sqlalchemy import Float, insert, select, update
 from sqlmodel import Session, col
 
+from monitoring import audit
 from monitoring.audit import jsonable
 from monitoring.episodes import patients_written
-from monitoring.models import AuditEntry, LabResult, MedicationRow, Patient, utcnow
+from monitoring.models import LabResult, MedicationRow, Patient, utcnow
 
 # Values per IN list: far below SQLite's variable limit (32 766) and psycopg's 65 535 parameters.
 IN_CHUNK = 5000
@@ -354,17 +355,16 @@ def write_batch(
                 for name, value in changes.items():
                     setattr(row, name, value)
                 row.updated_at = now
-                session.add(
-                    AuditEntry(
-                        username=username,
-                        action="amend",
-                        entity="patient",
-                        entity_id=str(row.id),
-                        patient_id=row.id,
-                        before=before,
-                        after={k: jsonable(v) for k, v in changes.items()},
-                        reason=description or f"{source} upsert",
-                    )
+                audit.record(
+                    session,
+                    username=username,
+                    action="amend",
+                    entity="patient",
+                    entity_id=str(row.id),
+                    patient_id=row.id,
+                    before=before,
+                    after={k: jsonable(v) for k, v in changes.items()},
+                    reason=description or f"{source} upsert",
                 )
                 result.patients_updated += 1
     session.flush()
@@ -418,20 +418,19 @@ def write_batch(
         session.execute(insert(MedicationRow.__table__), med_rows)  # type: ignore[attr-defined]
         result.meds_inserted = len(med_rows)
     if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
-        session.add(
-            AuditEntry(
-                username=username,
-                action="import",
-                entity="batch",
-                after={
-                    "source": source,
-                    "patients_created": result.patients_created,
-                    "patients_updated": result.patients_updated,
-                    "labs_inserted": result.labs_inserted,
-                    "meds_inserted": result.meds_inserted,
-                },
-                reason=description,
-            )
+        audit.record(
+            session,
+            username=username,
+            action="import",
+            entity="batch",
+            after={
+                "source": source,
+                "patients_created": result.patients_created,
+                "patients_updated": result.patients_updated,
+                "labs_inserted": result.labs_inserted,
+                "meds_inserted": result.meds_inserted,
+            },
+            reason=description,
         )
     session.flush()
     # Their alert episodes are reconciled when this transaction commits (monitoring.episodes).
@@ -702,9 +701,15 @@ def _check_meds(
             stored[(pid, drug, start)] = dose
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[int, str, dt.date], MedIn] = {}
+    drug_limit = int(mt.c.drug.type.length)
     for m in meds:
         pid = ids[m.mrn]
         assert pid is not None
+        if len(m.drug) > drug_limit:
+            # Every path's names pass intake.drug_name; this guards one that did not: refused, never cut.
+            problems.append(Problem(m.where, "drug", m.drug_as_entered,
+                                    f"the drug name is {len(m.drug)} characters long: at most {drug_limit} can be stored (never cut)"))
+            continue
         key = (pid, m.drug, m.start_date)
         if key in stored:
             if _same_value(stored[key], m.daily_dose_mg):

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import episode_widgets, figures, safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
+from monitoring import display
 from monitoring.drugs import group_of
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
@@ -57,7 +58,7 @@ facts = [
     ("MRN", p.mrn),
     ("age", f"{age} y" if age is not None else "not recorded"),
     ("sex", p.sex or "not recorded"),
-    ("weight", f"{p.weight_kg:g} kg" if p.weight_kg else "not recorded"),
+    ("weight", display.quantity("weight", p.weight_kg, "kg") if p.weight_kg else "not recorded"),
     ("onset", widgets.iso(p.onset_date) or "not recorded"),
     ("day since onset", str((today - p.onset_date).days) if p.onset_date else "—"),
     ("setting", p.setting),

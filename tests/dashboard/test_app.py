@@ -171,7 +171,7 @@ def test_a_bad_entry_shows_an_error_naming_field_and_value_and_stores_nothing(db
 def test_a_correction_needs_a_reason_and_keeps_the_earlier_value(db_url_with_cohort: str) -> None:
     at = _entry(_app(), "WARN-1")
     table = _frame(at, "as received")
-    eos_id = int(table[table["test"] == "eosinophils"]["id"].iloc[0])
+    eos_id = int(table[table["test"] == "Eosinophils"]["id"].iloc[0])  # the label people read
     at.selectbox(key="entry_amend_lab").set_value(eos_id)
     at.text_input(key="entry_amend_value").input("1.7")
     at.button(key="entry_amend_save").click().run()
