@@ -1,7 +1,8 @@
 """Figure builders: plain data in, Plotly figure out (testable without a browser).
 
 The patient timeline is ONE figure of stacked panels on a shared time axis (PRODUCT.md §7): liver
-enzymes, creatinine, eosinophils, ferritin, and the steroid dose. Every threshold arrives with the
+enzymes, creatinine, eosinophils, ferritin, the panels drawn only with results (bilirubin and ALP
+× ULN, troponin, CRP, temperature), and the steroid dose. Every threshold arrives with the
 data, already computed from the guideline profile and the patient's own results by
 ``dashboard.timeline_model``; nothing here knows a clinical number.
 
@@ -14,17 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
 from monitoring.steroids import dose_lines
-
-if TYPE_CHECKING:
-    from monitoring.guideline import GuidelineProfile
-    from monitoring.records import PatientRecord
 
 # Series colours: chosen apart from the severity colours so a data line is never read as an alert.
 SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
@@ -95,6 +91,8 @@ class Panel:
     series: tuple[Series, ...]
     thresholds: tuple[Threshold, ...] = ()
     y_min: float | None = None  # None: the axis starts at 0; temperature starts near normal
+    optional: bool = False  # drawn (thin) only when it has results; else always, an empty one saying so
+    note: str = ""  # words at the panel's top left (the liver-injury pattern)
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,6 @@ class Timeline:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # (onset date, words) of each alert episode (monitoring.episodes), closed ones included
     alert_onsets: tuple[tuple[dt.date, str], ...] = ()
-    temperature: Panel | None = None  # drawn above the dose panel when the patient has readings
     now: dt.datetime | None = None  # where the now line stands (display.as_of_moment); None: end of ``today``
 
     @property
@@ -214,13 +211,10 @@ def timeline_figure(
 ) -> go.Figure:
     """Stacked panels (one per lab group, then the steroid dose) sharing one time axis."""
     mode: XMode = "day" if x_mode == "day" and t.onset is not None else "date"
-    # Temperature only when recorded: a thin panel (fever drives the stalled-response rule) that
-    # costs no height for a patient without readings.
-    panels = list(t.panels)
-    heights = [1.0] * len(panels)
-    if t.temperature is not None and any(s.points for s in t.temperature.series):
-        panels.append(t.temperature)
-        heights.append(0.55)
+    # An optional panel (bilirubin and ALP, troponin, CRP, temperature) only when it has results:
+    # thin, and no height for a patient without them.
+    panels = [p for p in t.panels if not p.optional or any(s.points for s in p.series)]
+    heights = [0.6 if p.optional else 1.0 for p in panels]
     rows = len(panels) + 1
     titles = [f"{p.title} ({p.unit})" for p in panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
     fig = make_subplots(
@@ -327,6 +321,12 @@ def _draw_panel(
         )
     if not has_data:
         _empty_panel_note(fig, row, "no results recorded")
+    if panel.note:
+        fig.add_annotation(
+            text=panel.note, x=0.005, xref=f"{_axis('x', row)} domain", y=1.0, yref=f"{_axis('y', row)} domain",
+            showarrow=False, xanchor="left", yanchor="top", font={"size": 11, "color": DOSE_COLOUR},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
     bottom = panel.y_min if panel.y_min is not None else 0.0
     lowest = min([p.value for s in panel.series for p in s.points] or [bottom])
     fig.update_yaxes(range=[min(bottom, lowest - 0.2), top], row=row, col=1)
@@ -542,34 +542,6 @@ def _draw_alert_onsets(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None
     )
 
 
-def temperature_panel(record: PatientRecord, prof: GuidelineProfile) -> Panel | None:
-    """Body temperature (°C) with the profile's fever line, or None without readings.
-
-    The line is the profile's ``fever_c`` (default profile 38.5 °C, RegiSCAR fever item; the
-    stalled-response rule's criterion (c), PRODUCT.md §5), never a number written here; readings at
-    or above it are the shaded zone."""
-    readings = [p for p in record.results("temperature") if p.value is not None]
-    if not readings:
-        return None
-    fever = prof.thresholds["fever_c"]
-    points = tuple(
-        Point(
-            taken_at=p.taken_at,
-            value=float(p.value),  # type: ignore[arg-type] - filtered above
-            canonical=float(p.value),  # type: ignore[arg-type]
-            canonical_unit="°C",
-            received=f"{p.original_value} {p.original_unit}".strip().replace("[degF]", "°F").replace("Cel", "°C"),
-            amended=p.amended,
-            preliminary=p.status == "preliminary",
-            reference=f"fever ≥ {fever.value:g} °C",
-        )
-        for p in readings
-    )
-    basis = fever.basis if fever.is_confirmed else f"default ({fever.basis})"
-    line = Threshold("fever_c", "fever ≥", "warning", value=fever.value, shade_above=True, basis=basis)
-    return Panel("temperature", "Temperature", "°C", (Series("temperature", "Temperature", "°C", points),), (line,), y_min=36.0)
-
-
 def selected_photo_day(fig: go.Figure, points: list[dict[str, object]] | None) -> dt.date | None:
     """The photograph date of a clicked photo mark, from Streamlit's selection points.
 
@@ -604,6 +576,5 @@ __all__ = [
     "Threshold",
     "Timeline",
     "selected_photo_day",
-    "temperature_panel",
     "timeline_figure",
 ]

@@ -121,7 +121,7 @@ def test_si_units_convert_values_and_thresholds(writer: Session) -> None:
     assert _line(fig, "ALT 2×ULN") == pytest.approx([1.0, 1.0])
     creat = next(t for t in fig.data if t.name == "Creatinine")
     assert list(creat.y) == [pytest.approx(88.4)]
-    assert "Creatinine (umol/L)" in [a.text for a in fig.layout.annotations]
+    assert "Creatinine (µmol/L)" in [a.text for a in fig.layout.annotations]  # the unit by its label (issue 18 point 9)
 
 
 def test_hover_shows_value_as_received_and_canonical(writer: Session) -> None:
@@ -339,3 +339,76 @@ def test_now_line_in_days_since_onset(writer: Session) -> None:
     fig = figures.timeline_figure(timeline_model.timeline(_record(writer), load_profile(), TODAY, now=now), x_mode="day")
     xs = {float(s.x0) for s in fig.layout.shapes if s.name == "now"}
     assert len(xs) == 1 and xs.pop() == pytest.approx((TODAY - ONSET).days + 0.5)
+
+
+def _titles(fig: go.Figure) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
+def test_bilirubin_and_alp_as_multiples_of_each_results_uln_with_the_r_ratio(writer: Session) -> None:
+    """Issue 18 point 15: bilirubin and ALP on one ×ULN axis (each result over its own ULN: the
+    laboratory's, else the profile default), the 1×ULN line, and the liver-injury pattern."""
+    fig = _figure(_record(writer))
+    assert not any(t.startswith("Bilirubin") or t.startswith("ALP") for t in _titles(fig))  # no results: no panel
+    _lab(writer, 2, "alt", 400, "U/L", ref_high=35)
+    _lab(writer, 2, "alp", 240, "U/L", ref_high=120)  # 2×ULN; R = (400/35)/2 = 5.7
+    _lab(writer, 2, "bilirubin", 2.4, "mg/dL")  # no laboratory ULN: the profile's 1.2
+    _lab(writer, 5, "alt", 100, "U/L", ref_high=35)
+    _lab(writer, 5, "alp", 360, "U/L", ref_high=120)  # R = (100/35)/3 = 0.95: cholestatic
+    fig = _figure(_record(writer))
+    assert "Bilirubin (total) and ALP (× ULN)" in _titles(fig)
+    alp = next(t for t in fig.data if t.name == "ALP")
+    bili = next(t for t in fig.data if t.name == "Bilirubin (total)")
+    assert list(alp.y) == [pytest.approx(2.0), pytest.approx(3.0)]
+    assert list(bili.y) == [pytest.approx(2.4 / load_profile().value("uln_bilirubin"))]
+    assert alp.customdata[0][1] == "240 U/L"  # as received, beside the multiple
+    assert "ULN 120 (laboratory) · R 5.7, hepatocellular" in alp.customdata[0][3]
+    assert "R 1.0, cholestatic" in alp.customdata[1][3]
+    assert "(profile default)" in bili.customdata[0][3]
+    assert set(_line(fig, "ULN (Bilirubin")) == {1.0}
+    note = next(t for t in _titles(fig) if t.startswith("liver-injury pattern"))
+    assert note.startswith(f"liver-injury pattern: R 1.0, cholestatic ({(ONSET + dt.timedelta(days=5)).isoformat()}: ALT 100 / ULN 35")
+    si = _figure(_record(writer), units="SI")  # a multiple has no unit to convert
+    assert list(next(t for t in si.data if t.name == "ALP").y) == [pytest.approx(2.0), pytest.approx(3.0)]
+
+
+def test_troponin_panel_with_each_assays_uln_and_a_crp_panel(writer: Session) -> None:
+    """Issue 18 point 15: the cardiac alert's own input drawn, with the line it is judged against
+    (limits.cardiac_limit: above the result's ULN), and CRP; neither panel without results."""
+    fig = _figure(_record(writer))
+    assert not any(t.startswith(("Troponin", "CRP")) for t in _titles(fig))
+    _lab(writer, 2, "troponin_t", 40, "ng/L")  # profile default ULN 14
+    _lab(writer, 4, "troponin_t", 30, "ng/L", ref_high=15)
+    _lab(writer, 3, "crp", 85, "mg/L")
+    fig = _figure(_record(writer))
+    assert "Troponin T (ng/L)" in _titles(fig) and "CRP (mg/L)" in _titles(fig)
+    trop = next(t for t in fig.data if t.name == "Troponin T")
+    assert [float(y) for y in trop.y] == [40.0, 30.0]
+    assert _line(fig, "Troponin T ULN") == [load_profile().value("uln_troponin_t"), 15.0, 15.0]  # each result's own
+    line = next(t for t in fig.data if t.meta and t.meta.get("threshold") == "troponin_t_Troponin T ULN")
+    assert line.meta["severity"] == "critical"
+    assert any(t.meta and t.meta.get("zone") == "troponin_t_Troponin T ULN" for t in fig.data)
+    crp = next(t for t in fig.data if t.name == "CRP")
+    assert [float(y) for y in crp.y] == [85.0]
+
+
+def test_optional_panels_keep_the_figure_order(writer: Session) -> None:
+    _lab(writer, 1, "temperature", 39.0, "Cel")
+    _lab(writer, 1, "crp", 20, "mg/L")
+    _lab(writer, 1, "alp", 200, "U/L")
+    titles = [t for t in _titles(_figure(_record(writer))) if t.endswith(")") and "(" in t and "×ULN" not in t]
+    order = [t.split(" (")[0] for t in titles]
+    assert order[:7] == ["ALT and AST", "ALP", "Creatinine", "Eosinophils", "Ferritin", "CRP", "Temperature"]
+
+
+def test_the_fever_line_is_limits_fever_limit(writer: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: the figure builders know no clinical number; the fever line is the one the rules
+    judge against (monitoring.limits.fever_limit), whatever it says."""
+    from monitoring import limits
+
+    _lab(writer, 1, "temperature", 38.2, "Cel")
+    record = _record(writer)
+    assert set(_line(_figure(record), "fever")) == {38.5}
+    monkeypatch.setattr(limits, "fever_limit", lambda prof: limits.Limit("fever_c", "38.1", 38.1, True, "warning"))
+    assert set(_line(_figure(record), "fever")) == {38.1}
+    assert not hasattr(figures, "temperature_panel")  # no clinical logic left in the figure builders
