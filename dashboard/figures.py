@@ -110,6 +110,15 @@ class DoseTrack:
 
 
 @dataclass(frozen=True)
+class ExposureBar:
+    """One drug's given periods (from, first day not given; None: no stop recorded)."""
+
+    label: str
+    periods: tuple[tuple[dt.date, dt.date | None], ...]
+    culprit: str = ""  # why it is a culprit or cross-reacts with one (empty: neither)
+
+
+@dataclass(frozen=True)
 class Timeline:
     onset: dt.date | None
     today: dt.date
@@ -119,6 +128,7 @@ class Timeline:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # (onset date, words) of each alert episode (monitoring.episodes), closed ones included
     alert_onsets: tuple[tuple[dt.date, str], ...] = ()
+    exposures: tuple[ExposureBar, ...] = ()  # drawn above the dose panel, culprits first
     now: dt.datetime | None = None  # where the now line stands (display.as_of_moment); None: end of ``today``
 
     @property
@@ -144,6 +154,8 @@ def _span(t: Timeline) -> tuple[dt.datetime, dt.datetime]:
             moments.extend(p.taken_at for p in s.points)
     moments.extend(dt.datetime.combine(s.day, dt.time()) for s in t.dose.steps)
     moments.extend(dt.datetime.combine(d, dt.time()) for d in t.photo_dates)
+    # Not the drug exposures: a culprit started months before onset would squeeze every lab panel
+    # into a corner; its bar starts at the axis and its hover gives the start date.
     start, end = min(moments), max(moments)
     return start, end + dt.timedelta(days=1)
 
@@ -160,6 +172,7 @@ class _Batch:
         self.annotations: list[dict[str, object]] = []
         self.shapes: list[dict[str, object]] = []
         self.y_ranges: dict[int, list[float]] = {}
+        self.y_ticks: dict[int, tuple[list[float], list[str]]] = {}
 
     def add_trace(self, trace: go.Scatter, row: int, col: int = 1) -> None:
         self.traces.append((trace, row))
@@ -183,6 +196,10 @@ class _Batch:
         fig.layout.annotations = [*titles, *self.annotations]
         fig.layout.shapes = [*fig.layout.shapes, *self.shapes]
         fig.update_layout({f"yaxis{'' if r == 1 else r}": {"range": rng} for r, rng in self.y_ranges.items()})
+        # Named on the right, in the margin the threshold labels use: the plot keeps its width.
+        fig.update_layout({f"yaxis{'' if r == 1 else r}": {"tickvals": vals, "ticktext": text, "showgrid": False, "side": "right",
+                                                          "tickfont": {"size": 10}}
+                           for r, (vals, text) in self.y_ticks.items()})
 
 
 def _axis(letter: str, row: int) -> str:
@@ -207,21 +224,31 @@ def timeline_figure(
     *,
     x_mode: XMode = "date",
     x_range: tuple[dt.date, dt.date] | None = None,
-    height: int = 900,
+    height: int | None = None,
 ) -> go.Figure:
-    """Stacked panels (one per lab group, then the steroid dose) sharing one time axis."""
+    """Stacked panels (one per lab group, the drug exposure bars, then the steroid dose) sharing one
+    time axis; ``height`` None grows with the panels drawn."""
     mode: XMode = "day" if x_mode == "day" and t.onset is not None else "date"
     # An optional panel (bilirubin and ALP, troponin, CRP, temperature) only when it has results:
     # thin, and no height for a patient without them.
     panels = [p for p in t.panels if not p.optional or any(s.points for s in p.series)]
     heights = [0.6 if p.optional else 1.0 for p in panels]
-    rows = len(panels) + 1
-    titles = [f"{p.title} ({p.unit})" for p in panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
+    titles = [f"{p.title} ({p.unit})" for p in panels]
+    exposure_row = None
+    if t.exposures:
+        heights.append(max(0.35, 0.14 * len(t.exposures)))
+        titles.append("Drug exposure (‼ red: culprit or cross-reacting drug; dotted: planned or no stop recorded)")
+        exposure_row = len(heights)
+    rows = len(heights) + 1
+    titles.append("Systemic steroid, prednisone-equivalent (mg/day)")
+    if height is None:
+        # 900 px for the four lab panels and the dose (4.9 units); each further panel adds its share.
+        height = max(900, round(900 * (sum(heights) + 0.9) / 4.9))
     fig = make_subplots(
         rows=rows,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.035,
+        vertical_spacing=0.035 * 900 / height,  # the same gap in pixels whatever the height
         subplot_titles=titles,
         row_heights=[*heights, 0.9],
     )
@@ -231,6 +258,8 @@ def timeline_figure(
     batch = _Batch()
     for row, panel in enumerate(panels, start=1):
         _draw_panel(batch, row, panel, t.onset, mode, x0, x1)
+    if exposure_row is not None:
+        _draw_exposures(batch, exposure_row, t, mode, start, end)
     _draw_dose(batch, rows, t, mode, x1)
     _draw_markers(batch, rows, t, mode)
     _draw_alert_onsets(batch, rows, t, mode)
@@ -486,6 +515,67 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
         )
 
 
+def _draw_exposures(fig: _Batch, row: int, t: Timeline, mode: XMode, first: dt.datetime, end: dt.datetime) -> None:
+    """One horizontal bar per drug, culprits first: solid where given up to the now line, dotted
+    beyond it (the plan, or a drug with no stop recorded). A culprit or cross-reacting drug is red
+    and marked ‼ in its label (the panel title says what ‼ means), never by colour alone. A period that began before
+    the axis (``first``) starts at its edge with a ◀ mark there (hover: its real dates), so a
+    culprit stopped at onset after weeks of exposure is still seen."""
+    moment = t.moment
+    n = len(t.exposures)
+    ticks: list[float] = []
+    labels: list[str] = []
+    for i, bar in enumerate(t.exposures):
+        y = float(n - 1 - i)
+        colour = CRITICAL if bar.culprit else SERIES_COLOURS[0]
+        parts: dict[str, tuple[list[object], list[object], list[object]]] = {"given": ([], [], []), "planned": ([], [], [])}
+        earlier: list[str] = []
+        for start, stop in bar.periods:
+            a = max(dt.datetime.combine(start, dt.time()), first)
+            b = dt.datetime.combine(stop, dt.time()) if stop is not None else end
+            words = f"{bar.label}: from {start.isoformat()}" + (
+                f", not given from {stop.isoformat()}" if stop is not None else ", no stop recorded"
+            ) + (f" · {bar.culprit}" if bar.culprit else "")
+            if dt.datetime.combine(start, dt.time()) < first:
+                earlier.append(words)
+            for part, lo, hi in (("given", a, min(b, moment)), ("planned", max(a, moment), b)):
+                if hi <= lo:
+                    continue
+                xs, ys, custom = parts[part]
+                xs += [_x(lo, t.onset, mode), _x(hi, t.onset, mode), None]
+                ys += [y, y, None]
+                custom += [words, words, None]
+        for part, (xs, ys, custom) in parts.items():
+            if not xs:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=xs, y=ys, name=bar.label, mode="lines", showlegend=False, customdata=custom,
+                    line={"color": colour, "width": 9 if part == "given" else 3, "dash": "solid" if part == "given" else "dot"},
+                    hovertemplate="%{customdata}<extra></extra>",
+                    meta={"exposure": bar.label, "culprit": bool(bar.culprit), "part": part},
+                ),
+                row=row,
+                col=1,
+            )
+        if earlier:
+            fig.add_trace(
+                go.Scatter(
+                    x=[_x(first, t.onset, mode)], y=[y], name=bar.label, mode="markers", showlegend=False,
+                    marker={"symbol": "triangle-left", "size": 11, "color": colour}, cliponaxis=False,
+                    customdata=["given before this axis: " + " | ".join(earlier)], hovertemplate="%{customdata}<extra></extra>",
+                    meta={"exposure": bar.label, "culprit": bool(bar.culprit), "part": "before"},
+                ),
+                row=row,
+                col=1,
+            )
+        ticks.append(y)
+        short = bar.label if len(bar.label) <= 24 else bar.label[:23] + "…"  # whole in the hover
+        labels.append(f"‼ {short}" if bar.culprit else short)
+    fig.update_yaxes(range=[-0.6, n - 0.4], row=row, col=1)
+    fig.y_ticks[row] = (ticks, labels)
+
+
 def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
     """Vertical marks through every panel: now, second-line starts, photograph dates."""
     # The now line at the current time (issue 18 point 11: at midnight, this morning's results
@@ -570,6 +660,7 @@ __all__ = [
     "WARNING",
     "DoseStep",
     "DoseTrack",
+    "ExposureBar",
     "Panel",
     "Point",
     "Series",

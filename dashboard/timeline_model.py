@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline
+from dashboard.figures import DoseStep, DoseTrack, ExposureBar, Panel, Point, Series, Threshold, Timeline
 from dashboard.store import patient_episodes, patient_record, photo_dates, profile
 from monitoring import catalogue, display, limits, liver
 from monitoring.guideline import GuidelineProfile
@@ -253,7 +253,16 @@ def timeline(
         course_words=course_day_words(course.course_start, course.day_of_course),
     )
     return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos),
-                    alert_onsets=tuple(alert_onsets), now=display.as_of_moment(as_of, now))
+                    alert_onsets=tuple(alert_onsets), now=display.as_of_moment(as_of, now), exposures=exposure_bars(record))
+
+
+def exposure_bars(record: PatientRecord) -> tuple[ExposureBar, ...]:
+    """Each drug's given periods, culprits and cross-reacting drugs first (monitoring.exposure)."""
+    from monitoring.exposure import drug_exposures
+
+    return tuple(
+        ExposureBar(e.label, tuple((p.start, p.stop) for p in e.periods), e.culprit or "") for e in drug_exposures(record)
+    )
 
 
 def _reference(test: str, p: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, units: str) -> str:

@@ -308,7 +308,7 @@ def test_now_line_at_the_current_time_and_the_given_dose_stops_there(writer: Ses
     record = _record(writer)
     fig = figures.timeline_figure(timeline_model.timeline(record, load_profile(), TODAY, now=now))
     assert _shape_x(fig, "now") == {now}  # one moment, through every panel
-    assert len([s for s in fig.layout.shapes if s.name == "now"]) == len(timeline_model.PANELS) + 1
+    assert len([s for s in fig.layout.shapes if s.name == "now"]) == len(timeline_model.PANELS) + 2  # + exposure, dose
     assert "now 09:30" in [a.text for a in fig.layout.annotations]
     alt = next(t for t in fig.data if t.name == "ALT")
     assert dt.datetime.fromisoformat(str(alt.x[0])) < now
@@ -412,3 +412,53 @@ def test_the_fever_line_is_limits_fever_limit(writer: Session, monkeypatch: pyte
     monkeypatch.setattr(limits, "fever_limit", lambda prof: limits.Limit("fever_c", "38.1", 38.1, True, "warning"))
     assert set(_line(_figure(record), "fever")) == {38.1}
     assert not hasattr(figures, "temperature_panel")  # no clinical logic left in the figure builders
+
+
+
+def test_drug_exposure_bars_with_the_culprit_marked_in_words(writer: Session) -> None:
+    """Issue 18 point 15: each drug's given periods as bars; the culprit (carbamazepine, entered as
+    Tegretol, started before onset) first, red and labelled, solid up to its stop; a drug with no
+    stop recorded is solid up to now and dotted beyond."""
+    now = dt.datetime.combine(TODAY, dt.time(9, 0))
+    fig = _figure(_record(writer))
+    assert not any(t.meta and "exposure" in t.meta for t in fig.data)  # no drugs: no bars, no panel
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="omeprazole", start_date=ONSET + dt.timedelta(days=2),
+                             dose=40, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="Tegretol", start_date=ONSET - dt.timedelta(days=30),
+                             dose=400, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="Tegretol", start_date=ONSET, dose=0, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="phenytoin", start_date=ONSET + dt.timedelta(days=3),
+                             dose=300, unit="mg")  # a rechallenge: same group, after onset
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="phenytoin", start_date=ONSET + dt.timedelta(days=6),
+                             dose=0, unit="mg")
+    fig = figures.timeline_figure(timeline_model.timeline(_record(writer), load_profile(), TODAY, now=now))
+    bars = [t for t in fig.data if t.meta and "exposure" in t.meta]
+    culprit = [t for t in bars if t.meta["exposure"] == "Tegretol (carbamazepine)"]
+    # Given for 30 days before onset, stopped at onset (the axis start): a ◀ mark at the axis edge,
+    # red, its hover giving the dates; the lab panels are not squeezed by a month without results.
+    assert [t.meta["part"] for t in culprit] == ["before"]
+    assert culprit[0].marker.color == figures.CRITICAL and culprit[0].marker.symbol == "triangle-left"
+    assert dt.datetime.fromisoformat(str(culprit[0].x[0])) == dt.datetime.combine(ONSET, dt.time())
+    assert "is the culprit drug carbamazepine" in culprit[0].customdata[0]
+    assert f"from {(ONSET - dt.timedelta(days=30)).isoformat()}, not given from {ONSET.isoformat()}" in culprit[0].customdata[0]
+    ppi = {t.meta["part"]: t for t in bars if t.meta["exposure"] == "omeprazole"}
+    assert set(ppi) == {"given", "planned"} and ppi["planned"].line.dash == "dot"
+    assert max(dt.datetime.fromisoformat(str(x)) for x in ppi["given"].x if x is not None) == now
+    assert "no stop recorded" in ppi["given"].customdata[0]
+    row = next(i for i, a in enumerate(fig.layout.annotations) if str(a.text).startswith("Drug exposure")) + 1
+    yaxis = fig.layout[f"yaxis{row}"]
+    assert list(yaxis.ticktext) == ["‼ Tegretol (carbamazepine)", "‼ phenytoin", "omeprazole"]
+    assert "‼ red: culprit or cross-reacting drug" in fig.layout.annotations[row - 1].text
+    assert [float(y) for y in yaxis.tickvals] == [2.0, 1.0, 0.0]  # culprits on top
+    rechallenge = next(t for t in bars if t.meta["exposure"] == "phenytoin")
+    assert rechallenge.meta == {"exposure": "phenytoin", "culprit": True, "part": "given"}
+    assert [dt.datetime.fromisoformat(str(x)) for x in rechallenge.x if x is not None] == [
+        dt.datetime.combine(ONSET + dt.timedelta(days=3), dt.time()), dt.datetime.combine(ONSET + dt.timedelta(days=6), dt.time())]
+    assert "same cross-reactivity group" in rechallenge.customdata[0]
+
+
+def test_the_figure_grows_with_its_panels(writer: Session) -> None:
+    base = _figure(_record(writer)).layout.height
+    _lab(writer, 1, "crp", 20, "mg/L")
+    _lab(writer, 1, "troponin_t", 20, "ng/L")
+    assert base == 900 and _figure(_record(writer)).layout.height > base
