@@ -20,6 +20,7 @@ from dashboard import safe
 from monitoring.records import PatientRecord
 from monitoring.severity import Severity
 from monitoring.severity import rank as severity_rank
+from monitoring.steroids import course_day_words
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -263,7 +264,8 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
         )
         day = _cell(
             f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
-            f"course day {r.course_day}" if r.course_day is not None else "",
+            # "day 7 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7).
+            course_day_words(r.course_start, r.course_day) or "",
         )
         if r.dose_mg is None:
             steroid = _cell("none today")

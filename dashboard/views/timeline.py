@@ -89,7 +89,7 @@ else:
 # day-7 rule uses (monitoring.steroids.course_day), so nobody is a day off (issue 18 point 7).
 course_words = course_day_words(course.course_start, course.day_of_course)
 steroid_line = (
-    f"{course_words[:1].upper()}{course_words[1:]}: {course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
+    f"{safe.md(course_words[:1].upper() + course_words[1:])}: {course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
     + (f" ({course.current_mg_per_kg:.2f} mg/kg)" if course.current_mg_per_kg is not None else "")
     if course.ongoing and course_words
     else "No systemic steroid today"

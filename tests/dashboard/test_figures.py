@@ -462,3 +462,15 @@ def test_the_figure_grows_with_its_panels(writer: Session) -> None:
     _lab(writer, 1, "crp", 20, "mg/L")
     _lab(writer, 1, "troponin_t", 20, "ng/L")
     assert base == 900 and _figure(_record(writer)).layout.height > base
+
+
+def test_hover_names_each_line_once(writer: Session) -> None:
+    """A line that is a number reads '≥ 1.5' in the hover (it read '1.5 1.5'); a ULN line keeps its
+    name and says whose ULN it is."""
+    _lab(writer, 2, "eosinophils", 1.1, "10^9/L")
+    _lab(writer, 2, "alt", 120, "U/L", ref_high=35)
+    fig = _figure(_record(writer))
+    eos = next(t for t in fig.data if t.name == "Eosinophils")
+    assert eos.customdata[0][3] == "≥ 0.7, ≥ 1.5"
+    alt = next(t for t in fig.data if t.name == "ALT")
+    assert alt.customdata[0][3] == "ULN 35, 2×ULN 70 (laboratory)"

@@ -332,7 +332,7 @@ def test_ward_table_keeps_every_payload_inert() -> None:
 
     rows = [
         SimpleNamespace(worst="critical", name=payload, synthetic=False, mrn=f"M-{i}<x>", setting="inpatient",
-                        day_since_onset=3, course_day=None, dose_mg=None, dose_mg_per_kg=None, changes={"alt": None},
+                        day_since_onset=3, course_day=None, course_start=None, dose_mg=None, dose_mg_per_kg=None, changes={"alt": None},
                         alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload}, new=[payload])
         for i, payload in enumerate(PAYLOADS)
     ]
