@@ -474,3 +474,23 @@ def test_hover_names_each_line_once(writer: Session) -> None:
     assert eos.customdata[0][3] == "≥ 0.7, ≥ 1.5"
     alt = next(t for t in fig.data if t.name == "ALT")
     assert alt.customdata[0][3] == "ULN 35, 2×ULN 70 (laboratory)"
+
+
+def test_taper_planner_dose_panel_given_stops_at_now_and_the_plan_starts_there(writer: Session) -> None:
+    """Issue 18 point 11 on the planner's dose panel (the same rule, steroids.dose_lines)."""
+    from dashboard import clinic_figures
+    from monitoring.steroids import analyse_course
+
+    now = dt.datetime.combine(TODAY, dt.time(8, 15))
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="prednisone", start_date=TODAY - dt.timedelta(days=9),
+                             dose=60, unit="mg")
+    services.add_dose_change(writer, username=USER, mrn="P1", drug="prednisone", start_date=TODAY + dt.timedelta(days=2),
+                             dose=50, unit="mg")
+    record = _record(writer)
+    fig = clinic_figures.dose_panel(record, analyse_course(record, TODAY), TODAY, now=now)
+    given = next(t for t in fig.data if t.name == "dose given")
+    planned = next(t for t in fig.data if t.name == "dose planned (proposed)")
+    assert max(dt.datetime.fromisoformat(str(x)) for x in given.x) == now
+    assert dt.datetime.fromisoformat(str(planned.x[0])) == now and list(planned.y[:2]) == [60.0, 50.0]
+    assert [s.x0 for s in fig.layout.shapes] == [now.timestamp() * 1000]
+    assert "now 08:15" in [a.text for a in fig.layout.annotations]
