@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard import safe
 from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
 from monitoring.steroids import dose_lines
 
@@ -533,9 +534,10 @@ def _draw_exposures(fig: _Batch, row: int, t: Timeline, mode: XMode, first: dt.d
         for start, stop in bar.periods:
             a = max(dt.datetime.combine(start, dt.time()), first)
             b = dt.datetime.combine(stop, dt.time()) if stop is not None else end
-            words = f"{bar.label}: from {start.isoformat()}" + (
+            # A drug name is stored data: Plotly reads tags in its text, so it is escaped (safe.plot).
+            words = safe.plot(f"{bar.label}: from {start.isoformat()}" + (
                 f", not given from {stop.isoformat()}" if stop is not None else ", no stop recorded"
-            ) + (f" · {bar.culprit}" if bar.culprit else "")
+            ) + (f" · {bar.culprit}" if bar.culprit else ""))
             if dt.datetime.combine(start, dt.time()) < first:
                 earlier.append(words)
             for part, lo, hi in (("given", a, min(b, moment)), ("planned", max(a, moment), b)):
@@ -550,7 +552,7 @@ def _draw_exposures(fig: _Batch, row: int, t: Timeline, mode: XMode, first: dt.d
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=xs, y=ys, name=bar.label, mode="lines", showlegend=False, customdata=custom,
+                    x=xs, y=ys, name=safe.plot(bar.label), mode="lines", showlegend=False, customdata=custom,
                     line={"color": colour, "width": 9 if part == "given" else 3, "dash": "solid" if part == "given" else "dot"},
                     hovertemplate="%{customdata}<extra></extra>",
                     meta={"exposure": bar.label, "culprit": bool(bar.culprit), "part": part},
@@ -561,7 +563,7 @@ def _draw_exposures(fig: _Batch, row: int, t: Timeline, mode: XMode, first: dt.d
         if earlier:
             fig.add_trace(
                 go.Scatter(
-                    x=[_x(first, t.onset, mode)], y=[y], name=bar.label, mode="markers", showlegend=False,
+                    x=[_x(first, t.onset, mode)], y=[y], name=safe.plot(bar.label), mode="markers", showlegend=False,
                     marker={"symbol": "triangle-left", "size": 11, "color": colour}, cliponaxis=False,
                     customdata=["given before this axis: " + " | ".join(earlier)], hovertemplate="%{customdata}<extra></extra>",
                     meta={"exposure": bar.label, "culprit": bool(bar.culprit), "part": "before"},
@@ -571,7 +573,7 @@ def _draw_exposures(fig: _Batch, row: int, t: Timeline, mode: XMode, first: dt.d
             )
         ticks.append(y)
         short = bar.label if len(bar.label) <= 24 else bar.label[:23] + "…"  # whole in the hover
-        labels.append(f"‼ {short}" if bar.culprit else short)
+        labels.append(safe.plot(f"‼ {short}" if bar.culprit else short))
     fig.update_yaxes(range=[-0.6, n - 0.4], row=row, col=1)
     fig.y_ticks[row] = (ticks, labels)
 

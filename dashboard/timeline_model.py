@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from dashboard import safe
 from dashboard.figures import DoseStep, DoseTrack, ExposureBar, Panel, Point, Series, Threshold, Timeline
 from dashboard.store import patient_episodes, patient_record, photo_dates, profile
 from monitoring import catalogue, display, limits, liver
@@ -307,8 +308,9 @@ def _points(
                 value=value,
                 canonical=number,
                 canonical_unit=p.unit,
-                received=f"{p.original_value} {display.unit_label(p.original_unit)}".strip()
-                + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
+                # As received (stored text): escaped for Plotly, which reads tags in hover text.
+                received=safe.plot(f"{p.original_value} {display.unit_label(p.original_unit)}".strip()
+                                   + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else "")),
                 amended=p.amended,
                 preliminary=p.status == "preliminary",
                 reference=ref,

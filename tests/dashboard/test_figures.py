@@ -494,3 +494,19 @@ def test_taper_planner_dose_panel_given_stops_at_now_and_the_plan_starts_there(w
     assert dt.datetime.fromisoformat(str(planned.x[0])) == now and list(planned.y[:2]) == [60.0, 50.0]
     assert [s.x0 for s in fig.layout.shapes] == [now.timestamp() * 1000]
     assert "now 08:15" in [a.text for a in fig.layout.annotations]
+
+
+def test_stored_text_in_the_figure_is_escaped_for_plotly(writer: Session) -> None:
+    """Plotly reads <b>, <a href>, <span style> and character references in tick labels and hover
+    text: a drug name is data, shown as its characters (safe.plot), never as markup."""
+    drug = '<a href="http://evil.example/">x</a><b>bold</b> & co'
+    services.add_dose_change(writer, username=USER, mrn="P1", drug=drug, start_date=ONSET + dt.timedelta(days=1),
+                             dose=10, unit="mg")
+    fig = _figure(_record(writer))
+    bars = [t for t in fig.data if t.meta and "exposure" in t.meta]
+    assert bars
+    row = next(i for i, a in enumerate(fig.layout.annotations) if str(a.text).startswith("Drug exposure")) + 1
+    ticks = list(fig.layout[f"yaxis{row}"].ticktext)
+    texts = ticks + [str(c) for t in bars for c in t.customdata if c] + [t.name for t in bars]
+    assert all("<" not in x and ">" not in x for x in texts), texts
+    assert any("&lt;a href=" in x for x in texts) and any("&amp; co" in x for x in texts)
