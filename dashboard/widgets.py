@@ -20,6 +20,7 @@ from dashboard import safe
 from monitoring.records import PatientRecord
 from monitoring.severity import Severity
 from monitoring.severity import rank as severity_rank
+from monitoring.steroids import course_day_words
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -267,10 +268,12 @@ def second_line_html(kind: str, start: dt.date) -> str:
 
 
 def ward_day_texts(r: Any) -> tuple[str, str]:
-    """A ward row's day since onset and steroid course day, in words ('day 10', 'course day 8')."""
+    """A ward row's day since onset and steroid course day, in words ('day 10', 'day 8 of steroids
+    (first dose 2026-11-24)')."""
     return (
         f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
-        f"course day {r.course_day}" if r.course_day is not None else "",
+        # "day 7 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7).
+        course_day_words(r.course_start, r.course_day) or "",
     )
 
 

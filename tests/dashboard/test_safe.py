@@ -338,9 +338,9 @@ def test_ward_table_keeps_every_payload_inert() -> None:
 
     rows = [
         SimpleNamespace(worst="critical", name=payload, synthetic=False, mrn=f"M-{i}{payload}", setting="inpatient",
-                        day_since_onset=3, course_day=None, dose_mg=None, dose_mg_per_kg=None, changes={"alt": None},
-                        alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload}, new=[payload],
-                        second_line=[("ivig", dt.date(2026, 12, 1))])
+                        day_since_onset=3, course_day=None, course_start=None, dose_mg=None, dose_mg_per_kg=None,
+                        changes={"alt": None}, alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload},
+                        new=[payload], second_line=[("ivig", dt.date(2026, 12, 1))])
         for i, payload in enumerate(PAYLOADS)
     ]
     markup = widgets.ward_table_html(rows, [("alt", "ALT U/L")], as_of=dt.date(2026, 12, 2))
