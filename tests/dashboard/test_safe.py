@@ -370,7 +370,7 @@ def test_ward_round_list_keeps_every_payload_inert() -> None:
     taken = dt.datetime(2026, 12, 1, 6, 0)
     rows = [
         SimpleNamespace(worst="warning", name=payload, synthetic=False, mrn=f"M-{i}{payload}", setting=payload,
-                        day_since_onset=3, course_day=2, dose_mg=60.0, dose_mg_per_kg=1.0,
+                        day_since_onset=3, course_day=2, course_start=dt.date(2026, 11, 29), dose_mg=60.0, dose_mg_per_kg=1.0,
                         changes={"alt": Change("alt", 80.0, "U/L", None, taken, "")},
                         alerts=[("warning", "HEPATIC_INVOLVEMENT")], handled={"HEPATIC_INVOLVEMENT": payload},
                         new=[payload], second_line=[("ivig", dt.date(2026, 12, 1))])
