@@ -152,7 +152,8 @@ def test_ward_round_list_is_in_the_wards_order_with_dates(cohort_url: str) -> No
     yesterday = (TODAY - dt.timedelta(days=1)).isoformat()
     # Columns: #, patient, day, steroid, ALT, creatinine, alerts, new, notes.
     assert crit[0] == "1" and crit[1] == "‼ CRITICAL / Cora Critical / MRN CRIT-1 · inpatient"
-    assert crit[2] == "day 10 / course day 8"
+    # The course day with its first dose (issue 18 point 7): day 0 is the first dose, 8 days ago.
+    assert crit[2] == f"day 10 / day 8 of steroids (first dose {(TODAY - dt.timedelta(days=8)).isoformat()})"
     assert crit[3] == f"100 mg/day / 1.43 mg/kg / IVIG from {yesterday}"
     assert crit[4] == "400 ↑ +20 · yesterday 06:00"
     assert crit[6].startswith("CRITICAL: Cardiac involvement, ICU criteria / WARNING: Hepatic involvement")
