@@ -112,7 +112,13 @@ def browser_cookie() -> str | None:
         value = st.context.cookies.get(BROWSER_COOKIE)
     except Exception:  # noqa: BLE001 - no request context
         return None
-    return value if isinstance(value, str) and 20 <= len(value) <= 200 else None
+    return value if valid_browser_cookie(value) else None
+
+
+def valid_browser_cookie(value: object) -> bool:
+    """Whether ``value`` can be a ``dress_browser`` cookie (a string of 20 to 200 characters; the
+    server makes 43): anything else is treated as no cookie, here and in dashboard/server.py."""
+    return isinstance(value, str) and 20 <= len(value) <= 200
 
 
 def _open(engine: Engine, user: SignedIn) -> None:

@@ -20,6 +20,7 @@ from dashboard import safe
 from monitoring.records import PatientRecord
 from monitoring.severity import Severity
 from monitoring.severity import rank as severity_rank
+from monitoring.steroids import course_day_words
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -266,6 +267,33 @@ def second_line_html(kind: str, start: dt.date) -> str:
     )
 
 
+def ward_day_texts(r: Any) -> tuple[str, str]:
+    """A ward row's day since onset and steroid course day, in words ('day 10', 'day 8 of steroids
+    (first dose 2026-11-24)')."""
+    return (
+        f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
+        # "day 7 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7).
+        course_day_words(r.course_start, r.course_day) or "",
+    )
+
+
+def ward_steroid_texts(r: Any) -> tuple[str, str]:
+    """A ward row's prednisone-equivalent dose today and per kg ('100 mg/day', '1.43 mg/kg')."""
+    if r.dose_mg is None:
+        return "none today", ""
+    return f"{r.dose_mg:.0f} mg/day", f"{r.dose_mg_per_kg:.2f} mg/kg" if r.dose_mg_per_kg is not None else "mg/kg: no weight"
+
+
+def ward_alert_groups(r: Any) -> list[tuple[str, list[str]]]:
+    """A ward row's alerts by severity, most severe first: (severity, alert names). Acknowledged and
+    snoozed alerts stay named, marked so ('Hepatic involvement (✓ acknowledged: IVIG ordered)')."""
+    grouped: dict[str, list[str]] = {}
+    for s, c in r.alerts:
+        mark = f" (✓ {r.handled[c]})" if c in r.handled else ""
+        grouped.setdefault(s, []).append(code_label(c) + mark)
+    return sorted(grouped.items(), key=lambda kv: severity_rank(kv[0]))
+
+
 def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], *, as_of: dt.date) -> str:
     """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
     severity is written and coloured. Each value says when it was taken, as read on ``as_of``
@@ -299,17 +327,8 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
                                 "font-weight:700;color:#0d3b66")
             + f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
-        day = _cell(
-            f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
-            f"course day {r.course_day}" if r.course_day is not None else "",
-        )
-        if r.dose_mg is None:
-            steroid = _cell("none today")
-        else:
-            steroid = _cell(
-                f"{r.dose_mg:.0f} mg/day",
-                f"{r.dose_mg_per_kg:.2f} mg/kg" if r.dose_mg_per_kg is not None else "mg/kg: no weight",
-            )
+        day = _cell(*ward_day_texts(r))
+        steroid = _cell(*ward_steroid_texts(r))
         steroid += "".join(f"<br>{second_line_html(kind, start)}" for kind, start in r.second_line)
         labs = []
         for test, _ in lab_columns:
@@ -332,14 +351,9 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
             labs.append(cell)
         # One badge per severity naming its alerts: the row stays short enough for nine patients
         # on a 768-pixel screen.
-        grouped: dict[str, list[str]] = {}
-        for s, c in r.alerts:
-            # Acknowledged and snoozed alerts stay named, marked so (they come after the others).
-            mark = f" (✓ {r.handled[c]})" if c in r.handled else ""
-            grouped.setdefault(s, []).append(code_label(c) + mark)
         alerts = "".join(
             badge_html(s, ", ".join(names)).replace("font-size:0.85rem", "font-size:0.74rem")
-            for s, names in sorted(grouped.items(), key=lambda kv: severity_rank(kv[0]))
+            for s, names in ward_alert_groups(r)
         ) or f'<span style="color:{MUTED}">—</span>'
         new = "<br>".join(f"<b>{safe.html(n)}</b>" for n in r.new)
         row_cells = [patient, day, steroid, *labs, alerts, new]
@@ -348,8 +362,10 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
             f'border-left:5px solid {edge}">'
             # Only the patient cell may break inside a word (a long stored name); the other columns
             # keep their words whole ("course day 5", not "cours/e day 5").
+            # The day column stays on one line ('day 122' had wrapped to 'day / 122' at 1366 px).
             + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top;'
-                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}">{c}</td>' for i, c in enumerate(row_cells))
+                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}{";white-space:nowrap" if i == 1 else ""}">{c}</td>'
+                      for i, c in enumerate(row_cells))
             + "</tr>"
         )
     out.append("</tbody></table>")

@@ -24,6 +24,8 @@ __all__ = [
     "quantity",
     "taken_text",
     "as_of_moment",
+    "as_received",
+    "reference_range",
 ]
 
 # At most this many decimal places per (test, unit), trailing zeros dropped (ALT 81 U/L stays '81',
@@ -140,3 +142,22 @@ def as_of_moment(as_of: dt.date, now: dt.datetime | None = None) -> dt.datetime:
     if as_of == current.date():
         return current.replace(microsecond=0)
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+
+
+def as_received(original_value: str | None, original_unit: str | None) -> str:
+    """A result as the laboratory sent it: its value exactly as written (never rounded: it is the
+    record of what came in), its unit by its label ('98.4 °F', '<0.05 ng/mL', '150 µmol/L')."""
+    unit = unit_label(original_unit) if original_unit else ""
+    return f"{original_value or ''} {unit}".strip()
+
+
+def reference_range(test: str, low: float | None, high: float | None, unit: str) -> str:
+    """A stored reference range at the test's display precision: '0.5–1.2', 'up to 40', 'from 3.5'
+    ('' when none was given)."""
+    lo = None if low is None else number(test, low, unit)
+    hi = None if high is None else number(test, high, unit)
+    if lo is not None and hi is not None:
+        return f"{lo}–{hi}"
+    if hi is not None:
+        return f"up to {hi}"
+    return "" if lo is None else f"from {lo}"

@@ -345,7 +345,8 @@ def _resolution(text: str, entries: Iterable[str], unknown: Iterable[str], non_s
         name = named[0] if len(named) == 1 else " / ".join(sorted(named))
     else:
         name = " / ".join([*sorted(named), *sorted(unknown_set)])
-    return Resolution(text, name[:80], named, ingredients, unknown_set, non_systemic, by_code)
+    # Never cut: a name too long to store is refused by intake.drug_name, naming its field.
+    return Resolution(text, name, named, ingredients, unknown_set, non_systemic, by_code)
 
 
 def resolve(name: str | None, code: str | None = None) -> Resolution:

@@ -47,6 +47,7 @@ __all__ = [
     "hepatic_limits",
     "renal_limit",
     "uln_limit",
+    "lln_limit",
     "cardiac_limit",
     "fever_limit",
     "bsa_limit",
@@ -234,6 +235,16 @@ def uln_limit(profile: GuidelineProfile, point: LabPoint, severity: str = "info"
     """The result's own ULN as a line (strictly above it is above)."""
     u = uln(profile, point.test, point.ref_high)
     return Limit(f"uln_{point.test}", "ULN", u.value, False, severity, u.basis)
+
+
+def lln_limit(point: LabPoint) -> Limit | None:
+    """The laboratory's lower limit of normal on the row (ref_low) as a line a result is at or
+    above (inclusive): ``judge`` False means below the range. None when the row gives none: no
+    profile has a default lower limit, and none is made up."""
+    low = point.ref_low
+    if low is None or not math.isfinite(low) or low <= 0:
+        return None
+    return Limit(f"lln_{point.test}", "LLN", float(low), True, "info", "laboratory")
 
 
 def cardiac_limit(profile: GuidelineProfile, point: LabPoint) -> Limit:

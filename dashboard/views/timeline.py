@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import episode_widgets, figures, safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
+from monitoring import display
 from monitoring.drugs import group_of
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
@@ -27,6 +28,7 @@ if record is None:
     st.info("Choose a patient in the sidebar or on the ward overview.")
     st.stop()
 
+from monitoring.liver import latest_pattern  # noqa: E402
 from monitoring.rules import evaluate  # noqa: E402
 from monitoring.severity import rank as severity_rank  # noqa: E402
 from monitoring.steroids import analyse_course, course_day_words  # noqa: E402
@@ -57,7 +59,7 @@ facts = [
     ("MRN", p.mrn),
     ("age", f"{age} y" if age is not None else "not recorded"),
     ("sex", p.sex or "not recorded"),
-    ("weight", f"{p.weight_kg:g} kg" if p.weight_kg else "not recorded"),
+    ("weight", display.quantity("weight", p.weight_kg, "kg") if p.weight_kg else "not recorded"),
     ("onset", widgets.iso(p.onset_date) or "not recorded"),
     ("day since onset", str((today - p.onset_date).days) if p.onset_date else "—"),
     ("setting", p.setting),
@@ -100,6 +102,13 @@ if course.stop_date:
 if course.second_line:
     steroid_line += " · " + ", ".join(f"{safe.md(d.upper() if d == 'ivig' else d)} from {widgets.iso(s)}" for d, s in course.second_line)
 st.markdown(steroid_line)
+pattern = latest_pattern(record, prof, today)
+if pattern is not None:
+    # The liver-injury pattern (monitoring.liver: the profile's cut points, ACG 2014 DILI guideline).
+    st.markdown(
+        f"Liver-injury pattern: {safe.md(pattern.words())}; R ≥ {prof.value('r_ratio_hepatocellular'):g} hepatocellular, "
+        f"≤ {prof.value('r_ratio_cholestatic'):g} cholestatic, mixed between (ACG 2014 DILI guideline)"
+    )
 
 # --- controls -----------------------------------------------------------------------------
 c1, c2, c3 = st.columns([2, 1.6, 3], vertical_alignment="center")

@@ -130,6 +130,31 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     assert "µkat/L" in set(table["unit"]) and "ukat/L" not in set(table["unit"])
 
 
+def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url_with_cohort: str) -> None:
+    """Issue 18 point 15: with an ALP of the same draw as ALT 400 (ULN 35), the header names the
+    R ratio and its pattern with the profile's cut points; the ×ULN and troponin panels are drawn."""
+    from monitoring import services
+
+    with Session(open_database(db_url_with_cohort)) as s:
+        services.add_lab_result(s, username=USER, mrn="CRIT-1", test="alp", value=150, unit="U/L", ref_high=120,
+                                taken_at=dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(6, 0)))
+        s.commit()
+    at = _app()
+    at.session_state["patient_mrn"] = "CRIT-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(shown(m.value) for m in at.markdown)  # as read: Markdown escapes removed
+    day = (TODAY - dt.timedelta(days=1)).isoformat()
+    # R = (400/35) / (150/120) = 9.1
+    assert f"Liver-injury pattern: R 9.1, hepatocellular ({day}: ALT 400 / ULN 35 ÷ ALP 150 / ULN 120)" in text
+    assert "R ≥ 5 hepatocellular, ≤ 2 cholestatic" in text
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    titles = [a.get("text") for a in spec["layout"]["annotations"]]
+    assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
+
+
 def _entry(at: AppTest, mrn: str) -> AppTest:
     at.switch_page("views/entry.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -171,7 +196,7 @@ def test_a_bad_entry_shows_an_error_naming_field_and_value_and_stores_nothing(db
 def test_a_correction_needs_a_reason_and_keeps_the_earlier_value(db_url_with_cohort: str) -> None:
     at = _entry(_app(), "WARN-1")
     table = _frame(at, "as received")
-    eos_id = int(table[table["test"] == "eosinophils"]["id"].iloc[0])
+    eos_id = int(table[table["test"] == "Eosinophils"]["id"].iloc[0])  # the label people read
     at.selectbox(key="entry_amend_lab").set_value(eos_id)
     at.text_input(key="entry_amend_value").input("1.7")
     at.button(key="entry_amend_save").click().run()
@@ -281,6 +306,7 @@ def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
     at = _app()
+    deferred.clear()  # the ward page's own deferred download (the ward-round list)
     at.session_state["patient_mrn"] = "CRIT-1"
     at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -17,8 +17,9 @@ from sqlmodel import Session
 
 from monitoring import auth
 from monitoring.schema import open_database
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, running_server
+from tests.dashboard.browser import no_exception as _no_exception
 from tests.dashboard.cohort import write_cohort
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _no_exception, streamlit_server
 
 USER, PASSWORD = "dr.link", "link-test-pass-2026"
 VIEWER = "ward.viewer"
@@ -39,7 +40,7 @@ def cohort_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         auth.create_user(s, actor="test", username=VIEWER, role=auth.VIEWER, password=PASSWORD)
         s.commit()
     # The server of `make run` (dashboard/server.py): its cookie keeps the sign-in across page loads.
-    with streamlit_server(url, "dashboard/server.py") as base:
+    with running_server(url, script="dashboard/server.py") as base:
         yield base
 
 
@@ -108,5 +109,34 @@ def test_a_direct_address_of_a_page_the_account_may_not_open_says_so(
             body = page.inner_text("body")
             assert "Walt Warning" not in body and "From – to (UTC)" not in body and "Save" not in body
             assert page.get_by_role("link", name="Open the ward overview").count() == 1
+        finally:
+            browser.close()
+
+
+def test_the_ward_round_list_downloads_in_the_wards_order(cohort_server: str, tmp_path: Path) -> None:
+    """Issue 18 point 15: the button gives the HTML list; opened in the browser it lists the ward's
+    patients in the ward's order with the dates of their values (and prints on A4 landscape)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = _signed_in(browser, cohort_server, USER)
+            on_ward = page.eval_on_selector_all("tr.dm-row", "rows => rows.map(r => r.dataset.mrn)")
+            with page.expect_download(timeout=60_000) as info:
+                page.get_by_role("button", name="Ward-round list (print)").click()
+            saved = tmp_path / info.value.suggested_filename
+            info.value.save_as(saved)
+            assert saved.name == f"ward-round-{dt.date.today().isoformat()}.html"
+            listing = browser.new_page(viewport={"width": 1366, "height": 768})
+            listing.goto(saved.as_uri())
+            assert listing.eval_on_selector_all("tr[data-mrn]", "rows => rows.map(r => r.dataset.mrn)") == on_ward
+            crit = listing.inner_text("tr[data-mrn='CRIT-1']").replace("\u2060", "")
+            assert "Cora Critical" in crit and "yesterday 06:00" in crit and "IVIG from" in crit
+            assert "printed" in listing.inner_text("p.meta") and USER in listing.inner_text("p.meta")
+            if SHOTS:
+                listing.screenshot(path=f"{SHOTS}/ward-round-list-1366.png", full_page=True)
+                listing.pdf(path=f"{SHOTS}/ward-round-list.pdf")  # the print layout (A4 landscape)
+            _no_exception(page)
         finally:
             browser.close()

@@ -75,8 +75,10 @@ def test_the_timeline_hover_marker_and_table_carry_the_comparator(db_url: str) -
     traces = _figure(at)["data"]
     ferritin = next(t for t in traces if t.get("name", "").startswith("Ferritin") and t.get("customdata"))
     alt = next(t for t in traces if t.get("name", "").startswith("ALT") and t.get("customdata"))
-    assert [c[5] for c in ferritin["customdata"]] == ["", ">"]  # the comparator before %{y} in the hover
-    assert "%{customdata[5]}%{y" in ferritin["hovertemplate"]
+    assert [c[5] for c in ferritin["customdata"]] == ["", ">"]
+    # The hover's value is monitoring.display's text, comparator included: '>1000', never a bare 1000.
+    assert [c[6] for c in ferritin["customdata"]] == ["800", ">1000"]
+    assert "%{customdata[6]} ng/mL" in ferritin["hovertemplate"] and "%{y" not in ferritin["hovertemplate"]
     assert ferritin["marker"]["symbol"] == ["circle", "triangle-up"]
     assert [c[2] for c in alt["customdata"]] == ["20 U/L", "<5 U/L"]  # canonical, with its comparator
     assert alt["marker"]["symbol"] == ["circle", "triangle-down"]  # drawn at its bound, pointing below

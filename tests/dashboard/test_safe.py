@@ -338,9 +338,9 @@ def test_ward_table_keeps_every_payload_inert() -> None:
 
     rows = [
         SimpleNamespace(worst="critical", name=payload, synthetic=False, mrn=f"M-{i}{payload}", setting="inpatient",
-                        day_since_onset=3, course_day=None, dose_mg=None, dose_mg_per_kg=None, changes={"alt": None},
-                        alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload}, new=[payload],
-                        second_line=[("ivig", dt.date(2026, 12, 1))])
+                        day_since_onset=3, course_day=None, course_start=None, dose_mg=None, dose_mg_per_kg=None,
+                        changes={"alt": None}, alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload},
+                        new=[payload], second_line=[("ivig", dt.date(2026, 12, 1))])
         for i, payload in enumerate(PAYLOADS)
     ]
     markup = widgets.ward_table_html(rows, [("alt", "ALT U/L")], as_of=dt.date(2026, 12, 2))
@@ -358,3 +358,33 @@ def test_ward_table_keeps_every_payload_inert() -> None:
     parsed.feed(markup)
     text = "".join(parsed.text).replace(safe.WORD_JOINER, "")
     assert all(" ".join(p.split()) in " ".join(text.split()) for p in PAYLOADS)  # each name shown as stored
+
+
+def test_ward_round_list_keeps_every_payload_inert() -> None:
+    """Issue 18 point 15: the printable list is a whole HTML document; stored text in it is text."""
+    from types import SimpleNamespace
+
+    from dashboard.ward_model import Change
+    from dashboard.ward_round import ward_round_html
+
+    taken = dt.datetime(2026, 12, 1, 6, 0)
+    rows = [
+        SimpleNamespace(worst="warning", name=payload, synthetic=False, mrn=f"M-{i}{payload}", setting=payload,
+                        day_since_onset=3, course_day=2, course_start=dt.date(2026, 11, 29), dose_mg=60.0, dose_mg_per_kg=1.0,
+                        changes={"alt": Change("alt", 80.0, "U/L", None, taken, "")},
+                        alerts=[("warning", "HEPATIC_INVOLVEMENT")], handled={"HEPATIC_INVOLVEMENT": payload},
+                        new=[payload], second_line=[("ivig", dt.date(2026, 12, 1))])
+        for i, payload in enumerate(PAYLOADS)
+    ]
+    doc = ward_round_html(rows, [("alt", "ALT U/L")], as_of=dt.date(2026, 12, 2), heading=f"search {PAYLOADS[0]!r}",
+                          generated_at=dt.datetime(2026, 12, 2, 7, 0), author=PAYLOADS[1])
+    parsed = _Collect()
+    parsed.feed(doc)
+    parsed.close()
+    assert set(parsed.tags) <= ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h1", "p"}
+    assert parsed.attributes <= {"lang", "charset", "class", "data-mrn"}  # no href, src, on...
+    assert parsed.tags.count("style") == 1 and parsed.tags.count("title") == 1  # only our own
+    text = " ".join("".join(parsed.text).replace(safe.WORD_JOINER, "").split())
+    assert all(" ".join(p.split()) in text for p in PAYLOADS)  # each stored text shown as stored
+    order = [text.index(f"MRN M-{i}") for i in range(len(PAYLOADS))]
+    assert order == sorted(order)  # printed in the order given

@@ -125,3 +125,50 @@ def test_second_line_started_by_the_ward_date_is_marked_a_planned_one_is_not(ses
     # Read as of two days ago, yesterday's IVIG had not started.
     earlier = {r.mrn: r for r in _rows(session, TODAY - dt.timedelta(days=2))}
     assert earlier["CRIT-1"].second_line == ()
+
+
+# --- point 15: the printable ward-round list -------------------------------------------------
+
+
+def _doc_rows(doc: str) -> list[tuple[str, list[str]]]:
+    """(MRN, cell texts) of each patient row of the ward-round document, in document order."""
+    return [(html.unescape(m), _cells(doc, html.unescape(m))) for m in re.findall(r'<tr data-mrn="([^"]*)"', doc)]
+
+
+def test_ward_round_list_is_in_the_wards_order_with_dates(cohort_url: str) -> None:
+    from dashboard.ward_round import ward_round_html
+
+    with Session(open_database(cohort_url)) as s:
+        services.add_dose_change(s, username=USER, mrn="CALM-1", drug="Neoral", start_date=TODAY, dose=250, unit="mg")
+        s.commit()
+    ward_model.clear_ward_cache()
+    rows = ward_model.ward_rows(cohort_url, TODAY)  # what the ward page shows, in its order
+    assert [r.mrn for r in rows] == [r.mrn for r in ward_model.sort_ward(list(reversed(rows)))]
+    doc = ward_round_html(rows, [("alt", "ALT U/L"), ("creatinine", "Creatinine mg/dL")], as_of=TODAY,
+                          heading="3 of 3 active patients", generated_at=dt.datetime(2026, 12, 2, 7, 5), author="dr.round")
+    printed = _doc_rows(doc)
+    assert [m for m, _ in printed] == ["CRIT-1", "WARN-1", "CALM-1"]
+    (_, crit), (_, warn), (_, calm) = printed
+    yesterday = (TODAY - dt.timedelta(days=1)).isoformat()
+    # Columns: #, patient, day, steroid, ALT, creatinine, alerts, new, notes.
+    assert crit[0] == "1" and crit[1] == "‼ CRITICAL / Cora Critical / MRN CRIT-1 · inpatient"
+    assert crit[2] == "day 10 / course day 8"
+    assert crit[3] == f"100 mg/day / 1.43 mg/kg / IVIG from {yesterday}"
+    assert crit[4] == "400 ↑ +20 · yesterday 06:00"
+    assert crit[6].startswith("CRITICAL: Cardiac involvement, ICU criteria / WARNING: Hepatic involvement")
+    assert crit[8] == ""  # the notes column, for the round
+    assert warn[4] == "30 (first) · today 00:00" and warn[5] == "—"
+    two_days = (TODAY - dt.timedelta(days=2)).isoformat()
+    assert calm[4] == f"22 ↓ −3 · 2 d ago, {two_days}"  # an old value carries its date
+    assert calm[3].endswith(f"cyclosporine from {TODAY.isoformat()}") and calm[6] == "—"
+    assert "Ward round " + TODAY.isoformat() in doc and "printed 2026-12-02 07:05 by dr.round" in html.unescape(doc).replace(WORD_JOINER, "")
+    assert "<script" not in doc and "http" not in doc  # self-contained, nothing fetched
+    ward_model.clear_ward_cache()
+
+
+def test_the_ward_page_offers_the_list(cohort_url: str) -> None:
+    at = signed_in_app()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (button,) = [b for b in at.get("download_button") if b.proto.label == "Ward-round list (print)"]
+    assert button.proto.deferred_file_id or button.proto.url  # a file, built when pressed
