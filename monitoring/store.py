@@ -587,7 +587,7 @@ def _check_labs(
                 by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
     rows: list[tuple[Any, ...]] = []
     seen: dict[tuple[int, str, dt.datetime], LabIn] = {}
-    seen_source: set[tuple[int, str]] = set()
+    seen_source: dict[tuple[int, str], LabIn] = {}
     for lab in labs:
         pid = ids[lab.mrn]
         assert pid is not None
@@ -595,8 +595,17 @@ def _check_labs(
         if lab.source_id is not None:
             # FHIR: identity is the resource id.
             sk = (pid, lab.source_id)
-            if sk in seen_source:
-                result.labs_skipped += 1
+            first = seen_source.get(sk)
+            if first is not None:
+                if (first.test, first.taken_at, first.value_text, first.comparator) == (
+                    lab.test, lab.taken_at, lab.value_text, lab.comparator
+                ) and _same_value(first.value, lab.value):
+                    result.labs_skipped += 1
+                else:  # never a silent drop: the caller's batch holds two results of one identity
+                    problems.append(
+                        Problem(lab.where, "value", lab.original_value,
+                                f"the same result ({lab.source_id}) as {first.where} with a different value or time")
+                    )
                 continue
             stored = by_source.get(sk)
             if stored is not None:
@@ -619,7 +628,7 @@ def _check_labs(
                     )
                 )
                 continue
-            seen_source.add(sk)
+            seen_source[sk] = lab
         else:
             stored_values = by_key.get(key)
             if stored_values is not None and any(

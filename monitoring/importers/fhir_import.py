@@ -1229,7 +1229,10 @@ class _Reader:
             seen_where, seen_lab = seen
             seen_result = (seen_lab.test, seen_lab.taken_at, seen_lab.value, seen_lab.value_text, seen_lab.comparator)
             if seen_result == result and seen_lab.status == lab.status:
-                return seen_lab.source_id == lab.source_id
+                if seen_lab.source_id == lab.source_id:
+                    return True  # the write path counts it once (skipped)
+                self.note(f"{where}: the same result as {seen_where} (same identifier), counted once")
+                return False
             rank, seen_rank = _STATUS_RANK.get(lab.status, 1), _STATUS_RANK.get(seen_lab.status, 1)
             if rank == seen_rank:
                 what, column, value = ("resource id", "id", lab.source_id) if key[1] == "id" else (

@@ -298,3 +298,11 @@ def test_serial_results_under_one_order_identifier_are_each_kept(session: Sessio
     assert _send(session, tmp_path, fixed, name="fixed.json").ok
     assert [(r[1], r[2]) for r in _rows(session)] == [
         (pytest.approx(20.0), "final"), (pytest.approx(80.0), "amended"), (pytest.approx(150.0), "final")]
+
+
+def test_the_same_result_under_two_ids_in_one_bundle_is_one_reading_and_said_so(session: Session, tmp_path: Path) -> None:
+    report = _send(session, tmp_path, _obs("srv1-a", "1742-6", 250, "U/L", identifier=[LAB_ID]),
+                   _obs("srv2-b", "1742-6", 250, "U/L", identifier=[LAB_ID]))
+    assert report.ok, report.problem_lines()
+    assert _rows(session) == [("alt", 250.0, "final", False, False)]
+    assert "Observation/srv2-b (entry[2]): the same result as" in "\n".join(report.summary_lines())

@@ -237,6 +237,23 @@ def test_preliminary_then_final_leaves_one_result_the_final(admitted: Session) -
     assert (out.code, out.unchanged, out.amended) == ("AA", 1, 0)
 
 
+def test_preliminary_and_final_of_one_result_in_one_message_store_the_final(admitted: Session) -> None:
+    # The same OBX identity (order, OBX-3, OBX-4) twice in one message: the later decides by the one
+    # rule of re-sent results; nothing is silently dropped and the ACK counts what was stored.
+    out = send(admitted, oru([obx(1, "2276-4^Ferritin^LN", "900", "ng/mL", status="P"), obx(2, "2276-4^Ferritin^LN", "1250", "ng/mL")]))
+    assert (out.code, out.stored, out.text) == ("AA", 1, "stored 1")
+    assert [(lab.value, lab.status) for lab in labs(admitted)] == [(1250, "final")]
+
+
+def test_two_finals_of_one_result_with_other_values_in_one_message_send_the_second_to_review(admitted: Session) -> None:
+    out = send(admitted, oru([obx(1, "1742-6^ALT^LN", "90", "U/L"), obx(2, "1742-6^ALT^LN", "250", "U/L"), obx(3, "1742-6^ALT^LN", "90", "U/L")]))
+    assert (out.code, out.stored, out.unchanged) == ("AE", 1, 1)
+    assert [e.location for e in out.errors] == ["OBX^2^11"]
+    assert "the same result as OBX 1 of this message" in out.errors[0].reason
+    assert [lab.value for lab in labs(admitted)] == [90]
+    assert [(i.field, i.value) for i in review(admitted)] == [("OBX-11", "F")]
+
+
 @pytest.mark.parametrize(("status", "words"), [("X", "could not obtain"), ("D", "deleted"), ("W", "wrong")])
 def test_cancelled_or_deleted_result_is_hidden_with_the_reason(admitted: Session, status: str, words: str) -> None:
     send(admitted, oru([obx(1, "1742-6^ALT^LN", "250", "U/L")], control_id="M1"))
