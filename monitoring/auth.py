@@ -344,16 +344,46 @@ def _release(engine: Engine, key: str, *, reset: bool) -> None:
         session.commit()
 
 
+THROTTLE_KINDS = {
+    "pair": "name at one address",
+    "account": "name, any address",
+    "source": "address, any name",
+    "global": "whole server",
+}
+"""What each throttle key counts, as the administrators' view names it."""
+
+
+def _key_parts(key: str) -> tuple[str, str | None, str | None]:
+    """(kind, user name, address) of a throttle key (``throttle_keys``' format)."""
+    kind, _, rest = key.partition(":")
+    if kind == "pair":
+        name, _, address = rest.rpartition("|")  # an address has no '|'; a typed name may
+        return kind, name, address
+    if kind == "account":
+        return kind, rest, None
+    if kind == "source":
+        return kind, None, rest
+    return kind, None, None
+
+
 def throttle_status(session: Session, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Every key with failures still counted, for the administrators' view (audit page)."""
+    """Every key with failures still counted, newest failure first, for the administrators' view
+    (audit page): the key; its ``kind`` (``THROTTLE_KINDS``), ``username`` and ``source`` (None
+    where the key does not count by it); ``failures`` still counted and ``free`` (the failures
+    allowed before a wait); ``last_failed_at``; ``retry_after_s`` and ``locked_until`` (None when
+    the next attempt is allowed now; UTC like every stored time)."""
     moment = now or utcnow()
     out = []
     for row in session.execute(select(SignInThrottle).where(col(SignInThrottle.failures) > 0).order_by(col(SignInThrottle.last_failed_at).desc())).scalars():
-        kind = row.key.split(":", 1)[0]
+        kind, username, source = _key_parts(row.key)
         policy = THROTTLE.get(kind, THROTTLE["global"])
         counted, wait = _wait_s(policy, row.failures, row.last_failed_at, moment)
         if counted:
-            out.append({"key": row.key, "failures": counted, "last_failed_at": row.last_failed_at, "retry_after_s": round(wait, 1)})
+            out.append({
+                "key": row.key, "kind": kind, "username": username, "source": source, "failures": counted, "free": policy.free,
+                "last_failed_at": row.last_failed_at, "retry_after_s": round(wait, 1),
+                "locked_until": moment + dt.timedelta(seconds=wait) if wait > 0 else None,
+            })
     return out
 
 
