@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
+import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,6 +269,60 @@ def retry_after_s(user: User, now: dt.datetime | None = None) -> float:
 
 GENERIC_FAILURE = "user name or password not recognised, or the account is disabled"
 BUSY_FAILURE = "sign-in is busy: try again in a few seconds"
+
+
+TRUSTED_PROXY_ENV = "DRESS_TRUSTED_PROXY"
+LOOPBACK = "127.0.0.1"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_proxies(raw: str | None = None) -> tuple[Network, ...]:
+    """The reverse proxies trusted to say who their client is: ``DRESS_TRUSTED_PROXY``, a
+    comma-separated list of addresses (or networks such as 10.0.0.0/24); none when unset. A value
+    that is not an address is refused, naming it."""
+    text = os.environ.get(TRUSTED_PROXY_ENV, "") if raw is None else raw
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{TRUSTED_PROXY_ENV}: value {part!r}: not an IP address or network") from None
+    return tuple(out)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def source_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str | None:
+    """The client's address for the per-source sign-in throttle.
+
+    ``peer``: the address of the direct peer (None: this machine, as Streamlit reports it);
+    ``forwarded_for``: every X-Forwarded-For header value, in order. Only when the peer is a
+    trusted proxy is X-Forwarded-For read, from the right (each proxy appends the address it
+    received from): the right-most address that is not itself a trusted proxy is the client. The
+    left part is whatever the client chose to send and is never believed. An entry that is not an
+    address, or a list of trusted proxies only, gives the last trusted proxy: one source for all
+    behind it, stricter, never a way around the throttle."""
+    hop = LOOPBACK if peer is None else peer
+    here = _address(hop)
+    if here is None or not any(here in net for net in trusted):
+        return peer
+    entries = [e.strip() for value in forwarded_for for e in value.split(",") if e.strip()]
+    for entry in reversed(entries):
+        found = _address(entry)
+        if found is None:
+            return hop
+        if not any(found in net for net in trusted):
+            return str(found)
+        hop = str(found)
+    return hop
 
 
 def throttle_keys(username: str, source: str | None) -> list[tuple[str, ThrottlePolicy]]:
