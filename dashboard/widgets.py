@@ -11,6 +11,7 @@ string (``?mrn=...``) so that every patient page, and a bookmarked link, shows t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -390,10 +391,16 @@ def guard_database(run: Callable[[], None]) -> None:
         st.error(safe.md(describe_error(exc)))
 
 
-def page_icon() -> Any:
-    """The browser-tab icon, drawn here: a ``:material/...:`` page icon makes the browser fetch an
-    SVG from fonts.gstatic.com (Streamlit 1.67), which a hospital intranet cannot reach and which
-    tells an outside server who uses the app. Every asset comes from our own server."""
+@functools.cache
+def page_icon() -> str:
+    """The browser-tab icon, drawn here, as a ``data:`` URL: a ``:material/...:`` page icon makes
+    the browser fetch an SVG from fonts.gstatic.com (Streamlit 1.67), which a hospital intranet
+    cannot reach and which tells an outside server who uses the app; an image object would be
+    served under ``/media/``, which dashboard/server.py closes to a browser not signed in (the
+    sign-in page would have no icon). The data URL needs no request at all."""
+    import base64
+    import io
+
     from PIL import Image, ImageDraw
 
     icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
@@ -401,4 +408,6 @@ def page_icon() -> Any:
     draw.rounded_rectangle((2, 2, 62, 62), radius=12, fill=CRITICAL)
     draw.rectangle((26, 12, 38, 52), fill="#ffffff")
     draw.rectangle((12, 26, 52, 38), fill="#ffffff")
-    return icon
+    out = io.BytesIO()
+    icon.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
