@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Float, insert, select, update
 from sqlmodel import Session, col
 
+from monitoring.audit import append as append_audit
 from monitoring.audit import jsonable
 from monitoring.episodes import patients_written
 from monitoring.models import AuditEntry, LabResult, MedicationRow, Patient, utcnow
@@ -416,20 +417,19 @@ def write_batch(
         session.execute(insert(MedicationRow.__table__), med_rows)  # type: ignore[attr-defined]
         result.meds_inserted = len(med_rows)
     if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
-        session.add(
-            AuditEntry(
-                username=username,
-                action="import",
-                entity="batch",
-                after={
-                    "source": source,
-                    "patients_created": result.patients_created,
-                    "patients_updated": result.patients_updated,
-                    "labs_inserted": result.labs_inserted,
-                    "meds_inserted": result.meds_inserted,
-                },
-                reason=description,
-            )
+        append_audit(
+            session,
+            username=username,
+            action="import",
+            entity="batch",
+            after={
+                "source": source,
+                "patients_created": result.patients_created,
+                "patients_updated": result.patients_updated,
+                "labs_inserted": result.labs_inserted,
+                "meds_inserted": result.meds_inserted,
+            },
+            reason=description,
         )
     session.flush()
     # Their alert episodes are reconciled when this transaction commits (monitoring.episodes).
