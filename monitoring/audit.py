@@ -115,32 +115,12 @@ def _entry(**fields: Any) -> AuditEntry:
     return AuditEntry(**_values(**fields))
 
 
-def append(
-    session: Session,
-    *,
-    username: str | None,
-    action: str,
-    entity: str,
-    entity_id: str | int | None = None,
-    patient_id: int | None = None,
-    before: Mapping[str, Any] | None = None,
-    after: Mapping[str, Any] | None = None,
-    reason: str | None = None,
-) -> None:
-    """``record`` as one INSERT, now, without an ORM object (the caller never reads the entry back):
-    for write paths that run once per message or batch, where building and flushing the object
-    cost more than the insert (bench/bench_hl7.py). Same values, same transaction."""
-    values = _values(
-        username=username,
-        action=action,
-        entity=entity,
-        entity_id=entity_id,
-        patient_id=patient_id,
-        before=before,
-        after=after,
-        reason=reason,
-    )
-    session.execute(_APPEND, {**values, "at": utcnow()})
+def append(session: Session, **fields: Any) -> None:
+    """``record`` (the same keyword arguments) as one INSERT, now, without an ORM object, for
+    callers that never read the entry back: on write paths that run once per message or batch,
+    building and flushing the object cost more than the insert (bench/bench_hl7.py). Same values
+    (``_values``), same transaction."""
+    session.execute(_APPEND, {**_values(**fields), "at": utcnow()})
 
 
 _APPEND = AuditEntry.__table__.insert()  # type: ignore[attr-defined]
