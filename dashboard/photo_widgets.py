@@ -18,6 +18,7 @@ from dashboard import store
 from monitoring import display, photos
 from monitoring.photos import PhotoContext, PhotoMeta
 from monitoring.records import PatientRecord
+from monitoring.steroids import course_day_words
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"]
 DISPLAY_MAX_PX = 1600
@@ -59,10 +60,7 @@ def context(record: PatientRecord, day: dt.date) -> PhotoContext:
 
 def context_lines(ctx: PhotoContext, bsa_pct: float | None) -> list[tuple[str, str]]:
     """(label, value) under a photograph: date, day since onset, course day, dose, BSA %."""
-    if ctx.day_of_course is not None and ctx.course_start is not None:
-        course = f"day {ctx.day_of_course} (course from {ctx.course_start.isoformat()})"
-    else:
-        course = "no steroid course that day"
+    course = course_day_words(ctx.course_start, ctx.day_of_course) or "no steroid course that day"
     if ctx.pred_eq_mg:
         dose = f"{ctx.pred_eq_mg:g} mg/day" + (f" ({ctx.mg_per_kg:.2f} mg/kg)" if ctx.mg_per_kg is not None else "")
     else:

@@ -93,6 +93,12 @@ def today() -> dt.date:
     return dt.date.today()
 
 
+def now_minute() -> dt.datetime:
+    """The current local time to the minute: the timeline's now line (a cache key that changes
+    once a minute, not on every rerun)."""
+    return dt.datetime.now().replace(second=0, microsecond=0)
+
+
 WARD_REFRESH_ENV = "DRESS_WARD_REFRESH_S"
 WARD_REFRESH_DEFAULT_S = 30
 

@@ -60,6 +60,7 @@ __all__ = [
     "resolve",
     "resolve_coded",
     "second_line_kind",
+    "second_line_label",
     "steroid_factor",
 ]
 
@@ -425,6 +426,11 @@ def second_line_kind(drug: str) -> str | None:
         if resolve(drug).has_class(klass):
             return klass
     return None
+
+
+def second_line_label(kind: str) -> str:
+    """How a second-line treatment (``second_line_kind``) is written: 'IVIG', 'cyclosporine'."""
+    return "IVIG" if kind == "ivig" else kind
 
 
 def group_of(drug: str) -> str | None:

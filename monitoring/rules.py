@@ -59,6 +59,7 @@ __all__ = [
     "evaluate_many",
     "lab_evidence",
     "dose_evidence",
+    "culprit_reason",
 ]
 
 NOT_A_DIAGNOSIS = "Decision support, not a diagnosis."
@@ -628,10 +629,10 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
     sepsis is more frequent on systemic steroids (Funck-Brentano et al., JAAD 2015;72:246).
     """
     course = ctx.course
-    if course.course_start is None or not course.ongoing:
+    if course.course_start is None or course.day_of_course is None or not course.ongoing:
         return None
     day_line = ctx.profile.days("stalled_response_day")
-    day = (ctx.as_of - course.course_start).days
+    day = course.day_of_course  # the one count (steroids.course_day): the timeline and ward say the same day
     if day < day_line or _second_line_in_course(ctx, course.course_start):
         return None
     fraction = ctx.profile.value("stalled_fraction")
@@ -901,7 +902,7 @@ def rechallenge(ctx: RuleContext) -> Alert | None:
     for m in ctx.record.meds:
         if not dose_above(m.daily_dose_mg, 0.0) or (onset is not None and m.start_date <= onset):
             continue
-        why = _culprit_reason(m, culprits)
+        why = culprit_reason(m, culprits)
         if why:
             hits.append((m, why))
     if not hits:
@@ -934,9 +935,10 @@ def _drug_name(m: DoseRow) -> str:
     return m.drug
 
 
-def _culprit_reason(m: DoseRow, culprits: tuple[str, ...]) -> str | None:
+def culprit_reason(m: DoseRow, culprits: tuple[str, ...]) -> str | None:
     """Why this schedule row gives a culprit or a drug of its group, or None: the drug as stored and
-    as entered are both read by the one resolver (a row stored before a name was known still counts)."""
+    as entered are both read by the one resolver (a row stored before a name was known still counts).
+    RECHALLENGE, CULPRIT_NOT_STOPPED and the timeline's drug exposure bars (monitoring.exposure) ask this."""
     for c in culprits:
         for name in dict.fromkeys((m.drug, m.drug_as_entered or m.drug)):
             why = cross_reacts(name, c)
@@ -1005,7 +1007,7 @@ def culprit_not_stopped(ctx: RuleContext) -> Alert | None:
     for drug, m in in_force.items():
         if m.start_date > onset or not dose_above(m.daily_dose_mg, 0.0):
             continue
-        why = _culprit_reason(m, culprits)
+        why = culprit_reason(m, culprits)
         if why:
             hits.append((m, why, planned_stop.get(drug)))
     if not hits:

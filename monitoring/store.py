@@ -67,6 +67,7 @@ LAB_INSERT_COLUMNS = (
     "comparator",
     "taken_at_offset_minutes",
     "status",
+    "source_identifier",
 )
 
 
@@ -141,6 +142,7 @@ class LabIn:
     comparator: str | None = None  # "<", "<=", ">", ">=": a censored result (PRODUCT.md §4)
     taken_at_offset_minutes: int | None = None  # the UTC offset the time was recorded with
     status: str = "final"  # intake.RESULT_STATUSES
+    source_identifier: str | None = None  # FHIR Observation.identifier as "system|value" (models.LabResult)
 
 
 @dataclass
@@ -553,22 +555,28 @@ def _check_labs(
     if not labs:
         return []
     patient_ids = {pid for lab in labs if (pid := ids[lab.mrn]) is not None}
-    tests = {lab.test for lab in labs}
-    # Stored results of the patients and tests concerned: one query, compared in memory.
+    # Results identified by (patient, test, time) (no source id: CSV, forms) meet the stored results
+    # of their patients and tests around their times: one query, compared in memory. The time window
+    # is a day wider on each side than the batch's, so a stored time written in another text form
+    # still meets its key; a feed message (every result has a source id) needs no such query.
+    keyed = [lab for lab in labs if lab.source_id is None]
+    tests = {lab.test for lab in keyed}
     by_key: dict[tuple[int, str, dt.datetime], list[tuple[float | None, str | None, str | None, str | None]]] = defaultdict(list)
     by_source: dict[tuple[int, str], tuple[str, dt.datetime, float | None, str | None, str | None]] = {}
     lt = LabResult.__table__  # type: ignore[attr-defined]
-    chunk = sorted(patient_ids)
+    chunk = sorted({pid for lab in keyed if (pid := ids[lab.mrn]) is not None})
+    if keyed:
+        earliest = min(lab.taken_at for lab in keyed) - dt.timedelta(days=1)
+        latest = max(lab.taken_at for lab in keyed) + dt.timedelta(days=1)
     for i in range(0, len(chunk), 500):
-        stmt = select(
-            lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator
-        ).where(lt.c.patient_id.in_(chunk[i : i + 500]), lt.c.test.in_(tests))
+        stmt = select(lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator).where(
+            lt.c.patient_id.in_(chunk[i : i + 500]), lt.c.test.in_(tests), lt.c.taken_at.between(earliest, latest)
+        )
         for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(stmt):
             by_key[(pid, test, taken_at)].append((value, value_text, source_id, comparator))
-            if source_id is not None:
-                by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
-    # A FHIR resource id is one result whatever its test: a resent Observation whose code changed
-    # must meet its stored self here, or the unique index refuses the insert with a traceback.
+    # A FHIR resource id (an HL7 result's identity) is one result whatever its test: a resent
+    # Observation whose code changed must meet its stored self here, or the unique index refuses
+    # the insert with a traceback. This is the only lookup by source id.
     source_ids = sorted({lab.source_id for lab in labs if lab.source_id is not None})
     for i in range(0, len(source_ids), 500):
         stmt = select(
@@ -666,6 +674,7 @@ def _check_labs(
                 lab.comparator,
                 lab.taken_at_offset_minutes,
                 lab.status,
+                lab.source_identifier,
             )
         )
     return rows

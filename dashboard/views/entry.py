@@ -171,7 +171,7 @@ with tab_doses:
         dose_unit = d4.selectbox("Unit", list(services.DOSE_UNITS), key="entry_dose_unit")
         route = d5.selectbox("Route", ["oral", "intravenous", "subcutaneous", "topical", "other"], key="entry_dose_route")
         if st.button("Save dose change", type="primary", key="entry_dose_save"):
-            write(f"Stored {drug} {dose} {dose_unit}/day from {start.isoformat()}.", services.add_dose_change,
+            write(f"Stored {safe.md(drug)} {safe.md(dose)} {dose_unit}/day from {start.isoformat()}.", services.add_dose_change,
                   mrn=mrn, drug=drug, start_date=start, dose=dose, unit=dose_unit, route=route)
 
         st.divider()

@@ -198,7 +198,7 @@ def _between(site: str, first: dt.date, second: dt.date) -> str:
     """One line over the pair: how far apart, and the BSA % recorded with each."""
     def bsa(day: dt.date) -> str:
         values = [ph.bsa_pct for ph in items if ph.body_site == site and ph.taken_on == day and ph.bsa_pct is not None]
-        return display.quantity("bsa_pct", values[-1], "%") if values else "not recorded"
+        return safe.md(display.quantity("bsa_pct", values[-1], "%")) if values else "not recorded"
 
     gap = abs((second - first).days)
     return f"**{safe.md(site.capitalize())}**, {first.isoformat()} and {second.isoformat()}: {gap} day{'s' if gap != 1 else ''} apart · BSA {bsa(first)} → {bsa(second)}"

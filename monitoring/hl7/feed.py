@@ -200,7 +200,7 @@ class _Message:
         p = self.msg.patient
         assert p is not None and p.mrn is not None
         if obs.value_problem:
-            self.refuse(obs, "OBX-5", obs.value, obs.value_problem)
+            self.refuse(obs, obs.value_problem_field, obs.value, obs.value_problem)
             return None
         if not obs.time:
             self.refuse(obs, "OBX-14", "", "no time of the observation: OBX-14 and OBR-7 are both empty")

@@ -4,7 +4,6 @@ cohort (DATABASE_URL), asserting what a clinician would check."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring import auth
 from monitoring.models import LabResult
 from monitoring.schema import open_database
+from tests.dashboard.apptest import APP, TIMEOUT, open_app, sign_in
 from tests.dashboard.cohort import USER, write_cohort
 from tests.dashboard.shown import shown
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -39,20 +35,11 @@ def db_url_with_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _signed_in(at: AppTest, username: str = USER) -> AppTest:
     """Seed the session as the sign-in page would (dashboard.auth); the account is in the cohort."""
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, username)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username)
 
 
 def _app() -> AppTest:
-    at = _signed_in(AppTest.from_file(APP, default_timeout=TIMEOUT))
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def _ward_html(at: AppTest) -> str:
@@ -128,6 +115,9 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     text = " ".join(m.value for m in at.markdown)
     assert text.index("CRITICAL · Cardiac involvement") < text.index("WARNING · Hepatic involvement")
     assert "Recommendation:" in text
+    # The course day counted from the first dose as day 0, said so (issue 18 point 7).
+    first = (TODAY - dt.timedelta(days=8)).isoformat()
+    assert f"Day 8 of steroids (first dose {first}): 100 mg/day prednisone-equivalent" in text
     assert any("Source:" in c.value for c in at.caption)
     assert any("decision support, not a diagnosis" in c.value for c in at.caption)
     table = _frame(at, "above")
@@ -138,6 +128,31 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     table = _frame(at, "above")
     # Units by their label, never their UCUM code (issue 18 point 9).
     assert "µkat/L" in set(table["unit"]) and "ukat/L" not in set(table["unit"])
+
+
+def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url_with_cohort: str) -> None:
+    """Issue 18 point 15: with an ALP of the same draw as ALT 400 (ULN 35), the header names the
+    R ratio and its pattern with the profile's cut points; the ×ULN and troponin panels are drawn."""
+    from monitoring import services
+
+    with Session(open_database(db_url_with_cohort)) as s:
+        services.add_lab_result(s, username=USER, mrn="CRIT-1", test="alp", value=150, unit="U/L", ref_high=120,
+                                taken_at=dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(6, 0)))
+        s.commit()
+    at = _app()
+    at.session_state["patient_mrn"] = "CRIT-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(shown(m.value) for m in at.markdown)  # as read: Markdown escapes removed
+    day = (TODAY - dt.timedelta(days=1)).isoformat()
+    # R = (400/35) / (150/120) = 9.1
+    assert f"Liver-injury pattern: R 9.1, hepatocellular ({day}: ALT 400 / ULN 35 ÷ ALP 150 / ULN 120)" in text
+    assert "R ≥ 5 hepatocellular, ≤ 2 cholestatic" in text
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    titles = [a.get("text") for a in spec["layout"]["annotations"]]
+    assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
 
 
 def _entry(at: AppTest, mrn: str) -> AppTest:
@@ -291,6 +306,7 @@ def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
     at = _app()
+    deferred.clear()  # the ward page's own deferred download (the ward-round list)
     at.session_state["patient_mrn"] = "CRIT-1"
     at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
 from monitoring import auth, services
 from monitoring.guideline import load_profile
 from monitoring.records import load_record
 from monitoring.rules import evaluate
 from monitoring.schema import open_database
+from tests.dashboard.apptest import open_app
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
@@ -58,16 +57,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _entry(mrn: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, USER)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("views/entry.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app(USER, page="views/entry.py")
     at.selectbox(key="entry_patient").set_value(mrn)
     at.run()
     assert not at.exception, [e.value for e in at.exception]

@@ -141,20 +141,52 @@ def test_a_refused_obx_goes_to_the_review_list_and_the_rest_is_stored(admitted: 
 
 
 def test_censored_sn_result_is_never_stored_as_the_bare_number(admitted: Session) -> None:
-    out = send(admitted, oru([obx(1, "1988-5^CRP^LN", "<^5", "mg/L", vt="SN")]))
-    rows = labs(admitted)
-    if rows:  # the intake path keeps the comparator beside the number
-        assert getattr(rows[0], "comparator", None) == "<", "a censored value must keep its comparator"
-        assert out.code == "AA"
-    else:  # or it refuses it by name: then it waits in the review list, never stored bare
-        assert out.code == "AE" and review(admitted)[0].value == "<5"
+    # PRODUCT.md §4: an SN value <^0.01 and an ST value "<0.03" are stored with their comparator
+    # (the number is the assay's bound, converted like any value), acknowledged AA, never bare.
+    out = send(
+        admitted,
+        oru(
+            [
+                obx(1, "10839-9^Troponin I^LN", "<^0.01", "ng/mL", vt="SN"),
+                obx(2, "10839-9^Troponin I^LN", "<0.03", "ng/mL", vt="ST", sub_id="2"),
+                obx(3, "1988-5^CRP^LN", ">^200", "mg/L", vt="SN"),
+                obx(4, "1988-5^CRP^LN", "<=5", "mg/L", vt="ST", sub_id="2"),
+            ]
+        ),
+    )
+    assert (out.code, out.stored, out.errors) == ("AA", 4, [])
+    assert review(admitted) == []
+    stored = [(lab.test, lab.comparator, lab.value, lab.unit, lab.original_value, lab.original_unit) for lab in labs(admitted)]
+    assert stored == [
+        ("troponin_i", "<", pytest.approx(10.0), "ng/L", "<0.01", "ng/mL"),
+        ("troponin_i", "<", pytest.approx(30.0), "ng/L", "<0.03", "ng/mL"),
+        ("crp", ">", pytest.approx(200.0), "mg/L", ">200", "mg/L"),
+        ("crp", "<=", pytest.approx(5.0), "mg/L", "<=5", "mg/L"),
+    ]
 
 
 def test_sn_without_comparator_is_the_number_and_a_range_is_refused(admitted: Session) -> None:
     out = send(admitted, oru([obx(1, "2345-7^Glucose^LN", "^182", "mg/dL", vt="SN"), obx(2, "1988-5^CRP^LN", "^1^-^5", "mg/L", vt="SN")]))
     assert out.code == "AE"
     assert [(lab.test, lab.value) for lab in labs(admitted)] == [("glucose", 182.0)]
-    assert "range or ratio" in out.errors[0].reason and out.errors[0].location == "OBX^2^5"
+    assert out.errors[0].location == "OBX^2^5"
+    assert out.errors[0].reason == "OBX-5: a structured numeric range or ratio ('^1^-^5') is not a single result"
+
+
+def test_a_value_the_feed_cannot_read_is_named_once_in_its_own_field(admitted: Session) -> None:
+    out = send(
+        admitted,
+        oru([obx(1, "1988-5^CRP^LN", "<>^5", "mg/L", vt="SN"), obx(2, "1742-6^ALT^LN", "ABC", "U/L", vt="ED", sub_id="2")]),
+    )
+    assert (out.code, out.stored) == ("AE", 0)
+    assert [(e.location, e.reason) for e in out.errors] == [
+        ("OBX^1^5", "OBX-5: comparator '<>' (not equal) is not a result value"),
+        ("OBX^2^2", "OBX-2: value type 'ED' is not read (NM, SN, ST, TX, FT, CE, CWE are)"),
+    ]
+    assert [(i.field, i.reason) for i in review(admitted)] == [
+        ("OBX-5", "comparator '<>' (not equal) is not a result value"),
+        ("OBX-2", "value type 'ED' is not read (NM, SN, ST, TX, FT, CE, CWE are)"),
+    ]
 
 
 def test_pcr_as_text_and_escape_sequences(admitted: Session) -> None:
