@@ -7,11 +7,8 @@ have none (NULL).
 
 Only a column is added (no batch table copy), so the audit triggers of 0002 are untouched.
 
-MERGE NOTE: written beside the feed branch's 0009 (lab source identifier), which also follows 0008.
-When both are on one branch, this revision must follow 0009: set ``down_revision = "0009"``.
-
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 06:40:00
 """
 
@@ -21,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
