@@ -400,8 +400,8 @@ def _draw_threshold(
             showlegend=False,
             mode="lines",
             line={"color": colour, "width": 1.3, "dash": LINE_DASH.get(th.severity, "dot"), "shape": "hv"},
-            customdata=numbers,
-            hovertemplate=f"{th.label}: %{{customdata}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
+            text=numbers,  # not customdata: that is the results' (figure readers look for it there); mode lines: not drawn
+            hovertemplate=f"{th.label}: %{{text}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
             meta={"threshold": th.key, "severity": th.severity},
         ),
         row=row,

@@ -100,7 +100,7 @@ def test_threshold_labels_and_hover_use_the_display_precision(writer: Session) -
     _lab(writer, 3, "creatinine", 1.3, "mg/dL")
     fig = _figure(_record(writer))
     line = next(t for t in fig.data if t.meta and "threshold" in t.meta and t.name.startswith("1.5× baseline"))
-    assert list(line.customdata) == ["1.1", "1.1"] and "%{customdata} mg/dL" in line.hovertemplate
+    assert list(line.text) == ["1.1", "1.1"] and "%{text} mg/dL" in line.hovertemplate
     labels = [str(a.text) for a in fig.layout.annotations]
     assert any(t.startswith("1.5× baseline") and t.endswith(" 1.1") for t in labels), labels
     assert not any("1.103" in t for t in labels)
