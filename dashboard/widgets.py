@@ -262,11 +262,14 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             f"{safe.html(shorten(r.name) + synthetic_label(r.synthetic, r.name))}</span>"
             f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
-        day = _cell(
-            f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
-            # "day 7 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7).
-            course_day_words(r.course_start, r.course_day) or "",
-        )
+        day = _cell(f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?")
+        # "day 7 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7), on
+        # two unbroken lines (the column widens to them; broken anywhere it took five lines a row).
+        course_words = course_day_words(r.course_start, r.course_day)
+        if course_words:
+            count, _, first_dose = course_words.partition(" (")
+            day += "".join(f'<br><span style="font-size:0.78rem;color:{MUTED};white-space:nowrap">{safe.html(part)}</span>'
+                           for part in (count, f"({first_dose}" if first_dose else "") if part)
         if r.dose_mg is None:
             steroid = _cell("none today")
         else:

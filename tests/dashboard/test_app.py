@@ -88,6 +88,17 @@ def test_ward_lists_patients_critical_first_with_badges(db_url_with_cohort: str)
     assert "Alerts are decision support, not a diagnosis" in " ".join(m.value for m in at.markdown)
 
 
+def test_ward_says_the_course_day_with_its_first_dose(db_url_with_cohort: str) -> None:
+    """Issue 18 point 7: 'day 8 of steroids (first dose ...)', the count the day-7 rule uses, on
+    two unbroken lines of the Day cell."""
+    rows = _ward_html(_app()).split("<tr class=")[1:]
+    first = (TODAY - dt.timedelta(days=8)).isoformat()  # CRIT-1: methylprednisolone from 8 days ago
+    text = re.sub(r"<[^>]+>", " ", rows[0])
+    assert "day 8 of steroids" in text and f"(first dose {first})" in text
+    assert re.search(r'white-space:nowrap">day 8 of steroids</span>', rows[0])
+    assert "of steroids" not in rows[2]  # CALM-1: no steroid course
+
+
 def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
     at = _app()
     at.segmented_control(key="ward_setting").set_value("clinic").run()
