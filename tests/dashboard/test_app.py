@@ -179,6 +179,27 @@ def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url
     assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
 
 
+def test_timeline_now_line_is_the_current_minute_on_the_page(db_url_with_cohort: str) -> None:
+    """Issue 18 point 11, on the page: the figure's now line is the current time (not midnight), so
+    every result of today is before it, and the dose given stops there."""
+    import json
+
+    before = dt.datetime.now().replace(second=0, microsecond=0)
+    at = _app()
+    at.session_state["patient_mrn"] = "WARN-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    after = dt.datetime.now()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    now_x = {dt.datetime.fromisoformat(s["x0"]) for s in spec["layout"]["shapes"] if s.get("name") == "now"}
+    assert len(now_x) == 1
+    (line,) = now_x
+    if line.date() == TODAY:  # (a run across midnight draws the end of the as-of day)
+        assert before <= line <= after
+    eos = next(t for t in spec["data"] if t.get("name") == "Eosinophils")
+    assert max(dt.datetime.fromisoformat(x) for x in eos["x"]) <= line  # today's result before the line
+
+
 def _entry(at: AppTest, mrn: str) -> AppTest:
     at.switch_page("views/entry.py").run()
     assert not at.exception, [e.value for e in at.exception]
