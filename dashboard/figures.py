@@ -20,7 +20,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard import safe
-from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
+from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, WARNING
+from monitoring import display
 from monitoring.steroids import dose_lines
 
 # Series colours: chosen apart from the severity colours so a data line is never read as an alert.
@@ -32,7 +33,6 @@ SERIES_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "cross")
 SERIES_DASHES: tuple[str, ...] = ("solid", "longdash", "dot", "dashdot")
 DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
-SECOND_LINE_COLOUR = "#6a1b9a"
 PHOTO_COLOUR = "#8d6e63"
 ALERT_ONSET_COLOUR = "#37474f"  # one colour: the severity is in the words beside it
 ZONE_TINTS: dict[str, str] = {
@@ -58,6 +58,10 @@ class Point:
     reference: str = ""  # the reference range in force for this result, in words
     preliminary: bool = False  # a preliminary result, not yet replaced by its final
     comparator: str | None = None  # a censored result ('<', '<=', '>', '>='): drawn at its limit, shown with it
+    # As people read them (monitoring.display: one precision per test, units by label), comparator
+    # included: the value in the unit shown ('<30') and canonical ('0.74 mg/dL'). Empty: built here.
+    shown: str = ""
+    canonical_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -319,10 +323,11 @@ def _draw_panel(
             [
                 p.taken_at.strftime("%Y-%m-%d %H:%M"),
                 p.received,
-                f"{p.comparator or ''}{p.canonical:g} {p.canonical_unit}",
+                p.canonical_text or f"{p.comparator or ''}{p.canonical:g} {display.unit_label(p.canonical_unit)}",
                 p.reference or "no reference range",
                 (" · preliminary" if p.preliminary else "") + (" · amended" if p.amended else ""),
                 p.comparator or "",
+                p.shown or f"{p.comparator or ''}{p.value:.4g}",
             ]
             for p in s.points
         ]
@@ -341,7 +346,7 @@ def _draw_panel(
                     else f"{symbol}-open" if p.preliminary else "diamond" if p.amended else symbol for p in s.points]},
                 customdata=custom,
                 hovertemplate=(
-                    f"<b>{s.label}</b> %{{customdata[5]}}%{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
+                    f"<b>{s.label}</b> %{{customdata[6]}} {display.unit_label(s.unit)}<br>%{{customdata[0]}}<br>"
                     "received: %{customdata[1]}<br>canonical: %{customdata[2]}<br>"
                     "reference: %{customdata[3]}%{customdata[4]}<extra></extra>"
                 ),
@@ -391,7 +396,7 @@ def _draw_threshold(
             showlegend=False,
             mode="lines",
             line={"color": colour, "width": 1.3, "dash": LINE_DASH.get(th.severity, "dot"), "shape": "hv"},
-            hovertemplate=f"{th.label}: %{{y:.4g}} {panel.unit}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
+            hovertemplate=f"{th.label}: %{{y:.4g}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
             meta={"threshold": th.key, "severity": th.severity},
         ),
         row=row,

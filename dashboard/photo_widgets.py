@@ -15,7 +15,7 @@ import streamlit as st
 from sqlmodel import Session
 
 from dashboard import store
-from monitoring import photos
+from monitoring import display, photos
 from monitoring.photos import PhotoContext, PhotoMeta
 from monitoring.records import PatientRecord
 from monitoring.steroids import course_day_words
@@ -70,11 +70,11 @@ def context_lines(ctx: PhotoContext, bsa_pct: float | None) -> list[tuple[str, s
         ("day since onset", str(ctx.day_since_onset) if ctx.day_since_onset is not None else "onset not recorded"),
         ("steroid course", course),
         ("prednisone-equivalent", dose),
-        ("BSA involved", f"{bsa_pct:g} %" if bsa_pct is not None else "not recorded"),
+        ("BSA involved", display.quantity("bsa_pct", bsa_pct, "%") if bsa_pct is not None else "not recorded"),
     ]
 
 
 def caption(p: PhotoMeta) -> str:
-    bsa = f" · BSA {p.bsa_pct:g} %" if p.bsa_pct is not None else ""
+    bsa = f" · BSA {display.quantity('bsa_pct', p.bsa_pct, '%')}" if p.bsa_pct is not None else ""
     hidden = f" · HIDDEN ({p.hidden_reason})" if p.hidden else ""
     return f"#{p.id} · {p.body_site}{bsa}{hidden}"

@@ -181,7 +181,7 @@ def point_limits(
 def flags(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> str:
     """Words for the table: the highest line this result is beyond ('> 2×ULN', '≥ 1.5'), so colour
     is never needed; a censored value that cannot be decided says so."""
-    if point.value is None:
+    if point.shown_value is None:  # a text result; a '<x' result is judged by its bound (limits)
         return point.value_text or ""
     beyond = ""
     undecided: list[str] = []
@@ -291,6 +291,7 @@ def _points(
     """The drawn results of ``test``: in the chosen unit system, or (``per_uln``) as multiples of
     each result's own ULN (monitoring.limits.uln); an ALP's hover names that day's R ratio."""
     out = []
+    unit_shown = display_unit(test, units)
     for p in record.results(test):
         number = p.shown_value  # a censored result is drawn at its bound, its comparator in the hover
         if number is None:
@@ -309,12 +310,16 @@ def _points(
                 canonical=number,
                 canonical_unit=p.unit,
                 # As received (stored text): escaped for Plotly, which reads tags in hover text.
-                received=safe.plot(f"{p.original_value} {display.unit_label(p.original_unit)}".strip()
+                received=safe.plot(display.as_received(p.original_value, p.original_unit)
                                    + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else "")),
                 amended=p.amended,
                 preliminary=p.status == "preliminary",
                 reference=ref,
                 comparator=limits.comparator_of(p),
+                # As people read them (monitoring.display): the ×ULN multiple keeps two decimals.
+                shown=(f"{limits.comparator_of(p) or ''}{value:.2f}" if per_uln
+                       else display.value_text(test, value, unit_shown, limits.comparator_of(p))),
+                canonical_text=display.quantity(test, number, p.unit, limits.comparator_of(p)),
             )
         )
     return tuple(out)
@@ -399,7 +404,7 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "value": shown,
                 "unit": display.unit_label(display_unit(p.test, units)),
                 "above": flags(p.test, p, record, prof, as_of),
-                "as received": f"{p.original_value} {p.original_unit}".strip(),
+                "as received": display.as_received(p.original_value, p.original_unit),
                 "laboratory flag": p.abnormal_flags or "",
                 "canonical": (
                     display.quantity(p.test, number, p.unit, limits.comparator_of(p)) if number is not None else (p.value_text or "")

@@ -122,6 +122,8 @@ class WardRow:
     # code -> how it was handled ('acknowledged: IVIG ordered', 'snoozed until 2026-12-05'); absent: unacknowledged
     handled: dict[str, str] = field(default_factory=dict)
     unhandled_worst: bool = False  # an alert of the worst severity that nobody acknowledged
+    # IVIG / cyclosporine started on or before the ward date (drug kind, start), from analyse_course
+    second_line: tuple[tuple[str, dt.date], ...] = ()
     course_start: dt.date | None = None  # the first dose of the ongoing course (course day 0)
 
 
@@ -191,6 +193,8 @@ def ward_row(
         new=tuple(new),
         handled=handled,
         unhandled_worst=any(a.severity == worst and a.code not in handled for a in alerts),
+        # A planned start (after the ward date) is not yet treatment: the timeline shows the plan.
+        second_line=tuple((drug, start) for drug, start in course.second_line if start <= as_of),
     )
 
 

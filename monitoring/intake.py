@@ -56,6 +56,7 @@ from monitoring.store import FIELD_LABELS, LabIn, MedIn
 __all__ = [
     "COMPARATORS",
     "DOSE_UNITS",
+    "drug_name",
     "FUTURE_TOLERANCE",
     "RESULT_STATUSES",
     "resent_result",
@@ -644,6 +645,23 @@ def dose_amount(value: object, unit: str | None) -> tuple[str, str, float | None
     return text, u, amount * factor, None
 
 
+def drug_name(column: str, value: object, *, subject: str | None = None) -> tuple[str, str]:
+    """A drug name as received -> (the name as written, the name stored: monitoring.drugs' resolved
+    generic name, else the name as written, cleaned). One check for every path that takes a drug
+    name (schedule rows, culprits): a name longer than its column is refused, naming ``column`` and
+    the value, never cut (a cut name could match another drug, or none). ('', '') when blank."""
+    written = check_text(column, value or "", limit=text_limit("medication_row", "drug_as_entered"), subject=subject)
+    if not written:
+        return "", ""
+    generic = normalise_drug(written)
+    limit = text_limit("medication_row", "drug")
+    if len(generic) > limit:
+        raise FieldError(
+            column, value, f"the drug name is {len(generic)} characters long: at most {limit} can be stored (never cut)", subject
+        )
+    return written, generic
+
+
 def dose(
     *,
     mrn: str,
@@ -663,12 +681,9 @@ def dose(
     name = ""
     generic = ""
     try:
-        name = stored_text("medication_row", "drug_as_entered", drug or "")
-        generic = normalise_drug(name)
+        name, generic = drug_name("drug", drug)
         if not generic:
             raise FieldError("drug", drug, "a drug name is required")
-        if len(generic) > text_limit("medication_row", "drug"):
-            raise FieldError("drug", drug, f"the drug name is longer than {text_limit('medication_row', 'drug')} characters")
     except FieldError as exc:
         errors.append(exc)
     subject = name or None
@@ -824,10 +839,7 @@ def patient_fields(
                 for n in names:
                     if not n.strip():
                         continue
-                    entered = stored_text("medication_row", "drug_as_entered", n)
-                    generic = normalise_drug(entered)
-                    if len(generic) > text_limit("medication_row", "drug"):
-                        raise FieldError(key, n, f"a drug name longer than {text_limit('medication_row', 'drug')} characters")
+                    _entered, generic = drug_name(key, n)
                     drugs.append(generic)
                 if not drugs:
                     raise ValueError("no drug name (several culprits are separated by ';')")

@@ -87,7 +87,7 @@ def latest_results(record: PatientRecord, as_of: dt.date) -> list[LatestResult]:
             continue
         number = p.shown_value
         shown = display.quantity(test, number, p.unit, comparator_of(p)) if number is not None else (p.value_text or "")
-        out.append(LatestResult(display.test_label(test), p.taken_at, shown, f"{p.original_value} {p.original_unit}".strip(), p.status))
+        out.append(LatestResult(display.test_label(test), p.taken_at, shown, display.as_received(p.original_value, p.original_unit), p.status))
     return out
 
 
@@ -104,7 +104,7 @@ def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile
         plan=saved_plan(record, as_of),
         patch_test=patch_test_plan(record, prof),
         regiscar=score_regiscar(record, as_of, prof),
-        checklist=tuple(sequelae_checklist(record, as_of)),
+        checklist=tuple(sequelae_checklist(record, as_of, profile=prof)),
         pcr=tuple(viral_pcr_results(record, as_of)),
         latest=tuple(latest_results(record, as_of)),
     )
@@ -530,6 +530,8 @@ def render_pdf(
         ck_rows: list[list[Any]] = [["Due", "Check", "Status", "Result", "Basis"]]
         for ck in data.checklist:
             res = f"{_p(ck.result.original_value)} {_p(ck.result.original_unit)} on {ck.result.taken_at.date().isoformat()}" if ck.result else ""
+            if ck.outside_range:  # the same flag as the Follow-up page (monitoring.followup.range_check)
+                res += f" · {_p(ck.range_text)}"
             ck_rows.append([_fmt_date(ck.due), f"{_p(ck.test_label)} (month {ck.check.month})", ck.status.upper(), res,
                             _p(ck.check.basis)])
         block.append(table(ck_rows, [22 * mm, 42 * mm, 20 * mm, width - 124 * mm, 40 * mm]))

@@ -116,24 +116,13 @@ def resume(engine: Engine, *, session_id: int | None, browser: str | None = None
     with Session(engine, expire_on_commit=False) as session:
         row = session.get(UserSession, session_id) if session_id else None
         if row is None and browser:
-            row = session.execute(
-                select(UserSession)
-                .where(col(UserSession.browser_hash) == _digest(browser), col(UserSession.ended_at).is_(None))
-                .order_by(UserSession.id.desc())  # type: ignore[union-attr]
-                .limit(1)
-            ).scalar_one_or_none()
+            row = _open_for_browser(session, browser)
         if row is None:
             return Resumed(None, None)
         if row.ended_at is not None:
             return Resumed(None, None, row.end_reason or SIGNED_OUT)
         user = session.get(User, row.user_id)
-        reason = None
-        if user is None or user.disabled:
-            reason = ACCOUNT
-        elif (moment - row.created_at).total_seconds() >= lifetime_s():
-            reason = LIFETIME
-        elif (moment - row.last_seen_at).total_seconds() >= idle_timeout_s():
-            reason = IDLE
+        reason = _end_reason(row, user, moment)
         if reason is not None:
             _write(session, update(UserSession).where(UserSession.id == row.id).values(ended_at=moment, end_reason=reason))  # type: ignore[arg-type]
             return Resumed(None, None, reason)
@@ -141,6 +130,41 @@ def resume(engine: Engine, *, session_id: int | None, browser: str | None = None
         if (moment - row.last_seen_at).total_seconds() >= TOUCH_EVERY_S:
             _write(session, update(UserSession).where(UserSession.id == row.id).values(last_seen_at=moment))  # type: ignore[arg-type]
         return Resumed(SignedIn(user.id, user.username, user.role), row.id)
+
+
+def _end_reason(row: UserSession, user: User | None, moment: dt.datetime) -> str | None:
+    """Why an open session has ended by ``moment`` (account, lifetime, idle), or None: it is valid."""
+    if user is None or user.disabled:
+        return ACCOUNT
+    if (moment - row.created_at).total_seconds() >= lifetime_s():
+        return LIFETIME
+    if (moment - row.last_seen_at).total_seconds() >= idle_timeout_s():
+        return IDLE
+    return None
+
+
+def _open_for_browser(session: Session, browser: str) -> UserSession | None:
+    """The newest session of this browser (its ``dress_browser`` cookie) that was not ended."""
+    return session.execute(
+        select(UserSession)
+        .where(col(UserSession.browser_hash) == _digest(browser), col(UserSession.ended_at).is_(None))
+        .order_by(UserSession.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def browser_signed_in(engine: Engine, browser: str | None, *, now: dt.datetime | None = None) -> bool:
+    """Whether the browser with this ``dress_browser`` cookie has a valid signed-in session now:
+    open, not idle, within its lifetime, account enabled (the checks of ``resume``). Read only:
+    dashboard/server.py asks this for every ``/media/`` and metrics request, which must not count
+    as activity."""
+    if not browser:
+        return False
+    with Session(engine) as session:
+        row = _open_for_browser(session, browser)
+        if row is None:
+            return False
+        return _end_reason(row, session.get(User, row.user_id), now or utcnow()) is None
 
 
 def _write(session: Session, statement: Executable) -> bool:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import episode_widgets, figures, safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
+from monitoring import display
 from monitoring.drugs import group_of
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
@@ -58,7 +59,7 @@ facts = [
     ("MRN", p.mrn),
     ("age", f"{age} y" if age is not None else "not recorded"),
     ("sex", p.sex or "not recorded"),
-    ("weight", f"{p.weight_kg:g} kg" if p.weight_kg else "not recorded"),
+    ("weight", display.quantity("weight", p.weight_kg, "kg") if p.weight_kg else "not recorded"),
     ("onset", widgets.iso(p.onset_date) or "not recorded"),
     ("day since onset", str((today - p.onset_date).days) if p.onset_date else "—"),
     ("setting", p.setting),
@@ -187,6 +188,10 @@ with alert_box:
                 st.dataframe(quoted, hide_index=True, width="stretch")
             for k, v in a.evidence.items():
                 if k == "profile":
+                    continue
+                if k == "not_counted":  # censored results the rule could not decide, each by name
+                    for note in v:
+                        st.markdown(f"- **not counted**: {safe.md(note['text'])}")
                     continue
                 st.markdown(f"- **{safe.md(k.replace('_', ' '))}**: {safe.md(_evidence_text(v))}")
             st.caption(f"Source: {safe.md(a.source)}")

@@ -4,7 +4,6 @@ cohort (DATABASE_URL), asserting what a clinician would check."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring import auth
 from monitoring.models import LabResult
 from monitoring.schema import open_database
+from tests.dashboard.apptest import APP, TIMEOUT, open_app, sign_in
 from tests.dashboard.cohort import USER, write_cohort
 from tests.dashboard.shown import shown
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -39,20 +35,11 @@ def db_url_with_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _signed_in(at: AppTest, username: str = USER) -> AppTest:
     """Seed the session as the sign-in page would (dashboard.auth); the account is in the cohort."""
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, username)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username)
 
 
 def _app() -> AppTest:
-    at = _signed_in(AppTest.from_file(APP, default_timeout=TIMEOUT))
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def _ward_html(at: AppTest) -> str:
@@ -241,7 +228,7 @@ def test_a_bad_entry_shows_an_error_naming_field_and_value_and_stores_nothing(db
 def test_a_correction_needs_a_reason_and_keeps_the_earlier_value(db_url_with_cohort: str) -> None:
     at = _entry(_app(), "WARN-1")
     table = _frame(at, "as received")
-    eos_id = int(table[table["test"] == "eosinophils"]["id"].iloc[0])
+    eos_id = int(table[table["test"] == "Eosinophils"]["id"].iloc[0])  # the label people read
     at.selectbox(key="entry_amend_lab").set_value(eos_id)
     at.text_input(key="entry_amend_value").input("1.7")
     at.button(key="entry_amend_save").click().run()
@@ -351,6 +338,7 @@ def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
     at = _app()
+    deferred.clear()  # the ward page's own deferred download (the ward-round list)
     at.session_state["patient_mrn"] = "CRIT-1"
     at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]

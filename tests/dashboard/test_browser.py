@@ -8,88 +8,31 @@ it must run (.ci/run installs Debian's chromium).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlmodel import Session
 
 from monitoring import auth
-from monitoring.demo import ensure_demo
-from monitoring.schema import open_database
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, demo_database, needs_chromium, running_server
+from tests.dashboard.browser import free_port as _free_port
+from tests.dashboard.browser import no_exception as _no_exception
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "_free_port", "_no_exception"]  # other browser tests import these from here
+
 USER, PASSWORD = "dr.browser", "browser-test-pass-2026"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-    reason="Debian chromium not installed (in CI this test must run)",
-)
+pytestmark = needs_chromium
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _demo_database(tmp_path_factory: pytest.TempPathFactory, name: str) -> str:
+    return demo_database(tmp_path_factory.mktemp(name), users=[(USER, auth.CLINICIAN, PASSWORD)])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("browser") / "demo.db"
-    url = f"sqlite:///{db}"
-    engine = open_database(url)
-    assert ensure_demo(engine)
-    with Session(engine) as s:
-        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
-        s.commit()
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"streamlit did not start:\n{out[-3000:]}")
-            time.sleep(0.3)
+    with running_server(_demo_database(tmp_path_factory, "browser")) as base:
         yield base
-    finally:
-        # The whole process group: the server and anything it started, always.
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        if proc.stdout:
-            proc.stdout.close()
-
-
-def _no_exception(page: object) -> None:
-    errors = page.query_selector_all('[data-testid="stException"]')  # type: ignore[attr-defined]
-    assert not errors, [e.inner_text()[:2000] for e in errors]
 
 
 def test_ward_overview_and_a_patient_timeline_in_chromium(server: str) -> None:
@@ -151,43 +94,8 @@ def test_a_link_to_a_patient_opened_signed_out_opens_that_patient_after_sign_in(
 @pytest.fixture(scope="module")
 def session_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`streamlit run dashboard/server.py` (as `make run`): the app with the browser cookie."""
-    db = tmp_path_factory.mktemp("sessions") / "demo.db"
-    url = f"sqlite:///{db}"
-    engine = open_database(url)
-    assert ensure_demo(engine)
-    with Session(engine) as s:
-        auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
-        s.commit()
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/server.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"streamlit did not start:\n{out[-3000:]}")
-            time.sleep(0.3)
+    with running_server(_demo_database(tmp_path_factory, "sessions"), script="dashboard/server.py") as base:
         yield base
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def test_a_refresh_keeps_the_session_and_sign_out_in_one_tab_ends_the_other(session_server: str) -> None:

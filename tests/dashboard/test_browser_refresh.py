@@ -4,12 +4,9 @@ and its episode appear on the open page without a click, within the interval plu
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,16 +17,13 @@ from sqlmodel import Session
 from monitoring import auth, services
 from monitoring.models import AlertEpisode
 from monitoring.schema import open_database
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _no_exception
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, needs_chromium, running_server
+from tests.dashboard.browser import no_exception as _no_exception
 
-ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "dr.refresh", "refresh-test-pass-2026"
 INTERVAL_S = 3
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-    reason="Debian chromium not installed (in CI this test must run)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -40,37 +34,8 @@ def ward_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         auth.create_user(s, actor="test", username=USER, role=auth.CLINICIAN, password=PASSWORD)
         services.add_patient(s, username=USER, mrn="R-001", name="Synthetic Resident", weight_kg=70)
         s.commit()
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url, "DRESS_WARD_REFRESH_S": str(INTERVAL_S)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"streamlit did not start:\n{out[-3000:]}")
-            time.sleep(0.3)
+    with running_server(url, env={"DRESS_WARD_REFRESH_S": str(INTERVAL_S)}) as base:
         yield base, url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def test_the_open_ward_shows_a_cli_import_by_another_process_without_a_click(

@@ -121,7 +121,7 @@ def test_si_units_convert_values_and_thresholds(writer: Session) -> None:
     assert _line(fig, "ALT 2×ULN") == pytest.approx([1.0, 1.0])
     creat = next(t for t in fig.data if t.name == "Creatinine")
     assert list(creat.y) == [pytest.approx(88.4)]
-    assert "Creatinine (µmol/L)" in [a.text for a in fig.layout.annotations]  # the unit by its label (issue 18 point 9)
+    assert "Creatinine (µmol/L)" in [a.text for a in fig.layout.annotations]  # the unit's label (monitoring.display)
 
 
 def test_hover_shows_value_as_received_and_canonical(writer: Session) -> None:
@@ -130,7 +130,7 @@ def test_hover_shows_value_as_received_and_canonical(writer: Session) -> None:
     creat = next(t for t in fig.data if t.name == "Creatinine")
     when, received, canonical, *_ = creat.customdata[0]
     assert received == "150 µmol/L"
-    assert canonical.startswith("1.69") and canonical.endswith("mg/dL")
+    assert canonical == "1.7 mg/dL"  # 1.6968... at creatinine's display precision (0.01 mg/dL), as on the table
     assert "received" in creat.hovertemplate
 
 
@@ -248,6 +248,8 @@ def test_temperature_panel_with_the_profiles_fever_line(writer: Session, tmp_pat
     temps = next(t for t in fig.data if t.name == "Temperature")
     assert [round(float(y), 1) for y in temps.y] == [39.2, 38.5, 37.0]
     assert "101.3 °F" in temps.customdata[1][1]
+    # 101.3 °F is 38.5 °C (38.500000000000004 stored): the hover reads it at the display precision.
+    assert [c[6] for c in temps.customdata] == ["39.2", "38.5", "37"] and "%{customdata[6]} °C" in temps.hovertemplate
     assert any(t.meta and t.meta.get("zone") == "fever_c" for t in fig.data)
     titles = [a.text for a in fig.layout.annotations]
     assert "Temperature (°C)" in titles

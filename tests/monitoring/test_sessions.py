@@ -90,3 +90,27 @@ def test_a_read_only_database_keeps_a_valid_session(db_path: Path) -> None:
     ro = create_db_engine(f"sqlite:///file:{db_path}?mode=ro&uri=true")
     assert sessions.resume(ro, session_id=sid, now=t + dt.timedelta(minutes=5)).user == signed  # the touch fails quietly
     ro.dispose()
+
+
+def test_browser_signed_in_only_for_an_open_valid_session_of_that_browser(engine: Engine, doc: auth.SignedIn) -> None:
+    """What dashboard/server.py's Guard asks for every /media/ and metrics request: the browser's
+    cookie belongs to an open, not idle, not expired session of an enabled account. It is a read:
+    asking does not keep a session alive."""
+    t = utcnow()
+    assert not sessions.browser_signed_in(engine, None, now=t)
+    assert not sessions.browser_signed_in(engine, BROWSER, now=t)  # no session yet
+    sid = sessions.open_session(engine, doc, browser=BROWSER, now=t)
+    assert sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(minutes=14))
+    assert not sessions.browser_signed_in(engine, "another browser cookie value", now=t)
+    assert not sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(minutes=15))  # idle: asking is no activity
+    assert sessions.resume(engine, session_id=sid, now=t + dt.timedelta(minutes=10)).user == doc
+    assert sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(minutes=20))  # a click at 10 min
+    assert not sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(hours=12))  # lifetime
+    sessions.end_session(engine, sid, now=t + dt.timedelta(minutes=21))
+    assert not sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(minutes=22))  # signed out
+    sessions.open_session(engine, doc, browser=BROWSER, now=t)
+    assert sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(minutes=1))
+    with Session(engine) as s:
+        auth.disable_user(s, actor="admin", username="doc")
+        s.commit()
+    assert not sessions.browser_signed_in(engine, BROWSER, now=t + dt.timedelta(minutes=1))  # account disabled

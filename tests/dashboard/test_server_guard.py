@@ -1,0 +1,118 @@
+"""dashboard/server.py's Guard (issue 12 point 8) against the real server over HTTP: `/media/*`
+and `/_stcore/metrics` answer 403 without a signed-in session of the browser's cookie and 200 with
+one (and 403 again once signed out); every response carries the security headers; and Chromium,
+signed in as an admin, opens every page under that Content-Security-Policy without one violation
+and without a request to another host."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+import tests.dashboard.browser as br
+from monitoring import auth
+
+ADMIN, PASSWORD = "guard.admin", "guard-test-pass-2026"
+
+# Every page of dashboard/app.py's navigation, with a patient where the page needs one.
+PAGES = ["/ward", "/timeline?mrn=DEMO-001", "/entry?mrn=DEMO-001", "/photos?mrn=DEMO-001", "/taper?mrn=DEMO-001",
+         "/followup?mrn=DEMO-001", "/report?mrn=DEMO-001", "/audit", "/alert-report"]
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = br.demo_database(tmp_path_factory.mktemp("guard"), users=[(ADMIN, auth.ADMIN, PASSWORD)])
+    with br.running_server(url, script="dashboard/server.py") as base:
+        yield base
+
+
+def _get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Cookie": f"dress_browser={cookie}"} if cookie else {})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def _assert_security_headers(headers: dict[str, str]) -> None:
+    csp = headers.get("content-security-policy", "")
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "connect-src 'self'" in csp
+    scripts = csp.split("script-src", 1)[1].split(";", 1)[0]
+    assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts  # inline scripts by hash only, no eval
+    assert headers.get("x-content-type-options") == "nosniff"
+    assert headers.get("referrer-policy") == "no-referrer"
+    assert headers.get("x-frame-options") == "DENY"
+
+
+def test_signed_out_requests_get_403_and_every_response_the_security_headers(guarded_server: str) -> None:
+    status, headers, _ = _get(guarded_server + "/")
+    assert status == 200
+    _assert_security_headers(headers)
+    assert "dress_browser=" in headers.get("set-cookie", "")
+    for path in ("/_stcore/metrics", "/media/0123456789abcdef.png", "//media/x.png", "/_stcore/metrics/"):
+        for cookie in (None, "n" * 43):  # no cookie; a cookie of no session
+            status, headers, body = _get(guarded_server + path, cookie)
+            assert status == 403, (path, cookie, status)
+            assert b"Sign in" in body
+            _assert_security_headers(headers)
+    status, headers, _ = _get(guarded_server + "/_stcore/health")
+    assert status == 200  # the health check stays open (load balancers, the test fixture)
+    _assert_security_headers(headers)
+
+
+@br.needs_chromium
+def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the_csp(guarded_server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    violations: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=br.CHROMIUM, args=br.CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1366, "height": 768})
+            page = context.new_page()
+            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text or "Content-Security-Policy" in m.text else None)
+            seen = br.watch(page)
+            br.sign_in(page, guarded_server, ADMIN, PASSWORD)
+            page.wait_for_selector("table.dm-ward", timeout=90_000)
+            cookie = next(c["value"] for c in context.cookies() if c["name"] == "dress_browser")
+
+            page.goto(guarded_server + "/photos?mrn=DEMO-001", wait_until="domcontentloaded")
+            page.wait_for_selector('img[src*="/media/"]', timeout=90_000)
+            br.no_exception(page)
+            src = page.locator('img[src*="/media/"]').first.get_attribute("src") or ""
+            media = src if src.startswith("http") else guarded_server + "/" + src.lstrip("./").lstrip("/")
+            assert re.search(r"/media/[0-9a-f]+\.\w+$", media), media
+
+            status, headers, body = _get(media, cookie)
+            assert status == 200 and body[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"\xff\xd8\xff\xdb", b"RIFF"), (status, body[:8])
+            _assert_security_headers(headers)
+            assert _get(media)[0] == 403  # the same address without the cookie
+            assert _get(media, "o" * 43)[0] == 403  # or with another browser's
+            status, _, body = _get(guarded_server + "/_stcore/metrics", cookie)
+            assert status == 200 and body
+
+            for path in PAGES:
+                page.goto(guarded_server + path, wait_until="domcontentloaded")
+                page.wait_for_selector('[data-testid="stMainBlockContainer"]', timeout=90_000)
+                page.wait_for_load_state("networkidle", timeout=60_000)
+                page.wait_for_timeout(1500)  # Plotly and the figures draw after the script
+                if path.startswith("/timeline"):
+                    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)  # Plotly draws under the policy
+                br.no_exception(page)
+                assert page.get_by_role("textbox", name="Password").count() == 0, path  # still signed in
+                violations.extend(f"{path}: {v}" for v in seen.violations(page))
+
+            page.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button').first.click()
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_role("textbox", name="User name").wait_for(timeout=60_000)
+        finally:
+            browser.close()
+    assert _get(media, cookie)[0] == 403  # signed out: the photograph's address is closed at once
+    assert _get(guarded_server + "/_stcore/metrics", cookie)[0] == 403
+    assert violations == []
+    assert seen.foreign == [] and seen.dialogs == []
