@@ -328,7 +328,13 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
                                 "font-weight:700;color:#0d3b66")
             + f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
-        day = _cell(*ward_day_texts(r))
+        day_text, course_text = ward_day_texts(r)
+        day = _cell(day_text)
+        # "day 7 of steroids" and "(first dose ...)" on two unbroken lines: the column widens to them
+        # (broken anywhere, the words took five lines and cost a row at 1366×768).
+        count, _, first_dose = course_text.partition(" (")
+        day += "".join(f'<br><span style="font-size:0.78rem;color:{MUTED};white-space:nowrap">{safe.html(part)}</span>'
+                       for part in (count, f"({first_dose}" if first_dose else "") if part)
         steroid = _cell(*ward_steroid_texts(r))
         steroid += "".join(f"<br>{second_line_html(kind, start)}" for kind, start in r.second_line)
         labs = []
