@@ -10,11 +10,12 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import tests.dashboard.browser as br
-from monitoring import auth
+from monitoring import audit, auth
 
 ADMIN, PASSWORD = "guard.admin", "guard-test-pass-2026"
 
@@ -116,6 +117,15 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
                 br.no_exception(page)
                 assert page.get_by_role("textbox", name="Password").count() == 0, path  # still signed in
                 violations.extend(f"{path}: {v}" for v in seen.violations(page))
+
+            # A download (the audit trail's CSV, built when pressed) passes the Guard: the browser's
+            # own request carries the cookie.
+            page.goto(guarded_server + "/audit", wait_until="domcontentloaded")
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="Export CSV (all matching entries)").click()
+            saved = download.value.path()
+            header = Path(saved).read_text(encoding="utf-8").splitlines()[0]
+            assert header == ",".join(audit.CSV_COLUMNS)
 
             page.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button').first.click()
             page.get_by_role("button", name="Sign out").click()
