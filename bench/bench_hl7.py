@@ -4,8 +4,10 @@ Two servers, each its own process, on the same framing code and the same library
 
 - ``store``: ``python -m monitoring listen`` on a migrated temporary SQLite file (WAL), storing
   every message through the intake path in its own transaction;
-- ``bare``: the same MLLP server (``monitoring.hl7.server.serve``) whose storer only builds the AA
-  with python-hl7, never touching a database.
+- ``bare``: the same MLLP server (``monitoring.hl7.server.serve``) whose storer parses the message
+  with python-hl7 and builds the AA with it, never touching a database: what python-hl7's own MLLP
+  server does for a handler (``hl7.mllp.HL7StreamReader.readmessage`` parses every message it
+  reads) before the handler does anything with it.
 
 The same senders (``--senders`` connections at once, each waiting for every ACK, as an interface
 engine does) send the same synthetic ORU^R01 messages of 10 OBX each to one and then the other,
@@ -138,8 +140,10 @@ def start(kind: str, db_url: str, tmp: Path) -> tuple[subprocess.Popen[bytes], i
 
 
 def bare_server() -> None:
-    """The bare listener: the product's MLLP server and python-hl7's ACK, no storage."""
+    """The bare listener: the product's MLLP server, python-hl7's parse and ACK, no storage."""
     import logging
+
+    import hl7
 
     from monitoring.hl7.ack import build_ack
     from monitoring.hl7.feed import Outcome
@@ -148,6 +152,8 @@ def bare_server() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     def store(raw: bytes) -> tuple[bytes, Outcome]:
+        # Parsed as python-hl7's MLLP reader parses every message (hl7.mllp.streams readmessage).
+        hl7.parse(raw.decode("utf-8", errors="replace"))
         return build_ack(raw, "AA", "stored 10").encode(), Outcome("AA", "stored 10")
 
     run_listener(ListenerConfig(port=0), store, ready=lambda port: print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True))

@@ -130,17 +130,48 @@ def _open(engine: Engine, user: SignedIn, source: str | None) -> None:
     _remember(user, sessions.open_session(engine, user, browser=browser_cookie(), source=source))
 
 
+def refusal(page: StreamlitPage, user: SignedIn) -> str | None:
+    """Why ``user`` may not open ``page`` (None: they may): admin pages are for administrators,
+    write pages for accounts that may write."""
+    if page.url_path in ADMIN_PAGES and not user.can(auth.VIEW_AUDIT):
+        return f"{page.title} is for administrators only: this account ({user.username}, {user.role}) has no access."
+    if page.url_path in WRITE_PAGES and not user.can(auth.WRITE):
+        return f"{page.title} is for accounts that may write (clinicians, administrators): this account ({user.username}) is read-only."
+    return None
+
+
+def _refused_page(page: StreamlitPage, reason: str) -> StreamlitPage:
+    """A hidden stand-in at the refused page's address: a direct link (``/audit``) says who the
+    page is for instead of silently showing the first page (st.navigation's fallback for an
+    address it does not know). It runs only this message, never the page's file."""
+
+    def refused() -> None:
+        st.error(safe.md(reason))
+        st.page_link(PAGES_HOME, label="Open the ward overview")
+
+    return st.Page(refused, title=page.title, url_path=page.url_path, visibility="hidden")
+
+
+PAGES_HOME = "views/ward.py"  # dashboard/app.py's default page
+
+
 def visible_pages(pages: Mapping[str, Sequence[StreamlitPage]], user: SignedIn) -> dict[str, list[StreamlitPage]]:
-    """The navigation for this user's role: write pages only for writers, admin pages for admins."""
+    """The navigation for this user's role: write pages only for writers, admin pages for admins.
+    A page the role may not open is replaced by a hidden stand-in at its address that says so."""
     out: dict[str, list[StreamlitPage]] = {}
+    stand_ins: list[StreamlitPage] = []
     for group, items in pages.items():
-        kept = [
-            p
-            for p in items
-            if (p.url_path not in WRITE_PAGES or user.can(auth.WRITE)) and (p.url_path not in ADMIN_PAGES or user.can(auth.VIEW_AUDIT))
-        ]
+        kept = []
+        for p in items:
+            if (reason := refusal(p, user)) is None:
+                kept.append(p)
+            else:
+                stand_ins.append(_refused_page(p, reason))
         if kept:
             out[group] = kept
+    # Hidden pages join the first group: a group of hidden pages alone would show an empty menu.
+    if out and stand_ins:
+        out[next(iter(out))].extend(stand_ins)
     return out
 
 

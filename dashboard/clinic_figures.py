@@ -13,34 +13,38 @@ import plotly.graph_objects as go
 
 from dashboard.figures import DOSE_COLOUR, PLANNED_COLOUR, SECOND_LINE_COLOUR
 from dashboard.widgets import MUTED
+from monitoring.display import as_of_moment
 from monitoring.followup import PcrResult
 from monitoring.records import PatientRecord
-from monitoring.steroids import CourseInfo, DosePoint
+from monitoring.steroids import CourseInfo, DosePoint, dose_lines
 
 
 def dose_panel(
-    record: PatientRecord, course: CourseInfo, today: dt.date, *, saved: Sequence[DosePoint] = (), height: int = 360
+    record: PatientRecord, course: CourseInfo, today: dt.date, *, saved: Sequence[DosePoint] = (), height: int = 360,
+    now: dt.datetime | None = None,
 ) -> go.Figure:
     """The steroid dose panel for ``course`` (schedule with the proposed plan): doses given as a
-    solid step line, the plan dashed, and the currently saved plan (``saved``, when it differs)
-    dotted, in the timeline's colours. Prednisone-equivalent mg/day."""
+    solid step line up to now, the plan dashed from there (never one over the other: the timeline's
+    rule, monitoring.steroids.dose_lines), and the currently saved plan (``saved``, when it
+    differs) dotted, in the timeline's colours. Prednisone-equivalent mg/day. The now line stands
+    at ``now`` (monitoring.display.as_of_moment: the current time as of today)."""
     fig = go.Figure()
     steps = list(course.schedule)
-    given = [s for s in steps if not s.planned]
-    planned = [s for s in steps if s.planned]
-    end = max([today, *(s.date for s in steps)]) + dt.timedelta(days=3)
+    moment = as_of_moment(today, now)
+    given, planned = dose_lines([(s.date, s.pred_eq_mg, s.planned) for s in steps], moment)
+    end = dt.datetime.combine(max([today, *(s.date for s in steps)]) + dt.timedelta(days=3), dt.time())
     if given:
-        xs = [s.date for s in given] + [planned[0].date if planned else today]
-        ys = [s.pred_eq_mg for s in given] + [given[-1].pred_eq_mg]
-        fig.add_trace(go.Scatter(x=xs, y=ys, name="dose given", mode="lines+markers", line={"color": DOSE_COLOUR, "width": 2.5, "shape": "hv"},
-                                 marker={"size": [6] * len(given) + [0]}, hovertemplate="from %{x|%Y-%m-%d}: %{y:.4g} mg/day<extra>given</extra>"))
+        fig.add_trace(go.Scatter(x=[x for x, _ in given], y=[mg for _, mg in given], name="dose given", mode="lines+markers",
+                                 line={"color": DOSE_COLOUR, "width": 2.5, "shape": "hv"},
+                                 marker={"size": [6] * (len(given) - 1) + [0]},
+                                 hovertemplate="from %{x|%Y-%m-%d}: %{y:.4g} mg/day<extra>given</extra>"))
     if planned:
-        seq = ([given[-1]] if given else []) + planned
-        xs = [s.date for s in seq] + [end]
-        ys = [s.pred_eq_mg for s in seq] + [seq[-1].pred_eq_mg]
+        xs = [x for x, _ in planned] + [end]
+        ys = [mg for _, mg in planned] + [planned[-1][1]]
+        anchor = 1 if given else 0  # the plan's first point continues the dose given at now
         fig.add_trace(go.Scatter(x=xs, y=ys, name="dose planned (proposed)", mode="lines+markers",
                                  line={"color": PLANNED_COLOUR, "width": 2.5, "dash": "dash", "shape": "hv"},
-                                 marker={"size": [0] * (1 if given else 0) + [7] * len(planned) + [0], "color": PLANNED_COLOUR},
+                                 marker={"size": [0] * anchor + [7] * (len(planned) - anchor) + [0], "color": PLANNED_COLOUR},
                                  hovertemplate="from %{x|%Y-%m-%d}: %{y:.4g} mg/day<extra>planned</extra>"))
     if saved:
         xs = [s.date for s in saved] + [end]
@@ -50,8 +54,9 @@ def dose_panel(
     for drug, start in course.second_line:
         fig.add_vline(x=dt.datetime.combine(start, dt.time()).timestamp() * 1000, line={"color": SECOND_LINE_COLOUR, "dash": "dashdot", "width": 1},
                       annotation_text="IVIG" if drug == "ivig" else drug, annotation_font_color=SECOND_LINE_COLOUR)
-    fig.add_vline(x=dt.datetime.combine(today, dt.time()).timestamp() * 1000, line={"color": MUTED, "dash": "dot", "width": 1},
-                  annotation_text="today", annotation_font_color=MUTED)
+    fig.add_vline(x=moment.timestamp() * 1000, line={"color": MUTED, "dash": "dot", "width": 1},
+                  annotation_text=f"now {moment:%H:%M}" if moment.date() == today else f"end of {today.isoformat()}",
+                  annotation_font_color=MUTED)
     if not steps:
         fig.add_annotation(text="no systemic steroid recorded", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font={"color": MUTED})
     top = max([s.pred_eq_mg for s in steps] or [10.0]) * 1.2

@@ -1,7 +1,8 @@
 """Figure builders: plain data in, Plotly figure out (testable without a browser).
 
 The patient timeline is ONE figure of stacked panels on a shared time axis (PRODUCT.md §7): liver
-enzymes, creatinine, eosinophils, ferritin, and the steroid dose. Every threshold arrives with the
+enzymes, creatinine, eosinophils, ferritin, the panels drawn only with results (bilirubin and ALP
+× ULN, troponin, CRP, temperature), and the steroid dose. Every threshold arrives with the
 data, already computed from the guideline profile and the patient's own results by
 ``dashboard.timeline_model``; nothing here knows a clinical number.
 
@@ -14,22 +15,24 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.widgets import CRITICAL, INFO, MUTED, SEVERITY_COLOURS, WARNING
-
-if TYPE_CHECKING:
-    from monitoring.guideline import GuidelineProfile
-    from monitoring.records import PatientRecord
+from dashboard import safe
+from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, WARNING
+from monitoring import display
+from monitoring.steroids import dose_lines
 
 # Series colours: chosen apart from the severity colours so a data line is never read as an alert.
 SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
+# Series in one panel (ALT and AST) also differ by marker and dash, not only by colour (issue 18
+# point 6: a colour-blind reader or a grey print tells them apart), as in the PDF's figure
+# (monitoring.report: ALT circles on a solid line, AST squares on a dashed one).
+SERIES_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "cross")
+SERIES_DASHES: tuple[str, ...] = ("solid", "longdash", "dot", "dashdot")
 DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
-SECOND_LINE_COLOUR = "#6a1b9a"
 PHOTO_COLOUR = "#8d6e63"
 ALERT_ONSET_COLOUR = "#37474f"  # one colour: the severity is in the words beside it
 ZONE_TINTS: dict[str, str] = {
@@ -55,6 +58,10 @@ class Point:
     reference: str = ""  # the reference range in force for this result, in words
     preliminary: bool = False  # a preliminary result, not yet replaced by its final
     comparator: str | None = None  # a censored result ('<', '<=', '>', '>='): drawn at its limit, shown with it
+    # As people read them (monitoring.display: one precision per test, units by label), comparator
+    # included: the value in the unit shown ('<30') and canonical ('0.74 mg/dL'). Empty: built here.
+    shown: str = ""
+    canonical_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class Panel:
     series: tuple[Series, ...]
     thresholds: tuple[Threshold, ...] = ()
     y_min: float | None = None  # None: the axis starts at 0; temperature starts near normal
+    optional: bool = False  # drawn (thin) only when it has results; else always, an empty one saying so
+    note: str = ""  # words at the panel's top left (the liver-injury pattern)
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,16 @@ class DoseStep:
 class DoseTrack:
     steps: tuple[DoseStep, ...]
     second_line: tuple[tuple[str, dt.date], ...] = ()  # (drug, start date): IVIG, cyclosporine
-    course_start: dt.date | None = None
-    course_day: int | None = None
+    course_words: str | None = None  # 'day 7 of steroids (first dose 2026-11-25)' (steroids.course_day_words)
+
+
+@dataclass(frozen=True)
+class ExposureBar:
+    """One drug's given periods (from, first day not given; None: no stop recorded)."""
+
+    label: str
+    periods: tuple[tuple[dt.date, dt.date | None], ...]
+    culprit: str = ""  # why it is a culprit or cross-reacts with one (empty: neither)
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,13 @@ class Timeline:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # (onset date, words) of each alert episode (monitoring.episodes), closed ones included
     alert_onsets: tuple[tuple[dt.date, str], ...] = ()
-    temperature: Panel | None = None  # drawn above the dose panel when the patient has readings
+    exposures: tuple[ExposureBar, ...] = ()  # drawn above the dose panel, culprits first
+    now: dt.datetime | None = None  # where the now line stands (display.as_of_moment); None: end of ``today``
+
+    @property
+    def moment(self) -> dt.datetime:
+        """The now line: ``now`` when given, else the end of the as-of day (every result of it before)."""
+        return self.now if self.now is not None else dt.datetime.combine(self.today + dt.timedelta(days=1), dt.time())
 
 
 def _x(value: dt.date | dt.datetime, onset: dt.date | None, mode: XMode) -> dt.datetime | float:
@@ -128,7 +151,7 @@ def _x(value: dt.date | dt.datetime, onset: dt.date | None, mode: XMode) -> dt.d
 
 def _span(t: Timeline) -> tuple[dt.datetime, dt.datetime]:
     """The time span the figure covers: onset (or first data) to the end of the plan or today."""
-    moments: list[dt.datetime] = [dt.datetime.combine(t.today, dt.time())]
+    moments: list[dt.datetime] = [t.moment]
     if t.onset:
         moments.append(dt.datetime.combine(t.onset, dt.time()))
     for panel in t.panels:
@@ -136,6 +159,8 @@ def _span(t: Timeline) -> tuple[dt.datetime, dt.datetime]:
             moments.extend(p.taken_at for p in s.points)
     moments.extend(dt.datetime.combine(s.day, dt.time()) for s in t.dose.steps)
     moments.extend(dt.datetime.combine(d, dt.time()) for d in t.photo_dates)
+    # Not the drug exposures: a culprit started months before onset would squeeze every lab panel
+    # into a corner; its bar starts at the axis and its hover gives the start date.
     start, end = min(moments), max(moments)
     return start, end + dt.timedelta(days=1)
 
@@ -152,6 +177,7 @@ class _Batch:
         self.annotations: list[dict[str, object]] = []
         self.shapes: list[dict[str, object]] = []
         self.y_ranges: dict[int, list[float]] = {}
+        self.y_ticks: dict[int, tuple[list[float], list[str]]] = {}
 
     def add_trace(self, trace: go.Scatter, row: int, col: int = 1) -> None:
         self.traces.append((trace, row))
@@ -159,10 +185,10 @@ class _Batch:
     def add_annotation(self, **kw: object) -> None:
         self.annotations.append(kw)
 
-    def add_vline(self, x: object, line: dict[str, object], row: int, col: int = 1) -> None:
+    def add_vline(self, x: object, line: dict[str, object], row: int, col: int = 1, name: str = "") -> None:
         self.shapes.append(
             {"type": "line", "x0": x, "x1": x, "xref": _axis("x", row), "y0": 0, "y1": 1,
-             "yref": f"{_axis('y', row)} domain", "line": line, "layer": "above"}
+             "yref": f"{_axis('y', row)} domain", "line": line, "layer": "above", **({"name": name} if name else {})}
         )
 
     def update_yaxes(self, *, range: list[float], row: int, col: int = 1) -> None:  # noqa: A002 - Plotly's name
@@ -175,6 +201,10 @@ class _Batch:
         fig.layout.annotations = [*titles, *self.annotations]
         fig.layout.shapes = [*fig.layout.shapes, *self.shapes]
         fig.update_layout({f"yaxis{'' if r == 1 else r}": {"range": rng} for r, rng in self.y_ranges.items()})
+        # Named on the right, in the margin the threshold labels use: the plot keeps its width.
+        fig.update_layout({f"yaxis{'' if r == 1 else r}": {"tickvals": vals, "ticktext": text, "showgrid": False, "side": "right",
+                                                          "tickfont": {"size": 10}}
+                           for r, (vals, text) in self.y_ticks.items()})
 
 
 def _axis(letter: str, row: int) -> str:
@@ -199,24 +229,31 @@ def timeline_figure(
     *,
     x_mode: XMode = "date",
     x_range: tuple[dt.date, dt.date] | None = None,
-    height: int = 900,
+    height: int | None = None,
 ) -> go.Figure:
-    """Stacked panels (one per lab group, then the steroid dose) sharing one time axis."""
+    """Stacked panels (one per lab group, the drug exposure bars, then the steroid dose) sharing one
+    time axis; ``height`` None grows with the panels drawn."""
     mode: XMode = "day" if x_mode == "day" and t.onset is not None else "date"
-    # Temperature only when recorded: a thin panel (fever drives the stalled-response rule) that
-    # costs no height for a patient without readings.
-    panels = list(t.panels)
-    heights = [1.0] * len(panels)
-    if t.temperature is not None and any(s.points for s in t.temperature.series):
-        panels.append(t.temperature)
-        heights.append(0.55)
-    rows = len(panels) + 1
-    titles = [f"{p.title} ({p.unit})" for p in panels] + ["Systemic steroid, prednisone-equivalent (mg/day)"]
+    # An optional panel (bilirubin and ALP, troponin, CRP, temperature) only when it has results:
+    # thin, and no height for a patient without them.
+    panels = [p for p in t.panels if not p.optional or any(s.points for s in p.series)]
+    heights = [0.6 if p.optional else 1.0 for p in panels]
+    titles = [f"{p.title} ({p.unit})" for p in panels]
+    exposure_row = None
+    if t.exposures:
+        heights.append(max(0.35, 0.14 * len(t.exposures)))
+        titles.append("Drug exposure (‼ red: culprit or cross-reacting drug; dotted: planned or no stop recorded)")
+        exposure_row = len(heights)
+    rows = len(heights) + 1
+    titles.append("Systemic steroid, prednisone-equivalent (mg/day)")
+    if height is None:
+        # 900 px for the four lab panels and the dose (4.9 units); each further panel adds its share.
+        height = max(900, round(900 * (sum(heights) + 0.9) / 4.9))
     fig = make_subplots(
         rows=rows,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.035,
+        vertical_spacing=0.035 * 900 / height,  # the same gap in pixels whatever the height
         subplot_titles=titles,
         row_heights=[*heights, 0.9],
     )
@@ -226,6 +263,8 @@ def timeline_figure(
     batch = _Batch()
     for row, panel in enumerate(panels, start=1):
         _draw_panel(batch, row, panel, t.onset, mode, x0, x1)
+    if exposure_row is not None:
+        _draw_exposures(batch, exposure_row, t, mode, start, end)
     _draw_dose(batch, rows, t, mode, x1)
     _draw_markers(batch, rows, t, mode)
     _draw_alert_onsets(batch, rows, t, mode)
@@ -278,15 +317,17 @@ def _draw_panel(
         _draw_threshold(fig, row, panel, drawn, onset, mode, x0, x1, top)
     for i, s in enumerate(panel.series):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        symbol = SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]
         xs = [_x(p.taken_at, onset, mode) for p in s.points]
         custom = [
             [
                 p.taken_at.strftime("%Y-%m-%d %H:%M"),
                 p.received,
-                f"{p.comparator or ''}{p.canonical:g} {p.canonical_unit}",
+                p.canonical_text or f"{p.comparator or ''}{p.canonical:g} {display.unit_label(p.canonical_unit)}",
                 p.reference or "no reference range",
                 (" · preliminary" if p.preliminary else "") + (" · amended" if p.amended else ""),
                 p.comparator or "",
+                p.shown or f"{p.comparator or ''}{p.value:.4g}",
             ]
             for p in s.points
         ]
@@ -298,14 +339,14 @@ def _draw_panel(
                 legendgroup=s.key,
                 showlegend=len(panel.series) > 1,  # a single series is named by its panel title
                 mode="lines+markers",
-                line={"color": colour, "width": 2},
+                line={"color": colour, "width": 2, "dash": SERIES_DASHES[i % len(SERIES_DASHES)]},
                 marker={"size": 7, "symbol": [
                     # A censored result is a triangle pointing where the true value lies.
                     "triangle-down" if p.comparator in ("<", "<=") else "triangle-up" if p.comparator in (">", ">=")
-                    else "circle-open" if p.preliminary else "diamond" if p.amended else "circle" for p in s.points]},
+                    else f"{symbol}-open" if p.preliminary else "diamond" if p.amended else symbol for p in s.points]},
                 customdata=custom,
                 hovertemplate=(
-                    f"<b>{s.label}</b> %{{customdata[5]}}%{{y:.4g}} {s.unit}<br>%{{customdata[0]}}<br>"
+                    f"<b>{s.label}</b> %{{customdata[6]}} {display.unit_label(s.unit)}<br>%{{customdata[0]}}<br>"
                     "received: %{customdata[1]}<br>canonical: %{customdata[2]}<br>"
                     "reference: %{customdata[3]}%{customdata[4]}<extra></extra>"
                 ),
@@ -315,6 +356,12 @@ def _draw_panel(
         )
     if not has_data:
         _empty_panel_note(fig, row, "no results recorded")
+    if panel.note:
+        fig.add_annotation(
+            text=panel.note, x=0.005, xref=f"{_axis('x', row)} domain", y=1.0, yref=f"{_axis('y', row)} domain",
+            showarrow=False, xanchor="left", yanchor="top", font={"size": 11, "color": DOSE_COLOUR},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
     bottom = panel.y_min if panel.y_min is not None else 0.0
     lowest = min([p.value for s in panel.series for p in s.points] or [bottom])
     fig.update_yaxes(range=[min(bottom, lowest - 0.2), top], row=row, col=1)
@@ -340,6 +387,10 @@ def _draw_threshold(
         xs = [_x(when, onset, mode) for when, _ in th.steps] + [x1]
         ys = [v for _, v in th.steps] + [th.steps[-1][1]]
     name = f"{th.label} ({panel.title})"
+    # The line's numbers as the results are shown (monitoring.display: the precision of the panel's
+    # test in the panel's unit), never a float's digits ('1.1' for 1.5 × 0.7353, not '1.103').
+    test = panel.series[0].key if panel.series else panel.key
+    numbers = [display.number(test, float(y), panel.unit) for y in ys]
     fig.add_trace(
         go.Scatter(
             x=xs,
@@ -349,7 +400,8 @@ def _draw_threshold(
             showlegend=False,
             mode="lines",
             line={"color": colour, "width": 1.3, "dash": LINE_DASH.get(th.severity, "dot"), "shape": "hv"},
-            hovertemplate=f"{th.label}: %{{y:.4g}} {panel.unit}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
+            text=numbers,  # not customdata: that is the results' (figure readers look for it there); mode lines: not drawn
+            hovertemplate=f"{th.label}: %{{text}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
             meta={"threshold": th.key, "severity": th.severity},
         ),
         row=row,
@@ -381,7 +433,7 @@ def _draw_threshold(
             col=1,
         )
     last = ys[-1]
-    label = f"{th.label} {last:.4g}" + (" (default)" if "default" in th.basis.lower() else "")
+    label = f"{th.label} {numbers[-1]}" + (" (default)" if "default" in th.basis.lower() else "")
     fig.add_annotation(
         text=label,
         x=1.0,
@@ -397,40 +449,32 @@ def _draw_threshold(
 
 def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> None:
     steps = list(t.dose.steps)
-    given = [s for s in steps if not s.planned]
-    planned = [s for s in steps if s.planned]
-    today_x = _x(t.today, t.onset, mode)
+    # Given solid up to the now line, the plan dashed from there: never one over the other
+    # (issue 18 point 11; the one rule for both figures: monitoring.steroids.dose_lines).
+    given, planned = dose_lines([(s.day, s.mg, s.planned) for s in steps], t.moment)
     if given:
-        xs = [_x(s.day, t.onset, mode) for s in given]
-        ys = [s.mg for s in given]
-        # The last dose given holds until today (or until the plan takes over).
-        end_x = _x(planned[0].day, t.onset, mode) if planned else today_x
-        xs.append(end_x)
-        ys.append(ys[-1])
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=ys,
+                x=[_x(when, t.onset, mode) for when, _ in given],
+                y=[mg for _, mg in given],
                 name="dose given",
                 mode="lines+markers",
                 line={"color": DOSE_COLOUR, "width": 2.5, "shape": "hv"},
-                marker={"size": [6] * (len(xs) - 1) + [0]},
-                customdata=[s.day.isoformat() for s in given] + [""],
+                marker={"size": [6] * (len(given) - 1) + [0]},
+                customdata=[when.date().isoformat() for when, _ in given[:-1]] + [""],
                 hovertemplate="given from %{customdata}: %{y:.4g} mg/day<extra></extra>",
             ),
             row=row,
             col=1,
         )
     if planned:
-        anchor = [given[-1]] if given else []
-        seq = anchor + planned
-        xs = [_x(s.day, t.onset, mode) for s in seq]
-        ys = [s.mg for s in seq]
-        if seq[-1].mg > 0:
+        xs = [_x(when, t.onset, mode) for when, _ in planned]
+        ys = [mg for _, mg in planned]
+        if ys[-1] > 0:
             xs.append(x1)
             ys.append(ys[-1])
         else:
-            xs.append(_x(seq[-1].day + dt.timedelta(days=1), t.onset, mode))
+            xs.append(_x(planned[-1][0] + dt.timedelta(days=1), t.onset, mode))
             ys.append(0.0)
         fig.add_trace(
             go.Scatter(
@@ -467,9 +511,9 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
             row=row,
             col=1,
         )
-    if t.dose.course_day is not None and t.dose.course_start is not None:
+    if t.dose.course_words:
         fig.add_annotation(
-            text=f"course day {t.dose.course_day} (from {t.dose.course_start.isoformat()})",
+            text=t.dose.course_words,
             x=0.005,
             xref=f"{_axis('x', row)} domain",
             y=1.0,
@@ -482,13 +526,79 @@ def _draw_dose(fig: _Batch, row: int, t: Timeline, mode: XMode, x1: object) -> N
         )
 
 
+def _draw_exposures(fig: _Batch, row: int, t: Timeline, mode: XMode, first: dt.datetime, end: dt.datetime) -> None:
+    """One horizontal bar per drug, culprits first: solid where given up to the now line, dotted
+    beyond it (the plan, or a drug with no stop recorded). A culprit or cross-reacting drug is red
+    and marked ‼ in its label (the panel title says what ‼ means), never by colour alone. A period that began before
+    the axis (``first``) starts at its edge with a ◀ mark there (hover: its real dates), so a
+    culprit stopped at onset after weeks of exposure is still seen."""
+    moment = t.moment
+    n = len(t.exposures)
+    ticks: list[float] = []
+    labels: list[str] = []
+    for i, bar in enumerate(t.exposures):
+        y = float(n - 1 - i)
+        colour = CRITICAL if bar.culprit else SERIES_COLOURS[0]
+        parts: dict[str, tuple[list[object], list[object], list[object]]] = {"given": ([], [], []), "planned": ([], [], [])}
+        earlier: list[str] = []
+        for start, stop in bar.periods:
+            a = max(dt.datetime.combine(start, dt.time()), first)
+            b = dt.datetime.combine(stop, dt.time()) if stop is not None else end
+            # A drug name is stored data: Plotly reads tags in its text, so it is escaped (safe.plot).
+            words = safe.plot(f"{bar.label}: from {start.isoformat()}" + (
+                f", not given from {stop.isoformat()}" if stop is not None else ", no stop recorded"
+            ) + (f" · {bar.culprit}" if bar.culprit else ""))
+            if dt.datetime.combine(start, dt.time()) < first:
+                earlier.append(words)
+            for part, lo, hi in (("given", a, min(b, moment)), ("planned", max(a, moment), b)):
+                if hi <= lo:
+                    continue
+                xs, ys, custom = parts[part]
+                xs += [_x(lo, t.onset, mode), _x(hi, t.onset, mode), None]
+                ys += [y, y, None]
+                custom += [words, words, None]
+        for part, (xs, ys, custom) in parts.items():
+            if not xs:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=xs, y=ys, name=safe.plot(bar.label), mode="lines", showlegend=False, customdata=custom,
+                    line={"color": colour, "width": 9 if part == "given" else 3, "dash": "solid" if part == "given" else "dot"},
+                    hovertemplate="%{customdata}<extra></extra>",
+                    meta={"exposure": bar.label, "culprit": bool(bar.culprit), "part": part},
+                ),
+                row=row,
+                col=1,
+            )
+        if earlier:
+            fig.add_trace(
+                go.Scatter(
+                    x=[_x(first, t.onset, mode)], y=[y], name=safe.plot(bar.label), mode="markers", showlegend=False,
+                    marker={"symbol": "triangle-left", "size": 11, "color": colour}, cliponaxis=False,
+                    customdata=["given before this axis: " + " | ".join(earlier)], hovertemplate="%{customdata}<extra></extra>",
+                    meta={"exposure": bar.label, "culprit": bool(bar.culprit), "part": "before"},
+                ),
+                row=row,
+                col=1,
+            )
+        ticks.append(y)
+        short = bar.label if len(bar.label) <= 24 else bar.label[:23] + "…"  # whole in the hover
+        labels.append(safe.plot(f"‼ {short}" if bar.culprit else short))
+    fig.update_yaxes(range=[-0.6, n - 0.4], row=row, col=1)
+    fig.y_ticks[row] = (ticks, labels)
+
+
 def _draw_markers(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None:
-    """Vertical marks through every panel: today, second-line starts, photograph dates."""
-    today_x = _x(t.today, t.onset, mode)
+    """Vertical marks through every panel: now, second-line starts, photograph dates."""
+    # The now line at the current time (issue 18 point 11: at midnight, this morning's results
+    # were drawn after "today"); for a past as-of date, at the end of that day.
+    moment = t.moment
+    now_x = _x(moment, t.onset, mode)
     for r in range(1, rows + 1):
-        fig.add_vline(x=today_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1)
+        fig.add_vline(x=now_x, line={"color": MUTED, "width": 1, "dash": "dot"}, row=r, col=1, name="now")
+    words = f"now {moment:%H:%M}" if moment.date() == t.today else f"end of {t.today.isoformat()}"
     # At the foot of the dose panel: at the top it would sit on the first panel's title.
-    fig.add_annotation(text="today", x=today_x, xref=_axis("x", rows), y=0.0, yref=f"{_axis('y', rows)} domain", showarrow=False,
+    fig.add_annotation(text=words, x=now_x, xref=_axis("x", rows), y=0.0, yref=f"{_axis('y', rows)} domain", showarrow=False,
                        yanchor="bottom", xanchor="left", font={"size": 10, "color": MUTED})
     for _drug, start in t.dose.second_line:
         for r in range(1, rows + 1):
@@ -534,34 +644,6 @@ def _draw_alert_onsets(fig: _Batch, rows: int, t: Timeline, mode: XMode) -> None
     )
 
 
-def temperature_panel(record: PatientRecord, prof: GuidelineProfile) -> Panel | None:
-    """Body temperature (°C) with the profile's fever line, or None without readings.
-
-    The line is the profile's ``fever_c`` (default profile 38.5 °C, RegiSCAR fever item; the
-    stalled-response rule's criterion (c), PRODUCT.md §5), never a number written here; readings at
-    or above it are the shaded zone."""
-    readings = [p for p in record.results("temperature") if p.value is not None]
-    if not readings:
-        return None
-    fever = prof.thresholds["fever_c"]
-    points = tuple(
-        Point(
-            taken_at=p.taken_at,
-            value=float(p.value),  # type: ignore[arg-type] - filtered above
-            canonical=float(p.value),  # type: ignore[arg-type]
-            canonical_unit="°C",
-            received=f"{p.original_value} {p.original_unit}".strip().replace("[degF]", "°F").replace("Cel", "°C"),
-            amended=p.amended,
-            preliminary=p.status == "preliminary",
-            reference=f"fever ≥ {fever.value:g} °C",
-        )
-        for p in readings
-    )
-    basis = fever.basis if fever.is_confirmed else f"default ({fever.basis})"
-    line = Threshold("fever_c", "fever ≥", "warning", value=fever.value, shade_above=True, basis=basis)
-    return Panel("temperature", "Temperature", "°C", (Series("temperature", "Temperature", "°C", points),), (line,), y_min=36.0)
-
-
 def selected_photo_day(fig: go.Figure, points: list[dict[str, object]] | None) -> dt.date | None:
     """The photograph date of a clicked photo mark, from Streamlit's selection points.
 
@@ -590,12 +672,12 @@ __all__ = [
     "WARNING",
     "DoseStep",
     "DoseTrack",
+    "ExposureBar",
     "Panel",
     "Point",
     "Series",
     "Threshold",
     "Timeline",
     "selected_photo_day",
-    "temperature_panel",
     "timeline_figure",
 ]

@@ -15,9 +15,10 @@ import streamlit as st
 from sqlmodel import Session
 
 from dashboard import store
-from monitoring import photos
+from monitoring import display, photos
 from monitoring.photos import PhotoContext, PhotoMeta
 from monitoring.records import PatientRecord
+from monitoring.steroids import course_day_words
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp"]
 DISPLAY_MAX_PX = 1600
@@ -59,10 +60,7 @@ def context(record: PatientRecord, day: dt.date) -> PhotoContext:
 
 def context_lines(ctx: PhotoContext, bsa_pct: float | None) -> list[tuple[str, str]]:
     """(label, value) under a photograph: date, day since onset, course day, dose, BSA %."""
-    if ctx.day_of_course is not None and ctx.course_start is not None:
-        course = f"day {ctx.day_of_course} (course from {ctx.course_start.isoformat()})"
-    else:
-        course = "no steroid course that day"
+    course = course_day_words(ctx.course_start, ctx.day_of_course) or "no steroid course that day"
     if ctx.pred_eq_mg:
         dose = f"{ctx.pred_eq_mg:g} mg/day" + (f" ({ctx.mg_per_kg:.2f} mg/kg)" if ctx.mg_per_kg is not None else "")
     else:
@@ -72,11 +70,11 @@ def context_lines(ctx: PhotoContext, bsa_pct: float | None) -> list[tuple[str, s
         ("day since onset", str(ctx.day_since_onset) if ctx.day_since_onset is not None else "onset not recorded"),
         ("steroid course", course),
         ("prednisone-equivalent", dose),
-        ("BSA involved", f"{bsa_pct:g} %" if bsa_pct is not None else "not recorded"),
+        ("BSA involved", display.quantity("bsa_pct", bsa_pct, "%") if bsa_pct is not None else "not recorded"),
     ]
 
 
 def caption(p: PhotoMeta) -> str:
-    bsa = f" · BSA {p.bsa_pct:g} %" if p.bsa_pct is not None else ""
+    bsa = f" · BSA {display.quantity('bsa_pct', p.bsa_pct, '%')}" if p.bsa_pct is not None else ""
     hidden = f" · HIDDEN ({p.hidden_reason})" if p.hidden else ""
     return f"#{p.id} · {p.body_site}{bsa}{hidden}"

@@ -14,6 +14,9 @@ Markdown it interprets ``$...$`` as LaTeX, ``:material/name:`` and ``:smile:`` a
   (U+2060) so that neither Streamlit's ``:material/`` rewrite, which runs on the raw source before
   parsing, nor the emoji plugin, which runs on the parsed text, finds a ``:name:`` shortcode; line
   breaks become spaces (a label is one line).
+- ``plot(text)`` for text inside a Plotly figure (tick labels, annotations, hover text): Plotly
+  reads a subset of HTML in them (``<b>``, ``<br>``, ``<a href>``, ``<span style>``) and character
+  references, so ``&``, ``<`` and ``>`` become entities, which Plotly shows as the characters.
 - ``html(text)`` for HTML passed to ``st.markdown(..., unsafe_allow_html=True)`` or ``st.html``:
   ``&``, ``<``, ``>`` and both quotes become entities (OWASP: HTML body and quoted attribute
   values), and so do the same Markdown characters and line breaks, because Streamlit still parses
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["html", "md"]
+__all__ = ["html", "md", "plot"]
 
 WORD_JOINER = "\u2060"
 """Invisible, zero width, no line break: separates ':' from a following word in rendered text."""
@@ -65,3 +68,11 @@ def md(value: object) -> str:
 def html(value: object) -> str:
     """``value`` as literal text inside HTML, also when Streamlit parses that HTML as Markdown."""
     return _WWW_DOT.sub("&#46;", str(value).translate(_HTML_TABLE))
+
+
+_PLOT_TABLE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def plot(value: object) -> str:
+    """``value`` as literal text inside a Plotly figure (labels, annotations, hover text)."""
+    return str(value).translate(_PLOT_TABLE)

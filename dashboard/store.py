@@ -93,6 +93,12 @@ def today() -> dt.date:
     return dt.date.today()
 
 
+def now_minute() -> dt.datetime:
+    """The current local time to the minute: the timeline's now line (a cache key that changes
+    once a minute, not on every rerun)."""
+    return dt.datetime.now().replace(second=0, microsecond=0)
+
+
 WARD_REFRESH_ENV = "DRESS_WARD_REFRESH_S"
 WARD_REFRESH_DEFAULT_S = 30
 
@@ -160,6 +166,10 @@ def patient_episodes(url: str, version: tuple[Any, ...], patient_id: int) -> tup
     return tuple(rows)
 
 
+# The columns of ``patient_rows()["labs"]`` a person reads (the others are the page's data).
+ENTRY_LAB_COLUMNS = ("id", "taken_at", "test", "value", "unit", "as received", "reference range", "source", "amended")
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.DataFrame]:
     """Stored results and dose rows of one patient with their ids, for correction on the Entry page."""
@@ -182,18 +192,22 @@ def patient_rows(url: str, version: tuple[Any, ...], mrn: str) -> dict[str, pd.D
             {
                 "id": r.id,
                 "taken_at": r.taken_at.strftime("%Y-%m-%d %H:%M"),
-                "test": r.test,
+                "test": display.test_label(r.test),
                 # Text for every row (one column type: a PCR's 'detected' beside numbers made
                 # pyarrow refuse the column), with a censored result's comparator: '<30', '>1000'.
                 "value": (
                     display.value_text(r.test, r.value, r.unit, r.comparator) if r.value is not None else (r.value_text or "")
                 ),
-                "unit": r.unit,
-                "as received": f"{r.original_value} {r.original_unit}".strip(),
-                "ref_low": r.ref_low,
-                "ref_high": r.ref_high,
+                "unit": display.unit_label(r.unit),
+                "as received": display.as_received(r.original_value, r.original_unit),
+                "reference range": display.reference_range(r.test, r.ref_low, r.ref_high, r.unit),
                 "source": r.source,
                 "amended": "yes" if r.amended_at else "",
+                # Data for the page, not shown (ENTRY_LAB_COLUMNS): the test's key and the range at
+                # full precision in the canonical unit (the form pre-fills it and stores it again).
+                "test_key": r.test,
+                "ref_low": r.ref_low,
+                "ref_high": r.ref_high,
             }
             for r in labs
         ]
@@ -224,7 +238,7 @@ def last_reference(labs: pd.DataFrame, test: str) -> tuple[float | None, float |
 
     if labs.empty:
         return None, None
-    rows = labs[(labs["test"] == test) & (labs["ref_low"].notna() | labs["ref_high"].notna())]
+    rows = labs[(labs["test_key"] == test) & (labs["ref_low"].notna() | labs["ref_high"].notna())]
     if rows.empty:
         return None, None
     first = rows.iloc[0]

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from dashboard.figures import DoseStep, DoseTrack, Panel, Point, Series, Threshold, Timeline, temperature_panel
+from dashboard import safe
+from dashboard.figures import DoseStep, DoseTrack, ExposureBar, Panel, Point, Series, Threshold, Timeline
 from dashboard.store import patient_episodes, patient_record, photo_dates, profile
-from monitoring import catalogue, display, limits
+from monitoring import catalogue, display, limits, liver
 from monitoring.guideline import GuidelineProfile
 from monitoring.models import AlertEpisode
 from monitoring.records import LabPoint, PatientRecord
@@ -31,7 +32,21 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("eosinophils", "Eosinophils", ("eosinophils",)),
     ("ferritin", "Ferritin", ("ferritin",)),
 )
+# Drawn only when the patient has results of them (a thin panel each): (key, title, tests, scale).
+# Scale "uln": each result as a multiple of its own ULN (monitoring.limits.uln), so bilirubin and ALP
+# share one axis and read against the same 1×ULN line, with the liver-injury pattern (R ratio).
+OPTIONAL_PANELS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("liver_uln", "Bilirubin and ALP", ("bilirubin", "alp"), "uln"),
+    ("troponin", "Troponin", ("troponin_t", "troponin_i"), ""),
+    ("crp", "CRP", ("crp",), ""),
+    ("temperature", "Temperature", ("temperature",), ""),
+)
+# The order on the figure, top to bottom (the dose panel comes last).
+PANEL_ORDER: tuple[str, ...] = ("liver", "liver_uln", "kidney", "eosinophils", "ferritin", "troponin", "crp", "temperature")
 UNIT_SYSTEMS = ("conventional", "SI")
+X_ULN = "× ULN"  # the unit of a panel drawn as multiples of each result's ULN
+# Tests judged against (or drawn as multiples of) their ULN: the hover says whose ULN it is.
+ULN_TESTS = frozenset({"alt", "ast", "alp", "bilirubin", "troponin_t", "troponin_i"})
 
 
 def alert_onsets(eps: Sequence[AlertEpisode]) -> list[tuple[dt.date, str]]:
@@ -134,6 +149,24 @@ def panel_thresholds(record: PatientRecord, prof: GuidelineProfile, as_of: dt.da
         Threshold("ferritin_high", "high", "warning", value=fer.value, shade_above=True),
         Threshold("ferritin_critical", "consider HLH", "critical", value=fer_crit.value, shade_above=True),
     ]
+    # Troponin above its ULN (the assay's 99th percentile) is CARDIAC_INVOLVEMENT (limits.cardiac_limit):
+    # the line follows each result's own ULN, per assay.
+    troponin: list[Threshold] = []
+    for test in ("troponin_t", "troponin_i"):
+        pts = [p for p in record.results(test) if p.value is not None]
+        if pts:
+            line = _uln_threshold(test, pts, prof, 1.0, f"{catalogue.lookup(test).label} ULN", "critical", True)
+            if line is not None and not (troponin and line.values() == troponin[0].values()):
+                troponin.append(line)
+    out["troponin"] = troponin
+    # A multiple of each result's own ULN: the ULN itself is 1 on that scale (no clinical number).
+    out["liver_uln"] = [Threshold("liver_uln", "ULN", "info", value=1.0, basis="each result's own ULN")]
+    fever = limits.fever_limit(prof)
+    basis = prof.threshold("fever_c")
+    out["temperature"] = [
+        Threshold(fever.key, f"fever {fever.symbol}", fever.severity, value=fever.value, shade_above=True,
+                  basis=basis.basis if basis.is_confirmed else f"default ({basis.basis})")
+    ]
     return out
 
 
@@ -148,7 +181,7 @@ def point_limits(
 def flags(test: str, point: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date) -> str:
     """Words for the table: the highest line this result is beyond ('> 2×ULN', '≥ 1.5'), so colour
     is never needed; a censored value that cannot be decided says so."""
-    if point.value is None:
+    if point.shown_value is None:  # a text result; a '<x' result is judged by its bound (limits)
         return point.value_text or ""
     beyond = ""
     undecided: list[str] = []
@@ -185,54 +218,111 @@ def timeline(
     record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, *, units: str = "conventional",
     photos: Sequence[dt.date] = (),
     alert_onsets: Sequence[tuple[dt.date, str]] = (),
+    now: dt.datetime | None = None,
 ) -> Timeline:
-    """Everything the timeline figure draws for one patient, in the chosen unit system."""
-    from monitoring.steroids import analyse_course
+    """Everything the timeline figure draws for one patient, in the chosen unit system. The now
+    line stands at ``now`` when ``as_of`` is its date, else at the end of ``as_of``
+    (monitoring.display.as_of_moment, as in the PDF)."""
+    from monitoring.steroids import analyse_course, course_day_words
 
     thresholds = panel_thresholds(record, prof, as_of)
-    panels: list[Panel] = []
-    for key, title, tests in PANELS:
-        unit = display_unit(tests[0], units)
+    patterns = {lp.day: lp for lp in liver.liver_patterns(record, prof, as_of)}
+    built: dict[str, Panel] = {}
+    layouts = [(key, title, tests, "", False) for key, title, tests in PANELS]
+    layouts += [(key, title, tests, scale, True) for key, title, tests, scale in OPTIONAL_PANELS]
+    for key, title, tests, scale, optional in layouts:
+        unit = X_ULN if scale == "uln" else display.unit_label(display_unit(tests[0], units))
         series: list[Series] = []
         for test in tests:
-            pts = []
-            for p in record.results(test):
-                number = p.shown_value  # a censored result is drawn at its bound, its comparator in the hover
-                if number is None:
-                    continue
-                lines = point_limits(test, p, record, prof, as_of)
-                ref = ", ".join(f"{lim.label} {_fmt(test, to_display(test, lim.value, units), units)}" for lim in lines)
-                if test in ("alt", "ast"):
-                    ref += " (laboratory)" if not limits.uln(prof, test, p.ref_high).is_default else " (profile default)"
-                pts.append(
-                    Point(
-                        taken_at=p.taken_at,
-                        value=to_display(test, number, units),
-                        canonical=number,
-                        canonical_unit=p.unit,
-                        received=f"{p.original_value} {p.original_unit}".strip()
-                        + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else ""),
-                        amended=p.amended,
-                        preliminary=p.status == "preliminary",
-                        reference=ref,
-                        comparator=limits.comparator_of(p),
-                    )
-                )
+            pts = _points(test, record, prof, as_of, units, per_uln=scale == "uln", patterns=patterns)
             if pts or test == tests[0]:
-                series.append(Series(test, catalogue.lookup(test).label, unit, tuple(pts)))
-        converted = tuple(_convert_threshold(th, tests[0], units) for th in thresholds.get(key, []))
+                series.append(Series(test, catalogue.lookup(test).label, unit, pts))
+        lines = thresholds.get(key, [])
+        converted = tuple(lines if scale == "uln" else (_convert_threshold(th, tests[0], units) for th in lines))
         drawn = [s.label for s in series if s.points]
-        panels.append(Panel(key, " and ".join(drawn) if drawn else title, unit, tuple(series), converted))
+        note = ""
+        if key == "liver_uln" and (latest := liver.latest_pattern(record, prof, as_of)) is not None:
+            note = f"liver-injury pattern: {latest.words()}"
+        built[key] = Panel(key, " and ".join(drawn) if drawn else title, unit, tuple(series), converted,
+                           y_min=36.0 if key == "temperature" else None, optional=optional, note=note)
+    panels = [built[key] for key in PANEL_ORDER]
     course = analyse_course(record, as_of)
     steps = tuple(DoseStep(p.date, p.pred_eq_mg, p.planned) for p in course.schedule)
     dose = DoseTrack(
         steps=steps,
         second_line=tuple(course.second_line),
-        course_start=course.course_start,
-        course_day=course.day_of_course,
+        course_words=course_day_words(course.course_start, course.day_of_course),
     )
     return Timeline(onset=record.patient.onset_date, today=as_of, panels=tuple(panels), dose=dose, photo_dates=tuple(photos),
-                    temperature=temperature_panel(record, prof), alert_onsets=tuple(alert_onsets))
+                    alert_onsets=tuple(alert_onsets), now=display.as_of_moment(as_of, now), exposures=exposure_bars(record))
+
+
+def exposure_bars(record: PatientRecord) -> tuple[ExposureBar, ...]:
+    """Each drug's given periods, culprits and cross-reacting drugs first (monitoring.exposure)."""
+    from monitoring.exposure import drug_exposures
+
+    return tuple(
+        ExposureBar(e.label, tuple((p.start, p.stop) for p in e.periods), e.culprit or "") for e in drug_exposures(record)
+    )
+
+
+def _reference(test: str, p: LabPoint, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, units: str) -> str:
+    """The lines a result is judged against, in words for its hover: '2×ULN 70, ULN 35 (laboratory)',
+    '≥ 1.5' for a line that is a number; the laboratory's ULN for a test the profile has no line for."""
+    parts = []
+    for lim in point_limits(test, p, record, prof, as_of):
+        number = _fmt(test, to_display(test, lim.value, units), units)
+        parts.append(f"{lim.label} {number}" if any(c.isalpha() for c in lim.label) else f"{lim.symbol} {number}")
+    ref = ", ".join(parts)
+    if test in ULN_TESTS:
+        u = limits.uln(prof, test, p.ref_high)
+        if not parts:
+            ref = f"ULN {_fmt(test, to_display(test, u.value, units), units)}"
+        ref += " (profile default)" if u.is_default else " (laboratory)"
+    elif not parts and p.ref_high is not None:
+        ref = f"ULN {_fmt(test, to_display(test, p.ref_high, units), units)} (laboratory)"
+    return ref
+
+
+def _points(
+    test: str, record: PatientRecord, prof: GuidelineProfile, as_of: dt.date, units: str, *, per_uln: bool = False,
+    patterns: dict[dt.date, liver.LiverPattern] | None = None,
+) -> tuple[Point, ...]:
+    """The drawn results of ``test``: in the chosen unit system, or (``per_uln``) as multiples of
+    each result's own ULN (monitoring.limits.uln); an ALP's hover names that day's R ratio."""
+    out = []
+    unit_shown = display_unit(test, units)
+    for p in record.results(test):
+        number = p.shown_value  # a censored result is drawn at its bound, its comparator in the hover
+        if number is None:
+            continue
+        ref = _reference(test, p, record, prof, as_of, units)
+        if per_uln:
+            value = number / limits.uln(prof, test, p.ref_high).value
+            if test == "alp" and patterns and (lp := patterns.get(p.taken_at.date())) is not None and lp.alp is p:
+                ref += f" · R {lp.r:.1f}, {lp.pattern}"
+        else:
+            value = to_display(test, number, units)
+        out.append(
+            Point(
+                taken_at=p.taken_at,
+                value=value,
+                canonical=number,
+                canonical_unit=p.unit,
+                # As received (stored text): escaped for Plotly, which reads tags in hover text.
+                received=safe.plot(display.as_received(p.original_value, p.original_unit)
+                                   + (f" (laboratory flag {p.abnormal_flags})" if p.abnormal_flags else "")),
+                amended=p.amended,
+                preliminary=p.status == "preliminary",
+                reference=ref,
+                comparator=limits.comparator_of(p),
+                # As people read them (monitoring.display): the ×ULN multiple keeps two decimals.
+                shown=(f"{limits.comparator_of(p) or ''}{value:.2f}" if per_uln
+                       else display.value_text(test, value, unit_shown, limits.comparator_of(p))),
+                canonical_text=display.quantity(test, number, p.unit, limits.comparator_of(p)),
+            )
+        )
+    return tuple(out)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -245,9 +335,11 @@ def timeline_figure(
     x_mode: str,
     x_range: tuple[dt.date, dt.date] | None,
     profile_key: str = "",
+    now: dt.datetime | None = None,
 ) -> Any:
-    """The patient's timeline figure, built once per data version and view (a few hundred ms for
-    months of daily results): reruns that change nothing on the figure reuse it."""
+    """The patient's timeline figure, built once per data version, view and ``now`` (the page
+    passes the current minute, so the now line moves on; a few hundred ms for months of daily
+    results): reruns that change nothing on the figure reuse it."""
     from dashboard.figures import timeline_figure as build
 
     record = patient_record(url, version, mrn)
@@ -255,7 +347,8 @@ def timeline_figure(
         raise LookupError(f"unknown MRN {mrn!r}")
     photos = photo_dates(url, version, record.patient.id)
     onsets = alert_onsets(patient_episodes(url, version, record.patient.id or 0))
-    return build(timeline(record, profile(), as_of, units=units, photos=photos, alert_onsets=onsets), x_mode=x_mode, x_range=x_range)
+    tl = timeline(record, profile(), as_of, units=units, photos=photos, alert_onsets=onsets, now=now)
+    return build(tl, x_mode=x_mode, x_range=x_range)
 
 
 def _convert_threshold(th: Threshold, test: str, units: str) -> Threshold:
@@ -311,7 +404,7 @@ def timeline_table(record: PatientRecord, prof: GuidelineProfile, as_of: dt.date
                 "value": shown,
                 "unit": display.unit_label(display_unit(p.test, units)),
                 "above": flags(p.test, p, record, prof, as_of),
-                "as received": f"{p.original_value} {p.original_unit}".strip(),
+                "as received": display.as_received(p.original_value, p.original_unit),
                 "laboratory flag": p.abnormal_flags or "",
                 "canonical": (
                     display.quantity(p.test, number, p.unit, limits.comparator_of(p)) if number is not None else (p.value_text or "")

@@ -122,6 +122,9 @@ class WardRow:
     # code -> how it was handled ('acknowledged: IVIG ordered', 'snoozed until 2026-12-05'); absent: unacknowledged
     handled: dict[str, str] = field(default_factory=dict)
     unhandled_worst: bool = False  # an alert of the worst severity that nobody acknowledged
+    # IVIG / cyclosporine started on or before the ward date (drug kind, start), from analyse_course
+    second_line: tuple[tuple[str, dt.date], ...] = ()
+    course_start: dt.date | None = None  # the first dose of the ongoing course (course day 0)
 
 
 def handled_text(ep: AlertEpisode, as_of: dt.date) -> str | None:
@@ -182,6 +185,7 @@ def ward_row(
         n_warning=severities.count("warning"),
         day_since_onset=(as_of - onset).days if onset else None,
         course_day=course.day_of_course,
+        course_start=course.course_start if course.day_of_course is not None else None,
         dose_mg=course.current_pred_eq_mg if course.current_pred_eq_mg else None,
         dose_mg_per_kg=course.current_mg_per_kg if course.current_pred_eq_mg else None,
         changes=changes,
@@ -189,6 +193,8 @@ def ward_row(
         new=tuple(new),
         handled=handled,
         unhandled_worst=any(a.severity == worst and a.code not in handled for a in alerts),
+        # A planned start (after the ward date) is not yet treatment: the timeline shows the plan.
+        second_line=tuple((drug, start) for drug, start in course.second_line if start <= as_of),
     )
 
 

@@ -21,6 +21,7 @@ from dashboard import safe
 from monitoring.records import PatientRecord
 from monitoring.severity import Severity
 from monitoring.severity import rank as severity_rank
+from monitoring.steroids import course_day_words
 
 PATIENT_KEY = "patient_mrn"
 """st.session_state key of the selected patient's MRN, shared by every patient page."""
@@ -32,6 +33,7 @@ WARNING = "#f0a202"  # amber
 INFO = "#1565c0"  # blue
 OK = "#2e7d32"  # green: only ever beside the words "no alerts"
 MUTED = "#6b7280"
+SECOND_LINE_COLOUR = "#6a1b9a"  # IVIG / cyclosporine: the ward's marker and the timeline's start lines
 
 SEVERITY_COLOURS: dict[str, str] = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
 SEVERITY_TEXT_COLOURS: dict[str, str] = {"critical": "#ffffff", "warning": "#1f1300", "info": "#ffffff"}
@@ -228,9 +230,75 @@ def _cell(text: str, sub: str = "", *, strong: bool = False) -> str:
     return main
 
 
-def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]]) -> str:
+def timeline_href(mrn: str) -> str:
+    """The address of a patient's timeline, relative to the page (``timeline?mrn=...``), the MRN
+    URL-encoded; escape it (safe.html) before putting it in an attribute. The timeline reads the
+    MRN from the query string (``current_patient``)."""
+    from urllib.parse import quote
+
+    return f"timeline?mrn={quote(mrn, safe='')}"
+
+
+def patient_link_html(name: str, mrn: str, style: str = "") -> str:
+    """A patient's name as a link to that patient's timeline, name and address escaped. The link
+    opens in the same tab; the page load starts a new Streamlit session, which finds the user's
+    sign-in again through the browser's cookie (dashboard/server.py, ``make run``)."""
+    style_attr = f' style="{style}"' if style else ""
+    return f'<a href="{safe.html(timeline_href(mrn))}" target="_self"{style_attr}>{safe.html(name)}</a>'
+
+
+def taken_html(taken_at: dt.datetime, as_of: dt.date) -> str:
+    """When a ward value was taken, small, under the value: muted for today's and yesterday's
+    results, dark amber and bold from two days old (the words say it either way)."""
+    from monitoring.display import taken_text
+
+    old = (as_of - taken_at.date()).days >= 2
+    colour = "#8a5a00;font-weight:700" if old else MUTED
+    return f'<span class="dm-taken" style="font-size:0.74rem;white-space:nowrap;color:{colour}">{safe.html(taken_text(taken_at, as_of))}</span>'
+
+
+def second_line_html(kind: str, start: dt.date) -> str:
+    """The ward's marker of a second-line treatment (IVIG, cyclosporine) and its start date, in the
+    timeline figure's colour for these starts, written in words."""
+    from monitoring.drugs import second_line_label
+
+    return (
+        f'<span class="dm-second-line" style="font-size:0.74rem;font-weight:700;color:{SECOND_LINE_COLOUR};white-space:nowrap">'
+        f"{safe.html(second_line_label(kind))} from {safe.html(start.isoformat())}</span>"
+    )
+
+
+def ward_day_texts(r: Any) -> tuple[str, str]:
+    """A ward row's day since onset and steroid course day, in words ('day 10', 'day 8 of steroids
+    (first dose 2026-11-24)')."""
+    return (
+        f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
+        # "day 7 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7).
+        course_day_words(r.course_start, r.course_day) or "",
+    )
+
+
+def ward_steroid_texts(r: Any) -> tuple[str, str]:
+    """A ward row's prednisone-equivalent dose today and per kg ('100 mg/day', '1.43 mg/kg')."""
+    if r.dose_mg is None:
+        return "none today", ""
+    return f"{r.dose_mg:.0f} mg/day", f"{r.dose_mg_per_kg:.2f} mg/kg" if r.dose_mg_per_kg is not None else "mg/kg: no weight"
+
+
+def ward_alert_groups(r: Any) -> list[tuple[str, list[str]]]:
+    """A ward row's alerts by severity, most severe first: (severity, alert names). Acknowledged and
+    snoozed alerts stay named, marked so ('Hepatic involvement (✓ acknowledged: IVIG ordered)')."""
+    grouped: dict[str, list[str]] = {}
+    for s, c in r.alerts:
+        mark = f" (✓ {r.handled[c]})" if c in r.handled else ""
+        grouped.setdefault(s, []).append(code_label(c) + mark)
+    return sorted(grouped.items(), key=lambda kv: severity_rank(kv[0]))
+
+
+def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]], *, as_of: dt.date) -> str:
     """The ward overview as one HTML table: text wraps (alerts and news stay visible at 1366 px),
-    severity is written and coloured.
+    severity is written and coloured. Each value says when it was taken, as read on ``as_of``
+    ('today 06:10', '4 d ago'); each name links to the patient's timeline.
 
     ``rows`` are ``dashboard.ward_model.WardRow``; ``lab_columns`` are (test key, header)."""
     head = ["Patient", "Day", "Steroid (pred-eq)", *[h for _, h in lab_columns], "Alerts", "New since yesterday"]
@@ -254,25 +322,21 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             if sev
             else f'<span style="color:{MUTED}">no alerts</span>'
         )
-        # No link: a plain link reloads the page and a reload is a new session (sign in again).
-        # The page opens a patient with one click on the "Open a patient" buttons instead.
         patient = (
             f"{status}<br>"
-            f'<span style="font-weight:700;color:#0d3b66">'
-            f"{safe.html(shorten(r.name) + synthetic_label(r.synthetic, r.name))}</span>"
-            f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
+            + patient_link_html(shorten(r.name) + synthetic_label(r.synthetic, r.name), r.mrn,
+                                "font-weight:700;color:#0d3b66")
+            + f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
-        day = _cell(
-            f"day {r.day_since_onset}" if r.day_since_onset is not None else "onset ?",
-            f"course day {r.course_day}" if r.course_day is not None else "",
-        )
-        if r.dose_mg is None:
-            steroid = _cell("none today")
-        else:
-            steroid = _cell(
-                f"{r.dose_mg:.0f} mg/day",
-                f"{r.dose_mg_per_kg:.2f} mg/kg" if r.dose_mg_per_kg is not None else "mg/kg: no weight",
-            )
+        day_text, course_text = ward_day_texts(r)
+        day = _cell(day_text)
+        # "day 7 of steroids" and "(first dose ...)" on two unbroken lines: the column widens to them
+        # (broken anywhere, the words took five lines and cost a row at 1366×768).
+        count, _, first_dose = course_text.partition(" (")
+        day += "".join(f'<br><span style="font-size:0.78rem;color:{MUTED};white-space:nowrap">{safe.html(part)}</span>'
+                       for part in (count, f"({first_dose}" if first_dose else "") if part)
+        steroid = _cell(*ward_steroid_texts(r))
+        steroid += "".join(f"<br>{second_line_html(kind, start)}" for kind, start in r.second_line)
         labs = []
         for test, _ in lab_columns:
             ch = r.changes.get(test)
@@ -290,17 +354,13 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             if ch.crossed:
                 colour = CRITICAL if ch.crossed.startswith("↑") else OK
                 cell += f'<br><span style="font-size:0.76rem;font-weight:700;color:{colour}">{safe.html(ch.crossed)}</span>'
+            cell += "<br>" + taken_html(ch.taken_at, as_of)
             labs.append(cell)
         # One badge per severity naming its alerts: the row stays short enough for nine patients
         # on a 768-pixel screen.
-        grouped: dict[str, list[str]] = {}
-        for s, c in r.alerts:
-            # Acknowledged and snoozed alerts stay named, marked so (they come after the others).
-            mark = f" (✓ {r.handled[c]})" if c in r.handled else ""
-            grouped.setdefault(s, []).append(code_label(c) + mark)
         alerts = "".join(
             badge_html(s, ", ".join(names)).replace("font-size:0.85rem", "font-size:0.74rem")
-            for s, names in sorted(grouped.items(), key=lambda kv: severity_rank(kv[0]))
+            for s, names in ward_alert_groups(r)
         ) or f'<span style="color:{MUTED}">—</span>'
         new = "<br>".join(f"<b>{safe.html(n)}</b>" for n in r.new)
         row_cells = [patient, day, steroid, *labs, alerts, new]
@@ -309,8 +369,10 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]])
             f'border-left:5px solid {edge}">'
             # Only the patient cell may break inside a word (a long stored name); the other columns
             # keep their words whole ("course day 5", not "cours/e day 5").
+            # The day column stays on one line ('day 122' had wrapped to 'day / 122' at 1366 px).
             + "".join(f'<td style="padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top;'
-                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}">{c}</td>' for i, c in enumerate(row_cells))
+                      f'overflow-wrap:{"anywhere" if i == 0 else "break-word"}{";white-space:nowrap" if i == 1 else ""}">{c}</td>'
+                      for i, c in enumerate(row_cells))
             + "</tr>"
         )
     out.append("</tbody></table>")

@@ -42,9 +42,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col
 
-from monitoring import catalogue, intake
+from monitoring import audit, catalogue, intake
 from monitoring.drugs import normalise_drug
-from monitoring.models import AuditEntry, ClinicalFinding, Patient
+from monitoring.models import ClinicalFinding, Patient
 from monitoring.store import BatchResult, LabIn, MedIn, PatientIn, patient_ids_by_mrn, write_batch
 
 __all__ = [
@@ -934,14 +934,13 @@ def _write_findings(
         session.add(
             ClinicalFinding(patient_id=ids[mrn], item=item, value=value, recorded_at=when, recorded_by=username)
         )
-    session.add(
-        AuditEntry(
-            username=username,
-            action="import",
-            entity="clinical_finding",
-            after={"source": DEMO_SOURCE, "findings_inserted": len(rows)},
-            reason="synthetic demo cohort: hand-entered RegiSCAR items",
-        )
+    audit.record(
+        session,
+        username=username,
+        action="import",
+        entity="clinical_finding",
+        after={"source": DEMO_SOURCE, "findings_inserted": len(rows)},
+        reason="synthetic demo cohort: hand-entered RegiSCAR items",
     )
     session.flush()
     return len(rows)

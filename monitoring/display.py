@@ -10,6 +10,7 @@ code (``Cel`` is °C, ``{copies}/mL`` is copies/mL, ``m[IU]/L`` is mIU/L).
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
 from monitoring.catalogue import CATALOGUE
@@ -21,6 +22,10 @@ __all__ = [
     "number",
     "value_text",
     "quantity",
+    "taken_text",
+    "as_of_moment",
+    "as_received",
+    "reference_range",
 ]
 
 # At most this many decimal places per (test, unit), trailing zeros dropped (ALT 81 U/L stays '81',
@@ -113,3 +118,46 @@ def value_text(test: str, value: float, unit: str | None = None, comparator: str
 def quantity(test: str, value: float, unit: str, comparator: str | None = None) -> str:
     """'0.74 mg/dL', '36.9 °C', '<5 ng/L', '1.5 ×10^9/L'."""
     return f"{value_text(test, value, unit, comparator)} {unit_label(unit)}".strip()
+
+
+def taken_text(taken_at: dt.datetime, as_of: dt.date, *, with_date: bool = False) -> str:
+    """When a result was taken, as read on ``as_of``: 'today 06:10', 'yesterday 18:30', '4 d ago'
+    (with ``with_date``: '4 d ago, 2026-11-28'), so that yesterday's bloods never read as this
+    morning's (issue 18 point 2). A time after ``as_of`` (a later day) is written as its date."""
+    days = (as_of - taken_at.date()).days
+    if days == 0:
+        return f"today {taken_at:%H:%M}"
+    if days == 1:
+        return f"yesterday {taken_at:%H:%M}"
+    if days < 0:
+        return f"{taken_at:%Y-%m-%d %H:%M}"
+    return f"{days} d ago, {taken_at.date().isoformat()}" if with_date else f"{days} d ago"
+
+
+def as_of_moment(as_of: dt.date, now: dt.datetime | None = None) -> dt.datetime:
+    """Where a timeline's "now" line stands (the dashboard's figure and the PDF's): the current
+    time when the view is as of today, so this morning's results are before it; else the end of the
+    as-of day, so every result counted as of that date, whatever its time, is before it."""
+    current = now or dt.datetime.now()
+    if as_of == current.date():
+        return current.replace(microsecond=0)
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+
+
+def as_received(original_value: str | None, original_unit: str | None) -> str:
+    """A result as the laboratory sent it: its value exactly as written (never rounded: it is the
+    record of what came in), its unit by its label ('98.4 °F', '<0.05 ng/mL', '150 µmol/L')."""
+    unit = unit_label(original_unit) if original_unit else ""
+    return f"{original_value or ''} {unit}".strip()
+
+
+def reference_range(test: str, low: float | None, high: float | None, unit: str) -> str:
+    """A stored reference range at the test's display precision: '0.5–1.2', 'up to 40', 'from 3.5'
+    ('' when none was given)."""
+    lo = None if low is None else number(test, low, unit)
+    hi = None if high is None else number(test, high, unit)
+    if lo is not None and hi is not None:
+        return f"{lo}–{hi}"
+    if hi is not None:
+        return f"up to {hi}"
+    return "" if lo is None else f"from {lo}"

@@ -60,6 +60,7 @@ __all__ = [
     "resolve",
     "resolve_coded",
     "second_line_kind",
+    "second_line_label",
     "steroid_factor",
 ]
 
@@ -344,7 +345,8 @@ def _resolution(text: str, entries: Iterable[str], unknown: Iterable[str], non_s
         name = named[0] if len(named) == 1 else " / ".join(sorted(named))
     else:
         name = " / ".join([*sorted(named), *sorted(unknown_set)])
-    return Resolution(text, name[:80], named, ingredients, unknown_set, non_systemic, by_code)
+    # Never cut: a name too long to store is refused by intake.drug_name, naming its field.
+    return Resolution(text, name, named, ingredients, unknown_set, non_systemic, by_code)
 
 
 def resolve(name: str | None, code: str | None = None) -> Resolution:
@@ -424,6 +426,11 @@ def second_line_kind(drug: str) -> str | None:
         if resolve(drug).has_class(klass):
             return klass
     return None
+
+
+def second_line_label(kind: str) -> str:
+    """How a second-line treatment (``second_line_kind``) is written: 'IVIG', 'cyclosporine'."""
+    return "IVIG" if kind == "ivig" else kind
 
 
 def group_of(drug: str) -> str | None:

@@ -32,11 +32,13 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from monitoring import audit
@@ -132,7 +134,8 @@ def patients_written(session: Session, patient_ids: Iterable[int | None]) -> Non
 def _reconcile_after_commit(session: Session) -> None:
     """Right after a write commits, in a transaction of its own: the clinical write never waits
     for (or is lost to) its bookkeeping, and concurrent writers never queue behind an evaluation.
-    Evaluated without a lock; written (under the patients' locks) only when an episode changes."""
+    Evaluated without a lock; written (under the patients' locks) only when an episode changes,
+    and read and evaluated once unless another write committed in between (``read_version``)."""
     ids = session.info.pop(_WRITTEN, None)
     if not ids or session.info.get(_BUSY):
         return
@@ -146,9 +149,10 @@ def _reconcile_after_commit(session: Session) -> None:
         with Session(engine, expire_on_commit=False) as own:
             own.info[_BUSY] = True
             day, prof = _today(), load_profile()
+            version = read_version(own)
             records = load_records(own, sorted(ids), active_only=True)
             alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
-            sync_evaluated(own, records, alerts, as_of=day, profile=prof)
+            sync_evaluated(own, records, alerts, as_of=day, profile=prof, read_at=version)
     except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
         # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
         log.exception("alert episodes not updated after commit; the next evaluation will")
@@ -187,6 +191,36 @@ def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
         session.execute(update(pt).where(pt.c.id.in_(ids)).values(updated_at=pt.c.updated_at))
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """What a reader read and evaluated in one session: the records, their alerts (as of the day
+    and under the profile given with them), the ``read_version`` taken before the records were
+    loaded, and the patients' open episodes read after them (None: not read)."""
+
+    records: Sequence[PatientRecord]
+    alerts: Mapping[int, Sequence[Alert]]
+    version: int
+    episodes: Sequence[AlertEpisode] | None = None
+
+
+def read_version(session: Session) -> int | None:
+    """A marker of the database's committed state, taken before a reader loads records in this
+    session, so that ``update_episodes`` can tell, once it holds the lock, whether anything was
+    committed since (then it reads again) or not (then what was read is still what is stored).
+
+    SQLite file: ``PRAGMA data_version``, which changes on a connection whenever another
+    connection has committed a change since it was last asked (sqlite.org/pragma.html#pragma_data_version);
+    the session keeps its one connection until it commits or rolls back. Other databases (no such
+    marker under READ COMMITTED) and in-memory SQLite (one connection shared by every session, so
+    a commit by another session does not change the marker): None, and ``update_episodes`` always
+    reads again."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "sqlite" or isinstance(engine.pool, StaticPool) or engine.url.database in (None, "", ":memory:"):
+        return None
+    return int(session.connection().exec_driver_sql("PRAGMA data_version").scalar_one())
+
+
 def open_episodes(session: Session, patient_ids: Sequence[int] | None = None) -> list[AlertEpisode]:
     """Episodes not closed, of the given patients (all when None)."""
     stmt = select(AlertEpisode).where(AlertEpisode.closed_at.is_(None))  # type: ignore[union-attr]
@@ -208,9 +242,14 @@ def update_episodes(
     as_of: dt.date | None = None,
     profile: GuidelineProfile | None = None,
     now: dt.datetime | None = None,
+    evaluated: Evaluated | None = None,
 ) -> list[EpisodeChange]:
     """Evaluate these patients as of ``as_of`` (today) and bring their episodes up to date, in the
-    caller's transaction. The one function every write path reaches (see the module docstring)."""
+    caller's transaction. The one function every write path reaches (see the module docstring).
+
+    ``evaluated``: what a reader has just read and evaluated in this session (``Evaluated``). Once
+    the lock is held it is used as it is if nothing was committed since it was read (the same
+    marker), instead of being read and evaluated a second time."""
     from monitoring.guideline import load_profile
     from monitoring.records import load_records
     from monitoring.rules import evaluate
@@ -223,9 +262,17 @@ def update_episodes(
     session.info[_BUSY] = True
     try:
         _lock_patients(session, ids)
-        records = load_records(session, ids, active_only=True)
-        alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
-        return _reconcile(session, records, alerts, day, prof, now or utcnow(), write=True)
+        wanted = set(ids)
+        episodes: list[AlertEpisode] | None = None
+        if evaluated is not None and read_version(session) == evaluated.version:
+            records = [r for r in evaluated.records if r.patient.id in wanted]
+            alerts = {pid: a for pid, a in evaluated.alerts.items() if pid in wanted}
+            if evaluated.episodes is not None:
+                episodes = [e for e in evaluated.episodes if e.patient_id in wanted]
+        else:
+            records = load_records(session, ids, active_only=True)
+            alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
+        return _reconcile(session, records, alerts, day, prof, now or utcnow(), write=True, episodes=episodes)
     finally:
         session.info.pop(_BUSY, None)
 
@@ -238,16 +285,25 @@ def sync_evaluated(
     as_of: dt.date,
     profile: GuidelineProfile,
     commit: bool = True,
+    read_at: int | None = None,
 ) -> list[EpisodeChange]:
     """For a reader that has just evaluated these patients (the ward, the notifier): reconcile
     their episodes, writing only when one must change. The patients that need a change are then
     locked, read and evaluated again (``update_episodes``), so a write that landed meanwhile is
-    not undone."""
-    stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False)
+    not undone. ``read_at``: the ``read_version`` taken in this session before ``records`` were
+    loaded; when nothing has been committed since, they are not read a second time."""
+    read = open_episodes(session, sorted({r.patient.id for r in records if r.patient.id is not None}))
+    stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False, episodes=read)
     if not stale:
         return []
     try:
-        changes = update_episodes(session, sorted({c.patient_id for c in stale}), as_of=as_of, profile=profile)
+        changes = update_episodes(
+            session,
+            sorted({c.patient_id for c in stale}),
+            as_of=as_of,
+            profile=profile,
+            evaluated=None if read_at is None else Evaluated(records, alerts, read_at, read),
+        )
         if commit:
             session.commit()
     except DBAPIError:
@@ -268,11 +324,15 @@ def _reconcile(
     now: dt.datetime,
     *,
     write: bool,
+    episodes: Sequence[AlertEpisode] | None = None,
 ) -> list[EpisodeChange]:
+    """``episodes``: the patients' open episodes, when the caller has just read them."""
     from monitoring.rules import evaluate
 
     by_id = {r.patient.id: r for r in records if r.patient.id is not None}
-    current: dict[tuple[int, str], AlertEpisode] = {(e.patient_id, e.code): e for e in open_episodes(session, sorted(by_id))}
+    if episodes is None:
+        episodes = open_episodes(session, sorted(by_id))
+    current: dict[tuple[int, str], AlertEpisode] = {(e.patient_id, e.code): e for e in episodes}
     changes: list[EpisodeChange] = []
     for pid, record in by_id.items():
         holding = {a.code: a for a in alerts.get(pid, ())}
@@ -343,7 +403,6 @@ def _reconcile(
 
 def _insert_open(session: Session, pid: int, alert: Alert, rows: list[str], onset: dt.date, now: dt.datetime) -> int | None:
     """Insert the open episode unless another process just did (the partial unique index)."""
-    table = AlertEpisode.__table__  # type: ignore[attr-defined]
     values = {
         "patient_id": pid,
         "code": alert.code,
@@ -357,12 +416,20 @@ def _insert_open(session: Session, pid: int, alert: Alert, rows: list[str], onse
         "reopen_count": 0,
         "updated_at": now,
     }
-    if session.get_bind().dialect.name == "postgresql":
+    stmt = _insert_open_statement(session.get_bind().dialect.name)
+    return session.execute(stmt, values).scalar_one_or_none()
+
+
+@lru_cache(maxsize=2)
+def _insert_open_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect (an import opens
+    hundreds of episodes: building the statement for each cost more than running it)."""
+    table = AlertEpisode.__table__  # type: ignore[attr-defined]
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]  # SQLite's insert() beside PostgreSQL's: same call, each typed as its own Insert
-    stmt = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-    return session.execute(stmt).scalar_one_or_none()
+    return dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -117,11 +117,11 @@ def export_patient_bundle(session: Session, mrn: str, *, now: dt.datetime | None
 
     entries.append({"fullUrl": deterministic_uuid("condition", mrn), "resource": _condition(patient, subject)})
     for drug in patient.culprit_drugs or []:
-        entries.append({"fullUrl": deterministic_uuid("allergy", mrn, drug), "resource": _allergy(drug, subject)})
+        entries.append({"fullUrl": deterministic_uuid("allergy", mrn, drug), "resource": _allergy(drug, subject, culprit=True)})
     for drug in patient.drug_allergies or []:
         # A drug allergy that is not a DRESS culprit (migration 0007): no DRESS reaction, so the
         # importer reads it back as an allergy, never as a culprit (PRODUCT.md §6 edition 2).
-        entries.append({"fullUrl": deterministic_uuid("drug-allergy", mrn, drug), "resource": _drug_allergy(drug, subject)})
+        entries.append({"fullUrl": deterministic_uuid("drug-allergy", mrn, drug), "resource": _allergy(drug, subject, culprit=False)})
 
     labs = session.execute(
         select(LabResult).where(LabResult.patient_id == pid).order_by(LabResult.taken_at, LabResult.id)  # type: ignore[arg-type]
@@ -255,23 +255,10 @@ def _drug_concept(drug: str, text: str | None = None) -> dict[str, Any]:
     return cc
 
 
-def _allergy(drug: str, subject: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "AllergyIntolerance",
-        "clinicalStatus": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]
-        },
-        "category": ["medication"],
-        "criticality": "high",
-        "code": _drug_concept(drug),
-        "patient": subject,
-        "reaction": [{"manifestation": [{"text": "DRESS (drug reaction with eosinophilia and systemic symptoms)"}]}],
-        "note": [{"text": "Culprit drug of DRESS: never rechallenge (nor drugs of its cross-reactivity group)."}],
-    }
-
-
-def _drug_allergy(drug: str, subject: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _allergy(drug: str, subject: dict[str, Any], *, culprit: bool) -> dict[str, Any]:
+    """An AllergyIntolerance for a DRESS culprit (criticality high, the reaction named, never
+    rechallenge) or for another recorded drug allergy (no reaction or criticality claimed)."""
+    res: dict[str, Any] = {
         "resourceType": "AllergyIntolerance",
         "clinicalStatus": {
             "coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]
@@ -279,8 +266,14 @@ def _drug_allergy(drug: str, subject: dict[str, Any]) -> dict[str, Any]:
         "category": ["medication"],
         "code": _drug_concept(drug),
         "patient": subject,
-        "note": [{"text": "Drug allergy (not a DRESS culprit)."}],
     }
+    if culprit:
+        res["criticality"] = "high"
+        res["reaction"] = [{"manifestation": [{"text": "DRESS (drug reaction with eosinophilia and systemic symptoms)"}]}]
+        res["note"] = [{"text": "Culprit drug of DRESS: never rechallenge (nor drugs of its cross-reactivity group)."}]
+    else:
+        res["note"] = [{"text": "Drug allergy (not a DRESS culprit)."}]
+    return res
 
 
 def _observation(row: LabResult, subject: dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +289,10 @@ def _observation(row: LabResult, subject: dict[str, Any]) -> dict[str, Any]:
     if row.source_id and _FHIR_ID.fullmatch(row.source_id):
         res["id"] = row.source_id
     ident = _source_identifier(row.source_id)
+    if row.source_identifier and not row.source_identifier.startswith("sha256:"):
+        # The laboratory's business identifier as received (importers.fhir_import._business_identifier).
+        system, _bar, value = row.source_identifier.partition("|")
+        ident.append({"system": system, "value": value} if system else {"value": value})
     if ident:
         res["identifier"] = ident
     res.update(

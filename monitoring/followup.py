@@ -20,8 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from monitoring import display, limits
 from monitoring.catalogue import PCR_TESTS, lookup
 from monitoring.guideline import GuidelineProfile, load_profile
+from monitoring.limits import Limit, pcr_detected
 from monitoring.records import LabPoint, PatientRecord
 from monitoring.steroids import last_day_above, pred_eq_changes
 from monitoring.summary import add_months, patch_test_earliest
@@ -101,10 +103,77 @@ class ChecklistItem:
     window_end: dt.date
     status: str  # done | overdue | due | upcoming
     result: LabPoint | None  # the stored result that did it
+    range: RangeCheck | None = None  # the result against its reference range (``range_check``)
 
     @property
     def test_label(self) -> str:
         return lookup(self.check.test).label
+
+    @property
+    def above_range(self) -> bool:
+        return self.range is not None and self.range.above is True
+
+    @property
+    def outside_range(self) -> bool:
+        """Decided above the upper or below the lower limit (the flag of the checklist)."""
+        return self.range is not None and (self.range.above is True or self.range.below is True)
+
+    @property
+    def range_text(self) -> str:
+        """'ABOVE RANGE (> 4.5 mIU/L, laboratory)', 'BELOW RANGE (< 0.4 mIU/L, laboratory)',
+        'within range (0.4–4.5 mIU/L, laboratory)', 'not above 4.5 mIU/L (laboratory; no lower
+        limit given)', or why nothing can be said; empty while no result did the check."""
+        r, rc = self.result, self.range
+        if r is None:
+            return ""
+        if rc is None or (rc.upper is None and rc.lower is None):
+            return "no reference range given"
+
+        def bound(limit: Limit) -> str:
+            return f"{display.number(r.test, limit.value, r.unit)} {display.unit_label(r.unit)}"
+
+        if rc.above is True and rc.upper is not None:
+            return f"ABOVE RANGE (> {bound(rc.upper)}, {rc.upper.basis})"
+        if rc.below is True and rc.lower is not None:
+            return f"BELOW RANGE (< {bound(rc.lower)}, {rc.lower.basis})"
+        if rc.upper is not None and rc.lower is not None and rc.above is False and rc.below is False:
+            low, high = bound(rc.lower).split(" ", 1)[0], bound(rc.upper)
+            return f"within range ({low}–{high}, {rc.upper.basis})"
+        if rc.upper is not None and rc.above is False:
+            return f"not above {bound(rc.upper)} ({rc.upper.basis}; no lower limit given)"
+        if rc.lower is not None and rc.below is False and rc.upper is None:
+            return f"not below {bound(rc.lower)} ({rc.lower.basis}; no upper limit given)"
+        return "cannot be judged against the range (a text or censored result)"
+
+
+@dataclass(frozen=True)
+class RangeCheck:
+    """A result against its reference range: ``upper`` the ULN in force (the laboratory's, else the
+    profile's default), ``lower`` the laboratory's lower limit; ``above`` / ``below`` True or False
+    when decided, None when the limit is unknown or a censored or text result cannot decide."""
+
+    upper: Limit | None
+    lower: Limit | None
+    above: bool | None
+    below: bool | None
+
+
+def range_check(point: LabPoint, profile: GuidelineProfile) -> RangeCheck:
+    """Is a follow-up result outside its reference range? Issue 18 point 5: a TSH of 5.2 then 6.4
+    with the laboratory's ULN 4.5 must not read as done and fine; a suppressed TSH below the
+    laboratory's lower limit must not read as "within range" either (Graves / hyperthyroid disease
+    and painless thyroiditis follow DRESS: Tempark 2022 and the Asian SCAR sequelae survey,
+    CLINICAL_REFERENCE.md §5). The lines and the comparison are monitoring.limits'
+    (``uln_limit``: the row's ref_high, else the profile's default ULN; ``lln_limit``: the row's
+    ref_low; ``Limit.judge``); a limit neither given nor defaulted is never made up."""
+    try:
+        upper: Limit | None = limits.uln_limit(profile, point)
+    except KeyError:
+        upper = None
+    lower = limits.lln_limit(point)
+    above = upper.judge(point) if upper is not None else None
+    at_or_above_low = lower.judge(point) if lower is not None else None
+    return RangeCheck(upper, lower, above, None if at_or_above_low is None else not at_or_above_low)
 
 
 def load_followup_schedule(path: str | Path | None = None) -> tuple[ScheduledCheck, ...]:
@@ -160,18 +229,23 @@ def _load_schedule(path: str, _mtime: int) -> tuple[ScheduledCheck, ...]:
 
 
 def sequelae_checklist(
-    record: PatientRecord, as_of: dt.date, schedule: tuple[ScheduledCheck, ...] | None = None
+    record: PatientRecord,
+    as_of: dt.date,
+    schedule: tuple[ScheduledCheck, ...] | None = None,
+    profile: GuidelineProfile | None = None,
 ) -> list[ChecklistItem]:
     """Each scheduled check after the recorded resolution date with its status as of ``as_of``.
 
     A stored result of the check's test dated within its window marks it done (each result does
-    one check at most: the earliest window it falls in). Empty while no resolution date is
+    one check at most: the earliest window it falls in), and is judged against its upper limit
+    (``range_check``): done is not the same as normal. Empty while no resolution date is
     recorded: the schedule counts from it.
     """
     resolved = record.patient.resolved_date
     if resolved is None:
         return []
     checks = schedule if schedule is not None else load_followup_schedule()
+    prof = profile or load_profile()
     used: set[int] = set()
     items: list[ChecklistItem] = []
     for c in sorted(checks, key=lambda c: (add_months(resolved, c.month), c.test)):
@@ -195,7 +269,7 @@ def sequelae_checklist(
             status = "due"
         else:
             status = "upcoming"
-        items.append(ChecklistItem(c, due, start, end, status, match))
+        items.append(ChecklistItem(c, due, start, end, status, match, range_check(match, prof) if match else None))
     return items
 
 
@@ -216,13 +290,6 @@ class PcrResult:
     lab_id: int
 
 
-def _detected(p: LabPoint) -> bool:
-    """PRODUCT.md §4: a load above 0, or the text detected/positive, means detected."""
-    if p.value_text is not None:
-        return p.value_text == "detected"
-    return p.value is not None and p.value > 0
-
-
 def viral_pcr_results(record: PatientRecord, as_of: dt.date) -> list[PcrResult]:
     """HHV-6, EBV and CMV PCR results counted as of ``as_of``, oldest first."""
     onset = record.patient.onset_date
@@ -236,10 +303,10 @@ def viral_pcr_results(record: PatientRecord, as_of: dt.date) -> list[PcrResult]:
                     label=label,
                     taken_at=p.taken_at,
                     day_since_onset=(p.taken_at.date() - onset).days if onset else None,
-                    detected=_detected(p),
+                    detected=pcr_detected(p),  # the rules' one answer (monitoring.limits)
                     value=p.value,
                     unit=p.unit,
-                    as_received=f"{p.original_value} {p.original_unit}".strip(),
+                    as_received=display.as_received(p.original_value, p.original_unit),
                     lab_id=p.id,
                 )
             )
@@ -261,8 +328,9 @@ def checklist_rows(items: list[ChecklistItem]) -> list[dict[str, Any]]:
                 "window": f"{it.window_start.isoformat()} to {it.window_end.isoformat()}",
                 "status": it.status.upper(),
                 "result": (
-                    f"{r.original_value} {r.original_unit} on {r.taken_at.date().isoformat()}".strip() if r else ""
+                    f"{display.as_received(r.original_value, r.original_unit)} on {r.taken_at.date().isoformat()}" if r else ""
                 ),
+                "range": it.range_text,
                 "basis": it.check.basis,
                 "source": it.check.source,
             }

@@ -87,6 +87,9 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
     "stale_after_days": (0, 365),
     "monitoring_interval_inpatient_days": (0, 90),
     "monitoring_interval_clinic_days": (0, 365),
+    # The liver-injury pattern (monitoring.liver): R ratio cut points.
+    "r_ratio_hepatocellular": (0.1, 100),
+    "r_ratio_cholestatic": (0.1, 100),
 }
 
 # Keys whose value counts something (days, months, organs): must be whole numbers.
@@ -353,6 +356,7 @@ def _validate(path: Path, data: dict[str, Any]) -> GuidelineProfile:
         ("steroid_dose_min_mg_per_kg", "steroid_dose_max_mg_per_kg"),
         ("ivig_total_dose_min_g_per_kg", "ivig_total_dose_max_g_per_kg"),
         ("regiscar_eos_pct_low", "regiscar_eos_pct_high"),
+        ("r_ratio_cholestatic", "r_ratio_hepatocellular"),
     ):
         if low_key in thresholds and high_key in thresholds and thresholds[low_key].value > thresholds[high_key].value:
             problems.append(f"thresholds.{low_key}.value: must not exceed thresholds.{high_key}.value")

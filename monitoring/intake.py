@@ -49,13 +49,14 @@ from typing import Any
 
 from monitoring import catalogue
 from monitoring.catalogue import Conversion, TestDef
-from monitoring.drugs import normalise_drug
+from monitoring.drugs import normalise_drug, resolve
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.store import FIELD_LABELS, LabIn, MedIn
 
 __all__ = [
     "COMPARATORS",
     "DOSE_UNITS",
+    "drug_name",
     "FUTURE_TOLERANCE",
     "RESULT_STATUSES",
     "resent_result",
@@ -644,6 +645,23 @@ def dose_amount(value: object, unit: str | None) -> tuple[str, str, float | None
     return text, u, amount * factor, None
 
 
+def drug_name(column: str, value: object, *, subject: str | None = None) -> tuple[str, str]:
+    """A drug name as received -> (the name as written, the name stored: monitoring.drugs' resolved
+    generic name, else the name as written, cleaned). One check for every path that takes a drug
+    name (schedule rows, culprits): a name longer than its column is refused, naming ``column`` and
+    the value, never cut (a cut name could match another drug, or none). ('', '') when blank."""
+    written = check_text(column, value or "", limit=text_limit("medication_row", "drug_as_entered"), subject=subject)
+    if not written:
+        return "", ""
+    generic = normalise_drug(written)
+    limit = text_limit("medication_row", "drug")
+    if len(generic) > limit:
+        raise FieldError(
+            column, value, f"the drug name is {len(generic)} characters long: at most {limit} can be stored (never cut)", subject
+        )
+    return written, generic
+
+
 def dose(
     *,
     mrn: str,
@@ -663,12 +681,9 @@ def dose(
     name = ""
     generic = ""
     try:
-        name = stored_text("medication_row", "drug_as_entered", drug or "")
-        generic = normalise_drug(name)
+        name, generic = drug_name("drug", drug)
         if not generic:
             raise FieldError("drug", drug, "a drug name is required")
-        if len(generic) > text_limit("medication_row", "drug"):
-            raise FieldError("drug", drug, f"the drug name is longer than {text_limit('medication_row', 'drug')} characters")
     except FieldError as exc:
         errors.append(exc)
     subject = name or None
@@ -798,6 +813,8 @@ def patient_fields(
                 values[key] = text
             elif empty:
                 values[key] = [] if key == "culprit_drugs" else None
+                if key == "culprit_drugs":
+                    values["culprits_as_entered"] = []
             elif key in ("birth_date", "onset_date", "resolved_date"):
                 d = _date_value(key, raw)
                 if key == "birth_date" and d <= PLACEHOLDER_BIRTH_LAST:
@@ -821,17 +838,20 @@ def patient_fields(
             elif key == "culprit_drugs":
                 names = str(raw).split(";") if isinstance(raw, str) else [str(n) for n in raw]  # type: ignore[attr-defined]
                 drugs: list[str] = []
+                written: list[dict[str, Any]] = []
                 for n in names:
                     if not n.strip():
                         continue
-                    entered = stored_text("medication_row", "drug_as_entered", n)
-                    generic = normalise_drug(entered)
-                    if len(generic) > text_limit("medication_row", "drug"):
-                        raise FieldError(key, n, f"a drug name longer than {text_limit('medication_row', 'drug')} characters")
+                    entered, generic = drug_name(key, n)
                     drugs.append(generic)
+                    written.append(
+                        {"as_entered": entered, "drug": generic, "ingredients": sorted(resolve(entered).ingredients)}
+                    )
                 if not drugs:
                     raise ValueError("no drug name (several culprits are separated by ';')")
                 values[key] = list(dict.fromkeys(drugs))
+                # The text as written, kept beside what it resolved to (display and audit).
+                values["culprits_as_entered"] = written
             elif key == "sex":
                 sex = SEX_CODES.get(str(raw).strip().lower())
                 if sex is None:

@@ -47,6 +47,7 @@ __all__ = [
     "hepatic_limits",
     "renal_limit",
     "uln_limit",
+    "lln_limit",
     "cardiac_limit",
     "fever_limit",
     "bsa_limit",
@@ -55,6 +56,7 @@ __all__ = [
     "limits_for",
     "is_exact",
     "comparator_of",
+    "pcr_detected",
 ]
 
 # The engine's tolerance. A laboratory reports at most 4-5 significant digits, so a relative
@@ -109,6 +111,17 @@ def exceeds(decision: bool | None) -> bool:
 def comparator_of(point: LabPoint) -> str | None:
     """The stored comparator of a result (None for an exact value)."""
     return point.comparator or None
+
+
+def pcr_detected(point: LabPoint) -> bool:
+    """A viral PCR detected (PRODUCT.md §4): a load above 0 by the one comparison (a censored
+    '<50' is not detected, '>0' is), or a text saying detected/positive. RELAPSE_RISK and the
+    follow-up's PCR table both ask this."""
+    from monitoring.catalogue import parse_detection
+
+    if point.value is not None:
+        return exceeds(decide(point.value, 0.0, inclusive=False, comparator=comparator_of(point)))
+    return parse_detection(point.value_text or point.original_value) is True
 
 
 def is_exact(point: LabPoint) -> bool:
@@ -203,10 +216,16 @@ class Limit:
         return decide(value, self.value, inclusive=self.inclusive, comparator=comparator)
 
     def judge(self, point: LabPoint) -> bool | None:
-        """The decision for a stored result; None for a text result or an undecidable censored one."""
-        if point.value is None:
+        """The decision for a stored result; None for a text result or an undecidable censored one.
+
+        A '<x' result reaches the rules with no number (monitoring.records keeps x as its
+        ``censored_value``): it is judged by its bound and comparator, so '<0.03' under a ULN of
+        0.04 is decided below it and '<0.05' is undecidable (None, named so on the timeline table);
+        neither can ever make a finding hold (PRODUCT.md §4)."""
+        number = point.shown_value
+        if number is None:
             return None
-        return self.decide(point.value, comparator_of(point))
+        return self.decide(number, comparator_of(point))
 
 
 def hepatic_limits(profile: GuidelineProfile, point: LabPoint) -> tuple[Limit, Limit]:
@@ -228,6 +247,16 @@ def uln_limit(profile: GuidelineProfile, point: LabPoint, severity: str = "info"
     """The result's own ULN as a line (strictly above it is above)."""
     u = uln(profile, point.test, point.ref_high)
     return Limit(f"uln_{point.test}", "ULN", u.value, False, severity, u.basis)
+
+
+def lln_limit(point: LabPoint) -> Limit | None:
+    """The laboratory's lower limit of normal on the row (ref_low) as a line a result is at or
+    above (inclusive): ``judge`` False means below the range. None when the row gives none: no
+    profile has a default lower limit, and none is made up."""
+    low = point.ref_low
+    if low is None or not math.isfinite(low) or low <= 0:
+        return None
+    return Limit(f"lln_{point.test}", "LLN", float(low), True, "info", "laboratory")
 
 
 def cardiac_limit(profile: GuidelineProfile, point: LabPoint) -> Limit:

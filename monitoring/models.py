@@ -30,6 +30,10 @@ class Patient(SQLModel, table=True):
     weight_kg: float | None = None
     onset_date: dt.date | None = None
     culprit_drugs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Each culprit as written ("Bactrim DS"), beside the name it resolved to and its ingredients:
+    # [{"as_entered": ..., "drug": ..., "ingredients": [...]}] (intake.patient_fields). Display and
+    # audit only: matching uses culprit_drugs. None for patients stored before it was kept.
+    culprits_as_entered: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Drug allergies that are not DRESS culprits (e.g. penicillin urticaria): shown on the header only.
     drug_allergies: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     baseline_creatinine_mg_dl: float | None = None
@@ -49,6 +53,14 @@ class LabResult(SQLModel, table=True):
     __table_args__ = (
         Index("ix_lab_patient_test_time", "patient_id", "test", "taken_at"),
         Index("ix_lab_patient_time", "patient_id", "taken_at"),
+        # Partial, like ux_lab_patient_source: CSV rows (no identifier) cost the index nothing.
+        Index(
+            "ix_lab_patient_identifier",
+            "patient_id",
+            "source_identifier",
+            sqlite_where=text("source_identifier IS NOT NULL"),
+            postgresql_where=text("source_identifier IS NOT NULL"),
+        ),
         Index(
             "ux_lab_patient_source",
             "patient_id",
@@ -78,6 +90,10 @@ class LabResult(SQLModel, table=True):
     ref_high: float | None = None  # canonical unit
     source: str = Field(default="manual", max_length=16)  # csv, fhir, manual, demo
     source_id: str | None = Field(default=None, max_length=128)  # FHIR Observation id; HL7 "hl7:" + order + OBX-3
+    # The sender's business identifier of the result (FHIR Observation.identifier, "system|value"):
+    # the same result re-sent under a new resource id (another server, a re-export) is found by it
+    # (PRODUCT.md §6 edition 2, "Corrections"). None when the sender gives none.
+    source_identifier: str | None = Field(default=None, max_length=255)
     # HL7 OBX-8 abnormal flags as sent (H, L, HH, LL, A, ...), several joined by "~"; None when none.
     abnormal_flags: str | None = Field(default=None, max_length=40)
     # Result status (FHIR Observation.status / HL7 OBX-11): final, preliminary, amended, cancelled

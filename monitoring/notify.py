@@ -213,9 +213,10 @@ def _evaluate_all(engine: Engine, as_of: dt.date, prof: GuidelineProfile) -> tup
     from monitoring.rules import evaluate
 
     with Session(engine, expire_on_commit=False) as s:
+        version = episodes.read_version(s)
         records = load_records(s, None, active_only=True)
         alerts = {r.patient.id: evaluate(r, as_of, prof) for r in records if r.patient.id is not None}
-        changes = episodes.sync_evaluated(s, records, alerts, as_of=as_of, profile=prof)
+        changes = episodes.sync_evaluated(s, records, alerts, as_of=as_of, profile=prof, read_at=version)
     return len(records), len(changes)
 
 

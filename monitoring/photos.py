@@ -44,9 +44,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from monitoring import audit
 from monitoring.catalogue import BoundsError, check_bounds, lookup
 from monitoring.intake import FieldError, free_text, text_limit
-from monitoring.models import AuditEntry, LabResult, Patient, Photo, PhotoImage, utcnow
+from monitoring.models import LabResult, Patient, Photo, PhotoImage, utcnow
 from monitoring.store import BatchRejected, LabIn, Problem, touch_patient, write_batch
 
 if TYPE_CHECKING:
@@ -581,29 +582,28 @@ def store_photos(
     labs: list[LabIn] = []
     for p, row in rows:
         assert row.id is not None
-        session.add(
-            AuditEntry(
-                username=username,
-                action="create",
-                entity="photo",
-                entity_id=str(row.id),
-                patient_id=patient.id,
-                after={
-                    "filename": p.filename,
-                    "taken_on": p.taken_on.isoformat(),
-                    "date_source": p.date_source,
-                    "exif_taken_at": p.taken_at.isoformat() if p.taken_at else None,
-                    "body_site": p.body_site,
-                    "bsa_pct": p.bsa_pct,
-                    "note": p.note,
-                    "received_format": p.received_format,
-                    "received_bytes": p.received_bytes,
-                    "stored_bytes": len(p.image),
-                    "content_type": p.content_type,
-                    "pixel_sha256": p.pixel_sha256,
-                },
-                reason="photograph uploaded; metadata stripped by re-encoding",
-            )
+        audit.record(
+            session,
+            username=username,
+            action="create",
+            entity="photo",
+            entity_id=str(row.id),
+            patient_id=patient.id,
+            after={
+                "filename": p.filename,
+                "taken_on": p.taken_on.isoformat(),
+                "date_source": p.date_source,
+                "exif_taken_at": p.taken_at.isoformat() if p.taken_at else None,
+                "body_site": p.body_site,
+                "bsa_pct": p.bsa_pct,
+                "note": p.note,
+                "received_format": p.received_format,
+                "received_bytes": p.received_bytes,
+                "stored_bytes": len(p.image),
+                "content_type": p.content_type,
+                "pixel_sha256": p.pixel_sha256,
+            },
+            reason="photograph uploaded; metadata stripped by re-encoding",
         )
         if p.bsa_pct is not None:
             labs.append(
@@ -752,17 +752,16 @@ def _set_hidden(
     row.hidden = hidden
     row.hidden_reason = reason if hidden else None
     session.add(row)
-    session.add(
-        AuditEntry(
-            username=username,
-            action="hide" if hidden else "restore",
-            entity="photo",
-            entity_id=str(photo_id),
-            patient_id=row.patient_id,
-            before=before,
-            after={"hidden": row.hidden, "hidden_reason": row.hidden_reason},
-            reason=reason,
-        )
+    audit.record(
+        session,
+        username=username,
+        action="hide" if hidden else "restore",
+        entity="photo",
+        entity_id=str(photo_id),
+        patient_id=row.patient_id,
+        before=before,
+        after={"hidden": row.hidden, "hidden_reason": row.hidden_reason},
+        reason=reason,
     )
     # The BSA % entered with this photograph goes and comes back with it: a photograph hidden as
     # "wrong patient" must not leave its BSA feeding ICU_CRITERIA.
@@ -776,17 +775,16 @@ def _set_hidden(
         session.execute(
             update(lt).where(lt.c.id == lab.id).values(hidden=hidden, hidden_reason=(f"photograph #{photo_id} hidden: {reason}" if hidden else None))
         )
-        session.add(
-            AuditEntry(
-                username=username,
-                action="hide" if hidden else "restore",
-                entity="lab_result",
-                entity_id=str(lab.id),
-                patient_id=row.patient_id,
-                before={"hidden": bool(lab.hidden), "hidden_reason": lab.hidden_reason},
-                after={"hidden": hidden},
-                reason=f"with photograph #{photo_id}: {reason}",
-            )
+        audit.record(
+            session,
+            username=username,
+            action="hide" if hidden else "restore",
+            entity="lab_result",
+            entity_id=str(lab.id),
+            patient_id=row.patient_id,
+            before={"hidden": bool(lab.hidden), "hidden_reason": lab.hidden_reason},
+            after={"hidden": hidden},
+            reason=f"with photograph #{photo_id}: {reason}",
         )
     touch_patient(session, row.patient_id)
     session.flush()

@@ -15,9 +15,10 @@ import datetime as dt
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import BindParameter, Float, Select, bindparam, select
 from sqlmodel import Session
 
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient
@@ -54,6 +55,14 @@ class PatientInfo:
     updated_at: dt.datetime | None
     # Drug allergies that are not DRESS culprits (FHIR AllergyIntolerance): shown, never matched.
     drug_allergies: tuple[str, ...] = ()
+    # Each culprit as written, beside the stored name it resolved to: ((drug, as entered), ...).
+    culprits_as_entered: tuple[tuple[str, str], ...] = ()
+
+    def culprit_as_written(self, drug: str) -> str | None:
+        """The text a culprit was written as, when it differs from its stored name ("Tegretol XR"
+        for carbamazepine); None when it was written as stored or is not known."""
+        written = [w for d, w in self.culprits_as_entered if d == drug and w.strip().lower() != drug]
+        return "; ".join(dict.fromkeys(written)) or None
 
 
 @dataclass(frozen=True)
@@ -159,12 +168,13 @@ def _patient_columns() -> Select:
         t.c.synthetic,
         t.c.updated_at,
         t.c.drug_allergies,
+        t.c.culprits_as_entered,
     )
 
 
 def _patient_info(row: Sequence[object]) -> PatientInfo:
     (pid, mrn, name, sex, birth, weight, onset, culprits, baseline, resolved, setting, active, synthetic, updated,
-     allergies) = row
+     allergies, written) = row
     return PatientInfo(
         id=int(pid),  # type: ignore[call-overload]
         mrn=str(mrn),
@@ -181,12 +191,94 @@ def _patient_info(row: Sequence[object]) -> PatientInfo:
         synthetic=bool(synthetic),
         updated_at=updated,  # type: ignore[arg-type]
         drug_allergies=tuple(str(a) for a in (allergies or ())),  # type: ignore[attr-defined]
+        culprits_as_entered=tuple(
+            (str(w.get("drug", "")), str(w.get("as_entered", "")))
+            for w in (written or ())  # type: ignore[attr-defined]
+            if isinstance(w, dict)
+        ),
     )
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
     for i in range(0, len(ids), _ID_CHUNK):
         yield ids[i : i + _ID_CHUNK]
+
+
+_LAB_COLUMNS = (
+    "patient_id", "id", "test", "taken_at", "value", "unit", "value_text", "original_value", "original_unit",
+    "ref_low", "ref_high", "loinc", "source", "amended_at", "abnormal_flags", "comparator", "status",
+)
+_MED_COLUMNS = (
+    "patient_id", "id", "drug", "start_date", "daily_dose_mg", "route", "dose_as_entered", "unit_as_entered",
+    "source", "drug_as_entered",
+)
+
+
+@lru_cache(maxsize=4)
+def _statements(active_only: bool, by_ids: bool) -> tuple[Select, Select, Select, Select]:
+    """The four queries of ``load_records``, built once: the patients' ids, when given, are the
+    expanding parameter ``ids`` (a statement built anew on every call costs more than running it
+    for one patient: the lab feed loads one patient per message)."""
+    pt = Patient.__table__  # type: ignore[attr-defined]
+    lt = LabResult.__table__  # type: ignore[attr-defined]
+    mt = MedicationRow.__table__  # type: ignore[attr-defined]
+    ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
+    ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
+
+    def patient_filter(stmt: Select, column: object) -> Select:
+        # Sub-select on the patient table: the database filters, no id list travels when None.
+        if not active_only and not by_ids:
+            return stmt
+        sub = select(pt.c.id)
+        if active_only:
+            sub = sub.where(pt.c.active.is_(True))
+        if by_ids:
+            sub = sub.where(pt.c.id.in_(ids))
+        return stmt.where(column.in_(sub))  # type: ignore[attr-defined]
+
+    patients = _patient_columns()
+    if active_only:
+        patients = patients.where(pt.c.active.is_(True))
+    if by_ids:
+        patients = patients.where(pt.c.id.in_(ids))
+    labs = select(*(lt.c[c] for c in _LAB_COLUMNS)).where(lt.c.hidden.is_(False))
+    labs = patient_filter(labs, lt.c.patient_id).order_by(lt.c.patient_id, lt.c.taken_at, lt.c.id)
+    meds = select(*(mt.c[c] for c in _MED_COLUMNS)).where(mt.c.hidden.is_(False))
+    meds = patient_filter(meds, mt.c.patient_id).order_by(mt.c.patient_id, mt.c.start_date, mt.c.id)
+    # Latest row per item is in force (models.ClinicalFinding): ordered, the last write wins.
+    findings = patient_filter(select(ft.c.patient_id, ft.c.item, ft.c.value), ft.c.patient_id)
+    findings = findings.order_by(ft.c.patient_id, ft.c.recorded_at, ft.c.id)
+    return patients, labs, meds, findings
+
+
+def _lab_rows(session: Session, stmt: Select, params: dict[str, object]) -> Sequence[Sequence[Any]]:
+    """The rows of the lab query, as the ORM reads them.
+
+    On SQLite the rows are taken from the DBAPI cursor and only the columns whose type converts a
+    stored value (the two times) are converted, each distinct value once, by the column type's own
+    result processor: SQLAlchemy's per-row work costs more than the query at a million results
+    (bench/bench_import.py). Other databases: the Core result."""
+    result = session.connection().execute(stmt, params)
+    dialect = result.dialect
+    if dialect.name != "sqlite":
+        return result.all()
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    lt = LabResult.__table__  # type: ignore[attr-defined]
+    convert: list[tuple[int, Any]] = []
+    for k, name in enumerate(_LAB_COLUMNS):
+        process = lt.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
+        if process is not None and not isinstance(lt.c[name].type, Float):
+            convert.append((k, process))
+    if not convert or not rows:
+        return rows
+    columns = list(zip(*rows, strict=True))
+    for k, process in convert:
+        done = {v: process(v) for v in set(columns[k]) if v is not None}
+        columns[k] = tuple(None if v is None else done[v] for v in columns[k])
+    return list(zip(*columns, strict=True))
 
 
 def load_records(
@@ -200,65 +292,27 @@ def load_records(
     Four queries whatever the number of patients (per 10 000 explicit ids): patients, labs,
     medications, findings. ``active_only`` drops inactive patients.
     """
-    pt = Patient.__table__  # type: ignore[attr-defined]
-    lt = LabResult.__table__  # type: ignore[attr-defined]
-    mt = MedicationRow.__table__  # type: ignore[attr-defined]
-    ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
-
-    def patient_filter(stmt: Select, column: object, ids: Sequence[int] | None) -> Select:
-        # Sub-select on the patient table: the database filters, no id list travels when None.
-        sub = select(pt.c.id)
-        if active_only:
-            sub = sub.where(pt.c.active.is_(True))
-        if ids is not None:
-            sub = sub.where(pt.c.id.in_(list(ids)))
-        if not active_only and ids is None:
-            return stmt
-        return stmt.where(column.in_(sub))  # type: ignore[attr-defined]
-
     id_groups: list[Sequence[int] | None] = [None] if patient_ids is None else list(_chunks(sorted(set(patient_ids))))
     infos: dict[int, PatientInfo] = {}
     labs: dict[int, list[LabPoint]] = {}
     meds: dict[int, list[DoseRow]] = {}
     findings: dict[int, dict[str, str]] = {}
     for ids in id_groups:
-        stmt = _patient_columns()
-        if active_only:
-            stmt = stmt.where(pt.c.active.is_(True))
-        if ids is not None:
-            stmt = stmt.where(pt.c.id.in_(list(ids)))
-        for row in session.execute(stmt):
+        patient_stmt, lab_stmt, med_stmt, f_stmt = _statements(active_only, ids is not None)
+        params: dict[str, object] = {} if ids is None else {"ids": list(ids)}
+        for row in session.execute(patient_stmt, params):
             info = _patient_info(tuple(row))
             infos[info.id] = info
 
-        lab_stmt = select(
-            lt.c.patient_id,
-            lt.c.id,
-            lt.c.test,
-            lt.c.taken_at,
-            lt.c.value,
-            lt.c.unit,
-            lt.c.value_text,
-            lt.c.original_value,
-            lt.c.original_unit,
-            lt.c.ref_low,
-            lt.c.ref_high,
-            lt.c.loinc,
-            lt.c.source,
-            lt.c.amended_at,
-            lt.c.abnormal_flags,
-            lt.c.comparator,
-            lt.c.status,
-        ).where(lt.c.hidden.is_(False))
-        lab_stmt = patient_filter(lab_stmt, lt.c.patient_id, ids).order_by(lt.c.patient_id, lt.c.taken_at, lt.c.id)
         current_pid = None
         bucket: list[LabPoint] = []
         for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags,
-             cmp, status) in session.execute(lab_stmt).all():
+             cmp, status) in _lab_rows(session, lab_stmt, params):
             bound = None
             if cmp in ("<", "<="):
-                # A censored "<x" (PRODUCT.md §4) never makes a finding hold: the rules see no number
-                # and show the value as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
+                # A censored "<x" (PRODUCT.md §4) has no value to compute with: its bound is kept
+                # apart (censored_value), judged only by monitoring.limits with its comparator, and
+                # shown as received ("<0.03"). ">x" keeps x (it exceeds what x exceeds).
                 value, bound = None, value
             if pid != current_pid:
                 bucket = labs.setdefault(pid, [])
@@ -271,30 +325,13 @@ def load_records(
                 )
             )
 
-        med_stmt = select(
-            mt.c.patient_id,
-            mt.c.id,
-            mt.c.drug,
-            mt.c.start_date,
-            mt.c.daily_dose_mg,
-            mt.c.route,
-            mt.c.dose_as_entered,
-            mt.c.unit_as_entered,
-            mt.c.source,
-            mt.c.drug_as_entered,
-        ).where(mt.c.hidden.is_(False))
-        med_stmt = patient_filter(med_stmt, mt.c.patient_id, ids).order_by(mt.c.patient_id, mt.c.start_date, mt.c.id)
-        for pid, mid, drug, start, dose, route, dose_in, unit_in, source, drug_in in session.execute(med_stmt):
+        for pid, mid, drug, start, dose, route, dose_in, unit_in, source, drug_in in session.execute(med_stmt, params):
             meds.setdefault(pid, []).append(
                 DoseRow(mid, drug, start, float(dose), route, dose_in, unit_in, source, drug_in or drug)
             )
 
-        # Latest row per item is in force (models.ClinicalFinding): ordered, the last write wins.
-        f_stmt = select(ft.c.patient_id, ft.c.item, ft.c.value)
-        f_stmt = patient_filter(f_stmt, ft.c.patient_id, ids).order_by(ft.c.patient_id, ft.c.recorded_at, ft.c.id)
-        for pid, item, value in session.execute(f_stmt):
+        for pid, item, value in session.execute(f_stmt, params):
             findings.setdefault(pid, {})[item] = value
-
 
     records = [
         PatientRecord(

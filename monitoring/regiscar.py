@@ -285,7 +285,8 @@ def score_regiscar(record: PatientRecord, as_of: dt.date, profile: GuidelineProf
 
     atyp = [p for p in record.results("atypical_lymphocytes_pct", as_of) if p.value is not None]
     if atyp:
-        positive = [p for p in atyp if p.value > 0]  # type: ignore[operator]
+        # Any atypical lymphocytes: above 0 by the one comparison ('>0 %' is above, '0' is not).
+        positive = [p for p in atyp if exceeds(decide(p.value, 0.0, inclusive=False, comparator=comparator_of(p)))]  # type: ignore[arg-type]
         shown = (positive or atyp)[-1]
         items.append(_yes_no_item(record, "atypical_lymphocytes", "yes" if positive else "no", {"result": _ev(shown)}))
     else:

@@ -46,7 +46,7 @@ from monitoring.limits import (
 from monitoring.records import DoseRow, PatientRecord
 from monitoring.regiscar import RegiscarResult, score_regiscar
 from monitoring.rules import NOT_A_DIAGNOSIS, Alert, evaluate
-from monitoring.steroids import CourseInfo, analyse_course
+from monitoring.steroids import CourseInfo, analyse_course, course_day_words, dose_lines
 from monitoring.taper import TaperError, load_formulary, saved_plan
 
 
@@ -87,7 +87,7 @@ def latest_results(record: PatientRecord, as_of: dt.date) -> list[LatestResult]:
             continue
         number = p.shown_value
         shown = display.quantity(test, number, p.unit, comparator_of(p)) if number is not None else (p.value_text or "")
-        out.append(LatestResult(display.test_label(test), p.taken_at, shown, f"{p.original_value} {p.original_unit}".strip(), p.status))
+        out.append(LatestResult(display.test_label(test), p.taken_at, shown, display.as_received(p.original_value, p.original_unit), p.status))
     return out
 
 
@@ -104,7 +104,7 @@ def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile
         plan=saved_plan(record, as_of),
         patch_test=patch_test_plan(record, prof),
         regiscar=score_regiscar(record, as_of, prof),
-        checklist=tuple(sequelae_checklist(record, as_of)),
+        checklist=tuple(sequelae_checklist(record, as_of, profile=prof)),
         pcr=tuple(viral_pcr_results(record, as_of)),
         latest=tuple(latest_results(record, as_of)),
     )
@@ -132,16 +132,6 @@ _MAX_DATE_TICKS = 7
 DATE_TICK_FORMAT = "%Y-%m-%d"  # the report's one date format: every tick a whole, unambiguous date
 
 
-def as_of_moment(as_of: dt.date, now: dt.datetime | None = None) -> dt.datetime:
-    """Where the figure's "as of" line stands: the current time when the report is as of today
-    (this morning's results are before it), else the end of the as-of day (every result counted as
-    of that date, whatever its time, is before it)."""
-    current = now or dt.datetime.now()
-    if as_of == current.date():
-        return current.replace(microsecond=0)
-    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
-
-
 def timeline_figure(
     record: PatientRecord, as_of: dt.date, profile: GuidelineProfile | None = None, *, now: dt.datetime | None = None
 ) -> Any:
@@ -157,7 +147,7 @@ def timeline_figure(
 
     prof = profile or load_profile()
     course = analyse_course(record, as_of)
-    moment = as_of_moment(as_of, now)
+    moment = display.as_of_moment(as_of, now)
     fig = Figure(figsize=(7.6, 7.4), dpi=150)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(_PANELS) + 1, 1, sharex=True)
@@ -204,20 +194,13 @@ def timeline_figure(
     dose_ax.set_title("Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)", fontsize=8, loc="left", pad=2)
     sched = list(course.schedule)
     if sched:
-        given = [s for s in sched if not s.planned]
-        planned = [s for s in sched if s.planned]
+        # Given solid up to the as-of moment, the plan dashed from there (one rule: steroids.dose_lines).
+        given, planned = dose_lines([(s.date, s.pred_eq_mg, s.planned) for s in sched], moment)
         if given:
-            # The dose given holds until the plan takes over, and never past the as-of moment.
-            until = min(dt.datetime.combine(planned[0].date, dt.time()), moment) if planned else moment
-            xs = [dt.datetime.combine(s.date, dt.time()) for s in given] + [until]
-            ys = [s.pred_eq_mg for s in given] + [given[-1].pred_eq_mg]
-            dose_ax.step(xs, ys, where="post", color="#263238", lw=1.8)
+            dose_ax.step([x for x, _ in given], [mg for _, mg in given], where="post", color="#263238", lw=1.8)
         if planned:
-            seq = ([given[-1]] if given else []) + planned
-            xs = [dt.datetime.combine(s.date, dt.time()) for s in seq]
-            if given:
-                xs[0] = max(xs[0], min(xs[1], moment))
-            ys = [s.pred_eq_mg for s in seq]
+            xs = [x for x, _ in planned]
+            ys = [mg for _, mg in planned]
             xs.append(max(xs[-1] + dt.timedelta(days=1), end))
             ys.append(ys[-1])
             dose_ax.step(xs, ys, where="post", color="#607d8b", lw=1.6, ls="--")
@@ -457,8 +440,9 @@ def render_pdf(
     story.append(Paragraph("Steroid course (prednisone-equivalent; taper figures include the plan)", h2))
     kg = f" ({c.current_mg_per_kg:.2f} mg/kg)" if c.current_mg_per_kg is not None else ""
     story.append(table(
-        [["Course start", "Day of course", "Current dose", "Taper start", "Stop", "Taper length"],
-         [_fmt_date(c.course_start), _p(c.day_of_course if c.day_of_course is not None else "—"),
+        [["Course start", "Course day", "Current dose", "Taper start", "Stop", "Taper length"],
+         # 'day 7 of steroids (first dose ...)': the count the day-7 rule uses, said so (issue 18 point 7).
+         [_fmt_date(c.course_start), _p(course_day_words(c.course_start, c.day_of_course) or "—"),
           f"{_mg(c.current_pred_eq_mg)} mg/day{kg}", _fmt_date(c.taper_start), _fmt_date(c.stop_date),
           f"{c.taper_days} days" if c.taper_days is not None else "no stop planned"]],
         [width / 6] * 6,
@@ -547,6 +531,8 @@ def render_pdf(
         ck_rows: list[list[Any]] = [["Due", "Check", "Status", "Result", "Basis"]]
         for ck in data.checklist:
             res = f"{_p(ck.result.original_value)} {_p(ck.result.original_unit)} on {ck.result.taken_at.date().isoformat()}" if ck.result else ""
+            if ck.outside_range:  # the same flag as the Follow-up page (monitoring.followup.range_check)
+                res += f" · {_p(ck.range_text)}"
             ck_rows.append([_fmt_date(ck.due), f"{_p(ck.test_label)} (month {ck.check.month})", ck.status.upper(), res,
                             _p(ck.check.basis)])
         block.append(table(ck_rows, [22 * mm, 42 * mm, 20 * mm, width - 124 * mm, 40 * mm]))

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from monitoring import display
-from monitoring.catalogue import PCR_TESTS, parse_detection
+from monitoring.catalogue import PCR_TESTS
 from monitoring.drugs import cross_reacts, drugs_of_class, normalise_drug, resolve, steroid_factor
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.limits import (
@@ -33,13 +33,13 @@ from monitoring.limits import (
     bsa_limit,
     cardiac_limit,
     comparator_of,
-    decide,
     eosinophil_limits,
     exceeds,
     ferritin_limits,
     fever_limit,
     hepatic_limits,
     is_exact,
+    pcr_detected,
     renal_limit,
     uln,
     uln_limit,
@@ -59,6 +59,7 @@ __all__ = [
     "evaluate_many",
     "lab_evidence",
     "dose_evidence",
+    "culprit_reason",
 ]
 
 NOT_A_DIAGNOSIS = "Decision support, not a diagnosis."
@@ -141,11 +142,6 @@ def _rows_in(value: Any) -> Iterator[dict[str, Any]]:
 # comparator of a censored result): a value exactly at a threshold is at it on every screen.
 
 
-def _beyond(p: LabPoint, limit: Limit) -> bool:
-    """The result is beyond the line (a decided yes: an undecidable censored value is not)."""
-    return exceeds(limit.judge(p))
-
-
 def _num(x: float) -> str:
     """A derived number (a multiple, a percentage, a dose): at most two decimals."""
     return format(round(x, 2), ".10g")
@@ -210,6 +206,11 @@ class RuleContext:
     as_of: dt.date
     profile: GuidelineProfile
     _memo: dict[str, Alert | None] = field(default_factory=dict)
+    # The rules being evaluated (innermost last: ICU_CRITERIA asks the organ rules) and, per rule,
+    # the censored results that could not decide one of its lines (PRODUCT.md §4: not counted,
+    # and the alert's evidence says so), keyed by (row id, line) so each is named once.
+    _running: list[str] = field(default_factory=list)
+    _not_counted: dict[str, dict[tuple[int | None, str], dict[str, Any]]] = field(default_factory=dict)
 
     @cached_property
     def course(self) -> CourseInfo:
@@ -227,8 +228,42 @@ class RuleContext:
 
     def holds(self, code: str) -> Alert | None:
         if code not in self._memo:
-            self._memo[code] = RULES[code](self)
+            self._running.append(code)
+            try:
+                self._memo[code] = RULES[code](self)
+            finally:
+                self._running.pop()
         return self._memo[code]
+
+    def beyond(self, p: LabPoint, limit: Limit) -> bool:
+        """The result is beyond the line: monitoring.limits' one comparison, a decided yes only.
+        A censored result that cannot decide it (``<0.05`` against a ULN of 0.04) is not counted,
+        and the rule being evaluated names it in its evidence (``not_counted``)."""
+        decision = limit.judge(p)
+        if decision is None and p.shown_value is not None and self._running:
+            notes = self._not_counted.setdefault(self._running[-1], {})
+            notes.setdefault((p.id, f"{limit.key}:{limit.value!r}"), self._not_counted_entry(p, limit))
+        return exceeds(decision)
+
+    def _not_counted_entry(self, p: LabPoint, limit: Limit) -> dict[str, Any]:
+        line = _value(p, limit.value)
+        against = f"{limit.label} {line}" if limit.label and not line.startswith(limit.label) else line
+        return {
+            "row_id": p.id,  # traceable, but not a row the finding rests on (no 'table': not in row_ids)
+            "test": p.test,
+            "date": p.taken_at.date().isoformat(),
+            "age_days": self.age(p),
+            "value": p.shown_value,
+            "comparator": comparator_of(p),
+            "unit": p.unit,
+            "line": limit.key,
+            "limit": limit.value,
+            "text": f"{self.show(p)}: undecidable against {against}, not counted",
+        }
+
+    def not_counted(self, code: str) -> tuple[dict[str, Any], ...]:
+        """The censored results rule ``code`` could not decide, in the order it met them."""
+        return tuple(self._not_counted.get(code, {}).values())
 
     def uln(self, p: LabPoint) -> tuple[float, bool]:
         u = uln(self.profile, p.test, p.ref_high)
@@ -242,12 +277,12 @@ class RuleContext:
         """'ALT 250 U/L on 2026-01-05 08:00', with the value as received when its unit differs, and
         '(N days old)' past the profile's stale_after_days (PRODUCT.md §5, age of the evidence)."""
         label = display.test_label(p.test)
-        if p.value is None:
+        if p.shown_value is None:
             text = f"{label} {p.value_text or p.original_value} on {_when(p)}"
         else:
-            text = f"{label} {display.quantity(p.test, p.value, p.unit, comparator_of(p))}"
+            text = f"{label} {display.quantity(p.test, p.shown_value, p.unit, comparator_of(p))}"
             if p.original_unit and p.original_unit != p.unit:
-                text += f" (received {p.original_value} {p.original_unit})"
+                text += f" (received {display.as_received(p.original_value, p.original_unit)})"
             text += f" on {_when(p)}"
         age = self.age(p)
         if age > self.profile.days("stale_after_days"):
@@ -280,7 +315,15 @@ class RuleContext:
         evidence: dict[str, Any],
     ) -> Alert:
         definition = self.profile.alert(code)
-        evidence = {"as_of": self.as_of.isoformat(), **evidence, "profile": self.profile.summary()}
+        not_counted = self.not_counted(code)
+        if not_counted:
+            finding += " Not counted: " + "; ".join(n["text"] for n in not_counted) + "."
+        evidence = {
+            "as_of": self.as_of.isoformat(),
+            **evidence,
+            **({"not_counted": list(not_counted)} if not_counted else {}),
+            "profile": self.profile.summary(),
+        }
         return Alert(code, Severity(severity), date, finding, recommendation, evidence, definition.source, definition.title)
 
 
@@ -322,10 +365,10 @@ def hepatic_involvement(ctx: RuleContext) -> Alert | None:
     transaminases > 2 × ULN (Kardaun 2013 Appendix S1, via Devarbhavi & Raj, Liver Int 2019;39:802).
     """
     p = ctx.latest("alt")
-    if p is None or p.value is None:
+    if p is None or p.shown_value is None:
         return None
     uln_line, limit = hepatic_limits(ctx.profile, p)
-    if not _beyond(p, limit):
+    if not ctx.beyond(p, limit) or p.value is None:
         return None
     multiple = ctx.profile.value("hepatic_alt_uln_multiple")
     default = uln_line.basis != "laboratory"
@@ -355,10 +398,10 @@ def renal_involvement(ctx: RuleContext) -> Alert | None:
     """
     p = ctx.latest("creatinine")
     base = ctx.baseline
-    if p is None or p.value is None or base is None:
+    if p is None or p.shown_value is None or base is None:
         return None
     limit = renal_limit(ctx.profile, base)
-    if not _beyond(p, limit):
+    if not ctx.beyond(p, limit) or p.value is None:
         return None
     multiple = ctx.profile.value("renal_creatinine_baseline_multiple")
     base_text = (
@@ -394,10 +437,10 @@ def cardiac_involvement(ctx: RuleContext) -> Alert | None:
     found: list[tuple[LabPoint, Limit]] = []
     for test in ("troponin_t", "troponin_i"):
         p = ctx.latest(test)
-        if p is None or p.value is None:
+        if p is None or p.shown_value is None:
             continue
         limit = cardiac_limit(ctx.profile, p)
-        if _beyond(p, limit):
+        if ctx.beyond(p, limit):
             found.append((p, limit))
     if not found:
         return None
@@ -427,7 +470,7 @@ def eosinophilia(ctx: RuleContext) -> Alert | None:
     """
     p = ctx.latest("eosinophils")
     limit = eosinophil_limits(ctx.profile)[1]
-    if p is None or p.value is None or not _beyond(p, limit):
+    if p is None or p.shown_value is None or not ctx.beyond(p, limit):
         return None
     return ctx.alert(
         "EOSINOPHILIA",
@@ -448,9 +491,9 @@ def ferritin_high(ctx: RuleContext) -> Alert | None:
     """
     p = ctx.latest("ferritin")
     high, critical = ferritin_limits(ctx.profile)
-    if p is None or p.value is None or not _beyond(p, high):
+    if p is None or p.shown_value is None or not ctx.beyond(p, high):
         return None
-    if _beyond(p, critical):
+    if ctx.beyond(p, critical):
         severity = "critical"
         finding = f"Latest {ctx.show(p)} is at or above {_value(p, critical.value)}."
         recommendation = (
@@ -497,7 +540,7 @@ def poor_prognosis(ctx: RuleContext) -> Alert | None:
         creat_text = f"above the {_uln_text(creat_limit.value, default, creat)} (no baseline recorded)"
         uln_info = {"basis": "ULN", "uln": creat_limit.value, "uln_is_default": default, "limit": creat_limit.value}
     ferr_limit = Limit("poor_prognosis_ferritin", "", ctx.profile.value("poor_prognosis_ferritin"), True, "critical")
-    if not (_beyond(creat, creat_limit) and _beyond(ferr, ferr_limit)):
+    if not (ctx.beyond(creat, creat_limit) and ctx.beyond(ferr, ferr_limit)):
         return None
     return ctx.alert(
         "POOR_PROGNOSIS",
@@ -524,9 +567,9 @@ def icu_criteria(ctx: RuleContext) -> Alert | None:
     reasons: list[str] = []
     evidence: dict[str, Any] = {}
     bsa = ctx.latest("bsa_pct")
-    if bsa is not None and bsa.value is not None:
+    if bsa is not None and bsa.shown_value is not None:
         limit = bsa_limit(ctx.profile)
-        if _beyond(bsa, limit):
+        if ctx.beyond(bsa, limit):
             reasons.append(f"latest {ctx.show(bsa)}, above {_value(bsa, limit.value)}")
             evidence["bsa"] = ctx.quote(bsa)
     organs = {
@@ -562,12 +605,12 @@ def _not_fallen(
 ) -> tuple[float, bool] | None:
     """(percent of start, is a repeat) when the latest is still ≥ ``fraction`` of an exact start
     value; the latest must be a repeat (taken after the start value's time) to count."""
-    if start is None or latest is None or not is_exact(start) or latest.value is None or start.value is None:
+    if start is None or latest is None or not is_exact(start) or latest.shown_value is None or start.value is None:
         return None
     if latest.taken_at <= start.taken_at:
         return None
-    still = Limit("stalled_fraction", "", fraction * start.value, True, "warning")
-    if not _beyond(latest, still):
+    still = Limit("stalled_fraction", f"{_num(100 * fraction)} % of the start value", fraction * start.value, True, "warning")
+    if not ctx.beyond(latest, still) or latest.value is None:
         return None
     return 100 * latest.value / start.value, True
 
@@ -586,10 +629,10 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
     sepsis is more frequent on systemic steroids (Funck-Brentano et al., JAAD 2015;72:246).
     """
     course = ctx.course
-    if course.course_start is None or not course.ongoing:
+    if course.course_start is None or course.day_of_course is None or not course.ongoing:
         return None
     day_line = ctx.profile.days("stalled_response_day")
-    day = (ctx.as_of - course.course_start).days
+    day = course.day_of_course  # the one count (steroids.course_day): the timeline and ward say the same day
     if day < day_line or _second_line_in_course(ctx, course.course_start):
         return None
     fraction = ctx.profile.value("stalled_fraction")
@@ -598,7 +641,7 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
 
     alt_start = ctx.start_value("alt", course.course_start)
     alt_latest = ctx.latest("alt")
-    if alt_start is not None and _beyond(alt_start, hepatic_limits(ctx.profile, alt_start)[1]):
+    if alt_start is not None and ctx.beyond(alt_start, hepatic_limits(ctx.profile, alt_start)[1]):
         stalled = _not_fallen(ctx, "alt", alt_start, alt_latest, fraction)
         if stalled is not None:
             assert alt_latest is not None
@@ -614,7 +657,7 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
     eos_start = ctx.start_value("eosinophils", course.course_start)
     eos_latest = ctx.latest("eosinophils")
     floor = eosinophil_limits(ctx.profile)[0]
-    if eos_start is not None and _beyond(eos_start, floor):
+    if eos_start is not None and ctx.beyond(eos_start, floor):
         stalled = _not_fallen(ctx, "eosinophils", eos_start, eos_latest, fraction)
         if stalled is not None:
             assert eos_latest is not None
@@ -627,7 +670,7 @@ def stalled_response_day7(ctx: RuleContext) -> Alert | None:
 
     fever = fever_limit(ctx.profile)
     first_day = ctx.as_of - dt.timedelta(days=ctx.profile.days("fever_lookback_days"))
-    fevers = [p for p in ctx.results("temperature") if first_day <= p.taken_at.date() <= ctx.as_of and _beyond(p, fever)]
+    fevers = [p for p in ctx.results("temperature") if first_day <= p.taken_at.date() <= ctx.as_of and ctx.beyond(p, fever)]
     if fevers:
         top = max(fevers, key=lambda p: (p.value, p.taken_at))
         reasons.append(f"still febrile: {ctx.show(top)} (≥ {_value(top, fever.value)})")
@@ -725,13 +768,6 @@ def premature_taper(ctx: RuleContext) -> Alert | None:
     )
 
 
-def _pcr_positive(p: LabPoint) -> bool:
-    """Detected: a number > 0 (a censored '<50' is not), or a text saying detected/positive."""
-    if p.value is not None:
-        return exceeds(decide(p.value, 0.0, inclusive=False, comparator=comparator_of(p)))
-    return parse_detection(p.value_text or p.original_value) is True
-
-
 def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positives: list[LabPoint]) -> str:
     """The latest positive PCR and its trend: 'positive HHV-6 PCR: latest 52000 copies/mL on ...,
     rising (1200 → 8600 → 52000 copies/mL since 2026-03-12)'."""
@@ -747,7 +783,7 @@ def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positi
     elif len(positives) > 1:
         text += f" ({len(positives)} positive results since {positives[0].taken_at.date().isoformat()})"
     last_result = counted[-1]
-    if last_result.id != latest.id and not _pcr_positive(last_result):
+    if last_result.id != latest.id and not pcr_detected(last_result):
         text += f"; the latest result, {ctx.show(last_result)}, is not detected"
     return text
 
@@ -755,7 +791,7 @@ def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positi
 def _flare(ctx: RuleContext, test: str, course_start: dt.date, taper_start: dt.date) -> tuple[LabPoint, LabPoint] | None:
     """(latest, lowest since course start) when the latest was taken on or after the taper start
     date and is ≥ the flare multiple of the lowest and beyond the test's floor; None otherwise."""
-    latest = next((p for p in reversed(ctx.results(test)) if p.value is not None), None)
+    latest = next((p for p in reversed(ctx.results(test)) if p.shown_value is not None), None)
     if latest is None or latest.taken_at.date() < taper_start:
         return None
     since = [p for p in ctx.results(test) if is_exact(p) and p.taken_at.date() >= course_start]
@@ -763,11 +799,12 @@ def _flare(ctx: RuleContext, test: str, course_start: dt.date, taper_start: dt.d
         return None
     lowest = min(since, key=lambda p: (p.value, p.taken_at, p.id))
     assert lowest.value is not None
-    rise = Limit("relapse_flare_multiple", "", ctx.profile.value("relapse_flare_multiple") * lowest.value, True, "warning")
-    if not _beyond(latest, rise):
+    multiple = ctx.profile.value("relapse_flare_multiple")
+    rise = Limit("relapse_flare_multiple", f"{_num(multiple)} × the lowest since course start", multiple * lowest.value, True, "warning")
+    if not ctx.beyond(latest, rise):
         return None
     floor = eosinophil_limits(ctx.profile)[0] if test == "eosinophils" else hepatic_limits(ctx.profile, latest)[1]
-    return (latest, lowest) if _beyond(latest, floor) else None
+    return (latest, lowest) if ctx.beyond(latest, floor) else None
 
 
 @rule("RELAPSE_RISK")
@@ -786,7 +823,7 @@ def relapse_risk(ctx: RuleContext) -> Alert | None:
     texts: list[str] = []
     for test in PCR_TESTS:
         counted = ctx.results(test)
-        positives = [p for p in counted if _pcr_positive(p)]
+        positives = [p for p in counted if pcr_detected(p)]
         if positives:
             factors.append(
                 {
@@ -858,7 +895,7 @@ def rechallenge(ctx: RuleContext) -> Alert | None:
     for m in ctx.record.meds:
         if not dose_above(m.daily_dose_mg, 0.0) or (onset is not None and m.start_date <= onset):
             continue
-        why = _culprit_reason(m, culprits)
+        why = culprit_reason(m, culprits)
         if why:
             hits.append((m, why))
     if not hits:
@@ -891,9 +928,10 @@ def _drug_name(m: DoseRow) -> str:
     return m.drug
 
 
-def _culprit_reason(m: DoseRow, culprits: tuple[str, ...]) -> str | None:
+def culprit_reason(m: DoseRow, culprits: tuple[str, ...]) -> str | None:
     """Why this schedule row gives a culprit or a drug of its group, or None: the drug as stored and
-    as entered are both read by the one resolver (a row stored before a name was known still counts)."""
+    as entered are both read by the one resolver (a row stored before a name was known still counts).
+    RECHALLENGE, CULPRIT_NOT_STOPPED and the timeline's drug exposure bars (monitoring.exposure) ask this."""
     for c in culprits:
         for name in dict.fromkeys((m.drug, m.drug_as_entered or m.drug)):
             why = cross_reacts(name, c)
@@ -962,7 +1000,7 @@ def culprit_not_stopped(ctx: RuleContext) -> Alert | None:
     for drug, m in in_force.items():
         if m.start_date > onset or not dose_above(m.daily_dose_mg, 0.0):
             continue
-        why = _culprit_reason(m, culprits)
+        why = culprit_reason(m, culprits)
         if why:
             hits.append((m, why, planned_stop.get(drug)))
     if not hits:

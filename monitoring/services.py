@@ -2,7 +2,7 @@
 
 Every function takes ``(session, *, username: str, ...)``, validates through the catalogue of
 tests and the drug names exactly as an import would, writes inside the caller's transaction, and
-appends an ``AuditEntry`` naming the user. Inserts go through ``monitoring.store.write_batch`` so
+appends an audit entry naming the user (``monitoring.audit.record``). Inserts go through ``monitoring.store.write_batch`` so
 manual entries obey the same rules as CSV and FHIR imports (PRODUCT.md §6: a different value for a
 stored patient, test and time is a conflict, not an overwrite).
 
@@ -21,10 +21,10 @@ from typing import Any, cast
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from monitoring import catalogue, intake
+from monitoring import audit, catalogue, intake
 from monitoring.auth import authorise_write
 from monitoring.intake import DOSE_UNITS, SETTINGS, SEXES, Refused
-from monitoring.models import AuditEntry, ClinicalFinding, LabResult, MedicationRow, Patient, Photo, utcnow
+from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo, utcnow
 from monitoring.store import PATIENT_FIELDS, BatchRejected, MedIn, PatientIn, Problem, touch_patient, write_batch
 
 __all__ = [
@@ -172,15 +172,14 @@ def add_lab_result(
     ).scalars().first()
     assert row is not None and row.id is not None
     if result.labs_inserted:
-        session.add(
-            AuditEntry(
-                username=user,
-                action="create",
-                entity="lab_result",
-                entity_id=str(row.id),
-                patient_id=patient.id,
-                after=_lab_snapshot(row),
-            )
+        audit.record(
+            session,
+            username=user,
+            action="create",
+            entity="lab_result",
+            entity_id=str(row.id),
+            patient_id=patient.id,
+            after=_lab_snapshot(row),
         )
         touch_patient(session, patient.id or 0)
     session.flush()
@@ -251,17 +250,16 @@ def _record_amendment(
     """Mark ``row`` amended and keep its earlier values in the audit trail (never overwritten silently)."""
     row.amended_at = utcnow()
     session.add(row)
-    session.add(
-        AuditEntry(
-            username=user,
-            action="amend",
-            entity=entity,
-            entity_id=str(row.id),
-            patient_id=row.patient_id,
-            before=before,
-            after=after,
-            reason=why,
-        )
+    audit.record(
+        session,
+        username=user,
+        action="amend",
+        entity=entity,
+        entity_id=str(row.id),
+        patient_id=row.patient_id,
+        before=before,
+        after=after,
+        reason=why,
     )
     touch_patient(session, row.patient_id)
     session.flush()
@@ -296,17 +294,16 @@ def _hide_row(session: Session, row: LabResult | MedicationRow, *, entity: str, 
     row.hidden = True
     row.hidden_reason = reason
     session.add(row)
-    session.add(
-        AuditEntry(
-            username=user,
-            action="hide",
-            entity=entity,
-            entity_id=str(row.id),
-            patient_id=row.patient_id,
-            before={"hidden": False},
-            after={"hidden": True},
-            reason=reason,
-        )
+    audit.record(
+        session,
+        username=user,
+        action="hide",
+        entity=entity,
+        entity_id=str(row.id),
+        patient_id=row.patient_id,
+        before={"hidden": False},
+        after={"hidden": True},
+        reason=reason,
     )
     touch_patient(session, row.patient_id)
     session.flush()
@@ -364,15 +361,14 @@ def add_dose_change(
         )
     ).scalar_one()
     if result.meds_inserted:
-        session.add(
-            AuditEntry(
-                username=user,
-                action="create",
-                entity="medication_row",
-                entity_id=str(row.id),
-                patient_id=patient.id,
-                after=_med_snapshot(row),
-            )
+        audit.record(
+            session,
+            username=user,
+            action="create",
+            entity="medication_row",
+            entity_id=str(row.id),
+            patient_id=patient.id,
+            after=_med_snapshot(row),
         )
         touch_patient(session, patient.id or 0)
     session.flush()
@@ -477,16 +473,15 @@ def set_finding(
         .order_by(col(ClinicalFinding.recorded_at).desc(), col(ClinicalFinding.id).desc())
         .limit(1)
     ).scalar_one_or_none()
-    session.add(
-        AuditEntry(
-            username=user,
-            action="create" if previous is None else "amend",
-            entity="clinical_finding",
-            entity_id=str(row.id),
-            patient_id=patient.id,
-            before=None if previous is None else {"item": item, "value": previous},
-            after={"item": item, "value": answer, "note": row.note},
-        )
+    audit.record(
+        session,
+        username=user,
+        action="create" if previous is None else "amend",
+        entity="clinical_finding",
+        entity_id=str(row.id),
+        patient_id=patient.id,
+        before=None if previous is None else {"item": item, "value": previous},
+        after={"item": item, "value": answer, "note": row.note},
     )
     touch_patient(session, patient.id or 0)
     session.flush()
@@ -526,15 +521,14 @@ def add_patient(session: Session, *, username: str, mrn: str, name: str, **field
         description="registered in the dashboard",
     )
     row = _patient(session, key)
-    session.add(
-        AuditEntry(
-            username=user,
-            action="create",
-            entity="patient",
-            entity_id=str(row.id),
-            patient_id=row.id,
-            after={"mrn": key, "name": row.name, **{k: _plain(v) for k, v in values.items()}},
-        )
+    audit.record(
+        session,
+        username=user,
+        action="create",
+        entity="patient",
+        entity_id=str(row.id),
+        patient_id=row.id,
+        after={"mrn": key, "name": row.name, **{k: _plain(v) for k, v in values.items()}},
     )
     session.flush()
     assert row.id is not None

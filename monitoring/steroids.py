@@ -39,6 +39,9 @@ __all__ = [
     "analyse_course",
     "second_line_starts",
     "last_day_above",
+    "course_day",
+    "course_day_words",
+    "dose_lines",
 ]
 
 # Doses are compared with a tolerance, not exactly: the dexamethasone factor 6.67 is a rounding of
@@ -284,7 +287,7 @@ def analyse_course(record: PatientRecord, as_of: dt.date) -> CourseInfo:
     ongoing = considered.stop is None or considered.stop > as_of
     return CourseInfo(
         course_start=considered.start,
-        day_of_course=(as_of - considered.start).days if ongoing else None,
+        day_of_course=course_day(considered.start, as_of) if ongoing else None,
         current_pred_eq_mg=current,
         current_mg_per_kg=mg_per_kg,
         taper_start=considered.taper_start,
@@ -294,3 +297,40 @@ def analyse_course(record: PatientRecord, as_of: dt.date) -> CourseInfo:
         second_line=second,
         schedule=schedule,
     )
+
+
+def course_day(course_start: dt.date, as_of: dt.date) -> int:
+    """The day of the steroid course on ``as_of``: the first dose's date is day 0 (PRODUCT.md §5,
+    'its start is day 0'). The one count: ``CourseInfo.day_of_course``, the STALLED_RESPONSE_DAY7
+    rule's day-7 line and every screen that names the course day use it."""
+    return (as_of - course_start).days
+
+
+def course_day_words(course_start: dt.date | None, day_of_course: int | None) -> str | None:
+    """'day 7 of steroids (first dose 2026-11-25)' for an ongoing course (``CourseInfo``'s
+    ``course_start`` and ``day_of_course``), else None: the count from 0 said with its first dose,
+    so nobody is a day off at the day-7 question (issue 18 point 7)."""
+    if day_of_course is None or course_start is None:
+        return None
+    return f"day {day_of_course} of steroids (first dose {course_start.isoformat()})"
+
+
+def dose_lines(
+    schedule: Iterable[tuple[dt.date, float, bool]], moment: dt.datetime
+) -> tuple[list[tuple[dt.datetime, float]], list[tuple[dt.datetime, float]]]:
+    """The dose schedule as a timeline's two step lines, each a list of (from, mg/day) points:
+    given (solid) and planned (dashed). ``schedule`` is (date, mg, planned) per change, oldest
+    first; ``moment`` is where the figure's now line stands (monitoring.display.as_of_moment).
+
+    The last dose given holds until the now line (or until the plan takes over, if earlier) and
+    stops there; the plan starts where the given line stops, from the dose then in force, so the
+    two lines never overlap. The plan's tail to the end of the axis is the renderer's."""
+    points = list(schedule)
+    given = [(dt.datetime.combine(d, dt.time()), mg) for d, mg, planned in points if not planned]
+    plan = [(dt.datetime.combine(d, dt.time()), mg) for d, mg, planned in points if planned]
+    if not given:
+        return [], plan
+    until = min(plan[0][0], moment) if plan else moment
+    until = max(until, given[-1][0])
+    given.append((until, given[-1][1]))
+    return given, ([(until, given[-1][1]), *plan] if plan else [])

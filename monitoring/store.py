@@ -24,9 +24,10 @@ from typing import Any
 from sqlalchemy import Float, insert, select, update
 from sqlmodel import Session, col
 
+from monitoring import audit
 from monitoring.audit import jsonable
 from monitoring.episodes import patients_written
-from monitoring.models import AuditEntry, LabResult, MedicationRow, Patient, utcnow
+from monitoring.models import LabResult, MedicationRow, Patient, utcnow
 
 # Values per IN list: far below SQLite's variable limit (32 766) and psycopg's 65 535 parameters.
 IN_CHUNK = 5000
@@ -66,6 +67,7 @@ LAB_INSERT_COLUMNS = (
     "comparator",
     "taken_at_offset_minutes",
     "status",
+    "source_identifier",
 )
 
 
@@ -140,6 +142,7 @@ class LabIn:
     comparator: str | None = None  # "<", "<=", ">", ">=": a censored result (PRODUCT.md §4)
     taken_at_offset_minutes: int | None = None  # the UTC offset the time was recorded with
     status: str = "final"  # intake.RESULT_STATUSES
+    source_identifier: str | None = None  # FHIR Observation.identifier as "system|value" (models.LabResult)
 
 
 @dataclass
@@ -352,17 +355,16 @@ def write_batch(
                 for name, value in changes.items():
                     setattr(row, name, value)
                 row.updated_at = now
-                session.add(
-                    AuditEntry(
-                        username=username,
-                        action="amend",
-                        entity="patient",
-                        entity_id=str(row.id),
-                        patient_id=row.id,
-                        before=before,
-                        after={k: jsonable(v) for k, v in changes.items()},
-                        reason=description or f"{source} upsert",
-                    )
+                audit.record(
+                    session,
+                    username=username,
+                    action="amend",
+                    entity="patient",
+                    entity_id=str(row.id),
+                    patient_id=row.id,
+                    before=before,
+                    after={k: jsonable(v) for k, v in changes.items()},
+                    reason=description or f"{source} upsert",
                 )
                 result.patients_updated += 1
     session.flush()
@@ -416,20 +418,19 @@ def write_batch(
         session.execute(insert(MedicationRow.__table__), med_rows)  # type: ignore[attr-defined]
         result.meds_inserted = len(med_rows)
     if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
-        session.add(
-            AuditEntry(
-                username=username,
-                action="import",
-                entity="batch",
-                after={
-                    "source": source,
-                    "patients_created": result.patients_created,
-                    "patients_updated": result.patients_updated,
-                    "labs_inserted": result.labs_inserted,
-                    "meds_inserted": result.meds_inserted,
-                },
-                reason=description,
-            )
+        audit.append(
+            session,
+            username=username,
+            action="import",
+            entity="batch",
+            after={
+                "source": source,
+                "patients_created": result.patients_created,
+                "patients_updated": result.patients_updated,
+                "labs_inserted": result.labs_inserted,
+                "meds_inserted": result.meds_inserted,
+            },
+            reason=description,
         )
     session.flush()
     # Their alert episodes are reconciled when this transaction commits (monitoring.episodes).
@@ -554,22 +555,28 @@ def _check_labs(
     if not labs:
         return []
     patient_ids = {pid for lab in labs if (pid := ids[lab.mrn]) is not None}
-    tests = {lab.test for lab in labs}
-    # Stored results of the patients and tests concerned: one query, compared in memory.
+    # Results identified by (patient, test, time) (no source id: CSV, forms) meet the stored results
+    # of their patients and tests around their times: one query, compared in memory. The time window
+    # is a day wider on each side than the batch's, so a stored time written in another text form
+    # still meets its key; a feed message (every result has a source id) needs no such query.
+    keyed = [lab for lab in labs if lab.source_id is None]
+    tests = {lab.test for lab in keyed}
     by_key: dict[tuple[int, str, dt.datetime], list[tuple[float | None, str | None, str | None, str | None]]] = defaultdict(list)
     by_source: dict[tuple[int, str], tuple[str, dt.datetime, float | None, str | None, str | None]] = {}
     lt = LabResult.__table__  # type: ignore[attr-defined]
-    chunk = sorted(patient_ids)
+    chunk = sorted({pid for lab in keyed if (pid := ids[lab.mrn]) is not None})
+    if keyed:
+        earliest = min(lab.taken_at for lab in keyed) - dt.timedelta(days=1)
+        latest = max(lab.taken_at for lab in keyed) + dt.timedelta(days=1)
     for i in range(0, len(chunk), 500):
-        stmt = select(
-            lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator
-        ).where(lt.c.patient_id.in_(chunk[i : i + 500]), lt.c.test.in_(tests))
+        stmt = select(lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator).where(
+            lt.c.patient_id.in_(chunk[i : i + 500]), lt.c.test.in_(tests), lt.c.taken_at.between(earliest, latest)
+        )
         for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(stmt):
             by_key[(pid, test, taken_at)].append((value, value_text, source_id, comparator))
-            if source_id is not None:
-                by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
-    # A FHIR resource id is one result whatever its test: a resent Observation whose code changed
-    # must meet its stored self here, or the unique index refuses the insert with a traceback.
+    # A FHIR resource id (an HL7 result's identity) is one result whatever its test: a resent
+    # Observation whose code changed must meet its stored self here, or the unique index refuses
+    # the insert with a traceback. This is the only lookup by source id.
     source_ids = sorted({lab.source_id for lab in labs if lab.source_id is not None})
     for i in range(0, len(source_ids), 500):
         stmt = select(
@@ -580,7 +587,7 @@ def _check_labs(
                 by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
     rows: list[tuple[Any, ...]] = []
     seen: dict[tuple[int, str, dt.datetime], LabIn] = {}
-    seen_source: set[tuple[int, str]] = set()
+    seen_source: dict[tuple[int, str], LabIn] = {}
     for lab in labs:
         pid = ids[lab.mrn]
         assert pid is not None
@@ -588,8 +595,17 @@ def _check_labs(
         if lab.source_id is not None:
             # FHIR: identity is the resource id.
             sk = (pid, lab.source_id)
-            if sk in seen_source:
-                result.labs_skipped += 1
+            first = seen_source.get(sk)
+            if first is not None:
+                if (first.test, first.taken_at, first.value_text, first.comparator) == (
+                    lab.test, lab.taken_at, lab.value_text, lab.comparator
+                ) and _same_value(first.value, lab.value):
+                    result.labs_skipped += 1
+                else:  # never a silent drop: the caller's batch holds two results of one identity
+                    problems.append(
+                        Problem(lab.where, "value", lab.original_value,
+                                f"the same result ({lab.source_id}) as {first.where} with a different value or time")
+                    )
                 continue
             stored = by_source.get(sk)
             if stored is not None:
@@ -612,7 +628,7 @@ def _check_labs(
                     )
                 )
                 continue
-            seen_source.add(sk)
+            seen_source[sk] = lab
         else:
             stored_values = by_key.get(key)
             if stored_values is not None and any(
@@ -667,6 +683,7 @@ def _check_labs(
                 lab.comparator,
                 lab.taken_at_offset_minutes,
                 lab.status,
+                lab.source_identifier,
             )
         )
     return rows
@@ -693,9 +710,15 @@ def _check_meds(
             stored[(pid, drug, start)] = dose
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[int, str, dt.date], MedIn] = {}
+    drug_limit = int(mt.c.drug.type.length)
     for m in meds:
         pid = ids[m.mrn]
         assert pid is not None
+        if len(m.drug) > drug_limit:
+            # Every path's names pass intake.drug_name; this guards one that did not: refused, never cut.
+            problems.append(Problem(m.where, "drug", m.drug_as_entered,
+                                    f"the drug name is {len(m.drug)} characters long: at most {drug_limit} can be stored (never cut)"))
+            continue
         key = (pid, m.drug, m.start_date)
         if key in stored:
             if _same_value(stored[key], m.daily_dose_mg):

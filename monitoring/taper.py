@@ -30,9 +30,10 @@ from typing import TypeGuard
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from monitoring import audit
 from monitoring.drugs import PREDNISONE_EQUIVALENCE, normalise_drug, steroid_factor
 from monitoring.guideline import GuidelineProfile, Threshold, load_profile
-from monitoring.models import AuditEntry, MedicationRow, utcnow
+from monitoring.models import MedicationRow, utcnow
 from monitoring.records import DoseRow, PatientRecord, load_record
 from monitoring.rules import Alert, evaluate
 from monitoring.steroids import CourseInfo, analyse_course
@@ -616,18 +617,17 @@ def _restore(session: Session, row: MedicationRow, new: DoseRow, username: str) 
     row.unit_as_entered = "mg"
     row.route = new.route
     session.add(row)
-    session.add(
-        AuditEntry(
-            username=username,
-            action=UNHIDE,
-            entity="medication_row",
-            entity_id=str(row.id),
-            patient_id=row.patient_id,
-            before=before,
-            after={"hidden": False, "daily_dose_mg": row.daily_dose_mg, "dose_as_entered": row.dose_as_entered,
-                   "unit_as_entered": "mg", "route": row.route},
-            reason="taper plan saved: a discarded plan row on the same drug and date takes the new dose",
-        )
+    audit.record(
+        session,
+        username=username,
+        action=UNHIDE,
+        entity="medication_row",
+        entity_id=str(row.id),
+        patient_id=row.patient_id,
+        before=before,
+        after={"hidden": False, "daily_dose_mg": row.daily_dose_mg, "dose_as_entered": row.dose_as_entered,
+               "unit_as_entered": "mg", "route": row.route},
+        reason="taper plan saved: a discarded plan row on the same drug and date takes the new dose",
     )
     touch_patient(session, row.patient_id)
 

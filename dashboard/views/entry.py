@@ -40,6 +40,15 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
+def _unit_options(t: catalogue.TestDef) -> list[str]:
+    """The units a result of ``t`` may be typed in, canonical first, one per label people read
+    (monitoring.display: 'Cel' and '°C' are one choice, '°C')."""
+    by_label: dict[str, str] = {}
+    for unit in [t.canonical_unit, *([t.si_unit] if t.si_unit else []), *catalogue.accepted_units(t)]:
+        by_label.setdefault(display.unit_label(unit), unit)
+    return list(by_label.values())
+
+
 def write(done: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
     """Run one write service in its own transaction; report refusal field by field."""
     signer = widgets.username()
@@ -89,8 +98,8 @@ with tab_labs:
         time = c3.time_input("Time", value=default_time, key="entry_lab_time", step=300)
         value = c4.text_input("Value", key="entry_lab_value", help="a number; for a PCR also 'detected' / 'not detected'")
         t = catalogue.CATALOGUE[test]
-        unit_options = list(dict.fromkeys([t.canonical_unit, *([t.si_unit] if t.si_unit else []), *t.units]))
-        unit = c5.selectbox("Unit", unit_options, key=f"entry_lab_unit_{test}")
+        unit_options = _unit_options(t)
+        unit = c5.selectbox("Unit", unit_options, format_func=display.unit_label, key=f"entry_lab_unit_{test}")
         labs = store.patient_rows(url, store.data_version(), mrn)["labs"]
         # The range of this patient's latest result of the test, pre-filled in its (canonical) unit.
         last_low, last_high = store.last_reference(labs, test) if unit == t.canonical_unit else (None, None)
@@ -106,7 +115,7 @@ with tab_labs:
                     f"{safe.md(display.quantity(test, default_uln, t.canonical_unit))}.")
         if st.button("Save result", type="primary", key="entry_lab_save"):
             write(
-                f"Stored {t.label} {value} {unit} of {day.isoformat()} {time.strftime('%H:%M')}.",
+                f"Stored {t.label} {value} {display.unit_label(unit)} of {day.isoformat()} {time.strftime('%H:%M')}.",
                 services.add_lab_result,
                 mrn=mrn,
                 test=test,
@@ -122,7 +131,9 @@ with tab_labs:
         if labs.empty:
             st.caption("No results stored.")
         else:
-            st.dataframe(labs, hide_index=True, width="stretch", height=220, key="entry_lab_table")
+            st.dataframe(labs, hide_index=True, width="stretch", height=220, key="entry_lab_table",
+                         column_order=store.ENTRY_LAB_COLUMNS)
+            # The table's display text (monitoring.display: '36.9 °C', never '36.888888888888886 Cel').
             choice = st.selectbox(
                 "Result",
                 labs["id"].tolist(),
@@ -134,10 +145,9 @@ with tab_labs:
             row = labs.set_index("id").loc[choice]
             a1, a2, a3 = st.columns([1, 1, 3])
             new_value = a1.text_input("Corrected value", key="entry_amend_value")
-            amend_test = catalogue.lookup(str(row["test"]))
-            amend_units = list(dict.fromkeys([amend_test.canonical_unit, *([amend_test.si_unit] if amend_test.si_unit else []),
-                                              *amend_test.units]))
-            new_unit = a2.selectbox("Unit", amend_units, key=f"entry_amend_unit_{amend_test.key}")
+            amend_test = catalogue.lookup(str(row["test_key"]))
+            amend_units = _unit_options(amend_test)
+            new_unit = a2.selectbox("Unit", amend_units, format_func=display.unit_label, key=f"entry_amend_unit_{amend_test.key}")
             reason = a3.text_input("Reason (required)", key="entry_amend_reason")
             b1, b2, _ = st.columns([1, 1, 3])
             if b1.button("Save correction", key="entry_amend_save"):

@@ -114,7 +114,7 @@ if submitted:
 # --- sequelae checklist -------------------------------------------------------------------------
 st.subheader("Sequelae follow-up: thyroid and glucose after resolution")
 try:
-    items = sequelae_checklist(record, today)
+    items = sequelae_checklist(record, today, profile=prof)
 except FollowupConfigError as exc:  # a unit's edited schedule file: say what is wrong in it
     st.error(f"The follow-up schedule cannot be used:\n\n{safe.md(exc)}")
     st.stop()
@@ -123,20 +123,36 @@ if not items:
             "reaction has resolved.")
 else:
     counts = {s: sum(1 for i in items if i.status == s) for s in ("overdue", "due", "done", "upcoming")}
+    outside = [i for i in items if i.outside_range]
     widgets.badges(
         # An overdue check is a task for the clinic, not an emergency: warning at most.
         [("warning" if counts["overdue"] else "info", f"{counts['overdue']} overdue"),
          ("info", f"{counts['due']} due now"),
          ("info", f"{counts['done']} done"), ("info", f"{counts['upcoming']} upcoming")]
+        + ([("warning", f"{len(outside)} outside range")] if outside else [])
     )
+    if outside:
+        # Done is not normal: a TSH of 5.2 then 6.4 above the laboratory's 4.5 is said in words.
+        st.warning(
+            "Outside the reference range: "
+            + "; ".join(
+                safe.md(f"{i.test_label} month {i.check.month}: {i.result.original_value} {i.result.original_unit} on "
+                        f"{i.result.taken_at.date().isoformat()} {i.range_text}")
+                for i in outside if i.result is not None
+            )
+        )
     st.dataframe(
         pd.DataFrame(checklist_rows(items)),
         hide_index=True,
         key="followup_checklist",
-        column_config={"source": st.column_config.TextColumn("source", width="large")},
+        # The result and its range flag wide enough to read whole at 1366 px (looked at: 'ABOVE' was cut).
+        column_config={"result": st.column_config.TextColumn("result", width="medium"),
+                       "range": st.column_config.TextColumn("range", width="large"),
+                       "source": st.column_config.TextColumn("source", width="large")},
     )
     st.caption("DONE = a result of the test is stored within the check's window; OVERDUE = the window closed without "
-               "one. Schedule: monitoring/followup.toml. 'sourced' checks follow Cutis/MDedge (monthly glucose, TSH and "
+               "one. RANGE: the result against its reference range: the laboratory's upper limit (else the guideline "
+               "profile's default, said so) and the laboratory's lower limit; no limit is assumed where none is known. Schedule: monitoring/followup.toml. 'sourced' checks follow Cutis/MDedge (monthly glucose, TSH and "
                "free T4 for 3 months); the 6- and 12-month TSH are a default (UNCONFIRMED); 18 and 24 months cover "
                "'at least 2 years' (interval a design choice). Free T4 is not in the catalogue: order it with the TSH.")
 

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import photo_widgets as pw
 from dashboard import safe, store, widgets
 from dashboard.auth import can_write, require_signed_in
+from monitoring import display
 from monitoring.photos import BODY_SITES, PhotoIn, PhotoLimits, PhotoMeta
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
@@ -197,7 +198,7 @@ def _between(site: str, first: dt.date, second: dt.date) -> str:
     """One line over the pair: how far apart, and the BSA % recorded with each."""
     def bsa(day: dt.date) -> str:
         values = [ph.bsa_pct for ph in items if ph.body_site == site and ph.taken_on == day and ph.bsa_pct is not None]
-        return f"{values[-1]:g} %" if values else "not recorded"
+        return safe.md(display.quantity("bsa_pct", values[-1], "%")) if values else "not recorded"
 
     gap = abs((second - first).days)
     return f"**{safe.md(site.capitalize())}**, {first.isoformat()} and {second.isoformat()}: {gap} day{'s' if gap != 1 else ''} apart · BSA {bsa(first)} → {bsa(second)}"

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import clinic_figures, safe, store, widgets
 from dashboard.auth import can_write, require_signed_in
+from monitoring import display
 from monitoring.db import session_scope
 from monitoring.store import BatchRejected
 from monitoring.taper import (
@@ -49,7 +50,7 @@ on_now = current_steroid_doses(record, today)
 widgets.patient_header(
     [
         ("MRN", p.mrn),
-        ("weight", f"{p.weight_kg:g} kg" if p.weight_kg else "not recorded"),
+        ("weight", display.quantity("weight", p.weight_kg, "kg") if p.weight_kg else "not recorded"),
         ("course start", widgets.iso(stored.course.course_start) or "—"),
         ("course day", str(stored.course.day_of_course) if stored.course.day_of_course is not None else "—"),
         ("today", today.isoformat()),

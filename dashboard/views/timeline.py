@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import episode_widgets, figures, safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
+from monitoring import display
 from monitoring.drugs import group_of
 
 require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
@@ -27,9 +28,10 @@ if record is None:
     st.info("Choose a patient in the sidebar or on the ward overview.")
     st.stop()
 
+from monitoring.liver import latest_pattern  # noqa: E402
 from monitoring.rules import evaluate  # noqa: E402
 from monitoring.severity import rank as severity_rank  # noqa: E402
-from monitoring.steroids import analyse_course  # noqa: E402
+from monitoring.steroids import analyse_course, course_day_words  # noqa: E402
 
 p = record.patient
 
@@ -57,7 +59,7 @@ facts = [
     ("MRN", p.mrn),
     ("age", f"{age} y" if age is not None else "not recorded"),
     ("sex", p.sex or "not recorded"),
-    ("weight", f"{p.weight_kg:g} kg" if p.weight_kg else "not recorded"),
+    ("weight", display.quantity("weight", p.weight_kg, "kg") if p.weight_kg else "not recorded"),
     ("onset", widgets.iso(p.onset_date) or "not recorded"),
     ("day since onset", str((today - p.onset_date).days) if p.onset_date else "—"),
     ("setting", p.setting),
@@ -78,17 +80,21 @@ if p.culprit_drugs:
         if i:
             parts.append("; ")
         parts.append(widgets.Strong(drug))
+        if written := p.culprit_as_written(drug):
+            parts.append(f" (as written: {written})")
         if group := group_of(drug):
             parts.append(f" (and its group: {group})")
     widgets.banner("critical", *parts, ". Do not give these or cross-reacting drugs.")
 else:
     widgets.banner("warning", "No culprit drug recorded: record it on the Entry page so rechallenge can be caught.")
 
+# The course day said with its first dose ("day 7 of steroids (first dose ...)"): the count the
+# day-7 rule uses (monitoring.steroids.course_day), so nobody is a day off (issue 18 point 7).
+course_words = course_day_words(course.course_start, course.day_of_course)
 steroid_line = (
-    f"Steroid course from {widgets.iso(course.course_start)}, day {course.day_of_course:d}, "
-    f"{course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
+    f"{safe.md(course_words[:1].upper() + course_words[1:])}: {course.current_pred_eq_mg:g} mg/day prednisone-equivalent"
     + (f" ({course.current_mg_per_kg:.2f} mg/kg)" if course.current_mg_per_kg is not None else "")
-    if course.ongoing and course.course_start
+    if course.ongoing and course_words
     else "No systemic steroid today"
 )
 if course.taper_start:
@@ -98,6 +104,13 @@ if course.stop_date:
 if course.second_line:
     steroid_line += " · " + ", ".join(f"{safe.md(d.upper() if d == 'ivig' else d)} from {widgets.iso(s)}" for d, s in course.second_line)
 st.markdown(steroid_line)
+pattern = latest_pattern(record, prof, today)
+if pattern is not None:
+    # The liver-injury pattern (monitoring.liver: the profile's cut points, ACG 2014 DILI guideline).
+    st.markdown(
+        f"Liver-injury pattern: {safe.md(pattern.words())}; R ≥ {prof.value('r_ratio_hepatocellular'):g} hepatocellular, "
+        f"≤ {prof.value('r_ratio_cholestatic'):g} cholestatic, mixed between (ACG 2014 DILI guideline)"
+    )
 
 # --- controls -----------------------------------------------------------------------------
 c1, c2, c3 = st.columns([2, 1.6, 3], vertical_alignment="center")
@@ -126,7 +139,8 @@ if window and window != "all":
 # --- figure and alerts --------------------------------------------------------------------
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
-    figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}")
+    figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}",
+                                            store.now_minute())
     event = st.plotly_chart(
         figure,
         key="timeline_figure",
@@ -176,6 +190,10 @@ with alert_box:
                 st.dataframe(quoted, hide_index=True, width="stretch")
             for k, v in a.evidence.items():
                 if k == "profile":
+                    continue
+                if k == "not_counted":  # censored results the rule could not decide, each by name
+                    for note in v:
+                        st.markdown(f"- **not counted**: {safe.md(note['text'])}")
                     continue
                 st.markdown(f"- **{safe.md(k.replace('_', ' '))}**: {safe.md(_evidence_text(v))}")
             st.caption(f"Source: {safe.md(a.source)}")

@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
 
-require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
+user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
 today = store.today()
 prof = store.profile()
@@ -94,8 +94,30 @@ if target := st.session_state.pop("ward_open_target", None):
 
 HEADERS = [(t, f"{label} {timeline_model.display_unit(t, 'conventional')}") for t, label in
            zip(ward_model.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
-st.markdown(widgets.ward_table_html(shown, HEADERS), unsafe_allow_html=True)
+st.markdown(widgets.ward_table_html(shown, HEADERS, as_of=today), unsafe_allow_html=True)
+
+
+def _ward_round_list() -> str:
+    """Built only when the button is pressed: the list of the patients shown, in the ward's order."""
+    import datetime as dt
+
+    from dashboard.ward_round import ward_round_html
+
+    filters = [f"setting {setting}"] if setting not in (None, "all") else []
+    if query:
+        filters.append(f"search {query.strip()!r}")
+    heading = f"{len(shown)} of {len(rows)} active patients" + (f" ({', '.join(filters)})" if filters else "")
+    return ward_round_html(shown, HEADERS, as_of=today, heading=heading, generated_at=dt.datetime.now(),
+                           author=user.username)
+
+
+st.download_button(
+    "Ward-round list (print)", _ward_round_list, file_name=f"ward-round-{today.isoformat()}.html", mime="text/html",
+    key="ward_round_list", on_click="ignore",
+    help="The patients shown, in this order, with their alerts and latest values and the date each was taken: "
+         "open the file and print it (A4 landscape).",
+)
 st.caption(
     "Each result: latest value, then arrow and signed change since the previous result; a line crossed since then "
-    "is written under it."
+    "is written under it, and when the value was taken (bold from two days old). A patient's name opens the timeline."
 )

@@ -34,7 +34,7 @@ from monitoring import catalogue, intake
 from monitoring.hl7.ack import AckError
 from monitoring.hl7.codes import LOINC_SYSTEMS, CodeMap
 from monitoring.hl7.message import Observation, ParsedMessage, Unreadable, hl7_datetime, parse_message, reference_range
-from monitoring.models import Hl7Message, LabResult, Patient
+from monitoring.models import Hl7Message, LabResult, Patient, utcnow
 from monitoring.review import add_review_item
 from monitoring.store import BatchRejected, LabIn, PatientIn, touch_patient, write_batch
 
@@ -93,7 +93,7 @@ def _identity(msg: ParsedMessage, obs: Observation) -> str:
     return text if len(text) <= 128 else "hl7:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _same(row: LabResult, lab: LabIn) -> bool:
+def _same(row: LabResult | LabIn, lab: LabIn) -> bool:
     def eq(a: float | None, b: float | None) -> bool:
         return (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
 
@@ -200,7 +200,7 @@ class _Message:
         p = self.msg.patient
         assert p is not None and p.mrn is not None
         if obs.value_problem:
-            self.refuse(obs, "OBX-5", obs.value, obs.value_problem)
+            self.refuse(obs, obs.value_problem_field, obs.value, obs.value_problem)
             return None
         if not obs.time:
             self.refuse(obs, "OBX-14", "", "no time of the observation: OBX-14 and OBR-7 are both empty")
@@ -274,7 +274,7 @@ class _Message:
             ).scalars():
                 if row.source_id is not None:
                     stored[row.source_id] = row
-        new: list[tuple[Observation, LabIn]] = []
+        new: dict[str, tuple[Observation, LabIn]] = {}  # by identity: one result once per message
         amend: list[tuple[Observation, LabResult, LabIn]] = []
         for obs, test in used:
             assert test is not None
@@ -294,7 +294,7 @@ class _Message:
             if lab is None:
                 continue
             if row is None:
-                new.append((obs, lab))
+                self.add_new(new, identity, obs, lab)
             elif row.hidden:
                 self.refuse(obs, "OBX-11", obs.status, "this result was cancelled or removed earlier; a person decides whether it stands again")
             else:
@@ -305,12 +305,29 @@ class _Message:
                     amend.append((obs, row, lab))
                 else:  # a person decides: nothing is changed, the OBX waits in the review list
                     self.refuse(obs, "OBX-11", obs.status or "F", f"{why} (OBX-11 C sends a correction)")
-        ids = self.write_new(patient, new)
+        ids = self.write_new(patient, list(new.values()))
         for obs, row, lab in amend:
             self.amend(obs, row, lab)
         if ids is None:
             ids = pid
         return self.finish(ids)
+
+    def add_new(self, new: dict[str, tuple[Observation, LabIn]], identity: str, obs: Observation, lab: LabIn) -> None:
+        """A new result of this message; the same identity again in the message (a preliminary and
+        its final, a repeated OBX) is decided by the one rule of re-sent results
+        (``intake.resent_result``), the later OBX against the earlier: it replaces it, is the same
+        again, or waits in the review list. Never two rows, never one silently dropped."""
+        earlier = new.get(identity)
+        if earlier is None:
+            new[identity] = (obs, lab)
+            return
+        decision, why = intake.resent_result(earlier[1].status, lab.status, _same(earlier[1], lab))
+        if decision == "amend":
+            new[identity] = (obs, lab)
+        elif decision == "unchanged":
+            self.outcome.unchanged += 1
+        else:
+            self.refuse(obs, "OBX-11", obs.status or "F", f"the same result as OBX {earlier[0].index} of this message: {why}")
 
     def write_new(self, patient: PatientIn | None, new: list[tuple[Observation, LabIn]]) -> int | None:
         """Insert the new results (and the patient from PID); a refused one goes to the review list."""
@@ -396,22 +413,29 @@ class _Message:
         if o.not_used:
             parts.append(f"{o.not_used} OBX not followed")
         o.text = "; ".join(parts)
-        self.session.add(
-            Hl7Message(
-                sender=self.msg.sender,
-                control_id=self.msg.control_id,
-                message_type=self.msg.kind,
-                sha256=_sha(self.raw),
-                ack_code=o.code,
-                ack_text=o.text,
-                errors=[{"location": e.location, "reason": e.reason} for e in self.errors],
-                patient_id=patient_id,
-                results_stored=o.stored + o.amended,
-                via=self.via,
-            )
-        )
+        # One INSERT, now (no ORM object: nothing reads it back in this session but the next
+        # message's MSH-10 query); a control ID stored meanwhile by another listener fails here.
         self.session.flush()
+        self.session.execute(
+            _INSERT_MESSAGE,
+            {
+                "received_at": utcnow(),
+                "sender": self.msg.sender,
+                "control_id": self.msg.control_id,
+                "message_type": self.msg.kind,
+                "sha256": _sha(self.raw),
+                "ack_code": o.code,
+                "ack_text": o.text,
+                "errors": [{"location": e.location, "reason": e.reason} for e in self.errors],
+                "patient_id": patient_id,
+                "results_stored": o.stored + o.amended,
+                "via": self.via,
+            },
+        )
         return o
+
+
+_INSERT_MESSAGE = Hl7Message.__table__.insert()  # type: ignore[attr-defined]
 
 
 def store_message(session: Session, raw: bytes, *, codes: CodeMap, via: str = "mllp", as_of: Any = None) -> Outcome:

@@ -79,6 +79,7 @@ class Observation:
     observed_at: str  # OBX-14 as sent (HL7 TS)
     order_id: str  # filler order number OBR-3 (else placer OBR-2), with its namespace
     order_observed_at: str  # OBR-7 as sent
+    value_problem_field: str = "OBX-5"  # the field ``value_problem`` is in (OBX-2 for a value type not read)
 
     @property
     def where(self) -> str:
@@ -157,25 +158,27 @@ def reference_range(text: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _value(seg: Segment, value_type: str) -> tuple[str, str | None]:
-    """OBX-5 as text for the intake path, or a problem. Repetitions beyond the first are refused."""
+def _value(seg: Segment, value_type: str) -> tuple[str, str | None, str]:
+    """(OBX-5 as text for the intake path, a problem or None, the field the problem is in).
+    Repetitions beyond the first are refused. The problem does not repeat the field's name: the
+    review list and the ACK put it in front."""
     vt = value_type.upper()
     if _repetitions(seg, 5) > 1:
-        return _raw(seg, 5), "OBX-5 has several repetitions; one value per OBX is expected"
+        return _raw(seg, 5), "several repetitions; one value per OBX is expected", "OBX-5"
     if vt == "SN":
         comparator, num1, separator, num2 = (_get(seg, 5, 1, k) for k in (1, 2, 3, 4))
         if separator or num2:
-            return _raw(seg, 5), f"OBX-5: a structured numeric range or ratio ({_raw(seg, 5)!r}) is not a single result"
+            return _raw(seg, 5), f"a structured numeric range or ratio ({_raw(seg, 5)!r}) is not a single result", "OBX-5"
         if comparator and comparator not in _COMPARATORS:
-            return _raw(seg, 5), f"OBX-5: unknown comparator {comparator!r} (HL7 SN: <, >, <=, >=, =, <>)"
+            return _raw(seg, 5), f"unknown comparator {comparator!r} (HL7 SN: <, >, <=, >=, =, <>)", "OBX-5"
         if comparator == "<>":
-            return _raw(seg, 5), "OBX-5: comparator '<>' (not equal) is not a result value"
-        return (comparator if comparator != "=" else "") + num1, None
+            return _raw(seg, 5), "comparator '<>' (not equal) is not a result value", "OBX-5"
+        return (comparator if comparator != "=" else "") + num1, None, "OBX-5"
     if vt in ("CE", "CWE", "CNE"):
-        return _get(seg, 5, 1, 2) or _get(seg, 5, 1, 1), None
+        return _get(seg, 5, 1, 2) or _get(seg, 5, 1, 1), None, "OBX-5"
     if vt in ("NM", "ST", "TX", "FT", ""):
-        return _get(seg, 5), None
-    return _raw(seg, 5), f"OBX-2: value type {value_type!r} is not read (NM, SN, ST, TX, FT, CE, CWE are)"
+        return _get(seg, 5), None, "OBX-5"
+    return _raw(seg, 5), f"value type {value_type!r} is not read (NM, SN, ST, TX, FT, CE, CWE are)", "OBX-2"
 
 
 def _patient(pid: Segment | None) -> PatientFields | None:
@@ -262,7 +265,7 @@ def parse_message(data: bytes | str) -> ParsedMessage:
             obr = seg
         elif name == "OBX":
             vt = _get(seg, 2)
-            value, problem = _value(seg, vt)
+            value, problem, problem_field = _value(seg, vt)
             codes = tuple(
                 (_get(seg, 3, 1, k), _get(seg, 3, 1, k + 1), _get(seg, 3, 1, k + 2).upper())
                 for k in (1, 4)
@@ -277,6 +280,7 @@ def parse_message(data: bytes | str) -> ParsedMessage:
                     sub_id=_get(seg, 4),
                     value=value,
                     value_problem=problem,
+                    value_problem_field=problem_field,
                     units=_get(seg, 6, 1, 1),
                     reference_range=_get(seg, 7),
                     abnormal_flags=tuple(

@@ -43,6 +43,7 @@ Rules, each from PRODUCT.md §6 unless said otherwise:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import uuid
@@ -54,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import catalogue, intake
 from monitoring.catalogue import TestDef
@@ -256,8 +257,9 @@ class ParsedBundle:
     mrn_at: dict[str, str] = field(default_factory=dict)
     # id() of the schedule rows of drugs no decision reads (their problems never block)
     optional_meds: set[int] = field(default_factory=set)
-    # Observations withdrawn by the sender (status entered-in-error): (MRN, source id, where).
-    withdrawn: list[tuple[str, str, str]] = field(default_factory=list)
+    # Observations withdrawn by the sender (status entered-in-error): (MRN, source id, where, and
+    # the business identifier, catalogue test and time that find it under another resource id, or None).
+    withdrawn: list[tuple[str, str, str, tuple[str, str, dt.datetime] | None]] = field(default_factory=list)
     # Found by match_stored, applied by write_corrections: (stored row, re-sent result, why) and
     # (stored row, reason).
     corrections: list[tuple[LabResult, LabIn, str]] = field(default_factory=list)
@@ -355,19 +357,29 @@ class ParsedBundle:
         ids = dict(session.execute(select(pt.c.mrn, pt.c.id).where(pt.c.mrn.in_(mrns))).all())
         if not ids:
             return set()
-        source_ids = sorted({str(lab.source_id) for lab in keyed} | {w[1] for w in self.withdrawn})
-        stored: dict[tuple[int, str], LabResult] = {}
-        for i in range(0, len(source_ids), 500):
-            for row in session.execute(
-                select(LabResult).where(
-                    LabResult.patient_id.in_(list(ids.values())),  # type: ignore[attr-defined]
-                    LabResult.source_id.in_(source_ids[i : i + 500]),  # type: ignore[union-attr]
-                )
-            ).scalars():
-                stored[(row.patient_id, str(row.source_id))] = row
+        source_ids = {str(lab.source_id) for lab in keyed} | {w[1] for w in self.withdrawn}
+        stored = {(row.patient_id, str(row.source_id)): row for row in _stored_labs(session, ids, "source_id", source_ids)}
+        # The same result under a new resource id is found by its business identifier, test and
+        # time: an identifier some laboratories give a whole order (accession) is shared by serial
+        # results of one test (troponin at 0 h and 3 h), which the time keeps apart.
+        identifiers = {lab.source_identifier for lab in keyed if lab.source_identifier is not None}
+        identifiers |= {w[3][0] for w in self.withdrawn if w[3] is not None}
+        by_identifier = {
+            (row.patient_id, str(row.source_identifier), row.test, row.taken_at): row
+            for row in _stored_labs(session, ids, "source_identifier", identifiers)
+            if row.source_id is not None
+        }
         taken: set[int] = set()
         for lab in keyed:
-            row = stored.get((ids.get(lab.mrn, -1), str(lab.source_id)))
+            pid = ids.get(lab.mrn, -1)
+            row = stored.get((pid, str(lab.source_id)))
+            if row is None and lab.source_identifier is not None:
+                row = by_identifier.get((pid, lab.source_identifier, lab.test, lab.taken_at))
+                if row is not None:
+                    # The same result under a new resource id (another server, a re-export): it is
+                    # decided as if re-sent under the id it is stored with, so the same result again
+                    # is skipped and another value without a correction status is refused by name.
+                    lab.source_id = row.source_id
             if row is None or row.hidden:
                 continue  # new, or removed earlier: write_batch inserts it, skips it or refuses a change
             same = (
@@ -381,8 +393,11 @@ class ParsedBundle:
             if action == "amend":
                 self.corrections.append((row, lab, f"{why} ({lab.where})"))
                 taken.add(id(lab))
-        for mrn, source_id, where in self.withdrawn:
-            row = stored.get((ids.get(mrn, -1), source_id))
+        for mrn, source_id, where, same_result in self.withdrawn:
+            pid = ids.get(mrn, -1)
+            row = stored.get((pid, source_id))
+            if row is None and same_result is not None:
+                row = by_identifier.get((pid, *same_result))
             if row is not None and not row.hidden:
                 self.removals.append((row, f"entered-in-error: withdrawn by its sender ({where})"))
         return taken
@@ -704,7 +719,8 @@ class _Reader:
         self.intervals: dict[tuple[str, str], list[_Interval]] = defaultdict(list)
         self.weights: dict[str, tuple[dt.datetime, float]] = {}
         self.medications_used: set[int] = set()  # id() of Medication resources an imported order names
-        self.lab_ids: dict[tuple[str, str], tuple[Any, ...]] = {}  # (MRN, resource id) -> where and result
+        # (MRN, "id", resource id) or (MRN, "identifier", business identifier, test, time) -> where and result
+        self.lab_ids: dict[tuple[Any, ...], tuple[str, LabIn]] = {}
         # id() of an Observation -> the time / subject its DiagnosticReport or panel gives it
         self.time_from: dict[int, tuple[str, str]] = {}
         self.subject_from: dict[int, Any] = {}
@@ -1182,18 +1198,58 @@ class _Reader:
         lab.loinc = loinc or test.primary_loinc
         if as_received is not None:
             lab.original_value, lab.original_unit = as_received[0][:64], as_received[1][:40]
-        value, value_text, source_id = lab.value, lab.value_text, lab.source_id
-        if source_id is not None:
-            seen = self.lab_ids.get((mrn, source_id))
-            if seen is not None and seen[1:] != (test.key, when, value, value_text):
-                self.problem(where, "id", source_id, f"the same resource id as {seen[0]} with a different result")
-                return
-            self.lab_ids[(mrn, source_id)] = (where, test.key, when, value, value_text)
+        value = lab.value
+        lab.source_identifier = _business_identifier(r)
+        if not self.first_of_its_result(where, mrn, lab):
+            return
         self.out.labs.append(lab)
         if test.key == "weight" and value is not None:
             prev = self.weights.get(mrn)
             if prev is None or when >= prev[0]:
                 self.weights[mrn] = (when, value)
+
+    def first_of_its_result(self, where: str, mrn: str, lab: LabIn) -> bool:
+        """Whether ``lab`` is added to the batch, given the results of this bundle read before it
+        with the same identity: resource id, or business identifier, test and time (PRODUCT.md §6
+        edition 2, "Corrections"). The same result again under its id is added (the write path
+        counts it once); under another id it is not added twice. A preliminary and its final (or a
+        correction) in one bundle, in either order, are one reading: the later status wins and
+        the report names the one it replaces. Two different results of the same status are a
+        problem naming both."""
+        keys: list[tuple[Any, ...]] = []
+        if lab.source_id is not None:
+            keys.append((mrn, "id", lab.source_id))
+        if lab.source_identifier is not None:
+            keys.append((mrn, "identifier", lab.source_identifier, lab.test, lab.taken_at))
+        result = (lab.test, lab.taken_at, lab.value, lab.value_text, lab.comparator)
+        for key in keys:
+            seen = self.lab_ids.get(key)
+            if seen is None:
+                continue
+            seen_where, seen_lab = seen
+            seen_result = (seen_lab.test, seen_lab.taken_at, seen_lab.value, seen_lab.value_text, seen_lab.comparator)
+            if seen_result == result and seen_lab.status == lab.status:
+                if seen_lab.source_id == lab.source_id:
+                    return True  # the write path counts it once (skipped)
+                self.note(f"{where}: the same result as {seen_where} (same identifier), counted once")
+                return False
+            rank, seen_rank = _STATUS_RANK.get(lab.status, 1), _STATUS_RANK.get(seen_lab.status, 1)
+            if rank == seen_rank:
+                what, column, value = ("resource id", "id", lab.source_id) if key[1] == "id" else (
+                    "identifier", "identifier", lab.source_identifier)
+                self.problem(where, column, value, f"the same {what} as {seen_where} with a different result")
+                return False
+            (keep, keep_where), (drop, drop_where) = sorted(
+                ((lab, where), (seen_lab, seen_where)), key=lambda x: _STATUS_RANK.get(x[0].status, 1), reverse=True
+            )
+            self.note(f"{drop_where}: the {drop.status} result is replaced by its {keep.status} in the same bundle, {keep_where}")
+            if keep is seen_lab:
+                return False
+            self.out.labs.remove(seen_lab)
+            break
+        for key in keys:
+            self.lab_ids[key] = (where, lab)
+        return True
 
     def withdraw(self, i: str, r: dict[str, Any]) -> None:
         """An Observation sent as entered-in-error: the stored result of the same identity, if any,
@@ -1208,7 +1264,17 @@ class _Reader:
         mrn = self.patient_of(i, r, "subject") if self.lenient is None else None
         del self.out.problems[kept:]
         if mrn is not None:
-            self.out.withdrawn.append((mrn, source_id, self.where(i, r)))
+            identifier, test = _business_identifier(r), _observation_code(r.get("code"))[0]
+            when_text = _effective(r)[0] or (self.time_from[id(r)][0] if id(r) in self.time_from else None)
+            same_result = None
+            if identifier is not None and test is not None and when_text is not None:
+                try:
+                    # the time as recorded, as intake.reading stores it (the offset is not applied)
+                    when = dt.datetime.fromisoformat(str(when_text).replace("Z", "+00:00")).replace(tzinfo=None)
+                    same_result = (identifier, test.key, when)
+                except ValueError:
+                    pass  # no readable time: only its resource id finds the stored result
+            self.out.withdrawn.append((mrn, source_id, self.where(i, r), same_result))
 
     def lab_value(
         self, where: str, r: dict[str, Any], test: TestDef
@@ -1943,6 +2009,45 @@ def _first(r: Mapping[str, Any], *paths: tuple[str, str | None]) -> tuple[str | 
             return str(v), key + (f".{sub}" if sub else "")
     key, sub = paths[0]
     return None, key + (f".{sub}" if sub else "")
+
+
+def _stored_labs(session: Session, patient_ids: dict[str, int], column: str, values: set[str]) -> list[LabResult]:
+    """The stored results of these patients whose ``column`` (source_id, source_identifier) is one of
+    ``values``, read in chunks of 500."""
+    chosen = sorted(values)
+    out: list[LabResult] = []
+    for i in range(0, len(chosen), 500):
+        out += session.execute(
+            select(LabResult).where(
+                col(LabResult.patient_id).in_(list(patient_ids.values())),
+                getattr(LabResult, column).in_(chosen[i : i + 500]),
+            )
+        ).scalars()
+    return out
+
+
+def _business_identifier(r: Mapping[str, Any]) -> str | None:
+    """The sender's business identifier of a result (Observation.identifier) as "system|value":
+    the first that is not this product's own export id nor marked old. One too long for the column
+    is kept as its SHA-256; one that cannot be stored (control characters) is not used, and the
+    resource id alone identifies the result."""
+    for ident in r.get("identifier") or []:
+        if not isinstance(ident, dict) or not ident.get("value") or ident.get("use") == "old":
+            continue
+        if ident.get("system") == SOURCE_ID_SYSTEM:
+            continue
+        text = f"{ident.get('system') or ''}|{ident['value']}"
+        if len(text) > 255:
+            text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        try:
+            return intake.stored_text("lab_result", "source_identifier", text)
+        except intake.FieldError:
+            return None
+    return None
+
+
+# A preliminary result is replaced by its final, a final by its correction (intake.resent_result).
+_STATUS_RANK = {"preliminary": 0, "final": 1, "amended": 2}
 
 
 def _source_id(r: Mapping[str, Any]) -> str | None:

@@ -13,10 +13,22 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
 
 from monitoring import auth, services
 
 USER = "dr.test"
+
+
+def signed_in_app(query: dict[str, str] | None = None) -> AppTest:
+    """The dashboard (not yet run) for the cohort's clinician, on the database of DATABASE_URL,
+    with ``query`` as the address's query string."""
+    from tests.dashboard.apptest import app_test, sign_in
+
+    at = sign_in(app_test(), USER)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at
 
 
 def write_cohort(session: Session, today: dt.date) -> None:

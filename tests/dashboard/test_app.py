@@ -4,7 +4,6 @@ cohort (DATABASE_URL), asserting what a clinician would check."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring import auth
 from monitoring.models import LabResult
 from monitoring.schema import open_database
+from tests.dashboard.apptest import APP, TIMEOUT, open_app, sign_in
 from tests.dashboard.cohort import USER, write_cohort
 from tests.dashboard.shown import shown
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -39,20 +35,11 @@ def db_url_with_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _signed_in(at: AppTest, username: str = USER) -> AppTest:
     """Seed the session as the sign-in page would (dashboard.auth); the account is in the cohort."""
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, username)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username)
 
 
 def _app() -> AppTest:
-    at = _signed_in(AppTest.from_file(APP, default_timeout=TIMEOUT))
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def _ward_html(at: AppTest) -> str:
@@ -86,6 +73,17 @@ def test_ward_lists_patients_critical_first_with_badges(db_url_with_cohort: str)
     assert "no alerts" in rows[2]
     assert "Eosinophils ↑ above 1.5" in rows[1]  # new since yesterday
     assert "Alerts are decision support, not a diagnosis" in " ".join(m.value for m in at.markdown)
+
+
+def test_ward_says_the_course_day_with_its_first_dose(db_url_with_cohort: str) -> None:
+    """Issue 18 point 7: 'day 8 of steroids (first dose ...)', the count the day-7 rule uses, on
+    two unbroken lines of the Day cell."""
+    rows = _ward_html(_app()).split("<tr class=")[1:]
+    first = (TODAY - dt.timedelta(days=8)).isoformat()  # CRIT-1: methylprednisolone from 8 days ago
+    text = re.sub(r"<[^>]+>", " ", rows[0])
+    assert "day 8 of steroids" in text and f"(first dose {first})" in text
+    assert re.search(r'white-space:nowrap">day 8 of steroids</span>', rows[0])
+    assert "of steroids" not in rows[2]  # CALM-1: no steroid course
 
 
 def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
@@ -128,6 +126,9 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     text = " ".join(m.value for m in at.markdown)
     assert text.index("CRITICAL · Cardiac involvement") < text.index("WARNING · Hepatic involvement")
     assert "Recommendation:" in text
+    # The course day counted from the first dose as day 0, said so (issue 18 point 7).
+    first = (TODAY - dt.timedelta(days=8)).isoformat()
+    assert f"Day 8 of steroids (first dose {first}): 100 mg/day prednisone-equivalent" in text
     assert any("Source:" in c.value for c in at.caption)
     assert any("decision support, not a diagnosis" in c.value for c in at.caption)
     table = _frame(at, "above")
@@ -138,6 +139,52 @@ def test_timeline_shows_alerts_with_source_and_the_data_as_a_table(db_url_with_c
     table = _frame(at, "above")
     # Units by their label, never their UCUM code (issue 18 point 9).
     assert "µkat/L" in set(table["unit"]) and "ukat/L" not in set(table["unit"])
+
+
+def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url_with_cohort: str) -> None:
+    """Issue 18 point 15: with an ALP of the same draw as ALT 400 (ULN 35), the header names the
+    R ratio and its pattern with the profile's cut points; the ×ULN and troponin panels are drawn."""
+    from monitoring import services
+
+    with Session(open_database(db_url_with_cohort)) as s:
+        services.add_lab_result(s, username=USER, mrn="CRIT-1", test="alp", value=150, unit="U/L", ref_high=120,
+                                taken_at=dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(6, 0)))
+        s.commit()
+    at = _app()
+    at.session_state["patient_mrn"] = "CRIT-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(shown(m.value) for m in at.markdown)  # as read: Markdown escapes removed
+    day = (TODAY - dt.timedelta(days=1)).isoformat()
+    # R = (400/35) / (150/120) = 9.1
+    assert f"Liver-injury pattern: R 9.1, hepatocellular ({day}: ALT 400 / ULN 35 ÷ ALP 150 / ULN 120)" in text
+    assert "R ≥ 5 hepatocellular, ≤ 2 cholestatic" in text
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    titles = [a.get("text") for a in spec["layout"]["annotations"]]
+    assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
+
+
+def test_timeline_now_line_is_the_current_minute_on_the_page(db_url_with_cohort: str) -> None:
+    """Issue 18 point 11, on the page: the figure's now line is the current time (not midnight), so
+    every result of today is before it, and the dose given stops there."""
+    import json
+
+    before = dt.datetime.now().replace(second=0, microsecond=0)
+    at = _app()
+    at.session_state["patient_mrn"] = "WARN-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    after = dt.datetime.now()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    now_x = {dt.datetime.fromisoformat(s["x0"]) for s in spec["layout"]["shapes"] if s.get("name") == "now"}
+    assert len(now_x) == 1
+    (line,) = now_x
+    if line.date() == TODAY:  # (a run across midnight draws the end of the as-of day)
+        assert before <= line <= after
+    eos = next(t for t in spec["data"] if t.get("name") == "Eosinophils")
+    assert max(dt.datetime.fromisoformat(x) for x in eos["x"]) <= line  # today's result before the line
 
 
 def _entry(at: AppTest, mrn: str) -> AppTest:
@@ -181,7 +228,7 @@ def test_a_bad_entry_shows_an_error_naming_field_and_value_and_stores_nothing(db
 def test_a_correction_needs_a_reason_and_keeps_the_earlier_value(db_url_with_cohort: str) -> None:
     at = _entry(_app(), "WARN-1")
     table = _frame(at, "as received")
-    eos_id = int(table[table["test"] == "eosinophils"]["id"].iloc[0])
+    eos_id = int(table[table["test"] == "Eosinophils"]["id"].iloc[0])  # the label people read
     at.selectbox(key="entry_amend_lab").set_value(eos_id)
     at.text_input(key="entry_amend_value").input("1.7")
     at.button(key="entry_amend_save").click().run()
@@ -291,6 +338,7 @@ def test_fhir_bundle_download_is_offered_and_built_only_when_asked(
 
     monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
     at = _app()
+    deferred.clear()  # the ward page's own deferred download (the ward-round list)
     at.session_state["patient_mrn"] = "CRIT-1"
     at.switch_page("views/timeline.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -23,8 +23,10 @@ from streamlit.testing.v1 import AppTest
 from dashboard import auth as gate
 from monitoring import audit, auth, services
 from monitoring.db import create_db_engine, session_scope
-from monitoring.models import AuditEntry, LabResult, User
+from monitoring.models import AuditEntry, LabResult
 from monitoring.store import MedIn, PatientIn, write_batch
+from tests.dashboard.apptest import PAGES as VIEWS
+from tests.dashboard.apptest import app_test, sign_in, signed
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ("ward", "timeline", "entry", "photos", "taper", "followup", "report", "audit")
@@ -55,18 +57,12 @@ def app_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
 
 
 def _signed(eng: Engine, username: str) -> auth.SignedIn:
-    with Session(eng) as s:
-        user = s.execute(select(User).where(User.username == username)).scalar_one()
-        assert user.id is not None
-        return auth.SignedIn(user.id, user.username, user.role)
+    return signed(username, eng)
 
 
 def _app(eng: Engine | None = None, username: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    if eng is not None and username is not None:
-        for key, value in gate.signed_in_state(_signed(eng, username)).items():
-            at.session_state[key] = value
-    return at
+    at = app_test()
+    return sign_in(at, username, eng) if eng is not None and username is not None else at
 
 
 def _text(at: AppTest) -> str:
@@ -170,10 +166,7 @@ def test_viewer_sees_data_and_no_write_controls(app_db: Engine, username: str) -
             fresh.switch_page(_page_file(name))
     # ...and refuse a viewer even when run directly.
     for name in ("entry", "audit"):
-        direct = AppTest.from_file(APP.replace("app.py", f"views/{name}.py"), default_timeout=TIMEOUT)
-        for key, value in gate.signed_in_state(_signed(app_db, "watcher")).items():
-            direct.session_state[key] = value
-        direct.run()
+        direct = sign_in(app_test(str(VIEWS / f"{name}.py")), "watcher", app_db).run()
         assert not direct.exception and not _write_buttons(direct), name
         assert any("does not have access" in e.value for e in direct.error), name
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,10 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
 from monitoring import auth, services
 from monitoring.schema import open_database
+from tests.dashboard.apptest import open_app
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
 USER = "dr.censored"
 
@@ -46,16 +44,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, USER)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def test_the_ward_shows_the_latest_censored_values_with_their_comparator(db_url: str) -> None:
@@ -86,8 +75,28 @@ def test_the_timeline_hover_marker_and_table_carry_the_comparator(db_url: str) -
     traces = _figure(at)["data"]
     ferritin = next(t for t in traces if t.get("name", "").startswith("Ferritin") and t.get("customdata"))
     alt = next(t for t in traces if t.get("name", "").startswith("ALT") and t.get("customdata"))
-    assert [c[5] for c in ferritin["customdata"]] == ["", ">"]  # the comparator before %{y} in the hover
-    assert "%{customdata[5]}%{y" in ferritin["hovertemplate"]
+    assert [c[5] for c in ferritin["customdata"]] == ["", ">"]
+    # The hover's value is monitoring.display's text, comparator included: '>1000', never a bare 1000.
+    assert [c[6] for c in ferritin["customdata"]] == ["800", ">1000"]
+    assert "%{customdata[6]} ng/mL" in ferritin["hovertemplate"] and "%{y" not in ferritin["hovertemplate"]
     assert ferritin["marker"]["symbol"] == ["circle", "triangle-up"]
     assert [c[2] for c in alt["customdata"]] == ["20 U/L", "<5 U/L"]  # canonical, with its comparator
     assert alt["marker"]["symbol"] == ["circle", "triangle-down"]  # drawn at its bound, pointing below
+
+
+def test_the_timeline_evidence_names_a_censored_result_it_could_not_count(db_url: str) -> None:
+    # '>2000' ferritin is above 500 (FERRITIN_HIGH, decided) but cannot tell against the HLH line of
+    # 3000: the alert's evidence says so by name (PRODUCT.md §4), where the evidence is shown.
+    with Session(open_database(db_url)) as s:
+        services.add_patient(s, username=USER, mrn="CEN-2", name="Cen Two", onset_date=TODAY - dt.timedelta(days=3))
+        services.add_lab_result(s, username=USER, mrn="CEN-2", test="ferritin",
+                                taken_at=dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(8, 5)), value=">2000", unit="ng/mL")
+        s.commit()
+    at = _app()
+    at.session_state["patient_mrn"] = "CEN-2"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [m.value.replace("\\", "").replace("\u2060", "") for m in at.markdown]  # safe.md's escapes undone
+    note = f"Ferritin >2000 ng/mL on {(TODAY - dt.timedelta(days=1)).isoformat()} 08:05: undecidable against 3000 ng/mL, not counted"
+    assert any(m.startswith("- **not counted**: ") and note in m for m in shown), [m for m in shown if "2000" in m]
+    assert any(note in m and "Not counted:" in m for m in shown)  # in the finding too

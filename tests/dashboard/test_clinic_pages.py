@@ -9,17 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring.auth import SignedIn
 from monitoring.db import create_db_engine, session_scope
-from monitoring.models import ClinicalFinding, MedicationRow, User
+from monitoring.models import ClinicalFinding, MedicationRow, Patient, User
 from monitoring.records import load_record
 from monitoring.store import LabIn, MedIn, PatientIn, write_batch
+from tests.dashboard.apptest import sign_in
 from tests.dashboard.shown import shown
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "views"
@@ -65,12 +64,7 @@ def clinic_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine
 def signed_in(at: AppTest, eng: Engine, username: str) -> AppTest:
     """Seed the session as the sign-in gate does (dashboard.auth.signed_in_state); the gate checks
     the account against the database on every run."""
-    with Session(eng) as s:
-        user = s.execute(select(User).where(User.username == username)).scalar_one()
-        state = dashboard_auth.signed_in_state(SignedIn(user_id=user.id or 0, username=user.username, role=user.role))
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username, eng)
 
 
 def page(name: str, eng: Engine, username: str = USER) -> AppTest:
@@ -252,6 +246,30 @@ def test_followup_page_shows_patch_test_regiscar_checklist_and_pcr(clinic_db: En
     assert set(checklist["test"]) == {"TSH", "Glucose"} and set(checklist["status"]) <= {"DONE", "OVERDUE", "DUE", "UPCOMING"}
     pcr = frame(at, "as received")
     assert list(pcr["test"]) == ["HHV-6 PCR", "CMV PCR"] and list(pcr["result"]) == ["DETECTED", "not detected"]
+
+
+def test_followup_flags_a_tsh_above_the_laboratorys_range(clinic_db: Engine) -> None:
+    """Issue 18 point 5: a rising TSH above the laboratory's range (5.2 then 6.4, ULN 4.5) is
+    flagged on the checklist, in a badge, a warning naming both results, and the table's range column."""
+    # Resolved three months ago, so that the month-1 and month-2 checks are past.
+    resolved = TODAY - dt.timedelta(days=92)
+    first, second = resolved + dt.timedelta(days=31), resolved + dt.timedelta(days=60)  # months 1 and 2
+    with session_scope(clinic_db) as s:
+        s.execute(update(Patient).where(Patient.mrn == MRN).values(onset_date=resolved - dt.timedelta(days=30),
+                                                                   resolved_date=resolved))
+        write_batch(s, labs=[
+            LabIn(MRN, "tsh", dt.datetime.combine(day, dt.time(9)), value, "mIU/L", f"{value:g}", "mIU/L", ref_high=4.5)
+            for day, value in ((first, 5.2), (second, 6.4))
+        ], username="test")
+    at = page("followup.py", clinic_db)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "1 outside range" not in texts(at) and "2 outside range" in texts(at)
+    warning = next(shown(w.value) for w in at.warning if "Outside the reference range" in w.value)
+    assert f"TSH month 1: 5.2 mIU/L on {first.isoformat()} ABOVE RANGE (> 4.5 mIU/L, laboratory)" in warning
+    assert f"TSH month 2: 6.4 mIU/L on {second.isoformat()} ABOVE RANGE" in warning
+    checklist = frame(at, "range")
+    flagged = checklist[checklist["range"].str.startswith("ABOVE RANGE")]
+    assert list(zip(flagged["test"], flagged["month"], strict=True)) == [("TSH", 1), ("TSH", 2)]
 
 
 def test_followup_form_records_hand_items_and_moves_the_category(clinic_db: Engine) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import pytest
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
 from monitoring import auth, services
 from monitoring.guideline import load_profile
 from monitoring.records import load_record
 from monitoring.rules import evaluate
 from monitoring.schema import open_database
+from tests.dashboard.apptest import open_app
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
@@ -58,16 +57,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _entry(mrn: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, USER)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("views/entry.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app(USER, page="views/entry.py")
     at.selectbox(key="entry_patient").set_value(mrn)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -138,3 +128,51 @@ def test_text_pcr_results_load_without_pyarrow_tracebacks_and_censored_values_ke
     shown = set(values.values())
     assert {"detected", "not detected", "<30", ">1000"} <= shown, shown
     assert all(isinstance(v, str) for v in table["value"])  # one column type
+
+
+def test_the_correction_picker_and_table_show_values_through_display(db_url: str) -> None:
+    # 98.4 °F is stored as 36.888888888888886 Cel; the Entry page shows '36.9 °C' (monitoring.display:
+    # one display precision per test, one label per unit), the value as received untouched.
+    with Session(open_database(db_url)) as s:
+        services.add_lab_result(s, username=USER, mrn="LIV-1", test="temperature",
+                                taken_at=dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(7, 0)),
+                                value="98.4", unit="[degF]")
+        services.add_lab_result(s, username=USER, mrn="LIV-1", test="creatinine",
+                                taken_at=dt.datetime.combine(TODAY - dt.timedelta(days=1), dt.time(7, 0)),
+                                value="65", unit="umol/L", ref_low="45", ref_high="90")
+        s.commit()
+    at = _entry("LIV-1")
+    picker = at.selectbox(key="entry_amend_lab")
+    labels = list(picker.options)  # as the clinician reads them (AppTest gives the formatted options)
+    temp = next(o for o in labels if "Temperature" in o)
+    assert "36.9 °C" in temp and "(received 98.4 °F)" in temp, temp
+    assert not any("36.888" in o or "Cel" in o or "umol" in o for o in labels), labels
+    creat = next(o for o in labels if "Creatinine" in o)
+    assert "0.74 mg/dL" in creat and "(received 65 µmol/L)" in creat, creat
+    table = next(df.value for df in at.dataframe if "as received" in df.value.columns)
+    row = table[table["test"] == "Creatinine"].iloc[0]
+    assert (row["value"], row["unit"], row["reference range"]) == ("0.74", "mg/dL", "0.51–1.02")
+    # The unit pickers show labels ('°C', '°F') while the value stays the unit's code.
+    at.selectbox(key="entry_lab_test").set_value("temperature").run()
+    unit_picker = at.selectbox(key="entry_lab_unit_temperature")
+    assert "°F" in unit_picker.options and "[degF]" not in unit_picker.options
+
+
+def test_a_drug_name_over_80_characters_is_refused_on_the_form_never_cut(db_url: str) -> None:
+    from sqlalchemy import func, select
+
+    from monitoring.models import MedicationRow
+    from tests.dashboard.shown import shown
+
+    long_name = "Zyxwvut" * 11 + "abcd"  # 81 characters the drug table does not know
+    with Session(open_database(db_url)) as s:
+        before = s.execute(select(func.count()).select_from(MedicationRow)).scalar_one()
+    at = _entry("LIV-1")
+    at.text_input(key="entry_dose_drug").input(long_name)
+    at.text_input(key="entry_dose_amount").input("10")
+    at.button(key="entry_dose_save").click().run()
+    assert at.error, "no error shown"
+    message = shown(" ".join(e.value for e in at.error))
+    assert "81 characters long: at most 80 can be stored (never cut)" in message, message
+    with Session(open_database(db_url)) as s:
+        assert s.execute(select(func.count()).select_from(MedicationRow)).scalar_one() == before

@@ -14,15 +14,13 @@ from sqlalchemy import select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
 from monitoring import auth, episodes
 from monitoring.models import AlertEpisode, Patient
 from monitoring.schema import open_database
+from tests.dashboard.apptest import PAGES, app_test, open_app, sign_in
 from tests.dashboard.cohort import USER, write_cohort
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TODAY = dt.date.today()
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -39,19 +37,7 @@ def cohort_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 def _app(username: str = USER, page: str | None = "views/timeline.py") -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, username)
-        assert user is not None and user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    at.session_state["patient_mrn"] = "CRIT-1"
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(username, page=page, state={"patient_mrn": "CRIT-1"})
 
 
 def _episode(code: str, mrn: str = "CRIT-1") -> AlertEpisode:
@@ -123,11 +109,7 @@ def test_the_alert_report_is_for_admins_only(cohort_url: str) -> None:
     at = _app(USER, page=None)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("views/alert_report.py")
-    direct = AppTest.from_file(APP.replace("app.py", "views/alert_report.py"), default_timeout=TIMEOUT)
-    signed = at.session_state[dashboard_auth.SIGNED_IN_KEY]
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        direct.session_state[key] = value
-    direct.run()
+    direct = sign_in(app_test(str(PAGES / "alert_report.py")), USER).run()
     assert not direct.exception, [e.value for e in direct.exception]
     assert any("Admins only" in e.value for e in direct.error)
     assert not direct.dataframe and not direct.get("download_button")

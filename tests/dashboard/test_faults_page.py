@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as gate
 from monitoring import auth
 from monitoring.db import FAULT_MESSAGE, create_db_engine
-from monitoring.models import AuditEntry, User
+from monitoring.models import AuditEntry
 from monitoring.schema import open_database
+from tests.dashboard.apptest import app_test, sign_in
 from tests.dashboard.cohort import USER, write_cohort
 from tests.dashboard.shown import shown
 
@@ -42,16 +42,11 @@ def ward_db(tmp_path: Path) -> Iterator[Path]:
 
 
 def _seeded(url: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     engine = create_db_engine(url)
-    with Session(engine) as s:
-        user = s.execute(select(User).where(User.username == USER)).scalar_one()
-        assert user.id is not None
-        signed = auth.SignedIn(user.id, user.username, user.role)
-    engine.dispose()
-    for key, value in gate.signed_in_state(signed).items():
-        at.session_state[key] = value
-    return at
+    try:
+        return sign_in(app_test(), USER, engine)
+    finally:
+        engine.dispose()
 
 
 def _texts(at: AppTest) -> str:

@@ -18,12 +18,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
-from monitoring.auth import SignedIn
 from monitoring.db import create_db_engine, session_scope
 from monitoring.models import AuditEntry, LabResult, Photo, User
 from monitoring.photos import PhotoIn, store_photos
 from monitoring.store import MedIn, PatientIn, write_batch
+from tests.dashboard.apptest import sign_in
 from tests.dashboard.shown import shown
 
 PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "views" / "photos.py")
@@ -75,13 +74,7 @@ def photo_db(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]
 def signed_in(at: AppTest, eng: Engine, username: str) -> AppTest:
     """Seed the session as the sign-in gate does (dashboard.auth.signed_in_state); every page
     checks the account against the database on each run."""
-    with Session(eng) as s:
-        user = s.execute(select(User).where(User.username == username)).scalar_one()
-        assert user.id is not None
-        signed = SignedIn(user.id, user.username, user.role)
-    for key, value in dashboard_auth.signed_in_state(signed).items():
-        at.session_state[key] = value
-    return at
+    return sign_in(at, username, eng)
 
 
 def page(eng: Engine, user: str = "dr.photo") -> AppTest:
@@ -135,7 +128,7 @@ def test_compare_view_defaults_to_first_and_latest_of_a_site(photo_db: Engine) -
     assert f"#### {d1.isoformat()} · chest" in out and f"#### {d2.isoformat()} · chest" in out
     # Under each: day since onset, course day, dose, BSA.
     assert "- **day since onset**: 3" in out and "- **day since onset**: 21" in out
-    assert f"- **steroid course**: day 1 (course from {(ONSET + dt.timedelta(days=2)).isoformat()})" in out
+    assert f"- **steroid course**: day 1 of steroids (first dose {(ONSET + dt.timedelta(days=2)).isoformat()})" in out
     assert "- **prednisone-equivalent**: 60 mg/day (1.00 mg/kg)" in out
     assert "- **BSA involved**: 40 %" in out and "- **BSA involved**: 25 %" in out
     assert f"**Chest**, {d1.isoformat()} and {d2.isoformat()}: 18 days apart · BSA 40 % → 25 %" in out

@@ -42,7 +42,7 @@ def _shown(session: Session) -> tuple[str, str, str, str]:
     record = load_record(session, "PRE-1")
     prof = load_profile()
     row = ward_model.ward_row(record, prof, TODAY, [])
-    ward_html = widgets.ward_table_html([row], [("alt", "ALT")])
+    ward_html = widgets.ward_table_html([row], [("alt", "ALT")], as_of=TODAY)
     fig = figures.timeline_figure(timeline_model.timeline(record, prof, TODAY))
     alt = next(t for t in fig.data if t.name and t.name.startswith("ALT") and t.customdata is not None)
     hover = " ".join(str(x) for x in alt.customdata[0])

@@ -8,8 +8,10 @@ literal, not passed through ``dashboard.safe``, and not built only from such par
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import html.parser
 import re
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,13 @@ class _Collect(html.parser.HTMLParser):
         self.tags: list[str] = []
         self.attributes: set[str] = set()
         self.text: list[str] = []
+        self.links: list[tuple[str | None, str | None]] = []  # (href, target) of each <a>, decoded
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         self.attributes.update(name for name, _ in attrs)
+        if tag == "a":
+            self.links.append((dict(attrs).get("href"), dict(attrs).get("target")))
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
@@ -303,11 +308,12 @@ def test_the_walk_catches_the_original_banner(tmp_path: Path) -> None:
 ALLOWED_TAGS = {"table", "thead", "tbody", "tr", "th", "td", "span", "b", "br", "div"}
 
 
-def _elements(markup: str) -> list[str]:
+def _elements(markup: str, *, links: bool = False) -> list[str]:
     parsed = _Collect()
     parsed.feed(markup)
     parsed.close()
-    assert parsed.attributes <= {"class", "style", "role", "data-mrn"}  # no href, src, srcdoc, on...
+    allowed = {"class", "style", "role", "data-mrn"} | ({"href", "target"} if links else set())
+    assert parsed.attributes <= allowed  # no src, srcdoc, on...; href only where links are built
     return parsed.tags
 
 
@@ -331,15 +337,54 @@ def test_ward_table_keeps_every_payload_inert() -> None:
     from dashboard import widgets
 
     rows = [
-        SimpleNamespace(worst="critical", name=payload, synthetic=False, mrn=f"M-{i}<x>", setting="inpatient",
-                        day_since_onset=3, course_day=None, dose_mg=None, dose_mg_per_kg=None, changes={"alt": None},
-                        alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload}, new=[payload])
+        SimpleNamespace(worst="critical", name=payload, synthetic=False, mrn=f"M-{i}{payload}", setting="inpatient",
+                        day_since_onset=3, course_day=None, course_start=None, dose_mg=None, dose_mg_per_kg=None,
+                        changes={"alt": None}, alerts=[("critical", "ICU_CRITERIA")], handled={"ICU_CRITERIA": payload},
+                        new=[payload], second_line=[("ivig", dt.date(2026, 12, 1))])
         for i, payload in enumerate(PAYLOADS)
     ]
-    markup = widgets.ward_table_html(rows, [("alt", "ALT U/L")])
-    assert set(_elements(markup)) <= ALLOWED_TAGS
+    markup = widgets.ward_table_html(rows, [("alt", "ALT U/L")], as_of=dt.date(2026, 12, 2))
+    assert set(_elements(markup, links=True)) <= ALLOWED_TAGS | {"a"}
+    # Issue 18 point 8: each name is one link to its own patient's timeline, the MRN URL-encoded
+    # inside an escaped attribute (so a payload MRN neither ends the attribute nor adds a query).
+    parsed = _Collect()
+    parsed.feed(markup)
+    assert parsed.links == [(f"timeline?mrn={urllib.parse.quote(r.mrn, safe='')}", "_self") for r in rows]
+    assert [urllib.parse.parse_qs(urllib.parse.urlsplit(h or "").query)["mrn"] for h, _ in parsed.links] == [
+        [r.mrn] for r in rows
+    ]
     assert "](" not in markup and "$" not in markup and ":material" not in markup  # nothing Markdown reads either
     parsed = _Collect()
     parsed.feed(markup)
     text = "".join(parsed.text).replace(safe.WORD_JOINER, "")
     assert all(" ".join(p.split()) in " ".join(text.split()) for p in PAYLOADS)  # each name shown as stored
+
+
+def test_ward_round_list_keeps_every_payload_inert() -> None:
+    """Issue 18 point 15: the printable list is a whole HTML document; stored text in it is text."""
+    from types import SimpleNamespace
+
+    from dashboard.ward_model import Change
+    from dashboard.ward_round import ward_round_html
+
+    taken = dt.datetime(2026, 12, 1, 6, 0)
+    rows = [
+        SimpleNamespace(worst="warning", name=payload, synthetic=False, mrn=f"M-{i}{payload}", setting=payload,
+                        day_since_onset=3, course_day=2, course_start=dt.date(2026, 11, 29), dose_mg=60.0, dose_mg_per_kg=1.0,
+                        changes={"alt": Change("alt", 80.0, "U/L", None, taken, "")},
+                        alerts=[("warning", "HEPATIC_INVOLVEMENT")], handled={"HEPATIC_INVOLVEMENT": payload},
+                        new=[payload], second_line=[("ivig", dt.date(2026, 12, 1))])
+        for i, payload in enumerate(PAYLOADS)
+    ]
+    doc = ward_round_html(rows, [("alt", "ALT U/L")], as_of=dt.date(2026, 12, 2), heading=f"search {PAYLOADS[0]!r}",
+                          generated_at=dt.datetime(2026, 12, 2, 7, 0), author=PAYLOADS[1])
+    parsed = _Collect()
+    parsed.feed(doc)
+    parsed.close()
+    assert set(parsed.tags) <= ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h1", "p"}
+    assert parsed.attributes <= {"lang", "charset", "class", "data-mrn"}  # no href, src, on...
+    assert parsed.tags.count("style") == 1 and parsed.tags.count("title") == 1  # only our own
+    text = " ".join("".join(parsed.text).replace(safe.WORD_JOINER, "").split())
+    assert all(" ".join(p.split()) in text for p in PAYLOADS)  # each stored text shown as stored
+    order = [text.index(f"MRN M-{i}") for i in range(len(PAYLOADS))]
+    assert order == sorted(order)  # printed in the order given

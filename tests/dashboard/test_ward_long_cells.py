@@ -4,7 +4,6 @@ shows shortened on the ward, table and buttons, and whole on the timeline, as es
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,12 @@ from sqlalchemy import update
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth as dashboard_auth
 from dashboard import widgets
-from monitoring import auth
 from monitoring.models import Patient
 from monitoring.schema import open_database
+from tests.dashboard.apptest import open_app
 from tests.dashboard.cohort import USER, write_cohort
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 LONG_NAME = "Lena " + "Longname" * 2500  # 20,005 characters, no space after the first word
 
 
@@ -37,15 +34,7 @@ def long_name_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    with Session(open_database(os.environ["DATABASE_URL"])) as s:
-        user = auth.get_user(s, USER)
-        assert user is not None and user.id is not None
-        for key, value in dashboard_auth.signed_in_state(auth.SignedIn(user.id, user.username, user.role)).items():
-            at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(USER)
 
 
 def test_ward_shows_a_long_name_shortened_and_the_timeline_whole(long_name_url: str) -> None:

@@ -91,11 +91,11 @@ def test_ward_table_html_order_and_badges(session: Session) -> None:
     write_cohort(session, TODAY)
     from dashboard import widgets
 
-    html = widgets.ward_table_html(_rows(session), [("alt", "ALT U/L")])
+    html = widgets.ward_table_html(_rows(session), [("alt", "ALT U/L")], as_of=TODAY)
     positions = [html.index(f'data-mrn="{m}"') for m in ("CRIT-1", "WARN-1", "CALM-1")]
     assert positions == sorted(positions)
     assert "‼ CRITICAL · Cardiac involvement, ICU criteria" in html
-    assert "href=" not in html  # a link would reload the page: a new session, signed out
+    assert html.count('target="_self"') == 3  # each name links to its timeline (test_ward_round.py)
     assert "no alerts" in html
 
 
@@ -307,7 +307,7 @@ def test_an_acknowledged_alert_stays_on_the_ward_marked_and_below_the_unacknowle
     assert crit.handled == {"CARDIAC_INVOLVEMENT": "acknowledged: discussed with consultant"}
     from dashboard import widgets
 
-    html = widgets.ward_table_html([crit], [("alt", "ALT U/L")])
+    html = widgets.ward_table_html([crit], [("alt", "ALT U/L")], as_of=TODAY)
     assert "ICU criteria, Cardiac involvement (✓ acknowledged: discussed with consultant)" in shown_html(html)
 
 

@@ -104,6 +104,20 @@ def test_no_code_path_updates_or_deletes_audit_entries() -> None:
     assert offenders == []
 
 
+def test_every_audit_entry_is_built_by_the_one_helper() -> None:
+    """One audit-entry helper (monitoring.audit.record / record_separately): no other module builds
+    an ``AuditEntry`` row itself, so every entry gets the same clipping of names and the same JSON
+    form of its before and after values (episodes, review, services' amendments, imports, photos)."""
+    offenders = []
+    for path in [*(PROJECT_ROOT / "monitoring").rglob("*.py"), *(PROJECT_ROOT / "dashboard").rglob("*.py")]:
+        if "migrations" in path.parts or path.name in ("audit.py", "models.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "AuditEntry":
+                offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_record_separately_survives_the_callers_rollback(tmp_path: Path) -> None:
     from sqlmodel import SQLModel
 

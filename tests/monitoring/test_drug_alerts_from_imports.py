@@ -128,3 +128,35 @@ def test_fhir_medication_resources_by_text_only_and_by_code_only(session: Sessio
     f3 = _codes(session, "F3")
     assert "CULPRIT_NOT_STOPPED" in f3 and "RECHALLENGE" not in f3
     assert f3["CULPRIT_NOT_STOPPED"].evidence["rows"][0]["drug_as_entered"] == "Tegretol XR"
+
+
+SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
+
+
+def _spec_order_for(tmp_path: Path, culprit: str) -> Path:
+    """The R4 specification's vancomycin order (medicationrequest0318.json, tests/fixtures/fhir/
+    README.md) for its patient pat1, whose DRESS (onset 2015-01-10) names ``culprit``."""
+    order = json.loads((SPEC / "medicationrequest0318.json").read_text(encoding="utf-8"))
+    condition, allergy = _dress("pat1", {"text": culprit})
+    doc = _bundle(_patient("pat1", "SPEC-pat1"), {**condition, "onsetDateTime": "2015-01-10"}, allergy, order)
+    path = tmp_path / f"spec-{culprit}.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_the_specs_vancomycin_order_is_a_rechallenge_of_a_vancomycin_dress(session: Session, tmp_path: Path) -> None:
+    # medrx0318: contained Medication by NDC 0069-2587-10 ("Vancomycin Hydrochloride
+    # (VANCOMYCIN HYDROCHLORIDE)"), 500 mg IV every 6 h from 2015-01-15, status active.
+    report = import_files(session, [_spec_order_for(tmp_path, "Vancomycin")], username="tester", as_of=dt.date(2015, 1, 20))
+    assert report.ok, report.problem_lines()
+    [row] = load_record(session, "SPEC-pat1").meds
+    assert (row.drug, row.start_date, row.daily_dose_mg, row.route) == ("vancomycin", dt.date(2015, 1, 15), 2000.0, "intravenous")
+    assert (row.drug_as_entered, row.dose_as_entered) == ("Vancomycin Hydrochloride (VANCOMYCIN HYDROCHLORIDE)", "500 mg x 4/day")
+    found = _codes(session, "SPEC-pat1", dt.date(2015, 1, 16))
+    assert "RECHALLENGE" in found and "VANCOMYCIN HYDROCHLORIDE" in found["RECHALLENGE"].message
+
+
+def test_the_specs_vancomycin_order_is_no_rechallenge_of_another_culprit(session: Session, tmp_path: Path) -> None:
+    report = import_files(session, [_spec_order_for(tmp_path, "allopurinol")], username="tester", as_of=dt.date(2015, 1, 20))
+    assert report.ok, report.problem_lines()
+    assert "RECHALLENGE" not in _codes(session, "SPEC-pat1", dt.date(2015, 1, 16))

@@ -197,3 +197,19 @@ def test_a_culprit_recorded_as_a_whole_group_matches_its_drugs(culprit: str) -> 
     assert drugs.cross_reacts("carbamazepine", culprit) is None
     assert drugs.cross_reacts("furosemide 40 MG Oral Tablet", culprit) is None
     assert drugs.steroid_factor(culprit) is None
+
+
+def test_the_table_header_names_every_drug_without_an_rxnorm_code_and_ivig_first() -> None:
+    """The table's legend says which drugs have no RxNorm ingredient code (IVIG above all: it is
+    coded by product, so the resolver knows it by name only); kept equal to the entries."""
+    import re
+
+    header = drugs.TABLE_PATH.read_text(encoding="utf-8").split("\n[sources]")[0]
+    block = header.split("WITHOUT AN RXNORM INGREDIENT CODE")[1].split("(tests/monitoring/test_drugs.py")[0]
+    listed = {n for line in block.splitlines() if (m := re.match(r"#\s{3}([a-z][a-z, ]+):", line))
+              for n in m.group(1).replace(" ", "").split(",")}
+    without = {name for name, entry in drugs.drug_table().entries.items() if not entry.rxcui}
+    assert listed == without
+    assert "IVIG has no RxNorm ingredient code" in header
+    r = drugs.resolve("Privigen 10 % Injectable Solution")
+    assert r.resolved and r.has_class("ivig") and drugs.second_line_kind("immune globulin intravenous") == "ivig"

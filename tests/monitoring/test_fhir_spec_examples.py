@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -85,3 +86,48 @@ def test_the_specs_vancomycin_administration_to_a_patient_whose_dress_culprit_is
     assert [(m.drug, m.start_date, m.daily_dose_mg) for m in rows] == [("vancomycin", dt.date(2015, 1, 15), 500.0)]
     alerts = {a.code for a in evaluate(load_record(session, "SPEC-pat1"), dt.date(2015, 1, 15))}
     assert "RECHALLENGE" in alerts
+
+
+# --- the R4 specification's glucose and US Core's laboratory examples (tests/fixtures/fhir/README.md)
+
+
+def test_the_specs_glucose_in_mmol_per_litre_with_its_offset_and_range(session: Session, tmp_path: Path) -> None:
+    glucose = _example("observation-example-f001-glucose.json")  # 6.3 mmol/l, effectivePeriod.start with +01:00
+    report = import_files(session, [_wrapped(tmp_path, [glucose], "f001", "b.json")], username="lab")
+    assert report.ok, report.problem_lines()
+    row = session.execute(select(LabResult)).scalar_one()
+    assert (row.test, row.loinc, row.status, row.comparator, row.source_id) == ("glucose", "15074-8", "final", None, "f001")
+    assert (row.original_value, row.original_unit, row.unit) == ("6.3", "mmol/L", "mg/dL")
+    assert row.value == pytest.approx(6.3 * 18.016)
+    assert (row.ref_low, row.ref_high) == (pytest.approx(3.1 * 18.016), pytest.approx(6.2 * 18.016))
+    # The time as recorded (wall clock of the laboratory) and its UTC offset beside it.
+    assert (row.taken_at, row.taken_at_offset_minutes) == (dt.datetime(2013, 4, 2, 9, 30, 10), 60)
+    again = import_files(session, [_wrapped(tmp_path, [glucose], "f001", "b.json")], username="lab")
+    assert again.ok and again.result is not None and again.result.labs_skipped == 1  # its id: nothing twice
+
+
+US_CORE_LABS = ["diagnosticreport-cbc.json", "observation-cbc-leukocytes.json", "observation-cbc-hemoglobin.json",
+                "observation-serum-creatinine.json", "observation-serum-glucose.json"]
+
+
+def test_us_core_lab_examples_import_their_catalogue_results_and_name_the_rest(session: Session, tmp_path: Path) -> None:
+    # US Core 9.0.0 examples for the patient "example" (Amy Shaw): a CBC DiagnosticReport that
+    # references eight results (two of them in this bundle), and three serum chemistry results.
+    resources = [_example(f"us-core/{name}") for name in US_CORE_LABS]
+    report = import_files(session, [_wrapped(tmp_path, resources, "example", "b.json")], username="lab")
+    assert report.ok, report.problem_lines()
+    rows = {r.test: r for r in session.execute(select(LabResult)).scalars()}
+    assert sorted(rows) == ["creatinine", "glucose", "wbc"]
+    got = {t: (r.value, r.unit, r.original_value, r.original_unit, r.ref_low, r.ref_high, r.source_id) for t, r in rows.items()}
+    assert got == {
+        "wbc": (10.0, "10^9/L", "10", "10*3/uL", 4.5, 11.0, "cbc-leukocytes"),  # 10*3/uL is 10^9/L
+        "creatinine": (1.0, "mg/dL", "1", "mg/dL", 0.2, 0.6, "serum-creatinine"),
+        "glucose": (76.0, "mg/dL", "76", "mg/dL", 40.0, 109.0, "serum-glucose"),
+    }
+    # A date without a time: the day, at midnight as recorded, no offset; exact values, final.
+    assert {(r.taken_at, r.taken_at_offset_minutes, r.comparator, r.status) for r in rows.values()} == {
+        (dt.datetime(2005, 7, 5), None, None, "final")
+    }
+    lines = "\n".join(report.summary_lines())
+    assert "skipped: Observation: code not in the catalogue of tests (1)" in lines  # haemoglobin 718-7
+    assert "note: DiagnosticReport: a result it references is not in this bundle (not imported) (6)" in lines

@@ -115,6 +115,47 @@ def test_checklist_done_overdue_due_upcoming_against_stored_results(session: Ses
     assert any(r["result"] == "5.4 mmol/L on 2026-02-20" for r in rows)
 
 
+def test_a_result_outside_the_laboratorys_range_is_flagged_on_the_checklist(session: Session, tmp_path: Path) -> None:
+    """Issue 18 point 5: TSH 5.2 then 6.4 with the laboratory's ULN 4.5 is done AND above range;
+    a suppressed TSH below the laboratory's lower limit is flagged too, never 'within range'."""
+    mrn = _patient(session, resolved_date=RESOLVED)
+
+    def tsh(when: str, value: float | str, ref_high: float | None = 4.5, ref_low: float | None = None) -> None:
+        services.add_lab_result(session, username=USER, mrn=mrn, test="tsh", taken_at=when, value=value, unit="mIU/L",
+                                ref_high=ref_high, ref_low=ref_low)
+
+    schedule = tmp_path / "monthly.toml"
+    schedule.write_text(
+        '[windows]\nw_before_days = 10\nw_after_days = 10\n'
+        '[[check]]\ntest = "tsh"\nmonths = [1, 2, 3, 4, 5, 6, 7]\nwindow = "w"\nlabel = "TSH"\nsource = "test"\nbasis = "design choice"\n'
+        '[[check]]\ntest = "glucose"\nmonths = [1]\nwindow = "w"\nlabel = "Glucose"\nsource = "test"\nbasis = "design choice"\n',
+        encoding="utf-8",
+    )
+    tsh("2026-02-10 09:00", 5.2)  # month 1
+    tsh("2026-03-10 09:00", 6.4)  # month 2
+    tsh("2026-04-12 09:00", 4.5, ref_low=0.4)  # month 3: exactly at the ULN is not above it
+    tsh("2026-05-15 09:00", 0.05, ref_low=0.4)  # month 4: suppressed, below the laboratory's range
+    tsh("2026-06-15 09:00", 9.0, ref_high=None)  # month 5: no range sent, and the profile has no TSH default
+    tsh("2026-07-15 09:00", 2.0)  # month 6: only an upper limit sent
+    _lab(session, mrn, "glucose", "2026-02-20 08:00", 5.4, "mmol/L")
+    session.commit()
+    record = load_record(session, mrn)
+    items = {(i.check.test, i.check.month): i for i in sequelae_checklist(record, dt.date(2026, 9, 1), load_followup_schedule(schedule))}
+    months = (1, 2, 3, 4, 5, 6)
+    assert [items[("tsh", m)].status for m in months] == ["done"] * 6
+    assert [items[("tsh", m)].outside_range for m in months] == [True, True, False, True, False, False]
+    assert [items[("tsh", m)].above_range for m in months] == [True, True, False, False, False, False]
+    assert items[("tsh", 1)].range_text == "ABOVE RANGE (> 4.5 mIU/L, laboratory)"
+    assert items[("tsh", 3)].range_text == "within range (0.4–4.5 mIU/L, laboratory)"
+    assert items[("tsh", 4)].range_text == "BELOW RANGE (< 0.4 mIU/L, laboratory)"
+    assert items[("tsh", 5)].range_text == "no reference range given"  # never a made-up limit
+    assert items[("tsh", 6)].range_text == "not above 4.5 mIU/L (laboratory; no lower limit given)"
+    assert items[("glucose", 1)].range_text == "no reference range given"
+    assert items[("tsh", 7)].status == "overdue" and items[("tsh", 7)].range_text == ""  # no result
+    rows = {(r["test"], r["month"]): r for r in checklist_rows(list(items.values()))}
+    assert rows[("TSH", 2)]["range"] == "ABOVE RANGE (> 4.5 mIU/L, laboratory)"
+
+
 def test_one_result_does_one_check_only(session: Session, tmp_path: Path) -> None:
     path = tmp_path / "overlap.toml"
     path.write_text(

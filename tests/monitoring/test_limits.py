@@ -105,3 +105,20 @@ def test_limits_of_a_result_follow_its_own_uln_and_the_patient_baseline(session)
     assert renal.label == "1.5× baseline" and renal.judge(points[creat.id]) is False
     eos_low, eos_high = limits_for("eosinophils", points[alt.id], record, PROF, dt.date(2026, 1, 1))
     assert (eos_low.value, eos_high.value, eos_high.inclusive, eos_high.symbol) == (0.7, 1.5, True, "≥")
+
+
+def test_the_laboratorys_lower_limit_is_a_line_a_result_is_at_or_above(session) -> None:
+    """limits.lln_limit (the Follow-up checklist's 'below range'): the row's ref_low, inclusive, and
+    no lower limit where the row gives none (no profile default exists)."""
+    c = Chart(session)
+    c.lab("tsh", 1, 0.4)
+    point = c.record().labs[0]
+    assert limits.lln_limit(point) is None  # the row sent no ref_low
+    low = dataclasses.replace(point, ref_low=0.4)
+    line = limits.lln_limit(low)
+    assert line is not None and (line.value, line.inclusive, line.basis) == (0.4, True, "laboratory")
+    assert line.judge(low) is True  # exactly at the lower limit is within the range
+    assert line.judge(dataclasses.replace(low, value=0.39)) is False  # below it
+    assert line.judge(dataclasses.replace(low, value=0.01, comparator="<")) is False  # '<0.01': below for certain
+    assert line.judge(dataclasses.replace(low, value=1.0, comparator="<")) is None  # '<1': cannot say
+    assert limits.lln_limit(dataclasses.replace(point, ref_low=0.0)) is None  # a zero lower limit is no limit

@@ -103,3 +103,33 @@ def test_load_records_uses_a_fixed_number_of_queries(session) -> None:
         assert len(statements) == few
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+def test_lab_points_carry_the_stored_values_as_the_orm_reads_them(session) -> None:
+    """The lab rows are read past the ORM's row processing (SQLite): every field still equals what
+    the ORM reads, times as datetimes to the microsecond, an amendment flagged, '<x' censored."""
+    from sqlmodel import select
+
+    from monitoring.models import LabResult
+
+    c = Chart(session)
+    exact = c.lab("alt", dt.datetime.combine(day(2), dt.time(7, 5, 9, 123456)), 120.5, ref_high=35)
+    same_time = c.lab("ast", exact.taken_at, 80)
+    censored = c.lab("troponin_t", dt.datetime.combine(day(1), dt.time(8)), 14)
+    censored.comparator = "<"
+    amended = c.lab("creatinine", dt.datetime.combine(day(1), dt.time(9, 30)), 1.1)
+    amended.amended_at = dt.datetime(2026, 3, 2, 10, 11, 12, 5)
+    amended.status = "amended"
+    session.add_all([censored, amended])
+    session.commit()
+    points = {p.id: p for p in c.record().labs}
+    for row in session.exec(select(LabResult)).all():
+        p = points[row.id]
+        assert type(p.taken_at) is dt.datetime and p.taken_at == row.taken_at
+        assert (p.test, p.unit, p.original_value, p.original_unit, p.ref_high, p.loinc, p.source, p.status) == (
+            row.test, row.unit, row.original_value, row.original_unit, row.ref_high, row.loinc, row.source, row.status
+        )
+    assert points[exact.id].taken_at == dt.datetime.combine(day(2), dt.time(7, 5, 9, 123456))
+    assert points[same_time.id].taken_at == points[exact.id].taken_at and points[exact.id].value == 120.5
+    assert points[censored.id].value is None and points[censored.id].censored_value == 14 and points[censored.id].comparator == "<"
+    assert points[amended.id].amended and not points[exact.id].amended and points[amended.id].status == "amended"

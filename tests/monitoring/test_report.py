@@ -137,6 +137,8 @@ def test_pdf_cites_real_sources_and_says_who_prepared_it(session: Session, patie
     assert "DRESS treatment guideline summary (product requirement)" in flat
     assert "Kardaun" in flat  # RegiSCAR's paper
     assert "Tohyama" in flat  # RELAPSE_RISK's source (HHV-6 detected)
+    # The course day with its first dose, as on the dashboard (issue 18 point 7).
+    assert f"day {(AS_OF - dt.date(2026, 1, 4)).days} of steroids (first dose 2026-01-04)" in flat
 
 
 def test_every_printable_source_is_a_real_one() -> None:
@@ -246,3 +248,16 @@ def test_figure_as_of_line_is_now_and_the_given_dose_stops_there(session: Sessio
     past = timeline_figure(record, dt.date(2026, 1, 30), now=now)
     vx = [_when(line.get_xdata()[0]) for line in past.axes[-1].get_lines() if line.get_linestyle() == ":"]
     assert vx == [dt.datetime(2026, 1, 31)]
+
+
+def test_pdf_checklist_marks_a_result_above_the_laboratorys_range(session: Session, patient: str) -> None:
+    """Issue 18 point 5: the report's checklist says what the Follow-up page says."""
+    services.add_lab_result(session, username=USER, mrn=patient, test="tsh", taken_at="2026-02-25 09:00", value=6.4,
+                            unit="mIU/L", ref_high=4.5)
+    services.add_lab_result(session, username=USER, mrn=patient, test="glucose", taken_at="2026-02-25 09:00", value=5.1,
+                            unit="mmol/L", ref_high=7.8)
+    session.commit()
+    flat = _pdf_text(patient_report_pdf(load_record(session, patient), dt.date(2026, 4, 1), generated_at=dt.datetime(2026, 4, 1, 9),
+                                        author=USER))
+    assert "6.4 mIU/L on 2026-02-25 · ABOVE RANGE (> 4.5 mIU/L, laboratory)" in flat
+    assert flat.count("ABOVE RANGE") == 1 and "within range" not in flat  # only the results above are marked

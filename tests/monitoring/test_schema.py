@@ -131,6 +131,15 @@ def test_indexes_for_a_patients_results_by_test_and_time(db_path: Path) -> None:
     engine.dispose()
 
 
+def test_a_results_business_identifier_is_indexed_only_where_it_is_given(db_path: Path) -> None:
+    # Migration 0009: FHIR Observation.identifier, found per patient; CSV rows (none) are not indexed.
+    engine = create_db_engine(f"sqlite:///{db_path}")
+    with engine.connect() as c:
+        sql = c.execute(text("SELECT sql FROM sqlite_master WHERE name = 'ix_lab_patient_identifier'")).scalar_one()
+    assert "patient_id" in sql and "source_identifier" in sql and "WHERE source_identifier IS NOT NULL" in sql
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("given", "expected_prefix"),
     [("postgresql+psycopg://u@h/db", "postgresql+psycopg://"), ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db")],

@@ -9,7 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitoring.records import DoseRow, PatientInfo, PatientRecord
-from monitoring.steroids import analyse_course, daily_doses, dose_on, last_day_above, pred_eq_changes
+from monitoring.rules import evaluate
+from monitoring.steroids import (
+    CourseInfo,
+    analyse_course,
+    course_day_words,
+    daily_doses,
+    dose_lines,
+    dose_on,
+    last_day_above,
+    pred_eq_changes,
+)
 from tests.monitoring.engine_builder import Chart, day
 
 
@@ -298,3 +308,47 @@ def test_current_dose_matches_the_day_by_day_sum(spec, as_of_offset) -> None:
     expected = dict(_reference_daily(rec, as_of))[as_of]
     assert analyse_course(rec, as_of).current_pred_eq_mg == pytest.approx(expected, abs=1e-6)
     assert daily_doses(rec.meds, as_of, as_of)[as_of] == pytest.approx(expected, abs=1e-6)
+
+
+def _words(info: CourseInfo) -> str | None:
+    return course_day_words(info.course_start, info.day_of_course)
+
+
+def test_course_day_words_say_the_count_the_day_7_rule_uses(session) -> None:
+    """Issue 18 point 7: the first dose is day 0, said so; on the day the STALLED rule first holds
+    the words say 'day 7', and the day before 'day 6' (the same count: steroids.course_day)."""
+    c = Chart(session)
+    c.lab("alt", 0, 400)
+    c.dose("prednisone", 0, 60)
+    c.lab("alt", 6, 350)  # 87.5 % of the start value: stalled from day 7
+    c.dose("pantoprazole", 0, 40)
+    record = c.record()
+    assert _words(analyse_course(record, day(0))) == f"day 0 of steroids (first dose {day(0).isoformat()})"
+    before = analyse_course(record, day(6))
+    assert _words(before) == f"day 6 of steroids (first dose {day(0).isoformat()})"
+    assert "STALLED_RESPONSE_DAY7" not in {a.code for a in evaluate(record, day(6))}
+    on = analyse_course(record, day(7))
+    stalled = next(a for a in evaluate(record, day(7)) if a.code == "STALLED_RESPONSE_DAY7")
+    assert _words(on) == f"day {stalled.evidence['day_of_course']} of steroids (first dose {day(0).isoformat()})"
+    assert stalled.evidence["day_of_course"] == on.day_of_course == 7
+    assert stalled.message.startswith("Day 7 of systemic steroids")
+
+
+def test_no_course_day_words_without_an_ongoing_course(session) -> None:
+    c = Chart(session)
+    assert _words(analyse_course(c.record(), day(3))) is None
+    c.dose("prednisone", 0, 60)
+    c.dose("prednisone", 5, 0)  # stopped on day 5
+    assert _words(analyse_course(c.record(), day(6))) is None
+
+
+def test_dose_lines_given_stops_at_now_and_the_plan_starts_there() -> None:
+    """Issue 18 point 11: the given line holds the last dose until the now line, never over the plan."""
+    now = dt.datetime(2026, 3, 1, 9, 30)
+    sched = [(dt.date(2026, 2, 20), 60.0, False), (dt.date(2026, 2, 27), 50.0, False), (dt.date(2026, 3, 4), 40.0, True)]
+    given, planned = dose_lines(sched, now)
+    assert given == [(dt.datetime(2026, 2, 20), 60.0), (dt.datetime(2026, 2, 27), 50.0), (now, 50.0)]
+    assert planned == [(now, 50.0), (dt.datetime(2026, 3, 4), 40.0)]
+    assert dose_lines(sched[:2], now) == (given, [])  # no plan: given to now
+    only_plan = [(dt.date(2026, 3, 4), 40.0, True)]
+    assert dose_lines(only_plan, now) == ([], [(dt.datetime(2026, 3, 4), 40.0)])

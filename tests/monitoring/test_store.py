@@ -95,6 +95,17 @@ def test_fhir_observations_are_identified_by_resource_id(s1: Session) -> None:
         write_batch(s1, labs=[lab("S1", value=12.0, source="fhir", source_id="obs-a")])
 
 
+
+def test_one_identity_twice_in_a_batch_is_skipped_when_the_same_and_refused_when_not(s1: Session) -> None:
+    # A second result of one identity in a batch was skipped whatever its value (a silent loss).
+    same = [lab("S1", value=10.0, source="hl7", source_id="hl7:x"), lab("S1", value=10.0, source="hl7", source_id="hl7:x")]
+    result = write_batch(s1, labs=same)
+    assert (result.labs_inserted, result.labs_skipped) == (1, 1)
+    other = lab("S1", value=25.0, source="hl7", source_id="hl7:y", row=4)
+    with pytest.raises(BatchRejected, match=r"the same result \(hl7:y\) as .* with a different value or time"):
+        write_batch(s1, labs=[lab("S1", value=20.0, source="hl7", source_id="hl7:y"), other], check_only=True)
+
+
 def test_medication_conflict_and_idempotence(s1: Session) -> None:
     med = MedIn("S1", "prednisone", "Prednisone", dt.date(2026, 2, 1), 60.0, "60", "mg")
     assert write_batch(s1, meds=[med]).meds_inserted == 1

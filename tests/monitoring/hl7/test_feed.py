@@ -141,20 +141,52 @@ def test_a_refused_obx_goes_to_the_review_list_and_the_rest_is_stored(admitted: 
 
 
 def test_censored_sn_result_is_never_stored_as_the_bare_number(admitted: Session) -> None:
-    out = send(admitted, oru([obx(1, "1988-5^CRP^LN", "<^5", "mg/L", vt="SN")]))
-    rows = labs(admitted)
-    if rows:  # the intake path keeps the comparator beside the number
-        assert getattr(rows[0], "comparator", None) == "<", "a censored value must keep its comparator"
-        assert out.code == "AA"
-    else:  # or it refuses it by name: then it waits in the review list, never stored bare
-        assert out.code == "AE" and review(admitted)[0].value == "<5"
+    # PRODUCT.md §4: an SN value <^0.01 and an ST value "<0.03" are stored with their comparator
+    # (the number is the assay's bound, converted like any value), acknowledged AA, never bare.
+    out = send(
+        admitted,
+        oru(
+            [
+                obx(1, "10839-9^Troponin I^LN", "<^0.01", "ng/mL", vt="SN"),
+                obx(2, "10839-9^Troponin I^LN", "<0.03", "ng/mL", vt="ST", sub_id="2"),
+                obx(3, "1988-5^CRP^LN", ">^200", "mg/L", vt="SN"),
+                obx(4, "1988-5^CRP^LN", "<=5", "mg/L", vt="ST", sub_id="2"),
+            ]
+        ),
+    )
+    assert (out.code, out.stored, out.errors) == ("AA", 4, [])
+    assert review(admitted) == []
+    stored = [(lab.test, lab.comparator, lab.value, lab.unit, lab.original_value, lab.original_unit) for lab in labs(admitted)]
+    assert stored == [
+        ("troponin_i", "<", pytest.approx(10.0), "ng/L", "<0.01", "ng/mL"),
+        ("troponin_i", "<", pytest.approx(30.0), "ng/L", "<0.03", "ng/mL"),
+        ("crp", ">", pytest.approx(200.0), "mg/L", ">200", "mg/L"),
+        ("crp", "<=", pytest.approx(5.0), "mg/L", "<=5", "mg/L"),
+    ]
 
 
 def test_sn_without_comparator_is_the_number_and_a_range_is_refused(admitted: Session) -> None:
     out = send(admitted, oru([obx(1, "2345-7^Glucose^LN", "^182", "mg/dL", vt="SN"), obx(2, "1988-5^CRP^LN", "^1^-^5", "mg/L", vt="SN")]))
     assert out.code == "AE"
     assert [(lab.test, lab.value) for lab in labs(admitted)] == [("glucose", 182.0)]
-    assert "range or ratio" in out.errors[0].reason and out.errors[0].location == "OBX^2^5"
+    assert out.errors[0].location == "OBX^2^5"
+    assert out.errors[0].reason == "OBX-5: a structured numeric range or ratio ('^1^-^5') is not a single result"
+
+
+def test_a_value_the_feed_cannot_read_is_named_once_in_its_own_field(admitted: Session) -> None:
+    out = send(
+        admitted,
+        oru([obx(1, "1988-5^CRP^LN", "<>^5", "mg/L", vt="SN"), obx(2, "1742-6^ALT^LN", "ABC", "U/L", vt="ED", sub_id="2")]),
+    )
+    assert (out.code, out.stored) == ("AE", 0)
+    assert [(e.location, e.reason) for e in out.errors] == [
+        ("OBX^1^5", "OBX-5: comparator '<>' (not equal) is not a result value"),
+        ("OBX^2^2", "OBX-2: value type 'ED' is not read (NM, SN, ST, TX, FT, CE, CWE are)"),
+    ]
+    assert [(i.field, i.reason) for i in review(admitted)] == [
+        ("OBX-5", "comparator '<>' (not equal) is not a result value"),
+        ("OBX-2", "value type 'ED' is not read (NM, SN, ST, TX, FT, CE, CWE are)"),
+    ]
 
 
 def test_pcr_as_text_and_escape_sequences(admitted: Session) -> None:
@@ -203,6 +235,23 @@ def test_preliminary_then_final_leaves_one_result_the_final(admitted: Session) -
     # The same final again (another control ID) changes nothing.
     out = send(admitted, oru([obx(1, "2276-4^Ferritin^LN", "1250", "ng/mL", status="F")], control_id="M3"))
     assert (out.code, out.unchanged, out.amended) == ("AA", 1, 0)
+
+
+def test_preliminary_and_final_of_one_result_in_one_message_store_the_final(admitted: Session) -> None:
+    # The same OBX identity (order, OBX-3, OBX-4) twice in one message: the later decides by the one
+    # rule of re-sent results; nothing is silently dropped and the ACK counts what was stored.
+    out = send(admitted, oru([obx(1, "2276-4^Ferritin^LN", "900", "ng/mL", status="P"), obx(2, "2276-4^Ferritin^LN", "1250", "ng/mL")]))
+    assert (out.code, out.stored, out.text) == ("AA", 1, "stored 1")
+    assert [(lab.value, lab.status) for lab in labs(admitted)] == [(1250, "final")]
+
+
+def test_two_finals_of_one_result_with_other_values_in_one_message_send_the_second_to_review(admitted: Session) -> None:
+    out = send(admitted, oru([obx(1, "1742-6^ALT^LN", "90", "U/L"), obx(2, "1742-6^ALT^LN", "250", "U/L"), obx(3, "1742-6^ALT^LN", "90", "U/L")]))
+    assert (out.code, out.stored, out.unchanged) == ("AE", 1, 1)
+    assert [e.location for e in out.errors] == ["OBX^2^11"]
+    assert "the same result as OBX 1 of this message" in out.errors[0].reason
+    assert [lab.value for lab in labs(admitted)] == [90]
+    assert [(i.field, i.value) for i in review(admitted)] == [("OBX-11", "F")]
 
 
 @pytest.mark.parametrize(("status", "words"), [("X", "could not obtain"), ("D", "deleted"), ("W", "wrong")])
