@@ -135,10 +135,17 @@ if window and window != "all":
     x_range = (today - dt.timedelta(days=days), today)
 
 # --- figure and alerts --------------------------------------------------------------------
+# The now line's minute, kept while this view is unchanged: a click on a photograph mark reruns the
+# page, and a figure redrawn with a later minute would be a "new" chart that drops the click's
+# selection (Streamlit keys a chart by its spec). Any change of patient, data or view moves it on.
+now_view = (p.mrn, version, today, units, x_mode, x_range)
+if st.session_state.get("timeline_now_view") != now_view:
+    st.session_state["timeline_now_view"] = now_view
+    st.session_state["timeline_now"] = store.now_minute()
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
     figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}",
-                                            store.now_minute())
+                                            st.session_state["timeline_now"])
     event = st.plotly_chart(
         figure,
         key="timeline_figure",
