@@ -28,7 +28,7 @@ if record is None:
     st.info("Choose a patient in the sidebar or on the ward overview.")
     st.stop()
 
-from monitoring.liver import latest_pattern  # noqa: E402
+from monitoring.liver import pattern_words  # noqa: E402
 from monitoring.rules import evaluate  # noqa: E402
 from monitoring.severity import rank as severity_rank  # noqa: E402
 from monitoring.steroids import analyse_course, course_day_words  # noqa: E402
@@ -102,12 +102,13 @@ if course.stop_date:
 if course.second_line:
     steroid_line += " · " + ", ".join(f"{safe.md(d.upper() if d == 'ivig' else d)} from {widgets.iso(s)}" for d, s in course.second_line)
 st.markdown(steroid_line)
-pattern = latest_pattern(record, prof, today)
+pattern = pattern_words(record, prof, today)
 if pattern is not None:
     # The liver-injury pattern (monitoring.liver: the profile's cut points, ACG 2014 DILI guideline).
     st.markdown(
-        f"Liver-injury pattern: {safe.md(pattern.words())}; R ≥ {prof.value('r_ratio_hepatocellular'):g} hepatocellular, "
-        f"≤ {prof.value('r_ratio_cholestatic'):g} cholestatic, mixed between (ACG 2014 DILI guideline)"
+        f"Liver-injury pattern: {safe.md(pattern)}; R ≥ {prof.value('r_ratio_hepatocellular'):g} hepatocellular, "
+        f"≤ {prof.value('r_ratio_cholestatic'):g} cholestatic, mixed between (ACG 2014 DILI guideline; named when ALT "
+        f"or ALP is above {prof.value('r_ratio_injury_uln_multiple'):g}×ULN)"
     )
 
 # --- controls -----------------------------------------------------------------------------
