@@ -54,6 +54,10 @@ class LiverPattern:
         return self.alt.taken_at.date()
 
 
+    def short(self) -> str:
+        """'R 7.1 hepatocellular (2026-11-22)'."""
+        return f"R {self.r:.1f} {self.pattern} ({self.day.isoformat()})"
+
     def words(self) -> str:
         """'R 6.2, hepatocellular (2026-11-30: ALT 400 / ULN 35 ÷ ALP 150 / ULN 120)'; a profile
         default ULN is marked '(default)'."""
@@ -119,13 +123,15 @@ def latest_pattern(record: PatientRecord, profile: GuidelineProfile, as_of: dt.d
     return found[-1] if found else None
 
 
-def pattern_words(record: PatientRecord, profile: GuidelineProfile, as_of: dt.date) -> str | None:
+def pattern_words(record: PatientRecord, profile: GuidelineProfile, as_of: dt.date, *, short: bool = False) -> str | None:
     """The pattern at presentation (the first R) and, when it differs, the latest: 'R 11.4,
-    hepatocellular (2026-11-22: ...); latest R 2.6, mixed (2026-12-02: ...)'; None without an R."""
+    hepatocellular (2026-11-22: ...); latest R 2.6, mixed (2026-12-02: ...)' (``short``: 'R 11.4
+    hepatocellular (2026-11-22); latest R 2.6 mixed (2026-12-02)'); None without an R."""
     found = liver_patterns(record, profile, as_of)
     if not found:
         return None
     first, last = found[0], found[-1]
+    text = (lambda lp: lp.short()) if short else (lambda lp: lp.words())
     if last is first:
-        return first.words()
-    return f"first {first.words()}; latest {last.words()}"
+        return text(first)
+    return f"first {text(first)}; latest {text(last)}"

@@ -164,7 +164,7 @@ def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url
 
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     titles = [a.get("text") for a in spec["layout"]["annotations"]]
-    assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
+    assert "ALP (× ULN) · liver-injury pattern: R 9.1 hepatocellular (" + day + ")" in titles and "Troponin T (ng/L)" in titles
 
 
 def test_timeline_now_line_is_the_current_minute_on_the_page(db_url_with_cohort: str) -> None:
