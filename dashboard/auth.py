@@ -51,13 +51,18 @@ def oidc_configured() -> bool:
 
 
 def client_address() -> str | None:
-    """The browser's address as Streamlit sees it (behind a reverse proxy: the proxy's, unless the
-    proxy is trusted to say, see the README), for the per-address sign-in throttle."""
+    """The browser's address, for the per-address sign-in throttle: the direct peer as Streamlit
+    sees it or, when that peer is a proxy named in DRESS_TRUSTED_PROXY, the client it forwarded
+    for (``monitoring.auth.source_address``; README, Security). Raises ValueError when
+    DRESS_TRUSTED_PROXY is not a list of addresses."""
+    trusted = auth.trusted_proxies()
     try:
         address = st.context.ip_address
+        forwarded = st.context.headers.get_all("X-Forwarded-For") if trusted else []
     except Exception:  # noqa: BLE001 - no request context: no address
         return None
-    return address if isinstance(address, str) else None  # AppTest gives a stand-in object
+    peer = address if isinstance(address, str) else None  # AppTest gives a stand-in object
+    return auth.source_address(peer, [f for f in forwarded if isinstance(f, str)], trusted)
 
 
 def current() -> SignedIn | None:
@@ -121,8 +126,8 @@ def valid_browser_cookie(value: object) -> bool:
     return isinstance(value, str) and 20 <= len(value) <= 200
 
 
-def _open(engine: Engine, user: SignedIn) -> None:
-    _remember(user, sessions.open_session(engine, user, browser=browser_cookie(), source=client_address()))
+def _open(engine: Engine, user: SignedIn, source: str | None) -> None:
+    _remember(user, sessions.open_session(engine, user, browser=browser_cookie(), source=source))
 
 
 def refusal(page: StreamlitPage, user: SignedIn) -> str | None:
@@ -173,8 +178,13 @@ def visible_pages(pages: Mapping[str, Sequence[StreamlitPage]], user: SignedIn) 
 def _sign_in_page(engine: Engine) -> None:
     st.markdown("## DRESS monitor")
     st.caption("Patient data: sign in to continue. Every sign-in is recorded.")
+    try:
+        source = client_address()
+    except ValueError as exc:  # a setting of the server, not of the user: say which and stop here
+        st.error(f"{safe.md(exc)}. Sign-in is not possible until the server's setting is corrected.")
+        return
     if oidc_configured():
-        _oidc_sign_in(engine)
+        _oidc_sign_in(engine, source)
         return
     with st.form("auth_sign_in", clear_on_submit=False, enter_to_submit=True):
         username = st.text_input("User name", key="auth_username", autocomplete="username")
@@ -182,11 +192,11 @@ def _sign_in_page(engine: Engine) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            user = auth.sign_in(engine, username, password, source=client_address())
+            user = auth.sign_in(engine, username, password, source=source)
         except auth.SignInRefused as exc:
             st.error(safe.md(exc))
         else:
-            _open(engine, user)
+            _open(engine, user, source)
             st.session_state.pop("auth_password", None)
             st.rerun()
     _no_accounts_hint(engine)
@@ -207,7 +217,7 @@ def _no_accounts_hint(engine: Engine) -> None:
             )
 
 
-def _oidc_sign_in(engine: Engine) -> None:
+def _oidc_sign_in(engine: Engine, source: str | None) -> None:
     if not st.user.is_logged_in:
         st.button("Sign in with the hospital account", type="primary", on_click=st.login)
         return
@@ -218,7 +228,7 @@ def _oidc_sign_in(engine: Engine) -> None:
         st.error(safe.md(exc))
         st.button("Sign out", on_click=st.logout)
         return
-    _open(engine, user)
+    _open(engine, user, source)
     st.rerun()
 
 

@@ -387,6 +387,10 @@ def _draw_threshold(
         xs = [_x(when, onset, mode) for when, _ in th.steps] + [x1]
         ys = [v for _, v in th.steps] + [th.steps[-1][1]]
     name = f"{th.label} ({panel.title})"
+    # The line's numbers as the results are shown (monitoring.display: the precision of the panel's
+    # test in the panel's unit), never a float's digits ('1.1' for 1.5 × 0.7353, not '1.103').
+    test = panel.series[0].key if panel.series else panel.key
+    numbers = [display.number(test, float(y), panel.unit) for y in ys]
     fig.add_trace(
         go.Scatter(
             x=xs,
@@ -396,7 +400,8 @@ def _draw_threshold(
             showlegend=False,
             mode="lines",
             line={"color": colour, "width": 1.3, "dash": LINE_DASH.get(th.severity, "dot"), "shape": "hv"},
-            hovertemplate=f"{th.label}: %{{y:.4g}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
+            text=numbers,  # not customdata: that is the results' (figure readers look for it there); mode lines: not drawn
+            hovertemplate=f"{th.label}: %{{text}} {display.unit_label(panel.unit)}" + (f" ({th.basis})" if th.basis else "") + "<extra></extra>",
             meta={"threshold": th.key, "severity": th.severity},
         ),
         row=row,
@@ -428,7 +433,7 @@ def _draw_threshold(
             col=1,
         )
     last = ys[-1]
-    label = f"{th.label} {last:.4g}" + (" (default)" if "default" in th.basis.lower() else "")
+    label = f"{th.label} {numbers[-1]}" + (" (default)" if "default" in th.basis.lower() else "")
     fig.add_annotation(
         text=label,
         x=1.0,

@@ -11,6 +11,7 @@ string (``?mrn=...``) so that every patient page, and a bookmarked link, shows t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -327,7 +328,13 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
                                 "font-weight:700;color:#0d3b66")
             + f'<br><span style="font-size:0.78rem;color:{MUTED}">{safe.html(shorten(r.mrn))} · {safe.html(r.setting)}</span>'
         )
-        day = _cell(*ward_day_texts(r))
+        day_text, course_text = ward_day_texts(r)
+        day = _cell(day_text)
+        # "day 7 of steroids" and "(first dose ...)" on two unbroken lines: the column widens to them
+        # (broken anywhere, the words took five lines and cost a row at 1366×768).
+        count, _, first_dose = course_text.partition(" (")
+        day += "".join(f'<br><span style="font-size:0.78rem;color:{MUTED};white-space:nowrap">{safe.html(part)}</span>'
+                       for part in (count, f"({first_dose}" if first_dose else "") if part)
         steroid = _cell(*ward_steroid_texts(r))
         steroid += "".join(f"<br>{second_line_html(kind, start)}" for kind, start in r.second_line)
         labs = []
@@ -390,10 +397,16 @@ def guard_database(run: Callable[[], None]) -> None:
         st.error(safe.md(describe_error(exc)))
 
 
-def page_icon() -> Any:
-    """The browser-tab icon, drawn here: a ``:material/...:`` page icon makes the browser fetch an
-    SVG from fonts.gstatic.com (Streamlit 1.67), which a hospital intranet cannot reach and which
-    tells an outside server who uses the app. Every asset comes from our own server."""
+@functools.cache
+def page_icon() -> str:
+    """The browser-tab icon, drawn here, as a ``data:`` URL: a ``:material/...:`` page icon makes
+    the browser fetch an SVG from fonts.gstatic.com (Streamlit 1.67), which a hospital intranet
+    cannot reach and which tells an outside server who uses the app; an image object would be
+    served under ``/media/``, which dashboard/server.py closes to a browser not signed in (the
+    sign-in page would have no icon). The data URL needs no request at all."""
+    import base64
+    import io
+
     from PIL import Image, ImageDraw
 
     icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
@@ -401,4 +414,6 @@ def page_icon() -> Any:
     draw.rounded_rectangle((2, 2, 62, 62), radius=12, fill=CRITICAL)
     draw.rectangle((26, 12, 38, 52), fill="#ffffff")
     draw.rectangle((12, 26, 52, 38), fill="#ffffff")
-    return icon
+    out = io.BytesIO()
+    icon.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")

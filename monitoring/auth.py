@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
+import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,6 +271,60 @@ GENERIC_FAILURE = "user name or password not recognised, or the account is disab
 BUSY_FAILURE = "sign-in is busy: try again in a few seconds"
 
 
+TRUSTED_PROXY_ENV = "DRESS_TRUSTED_PROXY"
+LOOPBACK = "127.0.0.1"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_proxies(raw: str | None = None) -> tuple[Network, ...]:
+    """The reverse proxies trusted to say who their client is: ``DRESS_TRUSTED_PROXY``, a
+    comma-separated list of addresses (or networks such as 10.0.0.0/24); none when unset. A value
+    that is not an address is refused, naming it."""
+    text = os.environ.get(TRUSTED_PROXY_ENV, "") if raw is None else raw
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{TRUSTED_PROXY_ENV}: value {part!r}: not an IP address or network") from None
+    return tuple(out)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def source_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str | None:
+    """The client's address for the per-source sign-in throttle.
+
+    ``peer``: the address of the direct peer (None: this machine, as Streamlit reports it);
+    ``forwarded_for``: every X-Forwarded-For header value, in order. Only when the peer is a
+    trusted proxy is X-Forwarded-For read, from the right (each proxy appends the address it
+    received from): the right-most address that is not itself a trusted proxy is the client. The
+    left part is whatever the client chose to send and is never believed. An entry that is not an
+    address, or a list of trusted proxies only, gives the last trusted proxy: one source for all
+    behind it, stricter, never a way around the throttle."""
+    hop = LOOPBACK if peer is None else peer
+    here = _address(hop)
+    if here is None or not any(here in net for net in trusted):
+        return peer
+    entries = [e.strip() for value in forwarded_for for e in value.split(",") if e.strip()]
+    for entry in reversed(entries):
+        found = _address(entry)
+        if found is None:
+            return hop
+        if not any(found in net for net in trusted):
+            return str(found)
+        hop = str(found)
+    return hop
+
+
 def throttle_keys(username: str, source: str | None) -> list[tuple[str, ThrottlePolicy]]:
     name = (username or "").strip()[:MAX_KEY_PART]
     address = (source or "unknown")[:MAX_KEY_PART]
@@ -344,16 +400,46 @@ def _release(engine: Engine, key: str, *, reset: bool) -> None:
         session.commit()
 
 
+THROTTLE_KINDS = {
+    "pair": "name at one address",
+    "account": "name, any address",
+    "source": "address, any name",
+    "global": "whole server",
+}
+"""What each throttle key counts, as the administrators' view names it."""
+
+
+def _key_parts(key: str) -> tuple[str, str | None, str | None]:
+    """(kind, user name, address) of a throttle key (``throttle_keys``' format)."""
+    kind, _, rest = key.partition(":")
+    if kind == "pair":
+        name, _, address = rest.rpartition("|")  # an address has no '|'; a typed name may
+        return kind, name, address
+    if kind == "account":
+        return kind, rest, None
+    if kind == "source":
+        return kind, None, rest
+    return kind, None, None
+
+
 def throttle_status(session: Session, *, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Every key with failures still counted, for the administrators' view (audit page)."""
+    """Every key with failures still counted, newest failure first, for the administrators' view
+    (audit page): the key; its ``kind`` (``THROTTLE_KINDS``), ``username`` and ``source`` (None
+    where the key does not count by it); ``failures`` still counted and ``free`` (the failures
+    allowed before a wait); ``last_failed_at``; ``retry_after_s`` and ``locked_until`` (None when
+    the next attempt is allowed now; UTC like every stored time)."""
     moment = now or utcnow()
     out = []
     for row in session.execute(select(SignInThrottle).where(col(SignInThrottle.failures) > 0).order_by(col(SignInThrottle.last_failed_at).desc())).scalars():
-        kind = row.key.split(":", 1)[0]
+        kind, username, source = _key_parts(row.key)
         policy = THROTTLE.get(kind, THROTTLE["global"])
         counted, wait = _wait_s(policy, row.failures, row.last_failed_at, moment)
         if counted:
-            out.append({"key": row.key, "failures": counted, "last_failed_at": row.last_failed_at, "retry_after_s": round(wait, 1)})
+            out.append({
+                "key": row.key, "kind": kind, "username": username, "source": source, "failures": counted, "free": policy.free,
+                "last_failed_at": row.last_failed_at, "retry_after_s": round(wait, 1),
+                "locked_until": moment + dt.timedelta(seconds=wait) if wait > 0 else None,
+            })
     return out
 
 

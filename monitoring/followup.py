@@ -23,7 +23,7 @@ from typing import Any
 from monitoring import display, limits
 from monitoring.catalogue import PCR_TESTS, lookup
 from monitoring.guideline import GuidelineProfile, load_profile
-from monitoring.limits import Limit
+from monitoring.limits import Limit, pcr_detected
 from monitoring.records import LabPoint, PatientRecord
 from monitoring.steroids import last_day_above, pred_eq_changes
 from monitoring.summary import add_months, patch_test_earliest
@@ -290,13 +290,6 @@ class PcrResult:
     lab_id: int
 
 
-def _detected(p: LabPoint) -> bool:
-    """PRODUCT.md §4: a load above 0, or the text detected/positive, means detected."""
-    if p.value_text is not None:
-        return p.value_text == "detected"
-    return p.value is not None and p.value > 0
-
-
 def viral_pcr_results(record: PatientRecord, as_of: dt.date) -> list[PcrResult]:
     """HHV-6, EBV and CMV PCR results counted as of ``as_of``, oldest first."""
     onset = record.patient.onset_date
@@ -310,7 +303,7 @@ def viral_pcr_results(record: PatientRecord, as_of: dt.date) -> list[PcrResult]:
                     label=label,
                     taken_at=p.taken_at,
                     day_since_onset=(p.taken_at.date() - onset).days if onset else None,
-                    detected=_detected(p),
+                    detected=pcr_detected(p),  # the rules' one answer (monitoring.limits)
                     value=p.value,
                     unit=p.unit,
                     as_received=display.as_received(p.original_value, p.original_unit),

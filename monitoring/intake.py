@@ -49,7 +49,7 @@ from typing import Any
 
 from monitoring import catalogue
 from monitoring.catalogue import Conversion, TestDef
-from monitoring.drugs import normalise_drug
+from monitoring.drugs import normalise_drug, resolve
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.store import FIELD_LABELS, LabIn, MedIn
 
@@ -813,6 +813,8 @@ def patient_fields(
                 values[key] = text
             elif empty:
                 values[key] = [] if key == "culprit_drugs" else None
+                if key == "culprit_drugs":
+                    values["culprits_as_entered"] = []
             elif key in ("birth_date", "onset_date", "resolved_date"):
                 d = _date_value(key, raw)
                 if key == "birth_date" and d <= PLACEHOLDER_BIRTH_LAST:
@@ -836,14 +838,20 @@ def patient_fields(
             elif key == "culprit_drugs":
                 names = str(raw).split(";") if isinstance(raw, str) else [str(n) for n in raw]  # type: ignore[attr-defined]
                 drugs: list[str] = []
+                written: list[dict[str, Any]] = []
                 for n in names:
                     if not n.strip():
                         continue
-                    _entered, generic = drug_name(key, n)
+                    entered, generic = drug_name(key, n)
                     drugs.append(generic)
+                    written.append(
+                        {"as_entered": entered, "drug": generic, "ingredients": sorted(resolve(entered).ingredients)}
+                    )
                 if not drugs:
                     raise ValueError("no drug name (several culprits are separated by ';')")
                 values[key] = list(dict.fromkeys(drugs))
+                # The text as written, kept beside what it resolved to (display and audit).
+                values["culprits_as_entered"] = written
             elif key == "sex":
                 sex = SEX_CODES.get(str(raw).strip().lower())
                 if sex is None:

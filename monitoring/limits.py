@@ -56,6 +56,7 @@ __all__ = [
     "limits_for",
     "is_exact",
     "comparator_of",
+    "pcr_detected",
 ]
 
 # The engine's tolerance. A laboratory reports at most 4-5 significant digits, so a relative
@@ -110,6 +111,17 @@ def exceeds(decision: bool | None) -> bool:
 def comparator_of(point: LabPoint) -> str | None:
     """The stored comparator of a result (None for an exact value)."""
     return point.comparator or None
+
+
+def pcr_detected(point: LabPoint) -> bool:
+    """A viral PCR detected (PRODUCT.md §4): a load above 0 by the one comparison (a censored
+    '<50' is not detected, '>0' is), or a text saying detected/positive. RELAPSE_RISK and the
+    follow-up's PCR table both ask this."""
+    from monitoring.catalogue import parse_detection
+
+    if point.value is not None:
+        return exceeds(decide(point.value, 0.0, inclusive=False, comparator=comparator_of(point)))
+    return parse_detection(point.value_text or point.original_value) is True
 
 
 def is_exact(point: LabPoint) -> bool:

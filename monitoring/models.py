@@ -30,6 +30,10 @@ class Patient(SQLModel, table=True):
     weight_kg: float | None = None
     onset_date: dt.date | None = None
     culprit_drugs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Each culprit as written ("Bactrim DS"), beside the name it resolved to and its ingredients:
+    # [{"as_entered": ..., "drug": ..., "ingredients": [...]}] (intake.patient_fields). Display and
+    # audit only: matching uses culprit_drugs. None for patients stored before it was kept.
+    culprits_as_entered: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Drug allergies that are not DRESS culprits (e.g. penicillin urticaria): shown on the header only.
     drug_allergies: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     baseline_creatinine_mg_dl: float | None = None

@@ -55,6 +55,14 @@ class PatientInfo:
     updated_at: dt.datetime | None
     # Drug allergies that are not DRESS culprits (FHIR AllergyIntolerance): shown, never matched.
     drug_allergies: tuple[str, ...] = ()
+    # Each culprit as written, beside the stored name it resolved to: ((drug, as entered), ...).
+    culprits_as_entered: tuple[tuple[str, str], ...] = ()
+
+    def culprit_as_written(self, drug: str) -> str | None:
+        """The text a culprit was written as, when it differs from its stored name ("Tegretol XR"
+        for carbamazepine); None when it was written as stored or is not known."""
+        written = [w for d, w in self.culprits_as_entered if d == drug and w.strip().lower() != drug]
+        return "; ".join(dict.fromkeys(written)) or None
 
 
 @dataclass(frozen=True)
@@ -160,12 +168,13 @@ def _patient_columns() -> Select:
         t.c.synthetic,
         t.c.updated_at,
         t.c.drug_allergies,
+        t.c.culprits_as_entered,
     )
 
 
 def _patient_info(row: Sequence[object]) -> PatientInfo:
     (pid, mrn, name, sex, birth, weight, onset, culprits, baseline, resolved, setting, active, synthetic, updated,
-     allergies) = row
+     allergies, written) = row
     return PatientInfo(
         id=int(pid),  # type: ignore[call-overload]
         mrn=str(mrn),
@@ -182,6 +191,11 @@ def _patient_info(row: Sequence[object]) -> PatientInfo:
         synthetic=bool(synthetic),
         updated_at=updated,  # type: ignore[arg-type]
         drug_allergies=tuple(str(a) for a in (allergies or ())),  # type: ignore[attr-defined]
+        culprits_as_entered=tuple(
+            (str(w.get("drug", "")), str(w.get("as_entered", "")))
+            for w in (written or ())  # type: ignore[attr-defined]
+            if isinstance(w, dict)
+        ),
     )
 
 

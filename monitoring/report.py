@@ -46,7 +46,7 @@ from monitoring.limits import (
 from monitoring.records import DoseRow, PatientRecord
 from monitoring.regiscar import RegiscarResult, score_regiscar
 from monitoring.rules import NOT_A_DIAGNOSIS, Alert, evaluate
-from monitoring.steroids import CourseInfo, analyse_course, dose_lines
+from monitoring.steroids import CourseInfo, analyse_course, course_day_words, dose_lines
 from monitoring.taper import TaperError, load_formulary, saved_plan
 
 
@@ -440,8 +440,9 @@ def render_pdf(
     story.append(Paragraph("Steroid course (prednisone-equivalent; taper figures include the plan)", h2))
     kg = f" ({c.current_mg_per_kg:.2f} mg/kg)" if c.current_mg_per_kg is not None else ""
     story.append(table(
-        [["Course start", "Day of course", "Current dose", "Taper start", "Stop", "Taper length"],
-         [_fmt_date(c.course_start), _p(c.day_of_course if c.day_of_course is not None else "—"),
+        [["Course start", "Course day", "Current dose", "Taper start", "Stop", "Taper length"],
+         # 'day 7 of steroids (first dose ...)': the count the day-7 rule uses, said so (issue 18 point 7).
+         [_fmt_date(c.course_start), _p(course_day_words(c.course_start, c.day_of_course) or "—"),
           f"{_mg(c.current_pred_eq_mg)} mg/day{kg}", _fmt_date(c.taper_start), _fmt_date(c.stop_date),
           f"{c.taper_days} days" if c.taper_days is not None else "no stop planned"]],
         [width / 6] * 6,

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from monitoring import display
-from monitoring.catalogue import PCR_TESTS, parse_detection
+from monitoring.catalogue import PCR_TESTS
 from monitoring.drugs import cross_reacts, drugs_of_class, normalise_drug, resolve, steroid_factor
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.limits import (
@@ -33,13 +33,13 @@ from monitoring.limits import (
     bsa_limit,
     cardiac_limit,
     comparator_of,
-    decide,
     eosinophil_limits,
     exceeds,
     ferritin_limits,
     fever_limit,
     hepatic_limits,
     is_exact,
+    pcr_detected,
     renal_limit,
     uln,
     uln_limit,
@@ -768,13 +768,6 @@ def premature_taper(ctx: RuleContext) -> Alert | None:
     )
 
 
-def _pcr_positive(p: LabPoint) -> bool:
-    """Detected: a number > 0 (a censored '<50' is not), or a text saying detected/positive."""
-    if p.value is not None:
-        return exceeds(decide(p.value, 0.0, inclusive=False, comparator=comparator_of(p)))
-    return parse_detection(p.value_text or p.original_value) is True
-
-
 def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positives: list[LabPoint]) -> str:
     """The latest positive PCR and its trend: 'positive HHV-6 PCR: latest 52000 copies/mL on ...,
     rising (1200 → 8600 → 52000 copies/mL since 2026-03-12)'."""
@@ -790,7 +783,7 @@ def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positi
     elif len(positives) > 1:
         text += f" ({len(positives)} positive results since {positives[0].taken_at.date().isoformat()})"
     last_result = counted[-1]
-    if last_result.id != latest.id and not _pcr_positive(last_result):
+    if last_result.id != latest.id and not pcr_detected(last_result):
         text += f"; the latest result, {ctx.show(last_result)}, is not detected"
     return text
 
@@ -830,7 +823,7 @@ def relapse_risk(ctx: RuleContext) -> Alert | None:
     texts: list[str] = []
     for test in PCR_TESTS:
         counted = ctx.results(test)
-        positives = [p for p in counted if _pcr_positive(p)]
+        positives = [p for p in counted if pcr_detected(p)]
         if positives:
             factors.append(
                 {

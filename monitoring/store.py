@@ -418,7 +418,7 @@ def write_batch(
         session.execute(insert(MedicationRow.__table__), med_rows)  # type: ignore[attr-defined]
         result.meds_inserted = len(med_rows)
     if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
-        audit.record(
+        audit.append(
             session,
             username=username,
             action="import",

@@ -111,3 +111,39 @@ st.download_button(
     key="audit_download",
     on_click="ignore",
 )
+
+# --- sign-in throttle ---------------------------------------------------------------------
+# Live: read at each run, not through a cached query (sign-in attempts do not clear the caches).
+st.markdown("#### Sign-in attempts counted now")
+with Session(engine) as session:
+    counters = accounts.throttle_status(session)
+if not counters:
+    st.caption("No failed sign-in is being counted: nobody is slowed down.")
+else:
+    st.caption(
+        "Failed sign-ins still counted, per user name at one address, per user name, per address and for the whole "
+        "server; after the free attempts each further one waits longer. A successful sign-in clears its name's "
+        "counters, and so does `users set-password`. Times are UTC."
+    )
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "counts": accounts.THROTTLE_KINDS.get(c["kind"], c["kind"]),
+                    "user name": c["username"] if c["username"] is not None else "",
+                    "address": c["source"] if c["source"] is not None else "",
+                    "failures": c["failures"],
+                    "free": c["free"],
+                    "last failure (UTC)": c["last_failed_at"],
+                    "locked until (UTC)": c["locked_until"],
+                }
+                for c in counters
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "last failure (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+            "locked until (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )

@@ -80,6 +80,8 @@ if p.culprit_drugs:
         if i:
             parts.append("; ")
         parts.append(widgets.Strong(drug))
+        if written := p.culprit_as_written(drug):
+            parts.append(f" (as written: {written})")
         if group := group_of(drug):
             parts.append(f" (and its group: {group})")
     widgets.banner("critical", *parts, ". Do not give these or cross-reacting drugs.")

@@ -34,7 +34,7 @@ from monitoring import catalogue, intake
 from monitoring.hl7.ack import AckError
 from monitoring.hl7.codes import LOINC_SYSTEMS, CodeMap
 from monitoring.hl7.message import Observation, ParsedMessage, Unreadable, hl7_datetime, parse_message, reference_range
-from monitoring.models import Hl7Message, LabResult, Patient
+from monitoring.models import Hl7Message, LabResult, Patient, utcnow
 from monitoring.review import add_review_item
 from monitoring.store import BatchRejected, LabIn, PatientIn, touch_patient, write_batch
 
@@ -413,22 +413,29 @@ class _Message:
         if o.not_used:
             parts.append(f"{o.not_used} OBX not followed")
         o.text = "; ".join(parts)
-        self.session.add(
-            Hl7Message(
-                sender=self.msg.sender,
-                control_id=self.msg.control_id,
-                message_type=self.msg.kind,
-                sha256=_sha(self.raw),
-                ack_code=o.code,
-                ack_text=o.text,
-                errors=[{"location": e.location, "reason": e.reason} for e in self.errors],
-                patient_id=patient_id,
-                results_stored=o.stored + o.amended,
-                via=self.via,
-            )
-        )
+        # One INSERT, now (no ORM object: nothing reads it back in this session but the next
+        # message's MSH-10 query); a control ID stored meanwhile by another listener fails here.
         self.session.flush()
+        self.session.execute(
+            _INSERT_MESSAGE,
+            {
+                "received_at": utcnow(),
+                "sender": self.msg.sender,
+                "control_id": self.msg.control_id,
+                "message_type": self.msg.kind,
+                "sha256": _sha(self.raw),
+                "ack_code": o.code,
+                "ack_text": o.text,
+                "errors": [{"location": e.location, "reason": e.reason} for e in self.errors],
+                "patient_id": patient_id,
+                "results_stored": o.stored + o.amended,
+                "via": self.via,
+            },
+        )
         return o
+
+
+_INSERT_MESSAGE = Hl7Message.__table__.insert()  # type: ignore[attr-defined]
 
 
 def store_message(session: Session, raw: bytes, *, codes: CodeMap, via: str = "mllp", as_of: Any = None) -> Outcome:

@@ -7,8 +7,14 @@ answer an oversized message with AR naming its control ID, which ``readblock`` d
 python-hl7 parses each message and builds each ACK (monitoring/hl7/message.py, ack.py).
 
 Storing runs on ONE worker thread: every sender's messages are written one after another (SQLite
-has one writer anyway), while the event loop keeps reading, timing out and answering. A message is
-acknowledged AA only after its transaction has committed; a database that stays locked longer
+has one writer anyway), while the event loop keeps reading, timing out and answering. Messages that
+arrive while the worker is storing wait, and are then stored together in one transaction (at most
+``MAX_BATCH``): one commit and one alert-episode step for all of them instead of one per message
+(a message that arrives at an idle listener is stored at once, alone). Should anything in such a
+transaction fail, it is rolled back whole and each of its messages is stored again alone, in its
+own transaction, with its own answer. A message is acknowledged AA only after its transaction has
+committed (SQLite WAL, ``synchronous = NORMAL``: durable when the listener process dies, as the
+fault tests show; a power loss may lose the last commits); a database that stays locked longer
 than ``store_wait`` seconds gets AE "not stored, send again", never a false AA.
 
 Logs name the control ID, sender, ACK code and counts, never a patient or a value.
@@ -21,7 +27,7 @@ import concurrent.futures
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -32,7 +38,7 @@ from monitoring.hl7.ack import build_ack
 from monitoring.hl7.codes import CodeMap
 from monitoring.hl7.feed import Outcome, store_message
 
-__all__ = ["VT", "FS_CR", "ListenerConfig", "frame", "make_storer", "run_listener", "serve"]
+__all__ = ["VT", "FS_CR", "MAX_BATCH", "ListenerConfig", "Storer", "frame", "make_storer", "run_listener", "serve"]
 
 log = logging.getLogger("monitoring.hl7")
 
@@ -56,12 +62,53 @@ class ListenerConfig:
     store_wait: float = 60.0  # seconds to keep trying while the database is locked, then AE
 
 
-# A storer takes the raw message and returns the ACK to send (bytes, not yet framed).
-Storer = Callable[[bytes], bytes]
+MAX_BATCH = 50  # messages stored in one transaction at most (a design choice: bounded latency)
 
 
-def make_storer(engine: Engine, codes: CodeMap, *, store_wait: float = 60.0, via: str = "mllp") -> Callable[[bytes], tuple[bytes, Outcome]]:
-    """A function that stores one message in its own transaction and returns (ACK, outcome)."""
+class Storer:
+    """Stores messages and returns (ACK, outcome) for each: ``storer(raw)`` one message in its own
+    transaction, ``storer.many(raws)`` several in one (see the module docstring)."""
+
+    def __init__(self, one: Callable[[bytes], tuple[bytes, Outcome]], many: Callable[[Sequence[bytes]], list[tuple[bytes, Outcome]]] | None = None):
+        self._one = one
+        self._many = many
+
+    def __call__(self, raw: bytes) -> tuple[bytes, Outcome]:
+        return self._one(raw)
+
+    def many(self, raws: Sequence[bytes]) -> list[tuple[bytes, Outcome]]:
+        if self._many is None or len(raws) == 1:
+            return [self._one(raw) for raw in raws]
+        return self._many(raws)
+
+
+def _log(outcome: Outcome) -> None:
+    log.info(
+        "MSH-10 %s: %s %s%s",
+        outcome.control_id or "?",
+        outcome.code,
+        outcome.text,
+        " (already received)" if outcome.duplicate else "",
+    )
+
+
+def make_storer(engine: Engine, codes: CodeMap, *, store_wait: float = 60.0, via: str = "mllp") -> Storer:
+    """Stores one message in its own transaction (``storer(raw)``), or several in one
+    (``storer.many(raws)``), and returns (ACK, outcome) for each."""
+
+    def many(raws: Sequence[bytes]) -> list[tuple[bytes, Outcome]]:
+        try:
+            with Session(engine, expire_on_commit=False) as session:
+                outcomes = [store_message(session, raw, codes=codes, via=via) for raw in raws]
+                session.commit()
+        except Exception as exc:  # noqa: BLE001 - rolled back whole; each message is stored again alone
+            log.info("%d messages not stored together (%s); storing each alone", len(raws), type(exc).__name__)
+            return [store(raw) for raw in raws]
+        answers = []
+        for raw, outcome in zip(raws, outcomes, strict=True):
+            _log(outcome)
+            answers.append((build_ack(raw, outcome.code, outcome.text, outcome.errors).encode("utf-8"), outcome))
+        return answers
 
     def store(raw: bytes) -> tuple[bytes, Outcome]:
         deadline = time.monotonic() + store_wait
@@ -89,16 +136,10 @@ def make_storer(engine: Engine, codes: CodeMap, *, store_wait: float = 60.0, via
                 outcome = Outcome("AE", "not stored: internal error; send the message again")
                 break
         ack = build_ack(raw, outcome.code, outcome.text, outcome.errors)
-        log.info(
-            "MSH-10 %s: %s %s%s",
-            outcome.control_id or "?",
-            outcome.code,
-            outcome.text,
-            " (already received)" if outcome.duplicate else "",
-        )
+        _log(outcome)
         return ack.encode("utf-8"), outcome
 
-    return store
+    return Storer(store, many)
 
 
 class _Connection:
@@ -200,12 +241,47 @@ async def serve(
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Listen until ``stop`` is set (or the task is cancelled). ``ready`` gets the bound port."""
+    """Listen until ``stop`` is set (or the task is cancelled). ``ready`` gets the bound port.
+    ``store`` is a ``Storer`` (messages that waited are stored together) or a function of one
+    message (each stored alone)."""
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hl7-store")
     loop = asyncio.get_running_loop()
+    storer = store if isinstance(store, Storer) else Storer(store)
+    waiting: list[tuple[bytes, asyncio.Future[bytes]]] = []
+    busy = closed = False
+
+    def store_waiting() -> None:
+        # On the event loop: hand what waits (at most MAX_BATCH) to the worker thread. Once the
+        # listener stops, what still waits is never stored and never acknowledged (sent again).
+        nonlocal busy
+        if busy or closed or not waiting:
+            return
+        batch = waiting[:MAX_BATCH]
+        del waiting[:MAX_BATCH]
+        busy = True
+        job = loop.run_in_executor(executor, storer.many, [raw for raw, _f in batch])
+
+        def done(job: asyncio.Future[list[tuple[bytes, Outcome]]]) -> None:
+            nonlocal busy
+            busy = False
+            exc = job.exception()
+            answers = job.result() if exc is None else []
+            for k, (_raw, fut) in enumerate(batch):
+                if fut.done():
+                    continue
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(answers[k][0])
+            store_waiting()
+
+        job.add_done_callback(done)
 
     def submit(raw: bytes) -> asyncio.Future[bytes]:
-        return loop.run_in_executor(executor, lambda: store(raw)[0])
+        fut: asyncio.Future[bytes] = loop.create_future()
+        waiting.append((raw, fut))
+        store_waiting()
+        return fut
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Connection(reader, writer, config, submit).run()
@@ -221,6 +297,7 @@ async def serve(
             await stop.wait()
     finally:
         server.close()
+        closed = True
         executor.shutdown(wait=True)  # a message being stored is finished (committed) before exit
 
 

@@ -75,6 +75,17 @@ def test_ward_lists_patients_critical_first_with_badges(db_url_with_cohort: str)
     assert "Alerts are decision support, not a diagnosis" in " ".join(m.value for m in at.markdown)
 
 
+def test_ward_says_the_course_day_with_its_first_dose(db_url_with_cohort: str) -> None:
+    """Issue 18 point 7: 'day 8 of steroids (first dose ...)', the count the day-7 rule uses, on
+    two unbroken lines of the Day cell."""
+    rows = _ward_html(_app()).split("<tr class=")[1:]
+    first = (TODAY - dt.timedelta(days=8)).isoformat()  # CRIT-1: methylprednisolone from 8 days ago
+    text = re.sub(r"<[^>]+>", " ", rows[0])
+    assert "day 8 of steroids" in text and f"(first dose {first})" in text
+    assert re.search(r'white-space:nowrap">day 8 of steroids</span>', rows[0])
+    assert "of steroids" not in rows[2]  # CALM-1: no steroid course
+
+
 def test_ward_filters_by_setting_and_search(db_url_with_cohort: str) -> None:
     at = _app()
     at.segmented_control(key="ward_setting").set_value("clinic").run()
@@ -153,6 +164,27 @@ def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     titles = [a.get("text") for a in spec["layout"]["annotations"]]
     assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
+
+
+def test_timeline_now_line_is_the_current_minute_on_the_page(db_url_with_cohort: str) -> None:
+    """Issue 18 point 11, on the page: the figure's now line is the current time (not midnight), so
+    every result of today is before it, and the dose given stops there."""
+    import json
+
+    before = dt.datetime.now().replace(second=0, microsecond=0)
+    at = _app()
+    at.session_state["patient_mrn"] = "WARN-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    after = dt.datetime.now()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    now_x = {dt.datetime.fromisoformat(s["x0"]) for s in spec["layout"]["shapes"] if s.get("name") == "now"}
+    assert len(now_x) == 1
+    (line,) = now_x
+    if line.date() == TODAY:  # (a run across midnight draws the end of the as-of day)
+        assert before <= line <= after
+    eos = next(t for t in spec["data"] if t.get("name") == "Eosinophils")
+    assert max(dt.datetime.fromisoformat(x) for x in eos["x"]) <= line  # today's result before the line
 
 
 def _entry(at: AppTest, mrn: str) -> AppTest:

@@ -44,6 +44,7 @@ SCRIPT = "<script>alert(4)</script>"
 DIRECTIVES = ":material/warning: :red[red] `code` **bold**"
 IMG_ONERROR = "<img src=x onerror=alert(5)>"
 
+LONG_NAME = "Wolfeschlegelsteinhausenbergerdorff" * 5 + "x" * 25  # 200 characters, no space
 ONSET = dt.date.today() - dt.timedelta(days=5)
 # One payload patient per intake path; every patient page is opened for each.
 MRNS = ("XSS-API", "XSS-CSV", "XSS-FHIR", "XSS-ENTRY")
@@ -98,6 +99,9 @@ def _store_payloads(url: str, directory: Path) -> None:
     with Session(engine) as s:
         services.add_patient(s, username=ADMIN, mrn="XSS-API", name=NAME, culprit_drugs=[DRUG, MD_IMAGE],
                              onset_date=ONSET, setting="inpatient")
+        s.commit()
+        # The longest name that can be stored, one unbroken word: the ward must still fit the screen.
+        services.add_patient(s, username=ADMIN, mrn="LONG-200", name=LONG_NAME, onset_date=ONSET, setting="inpatient")
         s.commit()
         store_photos(s, "XSS-API", [PhotoIn("note.png", _png(1), "back", 12.0, ONSET, note=f"{NAME} {MD_IMAGE} {META}")],
                      username=ADMIN)
@@ -179,6 +183,10 @@ def test_payloads_from_every_intake_path_are_inert_text_on_every_page(payload_se
             page.goto(payload_server + "/ward", wait_until="domcontentloaded")
             page.wait_for_selector("tr.dm-row[data-mrn='XSS-ENTRY']", timeout=90_000)
             ward = page.inner_text("table.dm-ward")
+            page.wait_for_selector("tr.dm-row[data-mrn='LONG-200']", timeout=30_000)
+            widths = page.evaluate("""() => ({viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+                table: document.querySelector('table.dm-ward').scrollWidth,
+                box: document.querySelector('table.dm-ward').getBoundingClientRect().right})""")
             page.goto(payload_server + "/timeline?mrn=XSS-FHIR", wait_until="domcontentloaded")
             page.wait_for_selector("text=NEVER RECHALLENGE", timeout=90_000)
             banner = page.locator(".dm-banner").first.inner_text()
@@ -192,6 +200,9 @@ def test_payloads_from_every_intake_path_are_inert_text_on_every_page(payload_se
                 created["/photos?mrn=XSS-API, its day open"] = found
         finally:
             browser.close()
+    # Issue 12 point 5: a 200-character name at 1366x768 leaves the ward table within the screen.
+    assert widths["viewport"] == 1366
+    assert widths["table"] <= widths["viewport"] and widths["box"] <= widths["viewport"] and widths["page"] <= widths["viewport"], widths
     assert seen.dialogs == []
     assert seen.foreign == []  # every asset from our own server; no payload made the browser fetch
     assert created == {}

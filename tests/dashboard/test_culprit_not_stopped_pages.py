@@ -22,7 +22,7 @@ from dashboard import auth as dashboard_auth
 from dashboard import store
 from monitoring import auth, services
 from monitoring.schema import open_database
-from tests.dashboard.shown import shown
+from tests.dashboard.shown import shown, shown_html
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 D = dt.date(2026, 3, 10)  # the as-of date of the pages
@@ -84,3 +84,6 @@ def test_the_ward_and_the_timeline_show_the_culprit_not_stopped(db_url: str) -> 
     assert "CRITICAL · Culprit drug not stopped" in text
     assert f"still given on {D.isoformat()}" in text and "carbamazepine" in text
     assert "immediate withdrawal" in text.lower()
+    # The never-rechallenge banner names the culprit by its resolved name and as it was written.
+    banner = shown_html(next(m.value for m in at.markdown if "NEVER RECHALLENGE" in m.value))
+    assert "<b>carbamazepine</b> (as written: Tegretol XR) (and its group: aromatic anticonvulsants)" in banner, banner

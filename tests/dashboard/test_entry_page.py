@@ -156,3 +156,23 @@ def test_the_correction_picker_and_table_show_values_through_display(db_url: str
     at.selectbox(key="entry_lab_test").set_value("temperature").run()
     unit_picker = at.selectbox(key="entry_lab_unit_temperature")
     assert "°F" in unit_picker.options and "[degF]" not in unit_picker.options
+
+
+def test_a_drug_name_over_80_characters_is_refused_on_the_form_never_cut(db_url: str) -> None:
+    from sqlalchemy import func, select
+
+    from monitoring.models import MedicationRow
+    from tests.dashboard.shown import shown
+
+    long_name = "Zyxwvut" * 11 + "abcd"  # 81 characters the drug table does not know
+    with Session(open_database(db_url)) as s:
+        before = s.execute(select(func.count()).select_from(MedicationRow)).scalar_one()
+    at = _entry("LIV-1")
+    at.text_input(key="entry_dose_drug").input(long_name)
+    at.text_input(key="entry_dose_amount").input("10")
+    at.button(key="entry_dose_save").click().run()
+    assert at.error, "no error shown"
+    message = shown(" ".join(e.value for e in at.error))
+    assert "81 characters long: at most 80 can be stored (never cut)" in message, message
+    with Session(open_database(db_url)) as s:
+        assert s.execute(select(func.count()).select_from(MedicationRow)).scalar_one() == before

@@ -93,6 +93,19 @@ def test_creatinine_lines_from_recorded_baseline_else_lowest_result(writer: Sess
     assert _line(fig, "1.5× baseline")[0] == pytest.approx(1.05)
 
 
+def test_threshold_labels_and_hover_use_the_display_precision(writer: Session) -> None:
+    # 65 µmol/L is 0.73529... mg/dL: its 1.5× baseline line is 1.10294...; the label and the hover
+    # read it as a creatinine is shown (0.01 mg/dL, trailing zeros dropped), never '1.103'.
+    _lab(writer, 1, "creatinine", 65, "umol/L")
+    _lab(writer, 3, "creatinine", 1.3, "mg/dL")
+    fig = _figure(_record(writer))
+    line = next(t for t in fig.data if t.meta and "threshold" in t.meta and t.name.startswith("1.5× baseline"))
+    assert list(line.text) == ["1.1", "1.1"] and "%{text} mg/dL" in line.hovertemplate
+    labels = [str(a.text) for a in fig.layout.annotations]
+    assert any(t.startswith("1.5× baseline") and t.endswith(" 1.1") for t in labels), labels
+    assert not any("1.103" in t for t in labels)
+
+
 def test_eosinophil_and_ferritin_lines_come_from_the_profile(writer: Session, tmp_path: Path) -> None:
     _lab(writer, 2, "eosinophils", 1.1, "10^9/L")
     _lab(writer, 2, "ferritin", 800, "ng/mL")

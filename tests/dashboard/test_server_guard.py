@@ -77,6 +77,16 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
             page = context.new_page()
             page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text or "Content-Security-Policy" in m.text else None)
             seen = br.watch(page)
+            # No asset of the app may be refused, signed in or out (Streamlit's own probes of
+            # /<page>/_stcore/health for its base path answer 404 by design: not assets).
+            refused: list[str] = []
+            page.on("response", lambda r: refused.append(f"{r.status} {r.url}")
+                    if r.status == 403 or (r.status >= 400 and ("/media/" in r.url or "/static/" in r.url)) else None)
+            page.goto(guarded_server + "/", wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="User name").wait_for(timeout=90_000)
+            page.wait_for_load_state("networkidle", timeout=60_000)
+            icon = page.eval_on_selector("link[rel~='icon']", "e => e.getAttribute('href')")
+            assert icon.startswith("data:image/png;base64,"), icon  # the tab icon needs no request (and no session)
             br.sign_in(page, guarded_server, ADMIN, PASSWORD)
             page.wait_for_selector("table.dm-ward", timeout=90_000)
             cookie = next(c["value"] for c in context.cookies() if c["name"] == "dress_browser")
@@ -116,3 +126,4 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
     assert _get(guarded_server + "/_stcore/metrics", cookie)[0] == 403
     assert violations == []
     assert seen.foreign == [] and seen.dialogs == []
+    assert refused == []

@@ -75,3 +75,45 @@ def test_the_entry_form_refuses_a_name_over_80_characters_naming_the_drug_field(
     assert _count(doctor, MedicationRow) == 0
     services.add_dose_change(doctor, username="doc", mrn="E1", drug=EXACT, start_date=TODAY, dose="10", unit="mg")
     assert doctor.execute(select(MedicationRow.drug)).scalar_one() == EXACT.lower()
+
+
+# --- a culprit is kept as written beside what it resolved to (issue 14) -----------------------
+
+
+def test_a_csv_culprit_is_stored_as_written_beside_its_resolved_ingredients(session: Session, tmp_path: Path) -> None:
+    from monitoring.records import load_record
+
+    content = "mrn,name,onset_date,culprit_drug\nW1,Synthetic Written,2026-02-01,Bactrim DS; Tegretol XR;carbamazepine\n"
+    assert _import(session, tmp_path, "p.csv", content) == []
+    patient = session.execute(select(Patient).where(Patient.mrn == "W1")).scalar_one()
+    # What the rules match: the resolved names, once each.
+    assert patient.culprit_drugs == ["trimethoprim-sulfamethoxazole", "carbamazepine"]
+    # What was written, each as written, beside the name and ingredients it resolved to.
+    assert patient.culprits_as_entered == [
+        {"as_entered": "Bactrim DS", "drug": "trimethoprim-sulfamethoxazole", "ingredients": ["sulfamethoxazole", "trimethoprim"]},
+        {"as_entered": "Tegretol XR", "drug": "carbamazepine", "ingredients": ["carbamazepine"]},
+        {"as_entered": "carbamazepine", "drug": "carbamazepine", "ingredients": ["carbamazepine"]},
+    ]
+    # Kept for display (the record the pages read) ...
+    info = load_record(session, "W1").patient
+    assert info.culprit_as_written("trimethoprim-sulfamethoxazole") == "Bactrim DS"
+    assert info.culprit_as_written("carbamazepine") == "Tegretol XR"  # 'carbamazepine' as written adds nothing
+
+
+def test_a_culprit_entered_on_the_form_is_audited_as_written(doctor: Session) -> None:
+    from monitoring import audit
+
+    services.add_patient(doctor, username="doc", mrn="W3", name="Synthetic Form", culprit_drugs="Septra DS")
+    doctor.commit()
+    [created] = [e for e in audit.query(doctor, audit.AuditFilter(entity="patient")) if e.after and e.after.get("mrn") == "W3"]
+    assert created.after is not None and created.after["culprit_drugs"] == ["trimethoprim-sulfamethoxazole"]
+    assert created.after["culprits_as_entered"][0]["as_entered"] == "Septra DS"
+
+
+def test_an_unresolved_culprit_is_kept_as_written_with_no_ingredients(session: Session, tmp_path: Path) -> None:
+    content = "mrn,name,onset_date,culprit_drug\nW2,Synthetic Unknown,2026-02-01,Zonisamide 100 MG Oral Capsule\n"
+    assert _import(session, tmp_path, "p.csv", content) == []
+    patient = session.execute(select(Patient).where(Patient.mrn == "W2")).scalar_one()
+    assert patient.culprits_as_entered == [
+        {"as_entered": "Zonisamide 100 MG Oral Capsule", "drug": patient.culprit_drugs[0], "ingredients": []}
+    ]

@@ -171,6 +171,11 @@ def test_patient_fields() -> None:
     assert got.values == {
         "mrn": "P1", "name": "Synthetic Ann", "sex": "female", "weight_kg": 70.0,
         "culprit_drugs": ["carbamazepine", "allopurinol"], "onset_date": dt.date(2026, 1, 10),
+        # Each culprit as written, beside what it resolved to (issue 14).
+        "culprits_as_entered": [
+            {"as_entered": "Tegretol", "drug": "carbamazepine", "ingredients": ["carbamazepine"]},
+            {"as_entered": "allopurinol", "drug": "allopurinol", "ingredients": ["allopurinol"]},
+        ],
     }
     assert [(n.column, "placeholder" in n.reason) for n in got.notes] == [("birth_date", True)]
 

@@ -137,6 +137,8 @@ def test_pdf_cites_real_sources_and_says_who_prepared_it(session: Session, patie
     assert "DRESS treatment guideline summary (product requirement)" in flat
     assert "Kardaun" in flat  # RegiSCAR's paper
     assert "Tohyama" in flat  # RELAPSE_RISK's source (HHV-6 detected)
+    # The course day with its first dose, as on the dashboard (issue 18 point 7).
+    assert f"day {(AS_OF - dt.date(2026, 1, 4)).days} of steroids (first dose 2026-01-04)" in flat
 
 
 def test_every_printable_source_is_a_real_one() -> None:

@@ -125,3 +125,17 @@ def test_regiscar_counts_atypical_lymphocytes_above_zero_by_the_one_comparison(s
     session.commit()
     items = {i.key: i for i in score_regiscar(load_record(session, MRN), D, PROF).items}
     assert items["atypical_lymphocytes"].answer == "yes"
+
+
+def test_the_followup_pcr_table_and_relapse_risk_say_the_same_detected(session: Session) -> None:
+    from monitoring.followup import viral_pcr_results
+
+    _patient(session)
+    _lab(session, "hhv6_pcr", "2026-11-28 08:00", "<50", "copies/mL")  # below the assay's limit: not detected
+    _lab(session, "ebv_pcr", "2026-11-29 08:00", ">0", "copies/mL")  # some load: detected
+    session.commit()
+    record = load_record(session, MRN)
+    table = {r.test: r.detected for r in viral_pcr_results(record, D)}
+    assert table == {"hhv6_pcr": False, "ebv_pcr": True}
+    relapse = _alerts(session)["RELAPSE_RISK"]
+    assert [f["test"] for f in relapse.evidence["factors"] if f["factor"] == "viral_reactivation"] == ["ebv_pcr"]
