@@ -452,7 +452,7 @@ def _fhir_patients(named: list[tuple[str, Path | bytes]], as_of: dt.date | None)
     json_files = [(n, c) for n, c in named if n.lower().endswith(".json")]
     if len(json_files) < 2:
         return {}
-    from monitoring.importers.fhir_import import patient_index
+    from monitoring.importers.fhir import patient_index
 
     out = {}
     for name, content in json_files:
@@ -469,12 +469,12 @@ def _read_fhir(
     other_patients: dict[str, str] | None = None,
 ) -> tuple[FileSummary, list[PatientIn], list[LabIn], list[MedIn], list[Problem]]:
     try:
-        fhir = importlib.import_module("monitoring.importers.fhir_import")
+        fhir = importlib.import_module("monitoring.importers.fhir")
     except ModuleNotFoundError as exc:
-        if exc.name != "monitoring.importers.fhir_import":
+        if exc.name != "monitoring.importers.fhir":
             raise
         return FileSummary(name, "fhir", 0), [], [], [], [
-            Problem(name, None, None, "FHIR import is not available in this installation (monitoring.importers.fhir_import is missing)")
+            Problem(name, None, None, "FHIR import is not available in this installation (monitoring.importers.fhir is missing)")
         ]
     if isinstance(content, Path):
         if not content.is_file():
