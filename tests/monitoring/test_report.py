@@ -261,3 +261,20 @@ def test_pdf_checklist_marks_a_result_above_the_laboratorys_range(session: Sessi
                                         author=USER))
     assert "6.4 mIU/L on 2026-02-25 · ABOVE RANGE (> 4.5 mIU/L, laboratory)" in flat
     assert flat.count("ABOVE RANGE") == 1 and "within range" not in flat  # only the results above are marked
+
+
+def test_pdf_names_the_clinician_by_display_name_with_the_account_as_plain_text(session: Session, patient: str) -> None:
+    """Issue 18 point 10: "Prepared by" names the person ("Display Name (username)"); the name is
+    stored text, so reportlab markup in it is printed, never obeyed."""
+    auth.set_display_name(session, actor="test", username=USER, display_name="Dr A. Mensah <b>&amp; registrar</b>")
+    session.commit()
+    user = auth.get_user(session, USER)
+    assert user is not None
+    label = auth.signed_in_as(user).label
+    assert label == f"Dr A. Mensah <b>&amp; registrar</b> ({USER})"
+    pdf = patient_report_pdf(load_record(session, patient), AS_OF, generated_at=dt.datetime(2026, 2, 1, 9, 30), author=label,
+                             settings=ReportSettings(unit="Dermatology", contact="bleep 4321"))
+    flat = _pdf_text(pdf)
+    assert f"Prepared by Dr A. Mensah <b>&amp; registrar</b> ({USER}) · Unit: Dermatology" in flat
+    assert f"by Dr A. Mensah <b>&amp; registrar</b> ({USER}) · page 1" in flat  # the footer
+    assert PdfReader(io.BytesIO(pdf)).metadata.author == label
