@@ -246,7 +246,7 @@ def sign_out(engine: Engine) -> None:
 
 def _sidebar(engine: Engine, user: SignedIn) -> None:
     with st.sidebar:
-        st.markdown(f"Signed in as **{safe.md(user.username)}** · {safe.md(user.role)}")
+        st.markdown(f"Signed in as **{safe.md(user.label)}** · {safe.md(user.role)}")
         if not user.can(auth.WRITE):
             st.caption("Read-only account: you can look, not change.")
         if st.button("Sign out", key="auth_sign_out"):

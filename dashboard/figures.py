@@ -30,7 +30,9 @@ SERIES_COLOURS: tuple[str, ...] = ("#1f3b73", "#7b3294", "#00897b", "#5d4037")
 # Series in one panel (ALT and AST) also differ by marker and dash, not only by colour (issue 18
 # point 6: a colour-blind reader or a grey print tells them apart), as in the PDF's figure
 # (monitoring.report: ALT circles on a solid line, AST squares on a dashed one).
-SERIES_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "cross")
+# Styles run on across the figure's panels with a legend (ALT, AST, then bilirubin, ALP, ...), so
+# no two named series share one; "diamond" stays the amended mark, triangles the censored one.
+SERIES_SYMBOLS: tuple[str, ...] = ("circle", "square", "star", "x")
 SERIES_DASHES: tuple[str, ...] = ("solid", "longdash", "dot", "dashdot")
 DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
@@ -99,7 +101,7 @@ class Panel:
     thresholds: tuple[Threshold, ...] = ()
     y_min: float | None = None  # None: the axis starts at 0; temperature starts near normal
     optional: bool = False  # drawn (thin) only when it has results; else always, an empty one saying so
-    note: str = ""  # words at the panel's top left (the liver-injury pattern)
+    note: str = ""  # words after the panel's title (the liver-injury pattern)
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ def timeline_figure(
     # thin, and no height for a patient without them.
     panels = [p for p in t.panels if not p.optional or any(s.points for s in p.series)]
     heights = [0.6 if p.optional else 1.0 for p in panels]
-    titles = [f"{p.title} ({p.unit})" for p in panels]
+    # A panel's note (the liver-injury pattern) follows its title: above the panel, never over its data.
+    titles = [f"{p.title} ({p.unit})" + (f" · {p.note}" if p.note else "") for p in panels]
     exposure_row = None
     if t.exposures:
         heights.append(max(0.35, 0.14 * len(t.exposures)))
@@ -263,8 +266,11 @@ def timeline_figure(
     x0, x1 = _x(start, t.onset, mode), _x(end, t.onset, mode)
 
     batch = _Batch()
+    style = 0
     for row, panel in enumerate(panels, start=1):
-        _draw_panel(batch, row, panel, t.onset, mode, x0, x1)
+        named = len(panel.series) > 1  # in the legend: its series take the next styles
+        _draw_panel(batch, row, panel, t.onset, mode, x0, x1, style if named else 0)
+        style += len(panel.series) if named else 0
     if exposure_row is not None:
         _draw_exposures(batch, exposure_row, t, mode, start, end)
     _draw_dose(batch, rows, t, mode, x1)
@@ -307,7 +313,7 @@ def _top(panel: Panel) -> float:
 
 
 def _draw_panel(
-    fig: _Batch, row: int, panel: Panel, onset: dt.date | None, mode: XMode, x0: object, x1: object
+    fig: _Batch, row: int, panel: Panel, onset: dt.date | None, mode: XMode, x0: object, x1: object, style: int = 0
 ) -> None:
     top = _top(panel)
     has_data = any(s.points for s in panel.series)
@@ -317,7 +323,7 @@ def _draw_panel(
             th.key, th.label, th.severity, th.value, th.steps, False, th.basis
         )
         _draw_threshold(fig, row, panel, drawn, onset, mode, x0, x1, top)
-    for i, s in enumerate(panel.series):
+    for i, s in enumerate(panel.series, start=style):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         symbol = SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]
         xs = [_x(p.taken_at, onset, mode) for p in s.points]
@@ -358,12 +364,6 @@ def _draw_panel(
         )
     if not has_data:
         _empty_panel_note(fig, row, "no results recorded")
-    if panel.note:
-        fig.add_annotation(
-            text=panel.note, x=0.005, xref=f"{_axis('x', row)} domain", y=1.0, yref=f"{_axis('y', row)} domain",
-            showarrow=False, xanchor="left", yanchor="top", font={"size": 11, "color": DOSE_COLOUR},
-            bgcolor="rgba(255,255,255,0.8)",
-        )
     bottom = panel.y_min if panel.y_min is not None else 0.0
     lowest = min([p.value for s in panel.series for p in s.points] or [bottom])
     fig.update_yaxes(range=[min(bottom, lowest - 0.2), top], row=row, col=1)

@@ -21,6 +21,7 @@ response, so no reverse proxy is needed for them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -142,25 +143,27 @@ def guarded(path: str, base: str = "") -> bool:
     return rest.startswith("/media/") or rest.rstrip("/") == "/_stcore/metrics"
 
 
+@functools.cache
+def _engine() -> Any:
+    """The Guard's own engine on the dashboard's database (the middleware runs outside any
+    Streamlit script, so not the cached one of dashboard/store.py); made at the first check."""
+    from dashboard import store
+    from monitoring.db import create_db_engine
+
+    return create_db_engine(store.database_url())
+
+
 def _signed_in(cookie: str | None) -> bool:
     """Whether this ``dress_browser`` cookie belongs to a valid signed-in session; any failure to
     tell (a busy or unreadable database) answers no: a photograph is never served on doubt."""
     if not valid_browser_cookie(cookie):
         return False
-    from dashboard import store
     from monitoring import sessions
-    from monitoring.db import create_db_engine
 
-    global _ENGINE
     try:
-        if _ENGINE is None:
-            _ENGINE = create_db_engine(store.database_url())
-        return sessions.browser_signed_in(_ENGINE, cookie)
+        return sessions.browser_signed_in(_engine(), cookie)
     except Exception:  # noqa: BLE001 - fail closed; nothing about the request is logged
         return False
-
-
-_ENGINE: Any = None
 
 
 class Guard(_HttpMiddleware):

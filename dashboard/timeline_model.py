@@ -241,8 +241,8 @@ def timeline(
         converted = tuple(lines if scale == "uln" else (_convert_threshold(th, tests[0], units) for th in lines))
         drawn = [s.label for s in series if s.points]
         note = ""
-        if key == "liver_uln" and (latest := liver.latest_pattern(record, prof, as_of)) is not None:
-            note = f"liver-injury pattern: {latest.words()}"
+        if key == "liver_uln" and (words := liver.pattern_words(record, prof, as_of, short=True)) is not None:
+            note = f"liver-injury pattern: {words}"  # in full in the page header
         built[key] = Panel(key, " and ".join(drawn) if drawn else title, unit, tuple(series), converted,
                            y_min=36.0 if key == "temperature" else None, optional=optional, note=note)
     panels = [built[key] for key in PANEL_ORDER]

@@ -40,7 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from monitoring import audit
+from monitoring import audit, intake
 from monitoring.models import SignInThrottle, User, utcnow
 
 VIEWER = "viewer"
@@ -103,9 +103,27 @@ class SignedIn:
     user_id: int
     username: str
     role: str
+    display_name: str | None = None
 
     def can(self, permission: str) -> bool:
         return permission in PERMISSIONS.get(self.role, frozenset())
+
+    @property
+    def label(self) -> str:
+        """How reports and the dashboard name this person (``person_label``)."""
+        return person_label(self.username, self.display_name)
+
+
+def person_label(username: str, display_name: str | None) -> str:
+    """"Dr A. Mensah, dermatology registrar (amensah)" when the account has a display name, else
+    the user name: the name a clinician recognises, and the account that signs the audit trail."""
+    return f"{display_name} ({username})" if display_name else username
+
+
+def signed_in_as(user: User) -> SignedIn:
+    """What the dashboard keeps in its session for this account, as the database has it now."""
+    assert user.id is not None
+    return SignedIn(user.id, user.username, user.role, user.display_name)
 
 
 # --- passwords -------------------------------------------------------------------------------
@@ -514,7 +532,7 @@ def sign_in(
     # take back this attempt only.
     for key in claimed:
         _release(engine, key, reset=key.startswith(("pair:", "account:")))
-    return SignedIn(user.id, user.username, user.role)
+    return signed_in_as(user)
 
 
 def sign_in_external(engine: Engine, identity: str) -> SignedIn:
@@ -537,7 +555,7 @@ def sign_in_external(engine: Engine, identity: str) -> SignedIn:
         assert user.id is not None
         audit.record(session, username=name, action=audit.SIGN_IN, entity="app_user", entity_id=user.id, reason="OIDC")
         session.commit()
-        return SignedIn(user.id, user.username, user.role)
+        return signed_in_as(user)
 
 
 def current(engine: Engine, signed_in: SignedIn) -> SignedIn | None:
@@ -547,7 +565,7 @@ def current(engine: Engine, signed_in: SignedIn) -> SignedIn | None:
         user = session.get(User, signed_in.user_id)
         if user is None or user.disabled or user.username != signed_in.username:
             return None
-        return SignedIn(signed_in.user_id, user.username, user.role)
+        return signed_in_as(user)
 
 
 def record_sign_out(engine: Engine, signed_in: SignedIn) -> None:
@@ -580,20 +598,39 @@ def _existing(session: Session, username: str) -> User:
     return user
 
 
+def _check_display_name(value: str | None) -> str | None:
+    try:
+        return intake.display_name(value)
+    except intake.FieldError as exc:
+        raise AccountError(exc.message) from None
+
+
 def _public(user: User) -> dict[str, Any]:
-    return {"username": user.username, "role": user.role, "disabled": user.disabled, "oidc_only": user.password_hash is None}
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "disabled": user.disabled,
+        "oidc_only": user.password_hash is None,
+    }
 
 
-def create_user(session: Session, *, actor: str, username: str, role: str, password: str | None) -> User:
+def create_user(
+    session: Session, *, actor: str, username: str, role: str, password: str | None, display_name: str | None = None
+) -> User:
     """A new account. ``password`` None makes an account that signs in only through the
-    hospital's identity provider (OIDC)."""
+    hospital's identity provider (OIDC); ``display_name`` is how reports name the person
+    (``person_label``), checked by ``monitoring.intake.display_name``."""
     name = _check_username(username)
     _check_role(role)
+    shown = _check_display_name(display_name)
     if password is not None:
         check_password_policy(password, name)
     if get_user(session, name) is not None:
         raise AccountError(f"an account named {name!r} exists already")
-    user = User(username=name, role=role, password_hash=hash_password(password) if password is not None else None)
+    user = User(
+        username=name, role=role, display_name=shown, password_hash=hash_password(password) if password is not None else None
+    )
     session.add(user)
     session.flush()
     audit.record(session, username=actor, action=audit.ACCOUNT_CREATE, entity="app_user", entity_id=user.id, after=_public(user))
@@ -652,6 +689,12 @@ def enable_user(session: Session, *, actor: str, username: str, reason: str | No
 
 def set_role(session: Session, *, actor: str, username: str, role: str, reason: str | None = None) -> User:
     return _change(session, actor=actor, username=username, reason=reason, role=_check_role(role))
+
+
+def set_display_name(session: Session, *, actor: str, username: str, display_name: str | None, reason: str | None = None) -> User:
+    """Set (or, blank, clear) how reports and the dashboard name the account's person; audited
+    with the name before and after."""
+    return _change(session, actor=actor, username=username, reason=reason, display_name=_check_display_name(display_name))
 
 
 def list_users(session: Session) -> list[User]:

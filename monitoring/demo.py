@@ -381,6 +381,10 @@ def _demo_001(today: dt.date) -> tuple[PatientIn, _Patient]:
     p.daily(-10, "temperature", [39.1, 39.4, 38.6, 38.0, 37.6, 37.3, 37.1, 37.2, 36.9, 37.0, 36.8], "Cel", at=_OBS)
     p.visits("ferritin", {-10: 380, -8: 420, -6: 350, -4: 290, -2: 240, 0: 190}, "ng/mL", at=_BLOODS)
     p.visits("crp", {-10: 85, -8: 92, -6: 60, -4: 34, -2: 18, 0: 12}, "mg/L", at=_BLOODS)
+    # ALP and bilirubin with the ALT of the same draw: a hepatocellular pattern at presentation
+    # (R = 310/35 ÷ 150/120 = 7.1), the timeline's ×ULN panel and R ratio.
+    p.visits("alp", {-10: 150, -8: 185, -6: 170, -4: 150, -2: 132, 0: 118}, "U/L", at=_BLOODS, ref_high=120)
+    p.visits("bilirubin", {-10: 1.3, -8: 1.8, -6: 1.5, -4: 1.1, -2: 0.9, 0: 0.8}, "mg/dL", at=_BLOODS)
     p.photo(-10, "back", 25, "confluent morbilliform eruption, facial oedema")
     p.photo(-6, "back", 18, "fading, less infiltrated")
     p.photo(-2, "back", 10, "residual erythema, desquamation")

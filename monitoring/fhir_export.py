@@ -2,7 +2,7 @@
 
 ``export_patient_bundle(session, mrn)`` returns a ``collection`` Bundle (a JSON-ready dict) holding
 everything needed to rebuild the patient with this product's importer
-(``monitoring.importers.fhir_import``): Patient (identifier typed MR), Condition (DRESS, ICD-10-CM
+(``monitoring.importers.fhir``): Patient (identifier typed MR), Condition (DRESS, ICD-10-CM
 D72.12, onset and abatement), one AllergyIntolerance per culprit drug (reaction DRESS) and per other
 drug allergy (no DRESS reaction: read back as an allergy, not a culprit), one Observation per result
 (LOINC, or this product's code system for tests without one; UCUM canonical unit; the value and
@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from monitoring import catalogue
-from monitoring.importers.fhir_import import (
+from monitoring.importers.fhir.codes import (
     ACT_REASON,
     EXT,
     ICD10CM,
@@ -290,7 +290,7 @@ def _observation(row: LabResult, subject: dict[str, Any]) -> dict[str, Any]:
         res["id"] = row.source_id
     ident = _source_identifier(row.source_id)
     if row.source_identifier and not row.source_identifier.startswith("sha256:"):
-        # The laboratory's business identifier as received (importers.fhir_import._business_identifier).
+        # The laboratory's business identifier as received (importers.fhir.results._business_identifier).
         system, _bar, value = row.source_identifier.partition("|")
         ident.append({"system": system, "value": value} if system else {"value": value})
     if ident:

@@ -90,6 +90,7 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
     # The liver-injury pattern (monitoring.liver): R ratio cut points.
     "r_ratio_hepatocellular": (0.1, 100),
     "r_ratio_cholestatic": (0.1, 100),
+    "r_ratio_injury_uln_multiple": (1, 20),
 }
 
 # Keys whose value counts something (days, months, organs): must be whole numbers.

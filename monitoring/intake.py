@@ -50,7 +50,7 @@ from typing import Any
 from monitoring import catalogue
 from monitoring.catalogue import Conversion, TestDef
 from monitoring.drugs import normalise_drug, resolve
-from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo
+from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo, User
 from monitoring.store import FIELD_LABELS, LabIn, MedIn
 
 __all__ = [
@@ -228,6 +228,7 @@ _MODELS: dict[str, Any] = {
     "medication_row": MedicationRow,
     "clinical_finding": ClinicalFinding,
     "photo": Photo,
+    "app_user": User,
 }
 
 
@@ -270,6 +271,15 @@ def free_text(column: str, value: object, *, limit: int = NOTE_MAX_CHARS, requir
 def stored_text(table: str, column: str, value: object, *, multiline: bool = False, subject: str | None = None) -> str:
     """``check_text`` with the column's own limit (``text_limit``)."""
     return check_text(column, value, limit=text_limit(table, column), multiline=multiline, subject=subject)
+
+
+def display_name(value: object) -> str | None:
+    """An account's display name as typed (how reports and the dashboard name the person, e.g.
+    "Dr A. Mensah, dermatology registrar"): trimmed, None when blank (the user name is shown);
+    FieldError when longer than the column allows or holding a control or bidirectional-override
+    character (one line: no line breaks)."""
+    text = "" if value is None else check_text("display name", value, limit=text_limit("app_user", "display_name"))
+    return text or None
 
 
 # --- numbers, dates and times ---------------------------------------------------------------------

@@ -196,6 +196,9 @@ class User(SQLModel, table=True):
     username: str = Field(index=True, unique=True, max_length=64)
     password_hash: str | None = Field(default=None, max_length=255)  # None: OIDC-only account
     role: str = Field(default="viewer", max_length=16)  # admin, clinician, viewer
+    # How reports and the dashboard name the person (e.g. "Dr A. Mensah, dermatology registrar");
+    # None: the user name only. Checked by monitoring.intake.display_name.
+    display_name: str | None = Field(default=None, max_length=120)
     disabled: bool = Field(default=False)
     failed_attempts: int = Field(default=0)
     last_failed_at: dt.datetime | None = Field(default=None, sa_type=DateTime)

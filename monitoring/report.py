@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -361,6 +361,21 @@ def prepared_line(author: str | None, settings: ReportSettings, generated: dt.da
     return f"{by} · Unit: {unit} · Contact: {contact} · generated {generated.isoformat(sep=' ', timespec='minutes')}"
 
 
+def footer_line(head: str, author: str | None, tail: str, width_of: Callable[[str], float], room: float) -> str:
+    """Each page's footer: ``head`` (patient, MRN, dates), " by ``author``", ``tail`` (page number,
+    SYNTHETIC). An author too long for the line (a long display name: the full one heads page 1)
+    is shortened with "…" so that the page number and the SYNTHETIC mark stay on the page."""
+    if not author:
+        return head + tail
+    text = f"{head} by {author}{tail}"
+    if width_of(text) <= room:
+        return text
+    cut = len(author)
+    while cut > 1 and width_of(f"{head} by {author[:cut].rstrip()}…{tail}") > room:
+        cut -= 1
+    return f"{head} by {author[:cut].rstrip()}…{tail}"
+
+
 def render_pdf(
     data: ReportData,
     figure_png: bytes | None,
@@ -559,12 +574,9 @@ def render_pdf(
         canvas.saveState()
         canvas.setFont(regular, 7)
         canvas.setFillColor(colors.HexColor("#616161"))
-        text = f"{p.name} · MRN {p.mrn} · as of {data.as_of.isoformat()} · generated {generated.isoformat(sep=' ')}"
-        if author:
-            text += f" by {author}"
-        text += f" · page {doc.page}"
-        if p.synthetic:
-            text += " · SYNTHETIC"
+        head = f"{p.name} · MRN {p.mrn} · as of {data.as_of.isoformat()} · generated {generated.isoformat(sep=' ')}"
+        tail = f" · page {doc.page}" + (" · SYNTHETIC" if p.synthetic else "")
+        text = footer_line(head, author, tail, lambda t: canvas.stringWidth(t, regular, 7), A4[0] - 30 * mm)
         canvas.drawString(15 * mm, 9 * mm, text)
         canvas.restoreState()
 

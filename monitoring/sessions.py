@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, col
 
-from monitoring.auth import SignedIn
+from monitoring.auth import SignedIn, signed_in_as
 from monitoring.models import User, UserSession, utcnow
 
 IDLE_ENV = "DRESS_SESSION_IDLE_MINUTES"
@@ -129,7 +129,7 @@ def resume(engine: Engine, *, session_id: int | None, browser: str | None = None
         assert user is not None and user.id is not None
         if (moment - row.last_seen_at).total_seconds() >= TOUCH_EVERY_S:
             _write(session, update(UserSession).where(UserSession.id == row.id).values(last_seen_at=moment))  # type: ignore[arg-type]
-        return Resumed(SignedIn(user.id, user.username, user.role), row.id)
+        return Resumed(signed_in_as(user), row.id)
 
 
 def _end_reason(row: UserSession, user: User | None, moment: dt.datetime) -> str | None:

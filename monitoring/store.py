@@ -246,6 +246,23 @@ def _same_value(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def unknown_mrn(where: str, mrn: str) -> Problem:
+    """The problem of a record naming a patient that is neither stored nor in the import."""
+    return Problem(where, "mrn", mrn, "unknown MRN: not in the database and not in this import")
+
+
+def unknown_mrns(session: Session, rows: Sequence[tuple[str, str]], importing: Iterable[str]) -> list[Problem]:
+    """For records refused for other reasons (``(where, MRN)``): the unknown-MRN problem of each
+    whose patient is neither stored nor in ``importing``, so a row's report names all it has."""
+    wanted = sorted({mrn for _, mrn in rows} - set(importing))
+    stored: set[str] = set()
+    for i in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[i : i + IN_CHUNK]
+        stored.update(session.execute(select(col(Patient.mrn)).where(col(Patient.mrn).in_(chunk))).scalars())
+    missing = set(wanted) - stored
+    return [unknown_mrn(where, mrn) for where, mrn in rows if mrn in missing]
+
+
 def write_batch(
     session: Session,
     *,
@@ -308,12 +325,12 @@ def write_batch(
     if any(lab.mrn not in known for lab in labs):
         for lab in labs:
             if lab.mrn not in known:
-                problems.append(Problem(lab.where, "mrn", lab.mrn, "unknown MRN: not in the database and not in this import"))
+                problems.append(unknown_mrn(lab.where, lab.mrn))
         labs = [lab for lab in labs if lab.mrn in known]
     good_meds: list[MedIn] = []
     for m in meds:
         if m.mrn not in known:
-            problems.append(Problem(m.where, "mrn", m.mrn, "unknown MRN: not in the database and not in this import"))
+            problems.append(unknown_mrn(m.where, m.mrn))
             continue
         if m.dose_per_kg is not None:
             w = weights.get(m.mrn)

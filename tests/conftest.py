@@ -25,7 +25,6 @@ BOTH_BACKENDS_MODULES = frozenset(
     {
         "test_store",
         "test_services",
-        "test_importers",
         "test_csv_import",
         "test_fhir_import",
         "test_fhir_export",
@@ -44,6 +43,10 @@ BOTH_BACKENDS_MODULES = frozenset(
         "test_episodes",
         "test_notify",
         "test_import_caps",
+        "test_text_limits",
+        "test_fhir_corrections",
+        "test_fhir_edition2",
+        "test_rules_edition2",
     }
 )
 

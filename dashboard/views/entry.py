@@ -9,6 +9,7 @@ field and the value, and nothing is stored.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from dashboard.auth import require_signed_in
 from monitoring import catalogue, display, services
 from monitoring.auth import PermissionDenied, authorise_write
 from monitoring.db import session_scope
+from monitoring.importers.caps import MAX_IMPORT_BYTES
 from monitoring.store import BatchRejected
 
 require_signed_in("write")  # a signed-in user who may write (dashboard/auth.py)
@@ -281,7 +283,16 @@ with tab_upload:
         "All files are imported in one transaction: if any row has a problem, **nothing** is stored and every "
         "problem is listed below."
     )
-    files = st.file_uploader("Files", type=["csv", "json"], accept_multiple_files=True, key="entry_upload")
+    files: Any = None
+    try:
+        # The import's own cap (DRESS_MAX_IMPORT_BYTES) is the browser's limit too: a larger file is
+        # refused before it is sent, never held in the server's memory first (Streamlit: 200 MB).
+        upload_mb = math.ceil(MAX_IMPORT_BYTES.value() / (1024 * 1024))
+    except ValueError as exc:
+        st.error(f"Import is switched off until the setting is fixed: {safe.md(str(exc))}")
+    else:
+        files = st.file_uploader("Files", type=["csv", "json"], accept_multiple_files=True, key="entry_upload",
+                                 max_upload_size=upload_mb)
     skip_invalid = st.checkbox(
         "Import the rest when some rows are refused (each refused row goes to the review list)",
         key="entry_skip_invalid",

@@ -51,7 +51,7 @@ from monitoring.followup import patch_test_plan  # noqa: E402
 from monitoring.rules import evaluate  # noqa: E402
 
 p = record.patient
-png, pdf, prepared = _report(url, version, p.mrn, as_of, user.username)
+png, pdf, prepared = _report(url, version, p.mrn, as_of, user.label)
 st.download_button(
     "Download the PDF",
     data=pdf,
@@ -64,7 +64,7 @@ st.download_button(
 st.caption(f"PDF ready: {len(pdf) // 1024} kB, A4. Header facts, the steroid course, the figure below, current alerts "
            "with their sources, the saved taper plan, the patch-test date, RegiSCAR, sequelae checklist and viral PCR.")
 
-st.text(prepared)  # stored settings and a user name: plain text, never markup
+st.text(prepared)  # stored settings and a display name: plain text, never markup
 
 left, right = st.columns([3, 2], gap="medium")
 with left:

@@ -180,7 +180,9 @@ with right:
         st.info(f"Saving also stops {safe.md(', '.join(others))} on {plan.first_date.isoformat()} (a switch to {safe.md(plan.drug)}).")
 with left:
     saved_points = [s for s in stored.course.schedule if s.planned]
-    st.plotly_chart(clinic_figures.dose_panel(record, check.course, today, saved=saved_points), key="taper_dose_figure")
+    # The now line to the minute: the chart's spec (its identity to Streamlit) does not change every second.
+    st.plotly_chart(clinic_figures.dose_panel(record, check.course, today, saved=saved_points, now=store.now_minute()),
+                    key="taper_dose_figure")
     st.caption(f"Plan {safe.md(plan.method)}. Solid: doses given; dashed: the plan as proposed (not yet saved)"
                + ("; dotted: the plan saved now." if saved_points else "."))
 

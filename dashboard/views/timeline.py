@@ -28,7 +28,7 @@ if record is None:
     st.info("Choose a patient in the sidebar or on the ward overview.")
     st.stop()
 
-from monitoring.liver import latest_pattern  # noqa: E402
+from monitoring.liver import pattern_words  # noqa: E402
 from monitoring.rules import evaluate  # noqa: E402
 from monitoring.severity import rank as severity_rank  # noqa: E402
 from monitoring.steroids import analyse_course, course_day_words  # noqa: E402
@@ -104,12 +104,13 @@ if course.stop_date:
 if course.second_line:
     steroid_line += " · " + ", ".join(f"{safe.md(d.upper() if d == 'ivig' else d)} from {widgets.iso(s)}" for d, s in course.second_line)
 st.markdown(steroid_line)
-pattern = latest_pattern(record, prof, today)
+pattern = pattern_words(record, prof, today)
 if pattern is not None:
     # The liver-injury pattern (monitoring.liver: the profile's cut points, ACG 2014 DILI guideline).
     st.markdown(
-        f"Liver-injury pattern: {safe.md(pattern.words())}; R ≥ {prof.value('r_ratio_hepatocellular'):g} hepatocellular, "
-        f"≤ {prof.value('r_ratio_cholestatic'):g} cholestatic, mixed between (ACG 2014 DILI guideline)"
+        f"Liver-injury pattern: {safe.md(pattern)}; R ≥ {prof.value('r_ratio_hepatocellular'):g} hepatocellular, "
+        f"≤ {prof.value('r_ratio_cholestatic'):g} cholestatic, mixed between (ACG 2014 DILI guideline; named when ALT "
+        f"or ALP is above {prof.value('r_ratio_injury_uln_multiple'):g}×ULN)"
     )
 
 # --- controls -----------------------------------------------------------------------------
@@ -137,10 +138,17 @@ if window and window != "all":
     x_range = (today - dt.timedelta(days=days), today)
 
 # --- figure and alerts --------------------------------------------------------------------
+# The now line's minute, kept while this view is unchanged: a click on a photograph mark reruns the
+# page, and a figure redrawn with a later minute would be a "new" chart that drops the click's
+# selection (Streamlit keys a chart by its spec). Any change of patient, data or view moves it on.
+now_view = (p.mrn, version, today, units, x_mode, x_range)
+if st.session_state.get("timeline_now_view") != now_view:
+    st.session_state["timeline_now_view"] = now_view
+    st.session_state["timeline_now"] = store.now_minute()
 fig_col, alert_col = st.columns([3, 1.25], gap="medium")
 with fig_col:
     figure = timeline_model.timeline_figure(url, version, p.mrn, today, units, x_mode, x_range, f"{prof.path}:{prof.version}",
-                                            store.now_minute())
+                                            st.session_state["timeline_now"])
     event = st.plotly_chart(
         figure,
         key="timeline_figure",

@@ -109,7 +109,7 @@ def _ward_round_list() -> str:
         filters.append(f"search {query.strip()!r}")
     heading = f"{len(shown)} of {len(rows)} active patients" + (f" ({', '.join(filters)})" if filters else "")
     return ward_round_html(shown, HEADERS, as_of=today, heading=heading, generated_at=dt.datetime.now(),
-                           author=user.username)
+                           author=user.label)
 
 
 st.download_button(

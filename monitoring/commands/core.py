@@ -77,6 +77,11 @@ def cmd_patients(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         print()
     else:
+        if not out:
+            # Said on stderr (stdout stays the list, empty): an empty answer is not mistaken for a
+            # wrong database or a failed query (issue 18 point 13).
+            print(f"no patients in {args.db or 'the database'}: import some with `python -m monitoring import FILE`"
+                  " or load the synthetic demo with `python -m monitoring demo`", file=sys.stderr)
         for p in out:
             tag = " [synthetic]" if p["synthetic"] else ""
             print(f"{p['mrn']:<12} {p['name']:<30} onset {p['onset_date'] or '-'}{tag}")

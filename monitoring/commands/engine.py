@@ -107,6 +107,7 @@ def _fmt(value: Any) -> str:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from monitoring.steroids import course_day_words
     from monitoring.summary import summarise
 
     record, as_of, profile = _load(args)
@@ -121,7 +122,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
         ("As of", s["as_of"]),
         ("Day since onset", f"{_fmt(s['day_since_onset'])} (onset {_fmt(s['onset_date'])})"),
         ("Course start", _fmt(st["course_start"])),
-        ("Day of course", _fmt(st["day_of_course"])),
+        # Counted from the first dose as day 0, said so (issue 18 point 7; steroids.course_day_words).
+        ("Day of course", course_day_words(
+            dt.date.fromisoformat(st["course_start"]) if st["course_start"] else None, st["day_of_course"]) or "-"),
         (
             "Current dose",
             f"{_fmt(st['current_pred_eq_mg'])} mg/day prednisone-equivalent, {_fmt(st['current_mg_per_kg'])} mg/kg",

@@ -1,4 +1,5 @@
-"""Account commands: ``users add|list|disable|enable|set-password|set-role`` (issue 7).
+"""Account commands: ``users add|list|disable|enable|set-password|set-role|set-name`` (issue 7;
+display names: issue 18 point 10).
 
 A password is never taken from the command line (it would sit in the shell history and the process
 list): it is read without echo from the terminal, asked twice, or from the first line of standard
@@ -25,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("add", help="create an account")
     p.add_argument("username", help="user name (for sign-in through the hospital's identity provider: the e-mail)")
     p.add_argument("--role", required=True, choices=("admin", "clinician", "viewer"))
+    p.add_argument(
+        "--display-name",
+        metavar="TEXT",
+        help='how reports and the dashboard name the person, e.g. "Dr A. Mensah, dermatology registrar" (at most 120 characters)',
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     group.add_argument("--oidc", action="store_true", help="no password: signs in only through the identity provider (st.login)")
@@ -60,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("role", choices=("admin", "clinician", "viewer"))
     p.add_argument("--reason")
     p.set_defaults(func=cmd_set_role)
+
+    p = cmds.add_parser("set-name", help="set an account's display name (blank TEXT clears it: the user name is shown)")
+    p.add_argument("username")
+    p.add_argument("display_name", metavar="TEXT", help='e.g. "Dr A. Mensah, dermatology registrar" (at most 120 characters)')
+    p.add_argument("--reason")
+    p.set_defaults(func=cmd_set_name)
 
 
 def actor() -> str:
@@ -103,9 +115,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     password = None if args.oidc else read_password(args.password_stdin)
 
     def change(session) -> str:
-        user = auth.create_user(session, actor=actor(), username=args.username, role=args.role, password=password)
+        user = auth.create_user(
+            session, actor=actor(), username=args.username, role=args.role, password=password, display_name=args.display_name
+        )
         how = "signs in through the identity provider" if password is None else "signs in with a password"
-        return f"account {user.username} created, role {user.role}, {how}"
+        named = f", shown as {user.display_name!r}" if user.display_name else ""
+        return f"account {user.username} created, role {user.role}{named}, {how}"
 
     return _run(args, change)
 
@@ -139,6 +154,18 @@ def cmd_set_role(args: argparse.Namespace) -> int:
     return _run(args, change)
 
 
+def cmd_set_name(args: argparse.Namespace) -> int:
+    from monitoring import auth
+
+    def change(session) -> str:
+        user = auth.set_display_name(session, actor=actor(), username=args.username, display_name=args.display_name, reason=args.reason)
+        if user.display_name is None:
+            return f"account {user.username} has no display name: shown as {user.username}"
+        return f"account {user.username} shown as {auth.person_label(user.username, user.display_name)!r}"
+
+    return _run(args, change)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from sqlmodel import Session
 
@@ -150,6 +177,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = [
             {
                 "username": u.username,
+                "display_name": u.display_name,
                 "role": u.role,
                 "disabled": u.disabled,
                 "sign_in": "identity provider" if u.password_hash is None else "password",
@@ -164,7 +192,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             state = "disabled" if r["disabled"] else "active"
-            print(f"{r['username']:<32} {r['role']:<10} {state:<9} {r['sign_in']}")
+            name = f"  {r['display_name']}" if r["display_name"] else ""
+            print(f"{r['username']:<32} {r['role']:<10} {state:<9} {r['sign_in']:<17}{name}".rstrip())
         if not rows:
             print("no accounts: create one with  python -m monitoring users add NAME --role admin")
     return EXIT_OK

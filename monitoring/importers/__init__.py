@@ -19,7 +19,17 @@ from typing import Any
 
 from sqlmodel import Session
 
-from monitoring.store import BatchRejected, BatchResult, LabColumns, LabIn, MedIn, PatientIn, Problem, write_batch
+from monitoring.store import (
+    BatchRejected,
+    BatchResult,
+    LabColumns,
+    LabIn,
+    MedIn,
+    PatientIn,
+    Problem,
+    unknown_mrns,
+    write_batch,
+)
 
 __all__ = ["FileSummary", "ImportReport", "import_files", "import_uploads"]
 
@@ -202,6 +212,7 @@ def _import_all(
     meds: list[MedIn] = []
     skipped: dict[str, int] = {}
     fhir_bundles: list[Any] = []  # parsed bundles: merged with stored data, findings written after
+    refused_mrns: list[tuple[str, str]] = []  # CSV rows refused for their own problems: (where, MRN)
     patient_refs = _fhir_patients(named, as_of)
     for name, content in named:
         if name.lower().endswith(".json"):
@@ -212,7 +223,7 @@ def _import_all(
                 skipped[k] = skipped.get(k, 0) + v
             labs.extend(lab)
         else:
-            summary, p, cols, med, problems = _read_csv(name, content, as_of)
+            summary, p, cols, med, problems = _read_csv(name, content, as_of, refused_mrns)
             lab_columns.extend(cols)
         summary.problems = len(problems)
         report.files.append(summary)
@@ -250,6 +261,10 @@ def _import_all(
             session, report, named, fhir_bundles, patients=patients, labs=labs, lab_columns=lab_columns, meds=meds,
             username=username, source=source, description=description, commit=commit,
         )
+    if refused_mrns:
+        # A refused row's MRN is checked too: its report names every problem it has.
+        # Placed first: within a row, the sort by place keeps the MRN problem before the value's.
+        report.problems[:0] = unknown_mrns(session, refused_mrns, (p.mrn for p in patients))
     try:
         # Checked against the database even when the files already have problems, so the report
         # is complete (unknown MRNs, conflicts); nothing is inserted then.
@@ -418,7 +433,7 @@ class _Locator:
 
 
 def _read_csv(
-    name: str, content: Path | bytes, as_of: dt.date | None
+    name: str, content: Path | bytes, as_of: dt.date | None, refused_mrns: list[tuple[str, str]] | None = None
 ) -> tuple[FileSummary, list[PatientIn], list[LabColumns], list[MedIn], list[Problem]]:
     from monitoring.importers.csv_import import parse_csv, parse_csv_bytes
 
@@ -427,6 +442,8 @@ def _read_csv(
     summary = FileSummary(name, parsed.kind or "unreadable", parsed.rows)
     summary.details.update(unresolved_drug_lines(parsed.meds, parsed.patients))
     labs = [parsed.lab_columns] if parsed.lab_columns is not None else []
+    if refused_mrns is not None:
+        refused_mrns.extend(parsed.refused_mrns)
     return summary, parsed.patients, labs, parsed.meds, parsed.problems
 
 
@@ -435,7 +452,7 @@ def _fhir_patients(named: list[tuple[str, Path | bytes]], as_of: dt.date | None)
     json_files = [(n, c) for n, c in named if n.lower().endswith(".json")]
     if len(json_files) < 2:
         return {}
-    from monitoring.importers.fhir_import import patient_index
+    from monitoring.importers.fhir import patient_index
 
     out = {}
     for name, content in json_files:
@@ -452,12 +469,12 @@ def _read_fhir(
     other_patients: dict[str, str] | None = None,
 ) -> tuple[FileSummary, list[PatientIn], list[LabIn], list[MedIn], list[Problem]]:
     try:
-        fhir = importlib.import_module("monitoring.importers.fhir_import")
+        fhir = importlib.import_module("monitoring.importers.fhir")
     except ModuleNotFoundError as exc:
-        if exc.name != "monitoring.importers.fhir_import":
+        if exc.name != "monitoring.importers.fhir":
             raise
         return FileSummary(name, "fhir", 0), [], [], [], [
-            Problem(name, None, None, "FHIR import is not available in this installation (monitoring.importers.fhir_import is missing)")
+            Problem(name, None, None, "FHIR import is not available in this installation (monitoring.importers.fhir is missing)")
         ]
     if isinstance(content, Path):
         if not content.is_file():

@@ -70,6 +70,9 @@ class ParsedCsv:
     meds: list[MedIn] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)  # what was dropped, not refused (placeholder birth dates)
+    # (where, MRN) of the lab and medication rows refused for their own problems: their MRN is
+    # checked against the database too, so a row's report is complete (issue 18 point 13).
+    refused_mrns: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def labs(self) -> list[LabIn]:
@@ -378,6 +381,9 @@ def _labs(
     out.lab_columns = LabColumns(name, list(map(rownums.__getitem__, kept_rows)), **fields)
     problems.sort(key=lambda p: (p[0], p[1]))
     out.problems.extend(p for _, _, p in problems)
+    out.refused_mrns.extend(
+        (f"{name}: row {rownums[i]}", mrns[mrn_col[i]]) for i in sorted({i for i, _, _ in problems}) if mrns[mrn_col[i]]
+    )
 
 
 def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[float | str | ConvertedValue]:
@@ -500,6 +506,8 @@ def _meds(records: list[tuple[int, list[str]]], index: dict[str, int], name: str
             )
         except Refused as exc:
             out.problems.extend(Problem(where, e.column, e.value, e.reason) for e in exc.errors)
+            if row[i_mrn].strip() and not any(e.column == "mrn" for e in exc.errors):
+                out.refused_mrns.append((where, row[i_mrn].strip()))
             continue
         out.meds.append(med)
 

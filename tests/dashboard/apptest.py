@@ -30,9 +30,7 @@ def signed(username: str, engine: Engine | None = None) -> auth.SignedIn:
     eng = engine if engine is not None else create_db_engine(os.environ["DATABASE_URL"])
     try:
         with Session(eng) as s:
-            user = s.execute(select(User).where(User.username == username)).scalar_one()
-            assert user.id is not None
-            return auth.SignedIn(user.id, user.username, user.role)
+            return auth.signed_in_as(s.execute(select(User).where(User.username == username)).scalar_one())
     finally:
         if engine is None:
             eng.dispose()

@@ -4,6 +4,7 @@ cohort (DATABASE_URL), asserting what a clinician would check."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,7 +171,7 @@ def test_timeline_names_the_liver_injury_pattern_and_draws_the_new_panels(db_url
 
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     titles = [a.get("text") for a in spec["layout"]["annotations"]]
-    assert "ALP (× ULN)" in titles and "Troponin T (ng/L)" in titles
+    assert "ALP (× ULN) · liver-injury pattern: R 9.1 hepatocellular (" + day + ")" in titles and "Troponin T (ng/L)" in titles
 
 
 def test_timeline_now_line_is_the_current_minute_on_the_page(db_url_with_cohort: str) -> None:
@@ -192,6 +193,27 @@ def test_timeline_now_line_is_the_current_minute_on_the_page(db_url_with_cohort:
         assert before <= line <= after
     eos = next(t for t in spec["data"] if t.get("name") == "Eosinophils")
     assert max(dt.datetime.fromisoformat(x) for x in eos["x"]) <= line  # today's result before the line
+
+
+def test_timeline_now_line_holds_while_the_view_is_unchanged(db_url_with_cohort: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun of the same view (a click on a photograph mark) a minute later draws the same figure,
+    so Streamlit keeps the chart and its selection; a change of view moves the line on."""
+    from dashboard import store
+
+    first, later = (dt.datetime.combine(TODAY, dt.time(h, m)) for h, m in ((0, 1), (0, 2)))
+    monkeypatch.setattr(store, "now_minute", lambda: first)
+    at = _app()
+    at.session_state["patient_mrn"] = "WARN-1"
+    at.switch_page("views/timeline.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = at.get("plotly_chart")[0].proto.spec
+    monkeypatch.setattr(store, "now_minute", lambda: later)
+    at.run()
+    assert at.get("plotly_chart")[0].proto.spec == spec  # the same chart: a click's selection survives
+    at.segmented_control(key="timeline_units").set_value("SI").run()
+    assert not at.exception
+    shapes = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+    assert {s["x0"] for s in shapes if s.get("name") == "now"} == {later.isoformat()}
 
 
 def _entry(at: AppTest, mrn: str) -> AppTest:

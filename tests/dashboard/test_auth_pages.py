@@ -400,3 +400,24 @@ def test_an_idle_session_ends_on_the_page(app_db: Engine) -> None:
         row.last_seen_at -= dt.timedelta(minutes=16)
     at.run()
     assert _is_sign_in(at) and any("without activity" in w.value for w in at.warning)
+
+
+def test_the_sidebar_names_the_signed_in_person_by_display_name_as_text(app_db: Engine) -> None:
+    """Issue 18 point 10: the sidebar names the person ("Display Name (username)"), escaped (it is
+    stored text), and a name changed by an administrator shows at the next rerun."""
+    from dashboard.safe import md
+    from tests.dashboard.shown import shown
+
+    at = _app(app_db, "doc")
+    at.run()
+    assert not at.exception
+    signed_line = [m.value for m in at.sidebar.markdown if "Signed in as" in m.value]
+    assert [shown(v) for v in signed_line] == ["Signed in as **doc** · clinician"]
+    name = "Dr *A.* Mensah [registrar](javascript:alert(1)) :red[x]"
+    with session_scope(app_db) as s:
+        auth.set_display_name(s, actor="boss", username="doc", display_name=name)
+    at.run()
+    assert not at.exception
+    signed_line = [m.value for m in at.sidebar.markdown if "Signed in as" in m.value]
+    assert signed_line == [f"Signed in as **{md(name + ' (doc)')}** · clinician"]
+    assert [shown(v) for v in signed_line] == [f"Signed in as **{name} (doc)** · clinician"]

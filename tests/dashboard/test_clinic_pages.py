@@ -323,3 +323,17 @@ def test_report_page_names_who_prepares_the_pdf_and_the_unit(clinic_db: Engine, 
     assert not at.exception
     line = next(t.value for t in at.text if t.value.startswith("Prepared by"))
     assert line.startswith(f"Prepared by {USER} · Unit: Dermatology ward 7 · Contact: bleep 4321 · generated ")
+
+
+def test_report_page_names_the_clinician_by_display_name(clinic_db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 point 10: with a display name, "Prepared by" names the person and the account, in
+    the line the page shows as plain text and the PDF prints under its title (the same
+    ``prepared_line``; the PDF's own text: tests/monitoring/test_report.py)."""
+    monkeypatch.setenv("DRESS_REPORT_UNIT", "Dermatology ward 7")
+    monkeypatch.setenv("DRESS_REPORT_CONTACT", "bleep 4321")
+    with session_scope(clinic_db) as s:
+        s.execute(update(User).where(User.username == USER).values(display_name="Dr A. Mensah, dermatology registrar"))
+    at = page("report.py", clinic_db)
+    assert not at.exception
+    line = next(t.value for t in at.text if t.value.startswith("Prepared by"))
+    assert line.startswith(f"Prepared by Dr A. Mensah, dermatology registrar ({USER}) · Unit: Dermatology ward 7 · ")

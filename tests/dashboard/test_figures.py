@@ -301,6 +301,11 @@ def test_alt_and_ast_differ_by_marker_and_dash_not_only_colour(writer: Session) 
     alt = next(t for t in fig.data if t.name == "ALT")
     ast = next(t for t in fig.data if t.name == "AST")
     assert set(alt.marker.symbol) == {"circle"} and set(ast.marker.symbol) == {"square"}
+    _lab(writer, 2, "alp", 240, "U/L", ref_high=120)
+    _lab(writer, 2, "bilirubin", 2.0, "mg/dL")
+    named = [t for t in _figure(_record(writer)).data if t.showlegend and t.name in ("ALT", "AST", "ALP", "Bilirubin (total)")]
+    styles = [(t.marker.symbol[0], t.line.dash, t.line.color) for t in named]
+    assert len(named) == 4 and len(set(styles)) == 4  # no two named series look alike
     assert alt.line.dash == "solid" and ast.line.dash not in (None, "solid")
     assert alt.line.color != ast.line.color
     assert alt.showlegend and ast.showlegend  # named in the legend with their marker and dash
@@ -371,7 +376,7 @@ def test_bilirubin_and_alp_as_multiples_of_each_results_uln_with_the_r_ratio(wri
     _lab(writer, 5, "alt", 100, "U/L", ref_high=35)
     _lab(writer, 5, "alp", 360, "U/L", ref_high=120)  # R = (100/35)/3 = 0.95: cholestatic
     fig = _figure(_record(writer))
-    assert "Bilirubin (total) and ALP (× ULN)" in _titles(fig)
+    assert any(t.startswith("Bilirubin (total) and ALP (× ULN)") for t in _titles(fig))
     alp = next(t for t in fig.data if t.name == "ALP")
     bili = next(t for t in fig.data if t.name == "Bilirubin (total)")
     assert list(alp.y) == [pytest.approx(2.0), pytest.approx(3.0)]
@@ -381,8 +386,11 @@ def test_bilirubin_and_alp_as_multiples_of_each_results_uln_with_the_r_ratio(wri
     assert "R 1.0, cholestatic" in alp.customdata[1][3]
     assert "(profile default)" in bili.customdata[0][3]
     assert set(_line(fig, "ULN (Bilirubin")) == {1.0}
-    note = next(t for t in _titles(fig) if t.startswith("liver-injury pattern"))
-    assert note.startswith(f"liver-injury pattern: R 1.0, cholestatic ({(ONSET + dt.timedelta(days=5)).isoformat()}: ALT 100 / ULN 35")
+    # At presentation and the latest (the pattern moves as the injury evolves), after the panel's
+    # title: above the panel, not over its data.
+    d2, d5 = ((ONSET + dt.timedelta(days=n)).isoformat() for n in (2, 5))
+    assert (f"Bilirubin (total) and ALP (× ULN) · liver-injury pattern: first R 5.7 hepatocellular ({d2}); "
+            f"latest R 1.0 cholestatic ({d5})") in _titles(fig)
     si = _figure(_record(writer), units="SI")  # a multiple has no unit to convert
     assert list(next(t for t in si.data if t.name == "ALP").y) == [pytest.approx(2.0), pytest.approx(3.0)]
 

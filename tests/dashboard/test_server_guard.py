@@ -10,11 +10,12 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import tests.dashboard.browser as br
-from monitoring import auth
+from monitoring import audit, auth
 
 ADMIN, PASSWORD = "guard.admin", "guard-test-pass-2026"
 
@@ -117,6 +118,15 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
                 assert page.get_by_role("textbox", name="Password").count() == 0, path  # still signed in
                 violations.extend(f"{path}: {v}" for v in seen.violations(page))
 
+            # A download (the audit trail's CSV, built when pressed) passes the Guard: the browser's
+            # own request carries the cookie.
+            page.goto(guarded_server + "/audit", wait_until="domcontentloaded")
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="Export CSV (all matching entries)").click()
+            saved = download.value.path()
+            header = Path(saved).read_text(encoding="utf-8").splitlines()[0]
+            assert header == ",".join(audit.CSV_COLUMNS)
+
             page.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button').first.click()
             page.get_by_role("button", name="Sign out").click()
             page.get_by_role("textbox", name="User name").wait_for(timeout=60_000)
@@ -127,3 +137,35 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
     assert violations == []
     assert seen.foreign == [] and seen.dialogs == []
     assert refused == []
+
+
+@br.needs_chromium
+def test_behind_a_trusted_proxy_the_sign_in_throttle_counts_the_forwarded_client(tmp_path: Path) -> None:
+    """DRESS_TRUSTED_PROXY end to end: the X-Forwarded-For header of the page's WebSocket reaches
+    the sign-in, and the failed attempt is counted under the right-most untrusted address, not the
+    forged left part. uvicorn's own loopback trust (FORWARDED_ALLOW_IPS) is switched off here, so
+    the app's rule alone decides: without DRESS_TRUSTED_PROXY the same request counts as unknown."""
+    from playwright.sync_api import sync_playwright
+    from sqlmodel import Session
+
+    from monitoring.schema import open_database
+
+    url = br.demo_database(tmp_path, users=[(ADMIN, auth.ADMIN, PASSWORD)])
+    forwarded = {"X-Forwarded-For": "198.51.100.9, 192.0.2.44"}
+    for trusted, expected in (("127.0.0.1", "source:192.0.2.44"), ("", "source:unknown")):
+        env = {"FORWARDED_ALLOW_IPS": "", "DRESS_TRUSTED_PROXY": trusted}
+        with br.running_server(url, script="dashboard/server.py", env=env) as base, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=br.CHROMIUM, args=br.CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(viewport={"width": 1366, "height": 768}, extra_http_headers=forwarded)
+                page = context.new_page()
+                br.sign_in(page, base, ADMIN, "not the password")
+                page.get_by_text("not recognised").wait_for(timeout=60_000)
+            finally:
+                browser.close()
+        engine = open_database(url)
+        with Session(engine) as s:
+            keys = {row["key"] for row in auth.throttle_status(s)}
+        engine.dispose()
+        assert expected in keys, (trusted, keys)
+        assert "source:198.51.100.9" not in keys  # the part a client writes itself is never believed

@@ -29,7 +29,9 @@ def test_password_is_stored_as_an_argon2_hash_never_in_clear(session: Session) -
     assert user.password_hash is not None and user.password_hash.startswith("$argon2id$")
     assert PASSWORD not in user.password_hash
     entry = _audit(session, "account_create")[0]
-    assert entry.username == "admin1" and entry.after == {"username": "alice", "role": "clinician", "disabled": False, "oidc_only": False}
+    assert entry.username == "admin1" and entry.after == {
+        "username": "alice", "display_name": None, "role": "clinician", "disabled": False, "oidc_only": False
+    }
     assert PASSWORD not in str(entry.after) and user.password_hash not in str(entry.after)
 
 
@@ -267,3 +269,86 @@ def test_users_command_reads_the_password_from_stdin_never_from_arguments(db_pat
             assert all(e.username and e.username.startswith("cli") for e in s.execute(select(AuditEntry)).scalars())
     finally:
         eng.dispose()
+
+
+def test_display_name_names_the_person_and_is_checked_like_stored_text(session: Session) -> None:
+    """Issue 18 point 10: an account may carry how reports name the person; the user name stays
+    beside it (it signs the audit trail)."""
+    user = auth.create_user(
+        session, actor="admin1", username="amensah", role=auth.CLINICIAN, password=None,
+        display_name="  Dr A. Mensah, dermatology registrar ",
+    )
+    session.commit()
+    assert user.display_name == "Dr A. Mensah, dermatology registrar"  # trimmed
+    assert _audit(session, "account_create")[0].after["display_name"] == "Dr A. Mensah, dermatology registrar"
+    assert auth.signed_in_as(user).label == "Dr A. Mensah, dermatology registrar (amensah)"
+    assert auth.person_label("bob", None) == "bob"
+    with pytest.raises(auth.AccountError, match=r"display name 'Dr\\u202eX': contains the control character U\+202E"):
+        auth.set_display_name(session, actor="admin1", username="amensah", display_name="Dr\u202eX")
+    with pytest.raises(auth.AccountError, match="display name .*: 121 characters: at most 120 can be stored"):
+        auth.set_display_name(session, actor="admin1", username="amensah", display_name="x" * 121)
+    with pytest.raises(auth.AccountError, match=r"display name 'a\\nb': contains the control character U\+000A"):
+        auth.create_user(session, actor="admin1", username="bob", role=auth.VIEWER, password=None, display_name="a\nb")
+    assert auth.get_user(session, "bob") is None  # nothing half-written
+    auth.set_display_name(session, actor="admin1", username="amensah", display_name="Dr A. Mensah", reason="new post")
+    session.commit()
+    change = _audit(session, "account_change")[-1]
+    assert (change.before, change.after, change.reason) == (
+        {"display_name": "Dr A. Mensah, dermatology registrar"}, {"display_name": "Dr A. Mensah"}, "new post"
+    )
+    auth.set_display_name(session, actor="admin1", username="amensah", display_name="   ")  # blank clears it
+    session.commit()
+    assert user.display_name is None and auth.signed_in_as(user).label == "amensah"
+
+
+def test_a_changed_display_name_reaches_the_signed_in_session(engine: Engine, session: Session) -> None:
+    user = auth.create_user(session, actor="setup", username="alice", role=auth.CLINICIAN, password=PASSWORD)
+    session.commit()
+    who = auth.sign_in(engine, "alice", PASSWORD)
+    assert who.label == "alice"
+    auth.set_display_name(session, actor="admin1", username="alice", display_name="Dr Alice Okafor")
+    session.commit()
+    now = auth.current(engine, who)
+    assert now is not None and now.label == "Dr Alice Okafor (alice)" and now.user_id == user.id
+
+
+def test_users_command_sets_shows_and_audits_display_names(db_path: Path) -> None:
+    added = _cli(db_path, "users", "add", "amensah", "--role", "clinician", "--oidc",
+                 "--display-name", "Dr A. Mensah, dermatology registrar")
+    assert added.returncode == 0, added.stderr
+    assert "account amensah created, role clinician, shown as 'Dr A. Mensah, dermatology registrar'" in added.stdout
+    assert _cli(db_path, "users", "add", "viewer1", "--role", "viewer", "--oidc").returncode == 0
+    listed = _cli(db_path, "users", "list")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("amensah") and lines[0].endswith("  Dr A. Mensah, dermatology registrar")
+    assert lines[1].startswith("viewer1") and lines[1].endswith("identity provider")
+    renamed = _cli(db_path, "users", "set-name", "viewer1", "Nurse B. Osei", "--reason", "asked")
+    assert renamed.returncode == 0, renamed.stderr
+    assert "account viewer1 shown as 'Nurse B. Osei (viewer1)'" in renamed.stdout
+    too_long = _cli(db_path, "users", "set-name", "viewer1", "y" * 121)
+    assert too_long.returncode == 2 and "users set-name: display name" in too_long.stderr
+    assert "121 characters: at most 120 can be stored" in too_long.stderr
+    bad = _cli(db_path, "users", "add", "carol", "--role", "viewer", "--oidc", "--display-name", "Dr\u202eX")
+    assert bad.returncode == 2 and "U+202E" in bad.stderr
+    missing = _cli(db_path, "users", "set-name", "nobody", "Dr X")
+    assert missing.returncode == 2 and "no account named 'nobody'" in missing.stderr
+    cleared = _cli(db_path, "users", "set-name", "amensah", "")
+    assert cleared.returncode == 0 and "account amensah has no display name: shown as amensah" in cleared.stdout
+    import json
+
+    rows = json.loads(_cli(db_path, "users", "list", "--json").stdout)
+    assert [(r["username"], r["display_name"]) for r in rows] == [("amensah", None), ("viewer1", "Nurse B. Osei")]
+    from monitoring.db import create_db_engine
+
+    eng = create_db_engine(f"sqlite:///{db_path}")
+    try:
+        with Session(eng) as s:
+            changes = [(e.before, e.after, e.reason) for e in s.execute(
+                select(AuditEntry).where(AuditEntry.action == "account_change").order_by(AuditEntry.id)).scalars()]
+    finally:
+        eng.dispose()
+    assert changes == [
+        ({"display_name": None}, {"display_name": "Nurse B. Osei"}, "asked"),
+        ({"display_name": "Dr A. Mensah, dermatology registrar"}, {"display_name": None}, None),
+    ]

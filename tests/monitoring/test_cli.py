@@ -167,6 +167,9 @@ def test_real_process_exit_statuses_and_no_traceback(tmp_path: Path, files: dict
         return subprocess.run([sys.executable, "-m", "monitoring", "--db", db, *args], cwd=ROOT, capture_output=True, text=True)
 
     assert run("init").returncode == 0
+    # An empty database says so on stderr, exit 0, stdout empty (issue 18 point 13).
+    empty = run("patients")
+    assert empty.returncode == 0 and empty.stdout == "" and "no patients in" in empty.stderr
     ok = run("import", str(files["patients.csv"]), str(files["labs.csv"]))
     assert ok.returncode == 0, ok.stderr
     binary = tmp_path / "photo.csv"

@@ -353,6 +353,26 @@ def test_every_problem_of_every_row_is_reported(seeded: Session, tmp_path: Path)
     assert counts(seeded) == before
 
 
+def test_a_refused_row_with_an_unknown_mrn_names_both_problems(seeded: Session, tmp_path: Path) -> None:
+    """Issue 18 point 13: an unknown MRN and a negative value in one row are both reported (the
+    value's refusal used to hide the MRN's), for labs and medications; a patient of the same
+    import is known; nothing is stored."""
+    before = counts(seeded)
+    patients = write(tmp_path, "p.csv", "mrn,name\nNEW1,Synthetic New\n")
+    labs = write(tmp_path, "l.csv", LAB_HEADER + "ZZ9,2026-02-05,alt,-5,U/L,,\nNEW1,2026-02-05,alt,-6,U/L,,\n")
+    meds = write(tmp_path, "m.csv", MED_HEADER + "ZZ8,2026-02-05,prednisone,-10,mg,\n")
+    report = import_files(seeded, [patients, labs, meds], username="tester", as_of=TODAY)
+    unknown = "unknown MRN: not in the database and not in this import"
+    assert report.problem_lines() == [
+        f"{labs}: row 2: column mrn: value 'ZZ9': {unknown}",
+        f"{labs}: row 2: column value: value '-5': negative values are impossible",
+        f"{labs}: row 3: column value: value '-6': negative values are impossible",
+        f"{meds}: row 2: column mrn: value 'ZZ8': {unknown}",
+        f"{meds}: row 2: column daily_dose: value '-10': a daily dose cannot be negative (0 means stopped)",
+    ]
+    assert counts(seeded) == before
+
+
 def test_rows_are_numbered_as_records_when_a_field_has_a_line_break(seeded: Session, tmp_path: Path) -> None:
     content = 'mrn,name,weight_kg\nP8,"Synthetic\nTwo Lines",70\nP9,Synthetic Nine,-1\n'
     path = write(tmp_path, "p.csv", content)

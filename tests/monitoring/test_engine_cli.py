@@ -88,6 +88,8 @@ def test_readable_tables(clinic_db: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "CRITICAL" in out and "RECHALLENGE" in out and "not a diagnosis" in out
     code, out, _ = run(capsys, "--db", str(clinic_db), "summary", "--mrn", "CLI-1", "--as-of", day(8).isoformat())
     assert code == 0 and "Course start" in out and "RegiSCAR" in out and "2026-10-01" in out
+    # The course day with its first dose (day 0), as on the dashboard (issue 18 point 7).
+    assert f"day 7 of steroids (first dose {day(1).isoformat()})" in out
 
 
 def test_default_as_of_is_today(clinic_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from monitoring.importers import import_files
-from monitoring.importers.fhir_import import import_bundle
+from monitoring.importers.fhir import import_bundle
 from monitoring.models import AuditEntry, LabResult
 from monitoring.records import load_record
 from monitoring.rules import evaluate

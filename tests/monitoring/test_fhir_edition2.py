@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from monitoring.importers import import_files
-from monitoring.importers.fhir_import import parse_bundle
+from monitoring.importers.fhir import parse_bundle
 from monitoring.models import LabResult, MedicationRow, Patient
 from tests.monitoring.test_fhir_import import TODAY, _bundle, _cc, _dosage, _obs, _order, _patient, _write
 

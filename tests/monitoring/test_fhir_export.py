@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel
 from monitoring.db import create_db_engine
 from monitoring.demo import load_demo
 from monitoring.fhir_export import export_patient_bundle
-from monitoring.importers.fhir_import import import_bundle, parse_bundle_bytes
+from monitoring.importers.fhir import import_bundle, parse_bundle_bytes
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient, Photo
 from monitoring.records import load_record
 from monitoring.rules import evaluate

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from monitoring import catalogue
 from monitoring.importers import import_files
-from monitoring.importers.fhir_import import (
+from monitoring.importers.fhir import (
     EXT,
     LOCAL_TEST_SYSTEM,
     import_bundle,

@@ -141,7 +141,10 @@ def through_form(engine: Engine, test: str, taken_at: str, value: str, unit: str
 def through_csv(engine: Engine, test: str, taken_at: str, value: str, unit: str, low: str, high: str) -> Outcome:
     """The same reading as one row of a labs CSV file uploaded on the Entry page."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    # RFC 4180's CRLF line ends: the writer then quotes a value holding a bare CR, as any
+    # conforming writer does (with "\n" alone Python 3.11 leaves it bare, and a CSV reader ends the
+    # record there: a malformed file, not the value the form was given).
+    w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(["mrn", "taken_at", "test", "value", "unit", "ref_low", "ref_high"])
     w.writerow([MRN, taken_at, test, value, unit, low, high])
     with Session(engine, expire_on_commit=False) as s:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.guideline import ProfileError, load_profile
-from monitoring.liver import latest_pattern, liver_patterns, r_ratio
+from monitoring.liver import latest_pattern, liver_patterns, pattern_words, r_ratio
 from monitoring.records import LabPoint
 from tests.monitoring.engine_builder import Chart, at, day
 
@@ -27,15 +27,29 @@ def _point(test: str, value: float, ref_high: float | None, comparator: str | No
         (400, 120, 400 / 35, "hepatocellular"),  # ALT 11.4×ULN, ALP 1×ULN
         (175, 120, 5.0, "hepatocellular"),  # R exactly 5: hepatocellular (≥ 5)
         (174, 120, 174 / 35, "mixed"),  # just under 5
-        (70, 120, 2.0, "cholestatic"),  # R exactly 2: cholestatic (≤ 2)
-        (71, 120, 71 / 35, "mixed"),  # just over 2
-        (70, 360, 2 / 3, "cholestatic"),
+        (175, 300, 2.0, "cholestatic"),  # ALT 5×, ALP 2.5×: R exactly 2, cholestatic (≤ 2)
+        (176, 300, (176 / 35) / 2.5, "mixed"),  # just over 2
+        (70, 360, 2 / 3, "cholestatic"),  # ALT 2×ULN (not above), ALP 3×ULN: the ALP names the injury
     ],
 )
 def test_r_ratio_and_its_pattern_at_the_cut_points(alt: float, alp: float, r: float, pattern: str) -> None:
     found = r_ratio(_point("alt", alt, 35), _point("alp", alp, 120), load_profile())
     assert found is not None
     assert found.r == pytest.approx(r) and found.pattern == pattern
+
+
+@pytest.mark.parametrize(
+    ("alt", "alp"),
+    [
+        (30, 100),  # normal tests: R 1.0 would read "cholestatic"
+        (40, 90),  # ALT 1.1×ULN, ALP normal: R 1.5, no injury to name
+        (70, 240),  # ALT exactly 2×ULN and ALP exactly 2×ULN: not above the line
+    ],
+)
+def test_no_pattern_without_a_liver_injury(alt: float, alp: float) -> None:
+    """R names the pattern of an injury: only when ALT or ALP is above r_ratio_injury_uln_multiple
+    (2) × its ULN (the hepatic rule's line)."""
+    assert r_ratio(_point("alt", alt, 35), _point("alp", alp, 120), load_profile()) is None
 
 
 def test_float_noise_at_a_cut_point_is_at_it() -> None:
@@ -76,6 +90,7 @@ def test_cut_points_come_from_the_profile(tmp_path: Path) -> None:
 
 
 def test_source_is_named_in_the_profile() -> None:
+    assert "RegiSCAR" in load_profile().threshold("r_ratio_injury_uln_multiple").source
     for key in ("r_ratio_hepatocellular", "r_ratio_cholestatic"):
         t = load_profile().threshold(key)
         assert "ACG 2014" in t.source and "Chalasani" in t.source and t.basis == "sourced"
@@ -88,7 +103,7 @@ def test_one_ratio_per_day_with_both_tests_closest_in_time(session) -> None:
     c.lab("alt", 2, 300, ref_high=35)  # day 2: no ALP, no ratio
     c.lab("alt", at(3, 6), 100, ref_high=35)
     c.lab("alt", at(3, 18), 60, ref_high=35)
-    c.lab("alp", at(3, 17), 240, ref_high=120)  # pairs with the 18:00 ALT: R (60/35)/2 = 0.86
+    c.lab("alp", at(3, 17), 300, ref_high=120)  # pairs with the 18:00 ALT: R (60/35)/2.5 = 0.69
     record = c.record()
     found = liver_patterns(record, load_profile())
     assert [(p.day, p.pattern) for p in found] == [(day(1), "hepatocellular"), (day(3), "cholestatic")]
@@ -96,3 +111,19 @@ def test_one_ratio_per_day_with_both_tests_closest_in_time(session) -> None:
     assert latest_pattern(record, load_profile(), day(2)).day == day(1)  # type: ignore[union-attr]
     assert latest_pattern(record, load_profile(), day(0)) is None
 
+
+
+def test_pattern_words_give_the_first_and_the_latest(session) -> None:
+    c = Chart(session)
+    c.lab("alt", 1, 400, ref_high=35)
+    c.lab("alp", 1, 120, ref_high=120)  # R 11.4, hepatocellular at presentation
+    assert pattern_words(c.record(), load_profile(), day(1)) == r_ratio(
+        c.record().results("alt")[0], c.record().results("alp")[0], load_profile()).words()  # type: ignore[union-attr]
+    c.lab("alt", 6, 100, ref_high=35)
+    c.lab("alp", 6, 300, ref_high=120)  # R 1.1, cholestatic later
+    words = pattern_words(c.record(), load_profile(), day(6))
+    assert words is not None and words.startswith("first R 11.4, hepatocellular (")
+    assert "; latest R 1.1, cholestatic (" in words
+    c.lab("alt", 7, 30, ref_high=35)
+    c.lab("alp", 7, 100, ref_high=120)  # recovered: no R that day, the latest stays day 6
+    assert pattern_words(c.record(), load_profile(), day(7)) == words

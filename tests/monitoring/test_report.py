@@ -279,3 +279,46 @@ def test_pdf_checklist_marks_a_result_above_the_laboratorys_range(session: Sessi
                                         author=USER))
     assert "6.4 mIU/L on 2026-02-25 · ABOVE RANGE (> 4.5 mIU/L, laboratory)" in flat
     assert flat.count("ABOVE RANGE") == 1 and "within range" not in flat  # only the results above are marked
+
+
+def test_pdf_names_the_clinician_by_display_name_with_the_account_as_plain_text(session: Session, patient: str) -> None:
+    """Issue 18 point 10: "Prepared by" names the person ("Display Name (username)"); the name is
+    stored text, so reportlab markup in it is printed, never obeyed."""
+    auth.set_display_name(session, actor="test", username=USER, display_name="Dr A. Mensah <b>&amp; registrar</b>")
+    session.commit()
+    user = auth.get_user(session, USER)
+    assert user is not None
+    label = auth.signed_in_as(user).label
+    assert label == f"Dr A. Mensah <b>&amp; registrar</b> ({USER})"
+    pdf = patient_report_pdf(load_record(session, patient), AS_OF, generated_at=dt.datetime(2026, 2, 1, 9, 30), author=label,
+                             settings=ReportSettings(unit="Dermatology", contact="bleep 4321"))
+    flat = _pdf_text(pdf)
+    assert f"Prepared by Dr A. Mensah <b>&amp; registrar</b> ({USER}) · Unit: Dermatology" in flat
+    assert "09:30:00 by Dr A. Mensah <b>&amp;" in flat  # the footer (shortened to fit: see below)
+    assert PdfReader(io.BytesIO(pdf)).metadata.author == label
+
+
+def test_a_long_display_name_is_shortened_in_the_footer_never_the_page_number(session: Session, patient: str) -> None:
+    """The footer is one line per page: a display name of the full 120 characters would push the
+    page number and the SYNTHETIC mark off the page; it is shortened there (page 1 names it in full)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    from monitoring.report import _fonts, footer_line
+
+    regular, _ = _fonts()
+    label = auth.person_label(USER, ("Dr Abena Mensah-Owusu, dermatology registrar, St Elsewhere " * 3)[:120])
+    head = "Zoë Ångström-Report · MRN R-17 · as of 2026-02-01 · generated 2026-02-01 09:30:00"
+    room = A4[0] - 30 * mm
+    line = footer_line(head, label, " · page 12 · SYNTHETIC", lambda t: stringWidth(t, regular, 7), room)
+    assert line.startswith(head + " by Dr Abena Mensah-Owusu") and line.endswith("… · page 12 · SYNTHETIC")
+    assert stringWidth(line, regular, 7) <= room < stringWidth(f"{head} by {label} · page 12 · SYNTHETIC", regular, 7)
+    short = footer_line(head, USER, " · page 1", lambda t: stringWidth(t, regular, 7), room)
+    assert short == f"{head} by {USER} · page 1"  # what fits is left whole
+    assert footer_line(head, None, " · page 1", len, room) == head + " · page 1"
+    pdf = patient_report_pdf(load_record(session, patient), AS_OF, generated_at=dt.datetime(2026, 2, 1, 9, 30), author=label,
+                             settings=ReportSettings(unit="Dermatology", contact="bleep 4321"))
+    flat = _pdf_text(pdf)
+    assert f"Prepared by {label} · Unit: Dermatology" in flat  # in full under the title
+    assert "… · page 1" in flat

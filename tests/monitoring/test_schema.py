@@ -154,3 +154,31 @@ def test_db_option_takes_a_path_and_the_environment_is_the_fallback(tmp_path: Pa
     assert resolve_database_url(None) == "sqlite:////tmp/from_env.db"
     monkeypatch.delenv("DATABASE_URL")
     assert resolve_database_url(None).endswith("data/dress_monitor.db")
+
+
+def test_upgrade_to_0011_adds_an_empty_display_name_and_keeps_the_accounts(tmp_path: Path) -> None:
+    """Issue 18 point 10: accounts made before display names keep signing in, named by their user
+    name (display_name NULL); the column holds what the model allows."""
+    path = tmp_path / "accounts.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    schema.upgrade(engine, "0010")
+    with engine.begin() as c:
+        assert "display_name" not in {col["name"] for col in inspect(c).get_columns("app_user")}
+        c.execute(
+            text("INSERT INTO app_user (username, role, disabled, failed_attempts, created_at) VALUES ('old', 'clinician', 0, 0, :now)"),
+            {"now": dt.datetime(2026, 1, 1, 12, 0)},
+        )
+    schema.ensure_schema(engine)
+    assert schema.current_revision(engine) == "0011" == schema.head_revision(engine)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT username, role, display_name FROM app_user")).one() == ("old", "clinician", None)
+        column = next(col for col in inspect(c).get_columns("app_user") if col["name"] == "display_name")
+    assert column["nullable"] and column["type"].length == 120
+    from monitoring.models import User
+
+    assert User.__table__.c.display_name.type.length == 120  # type: ignore[attr-defined]
+    engine.dispose()
+    from monitoring import backup
+
+    assert backup.schema_differences(path, "0011") == []
+    assert backup.schema_differences(path, "0010") == ["table app_user differs"]  # restore tells the two apart
