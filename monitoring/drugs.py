@@ -101,7 +101,8 @@ class DrugTable:
     entries: dict[str, DrugEntry]
     aliases: dict[str, str]  # cleaned name -> entry name
     codes: dict[str, str]  # RxNorm code -> entry name
-    noise: frozenset[str]  # salt, form and release words
+    noise: frozenset[str]  # salt, form, route and release words
+    order_words: re.Pattern[str]  # frequency words and phrases, intervals and durations of an order
     non_systemic: frozenset[str]
     by_ingredients: dict[frozenset[str], str]  # ingredient set of a combination entry -> its name
     group_names: dict[str, str]  # cleaned name of a whole group -> the group
@@ -159,7 +160,10 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
     for e in entries.values():
         salts.update(e.salts)
     noise = frozenset(w for s in salts | set(_words(names.get("forms"), "names.forms"))
+                      | set(_words(names.get("routes"), "names.routes"))
                       | set(_words(names.get("release"), "names.release")) for w in s.split())
+    order_words = _order_words(path, _words(names.get("frequencies"), "names.frequencies"),
+                               _words(names.get("intervals"), "names.intervals"))
     aliases: dict[str, str] = {}
     codes: dict[str, str] = {}
     for e in entries.values():
@@ -168,6 +172,9 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
             other = aliases.setdefault(key, e.name)
             if other != e.name:
                 raise DrugTableError(f"{path.name}: drug.{e.name}: the name {alias!r} is also drug.{other}'s")
+            if key in noise or order_words.search(key):
+                raise DrugTableError(f"{path.name}: drug.{e.name}: the name {alias!r} is or holds a word of [names] "
+                                     "that is ignored (a form, route, release, frequency or interval word)")
         for code in ([e.rxcui] if e.rxcui else []) + list(e.products):
             other = codes.setdefault(code, e.name)
             if other != e.name:
@@ -188,10 +195,23 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
         aliases=aliases,
         codes=codes,
         noise=noise,
+        order_words=order_words,
         non_systemic=frozenset(_words(names.get("non_systemic_forms"), "names.non_systemic_forms")),
         by_ingredients=by_ingredients,
         group_names=group_names,
     )
+
+
+def _order_words(path: Path, frequencies: tuple[str, ...], intervals: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for the frequency words and phrases and the interval patterns of [names]: each
+    matches as whole words only (never inside a word: "bd" is not in "abdomen")."""
+    for i, pattern in enumerate(intervals):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise DrugTableError(f"{path.name}: names.intervals[{i}]: {pattern!r} is not a regular expression ({exc})") from exc
+    alternatives = [r"\s+".join(map(re.escape, f.split())) for f in sorted(frequencies, key=len, reverse=True)]
+    return re.compile(rf"(?<![a-z0-9])(?:{'|'.join([*intervals, *alternatives])})(?![a-z0-9])")
 
 
 @lru_cache(maxsize=1)
@@ -258,6 +278,15 @@ def _alias(words: list[str]) -> str | None:
     return t.aliases.get(" ".join(words)) if words else None
 
 
+def _strip_suffixes(word: str, noise: frozenset[str]) -> str:
+    """``word`` without the hyphenated noise pieces at its end ("tegretol-xr" -> "tegretol");
+    "carbamazepine-resistant" and "xr" are kept as they are."""
+    pieces = word.split("-")
+    while len(pieces) > 1 and (pieces[-1] in noise or not pieces[-1]):
+        pieces.pop()
+    return "-".join(pieces)
+
+
 def _part(text: str) -> tuple[list[str], list[str], bool]:
     """(entries, unknown parts, non-systemic form) of one ingredient's text."""
     t = drug_table()
@@ -273,6 +302,12 @@ def _part(text: str) -> tuple[list[str], list[str], bool]:
     hit = _alias(kept)
     if hit is not None:
         return [hit], [], non_systemic
+    # A release suffix or form word after a hyphen is ignored like a separate one ("Tegretol-XR",
+    # "Bactrim-DS"); only at the end of a word, and never the whole word ("XR" alone names no drug).
+    kept = [_strip_suffixes(w, t.noise) for w in kept]
+    hit = _alias(kept)
+    if hit is not None:
+        return [hit], [], non_systemic
     # A hyphenated name is split only when every piece is a known drug ("trimethoprim-sulfamethoxazole"
     # is a synonym already; "vancomycin-resistant" is not vancomycin).
     if len(kept) == 1 and "-" in kept[0]:
@@ -285,7 +320,10 @@ def _part(text: str) -> tuple[list[str], list[str], bool]:
 
 def _read(text: str) -> tuple[list[str], list[str], bool]:
     """(entries, unknown parts, non-systemic form) of a name without its bracketed text."""
-    s = _VEHICLE.split(text, maxsplit=1)[0]
+    # Frequency words, intervals and durations first: "q12h" is no strength "12h", "in the morning"
+    # no vehicle.
+    s = drug_table().order_words.sub(" ", text)
+    s = _VEHICLE.split(s, maxsplit=1)[0]
     s = _UNIT_FRACTION.sub(" ", s)
     s = _STRENGTH.sub(" ", s)
     s = s.replace("{", " ").replace("}", " ")
