@@ -224,6 +224,10 @@ def drug_table() -> DrugTable:
 
 _SPACE = re.compile(r"\s+")
 _BRACKETED = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]")
+# An RxNorm pack, "{4 (amoxicillin 500 MG Oral Capsule) / 2 (lansoprazole 30 MG ...) } Pack": the
+# parenthesised parts inside the braces are its components, never alternative names.
+_PACK = re.compile(r"\{([^{}]*)\}")
+_COMPONENT = re.compile(r"\(([^()]*)\)")
 _UNIT = r"(?:mg|g|gm|gram|grams|mcg|µg|ug|ng|ml|l|meq|mmol|unt|units?|iu|%|actuat|hr|hrs|h|kg|dose|day|cell|cells)"
 # "5 MG/ML", "0.025 MG/HR", "40000 UNT/ML": a unit fraction, never a combination's "/".
 _UNIT_FRACTION = re.compile(rf"\b{_UNIT}\s*/\s*(?:\d+(?:\.\d+)?\s*)?{_UNIT}\b")
@@ -341,6 +345,13 @@ def _read(text: str) -> tuple[list[str], list[str], bool]:
     return entries, unknown, non_systemic
 
 
+def _alternatives(text: str) -> list[str]:
+    """The text without its bracketed parts, then each bracketed part read the same way (a brand
+    within an alternative name: "(methylprednisolone 4 MG Oral Tablet [Medrol])")."""
+    inner = [a or b for a, b in _BRACKETED.findall(text)]
+    return [_BRACKETED.sub(" ", text), *(alt for part in inner for alt in _alternatives(part))]
+
+
 @lru_cache(maxsize=8192)
 def _resolve_text(text: str) -> Resolution:
     t = drug_table()
@@ -350,12 +361,13 @@ def _resolve_text(text: str) -> Resolution:
     whole = t.aliases.get(squashed)
     if whole is not None:
         return _resolution(text, [whole], [], False)
-    main = _BRACKETED.sub(" ", squashed)
+    unpacked = _PACK.sub(lambda m: " " + _COMPONENT.sub(r" \1 ", m.group(1)) + " ", squashed)
+    main = _BRACKETED.sub(" ", unpacked)
     group = t.group_names.get(squashed) or t.group_names.get(" ".join(
         w for w in main.split() if w not in t.noise and not w[0].isdigit()))
     if group is not None:
         return Resolution(text, group, (), frozenset(), frozenset(), False, named_group=group)
-    readings = [_read(c) for c in (main, *(a or b for a, b in _BRACKETED.findall(squashed)))]
+    readings = [_read(c) for c in _alternatives(unpacked)]
     entries = [e for r in readings for e in r[0]]
     non_systemic = any(r[2] for r in readings)
     if entries:
@@ -495,7 +507,9 @@ def cross_reacts(drug: str, culprit: str) -> str | None:
         return f"{drug} contains {', '.join(shared)}, an ingredient of the culprit drug {culprit}"
     same_name = sorted(d.unknown & c.unknown)
     if same_name:
-        return f"{drug} is the culprit drug {culprit}" + (f" ({same_name[0]})" if same_name[0] != _squash(culprit) else "")
+        if d.unknown == c.unknown and not d.entries and not c.entries:
+            return f"{drug} is the culprit drug {culprit}" + (f" ({same_name[0]})" if same_name[0] != _squash(culprit) else "")
+        return f"{drug} contains {', '.join(same_name)}, named in the culprit drug {culprit}"
     groups = sorted(d.groups & c.groups)
     if groups:
         return f"{drug} is in the same cross-reactivity group as {culprit} ({groups[0]})"

@@ -323,3 +323,20 @@ def test_a_drug_named_like_an_ignored_word_is_refused(tmp_path: Path) -> None:
     bad.write_text(text.replace("intervals = ['q", "intervals = ['(q"), encoding="utf-8")
     with pytest.raises(drugs.DrugTableError, match=r"names\.intervals\[0\]"):
         drugs._load(bad)
+
+
+def test_a_packs_components_are_its_ingredients_not_alternative_names() -> None:
+    # RxNorm packs (eCQM value sets): "(...)" inside "{...}" is a component, never an alternative name
+    pack = "{4 (amoxicillin 500 MG Oral Capsule) / 2 (clarithromycin 500 MG Oral Tablet) / 2 (lansoprazole 30 MG Delayed Release Oral Capsule) } Pack"
+    r = drugs.resolve(pack)
+    assert r.ingredients == {"lansoprazole"} and r.unknown == {"amoxicillin", "clarithromycin"} and not r.resolved
+    assert drugs.cross_reacts(pack, "amoxicillin") is not None  # a culprit outside the table, given in a pack
+    assert drugs.cross_reacts(pack, "carbamazepine") is None
+    medrol = drugs.resolve("{21 (methylprednisolone 4 MG Oral Tablet [Medrol]) } Pack [Medrol Dosepak]")
+    assert medrol.resolved and medrol.ingredients == {"methylprednisolone"}
+    assert drugs.steroid_factor("{21 (methylprednisolone 4 MG Oral Tablet [Medrol]) } Pack [Medrol Dosepak]") == 1.25
+
+
+def test_a_salt_abbreviation_never_hides_the_drug() -> None:
+    r = drugs.resolve("hydrocortisone sod succinate 100 mg in sterile water 2 mL injection")
+    assert r.resolved and r.ingredients == {"hydrocortisone"}
