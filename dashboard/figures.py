@@ -20,8 +20,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard import safe
-from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, WARNING
+from dashboard.widgets import CRITICAL, INFO, MUTED, SECOND_LINE_COLOUR, SEVERITY_COLOURS, SEVERITY_INK, WARNING
 from monitoring import display
+from monitoring.severity import rgba as severity_rgba
 from monitoring.steroids import dose_lines
 
 # Series colours: chosen apart from the severity colours so a data line is never read as an alert.
@@ -37,10 +38,11 @@ DOSE_COLOUR = "#263238"
 PLANNED_COLOUR = "#90a4ae"
 PHOTO_COLOUR = "#8d6e63"
 ALERT_ONSET_COLOUR = "#37474f"  # one colour: the severity is in the words beside it
+# Zones: the severity colour key's hues (monitoring.severity), translucent.
 ZONE_TINTS: dict[str, str] = {
-    "critical": "rgba(183, 28, 28, 0.10)",
-    "warning": "rgba(240, 162, 2, 0.13)",
-    "info": "rgba(21, 101, 192, 0.06)",
+    "critical": severity_rgba("critical", 0.10),
+    "warning": severity_rgba("warning", 0.13),
+    "info": severity_rgba("info", 0.06),
 }
 LINE_DASH: dict[str, str] = {"critical": "solid", "warning": "dash", "info": "dot"}
 
@@ -442,7 +444,7 @@ def _draw_threshold(
         y=last,
         yref=_axis("y", row),
         showarrow=False,
-        font={"size": 10, "color": colour if th.severity != "warning" else "#8a5a00"},
+        font={"size": 10, "color": SEVERITY_INK.get(th.severity, colour)},
         align="left",
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import safe
+from monitoring import severity as _severity
 from monitoring.records import PatientRecord
 from monitoring.severity import Severity
 from monitoring.severity import rank as severity_rank
@@ -28,19 +29,21 @@ PATIENT_KEY = "patient_mrn"
 USERNAME_KEY = "username"
 """st.session_state key of the signed-in user's name (set by the sign-in page when there is one)."""
 
-CRITICAL = "#b71c1c"  # red
-WARNING = "#f0a202"  # amber
-INFO = "#1565c0"  # blue
+# The severity colour key is monitoring.severity's (shared with the timeline figure and the report).
+CRITICAL = _severity.COLOURS[Severity.CRITICAL]  # red
+WARNING = _severity.COLOURS[Severity.WARNING]  # amber
+INFO = _severity.COLOURS[Severity.INFO]  # blue
 OK = "#2e7d32"  # green: only ever beside the words "no alerts"
 MUTED = "#6b7280"
 SECOND_LINE_COLOUR = "#6a1b9a"  # IVIG / cyclosporine: the ward's marker and the timeline's start lines
 
-SEVERITY_COLOURS: dict[str, str] = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
-SEVERITY_TEXT_COLOURS: dict[str, str] = {"critical": "#ffffff", "warning": "#1f1300", "info": "#ffffff"}
+SEVERITY_COLOURS: dict[str, str] = {s.value: _severity.COLOURS[s] for s in Severity}
+SEVERITY_TEXT_COLOURS: dict[str, str] = {s.value: _severity.TEXT_ON[s] for s in Severity}
+SEVERITY_INK: dict[str, str] = {s.value: _severity.INK[s] for s in Severity}  # text on white
 # Order and symbol are the one severity type's (monitoring.severity); colours are keyed by it.
 SEVERITY_SYMBOLS: dict[str, str] = {s.value: s.symbol for s in Severity}
 # Light tints for table cells and figure zones: same hue, readable text on top.
-SEVERITY_TINTS: dict[str, str] = {"critical": "#fde0e0", "warning": "#fff1cc", "info": "#e3effd"}
+SEVERITY_TINTS: dict[str, str] = {s.value: _severity.TINTS[s] for s in Severity}
 
 DECISION_SUPPORT_NOTE = (
     "Alerts are decision support, not a diagnosis: they apply the guideline profile's thresholds "
@@ -253,7 +256,7 @@ def taken_html(taken_at: dt.datetime, as_of: dt.date) -> str:
     from monitoring.display import taken_text
 
     old = (as_of - taken_at.date()).days >= 2
-    colour = "#8a5a00;font-weight:700" if old else MUTED
+    colour = f"{SEVERITY_INK['warning']};font-weight:700" if old else MUTED
     return f'<span class="dm-taken" style="font-size:0.74rem;white-space:nowrap;color:{colour}">{safe.html(taken_text(taken_at, as_of))}</span>'
 
 
@@ -317,7 +320,7 @@ def ward_table_html(rows: Sequence[Any], lab_columns: Sequence[tuple[str, str]],
         tint = SEVERITY_TINTS.get(sev, "#ffffff")
         edge = SEVERITY_COLOURS.get(sev, "#cfd8dc")
         status = (
-            f'<span style="color:{SEVERITY_COLOURS[sev] if sev != "warning" else "#8a5a00"};font-weight:700;font-size:0.74rem">'
+            f'<span style="color:{SEVERITY_INK[sev]};font-weight:700;font-size:0.74rem">'
             f"{SEVERITY_SYMBOLS[sev]} {sev.upper()}</span>"
             if sev
             else f'<span style="color:{MUTED}">no alerts</span>'

@@ -151,6 +151,19 @@ class PreparedPhoto:
     received_format: str
 
 
+# How a photograph's date was found, in the words a clinician reads (the stored value stays the code).
+DATE_SOURCE_WORDS = {
+    "exif": "date from the photograph's EXIF (the camera's date taken)",
+    "entered": "date taken as entered",
+    "upload day": "no date in the file or entered: the day of upload",
+}
+
+
+def date_source_words(date_source: str) -> str:
+    """The clinician's words for a stored date_source ("exif", "entered", "upload day")."""
+    return DATE_SOURCE_WORDS.get(date_source, f"date source {date_source!r}")
+
+
 @dataclass(frozen=True)
 class StoredPhoto:
     id: int

@@ -113,21 +113,25 @@ def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile
 # --------------------------------------------------------------------------------------------
 # Static timeline figure (matplotlib, object API: no global pyplot state, safe in a server)
 
-_PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("ALT / AST (U/L)", ("alt", "ast"), "U/L"),
-    ("Creatinine (mg/dL)", ("creatinine",), "mg/dL"),
-    ("Eosinophils (×10^9/L)", ("eosinophils",), "10^9/L"),
-    ("Ferritin (ng/mL)", ("ferritin",), "ng/mL"),
-    ("Temperature (°C)", ("temperature",), "°C"),
-)
+# The figure's panels: the tests drawn in each (values in the catalogue's canonical unit).
+_PANEL_TESTS: tuple[tuple[str, ...], ...] = (("alt", "ast"), ("creatinine",), ("eosinophils",), ("ferritin",), ("temperature",))
+
+
+def _panel_title(tests: tuple[str, ...]) -> str:
+    """'ALT / AST (U/L)': the labels and the canonical unit as the catalogue and monitoring.display
+    give them (one place for a test's label and unit, issue 15)."""
+    units = {catalogue.lookup(t).canonical_unit for t in tests}
+    if len(units) != 1:
+        raise ValueError(f"panel {tests} mixes units {sorted(units)}")
+    return f"{' / '.join(display.test_label(t) for t in tests)} ({display.unit_label(units.pop())})"
+
 # ALT and AST differ by marker and dash as well as colour (issue 18 point 6): a black-and-white
 # print or a colour-blind reader tells them apart.
 _SERIES_STYLES: tuple[tuple[str, str, str], ...] = (("#1f3b73", "o", "-"), ("#7b3294", "s", "--"))
 # Line colours follow the alert a threshold belongs to (EOSINOPHILIA, HEPATIC and RENAL are
-# warnings; ferritin >= 3000 is critical); reference lines that raise no alert are grey-blue.
+# warnings; ferritin >= 3000 is critical), in the one severity colour key (monitoring.severity:
+# INK, the colours that read on white paper); a baseline, which is no limit, is grey-blue.
 _REF = "#546e7a"
-_WARN = "#b26a00"
-_CRIT = "#b71c1c"
 _MAX_DATE_TICKS = 7
 DATE_TICK_FORMAT = "%Y-%m-%d"  # the report's one date format: every tick a whole, unambiguous date
 
@@ -150,8 +154,8 @@ def timeline_figure(
     moment = display.as_of_moment(as_of, now)
     fig = Figure(figsize=(7.6, 7.4), dpi=150)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(_PANELS) + 1, 1, sharex=True)
-    counted = {t: [p for p in record.results(t, as_of) if p.value is not None] for _, tests, _ in _PANELS for t in tests}
+    axes = fig.subplots(len(_PANEL_TESTS) + 1, 1, sharex=True)
+    counted = {t: [p for p in record.results(t, as_of) if p.value is not None] for tests in _PANEL_TESTS for t in tests}
     dates = [p.taken_at for pts in counted.values() for p in pts] + [dt.datetime.combine(d.date, dt.time()) for d in course.schedule]
     start = min(dates, default=dt.datetime.combine(as_of - dt.timedelta(days=30), dt.time()))
     if record.patient.onset_date:
@@ -159,8 +163,8 @@ def timeline_figure(
     end = max([*dates, moment]) + dt.timedelta(days=3)
     start -= dt.timedelta(days=2)
 
-    for ax, (title, tests, _unit) in zip(axes, _PANELS, strict=False):
-        ax.set_title(title, fontsize=8, loc="left", pad=2)
+    for ax, tests in zip(axes, _PANEL_TESTS, strict=False):
+        ax.set_title(_panel_title(tests), fontsize=8, loc="left", pad=2)
         drawn = False
         for (colour, marker, dash), test in zip(_SERIES_STYLES, tests, strict=False):
             pts = counted[test]
@@ -254,7 +258,7 @@ class _Line:
         return self.steps[-1][1]
 
 
-_SEVERITY_COLOURS = {"info": _REF, "warning": _WARN, "critical": _CRIT}
+_SEVERITY_COLOURS = severity.INK
 
 
 def _thresholds(
@@ -285,7 +289,7 @@ def _thresholds(
         basis = "recorded" if base.recorded else "lowest"
         return [
             _Line(f"baseline {display.number(test, base.value)} ({basis})", ((None, base.value),), _REF),
-            _Line(f"{lim.label} {display.number(test, lim.value)}", ((None, lim.value),), _WARN),
+            _Line(f"{lim.label} {display.number(test, lim.value)}", ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]),
         ]
     if test == "eosinophils":
         return [_Line(lim.label, ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]) for lim in eosinophil_limits(prof)]
@@ -447,7 +451,7 @@ def render_pdf(
         banner = Table([[Paragraph(f"NEVER RECHALLENGE: {_p(', '.join(p.culprit_drugs))} and drugs of the same "
                                    "cross-reactivity group.", ParagraphStyle("ban", parent=cell_b, textColor=colors.white))]],
                        colWidths=[width])
-        banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#b71c1c"))]))
+        banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(severity.COLOURS["critical"]))]))
         story.append(banner)
 
     # --- steroid course -----------------------------------------------------------------------

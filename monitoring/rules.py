@@ -46,7 +46,7 @@ from monitoring.limits import (
 )
 from monitoring.records import DoseRow, LabPoint, PatientRecord
 from monitoring.severity import SEVERITY_ORDER, Severity
-from monitoring.steroids import CourseInfo, analyse_course, dose_above
+from monitoring.steroids import CourseInfo, analyse_course, course_day_words, dose_above
 
 __all__ = [
     "Alert",
@@ -1068,11 +1068,13 @@ def labs_overdue(ctx: RuleContext) -> Alert | None:
         overdue.append({"test": test, "last": ctx.quote(last)})
     if not overdue:
         return None
+    # The course day said as everywhere else (timeline, ward, report): counted from 0 with its first dose.
+    course_words = course_day_words(course.course_start, course.day_of_course) or f"first dose {course.course_start.isoformat()}"
     return ctx.alert(
         "LABS_OVERDUE",
         "info",
         ctx.as_of,
-        f"On systemic steroids (day {course.day_of_course} of the course) with monitoring due ({setting}: each test "
+        f"On systemic steroids, {course_words}, with monitoring due ({setting}: each test "
         f"within {interval} days): " + "; ".join(texts) + ".",
         "The guideline follows liver enzymes, kidney function and the blood count throughout treatment: take the "
         f"tests due. The {interval}-day {setting} interval is a design choice of this product.",

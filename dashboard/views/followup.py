@@ -161,7 +161,7 @@ st.subheader("Viral PCR (HHV-6, EBV, CMV)")
 pcr = viral_pcr_results(record, today)
 if not pcr:
     st.info("No viral PCR results. HHV-6 reactivates 2–3 weeks after onset, then EBV and CMV; repeat testing is "
-            "needed (CLINICAL_REFERENCE.md §5).")
+            "needed (HHV-6 Foundation; Martinez-Cabriales et al., WJCC 2019;7:705; Kano & Shiohara 2004/2006).")
 else:
     left, right = st.columns([3, 2])
     with left:

@@ -280,7 +280,7 @@ def show_add() -> None:
     if st.button("Store photographs", type="primary", disabled=bool(missing), key="photos_store"):
         from monitoring.auth import PermissionDenied
         from monitoring.db import session_scope
-        from monitoring.photos import store_photos
+        from monitoring.photos import date_source_words, store_photos
         from monitoring.store import BatchRejected
 
         batch = [
@@ -300,7 +300,7 @@ def show_add() -> None:
             )
             return
         store.clear_caches()
-        lines = [safe.md(f"{s.filename}: {s.body_site}, taken {s.taken_on.isoformat()} (date from {s.date_source})") for s in stored]
+        lines = [safe.md(f"{s.filename}: {s.body_site}, taken {s.taken_on.isoformat()} ({date_source_words(s.date_source)})") for s in stored]
         st.session_state[FLASH] = f"{len(stored)} photograph(s) stored for {safe.md(p.mrn)}:\n\n" + "\n".join(f"- {line}" for line in lines)
         st.session_state[NONCE] = nonce + 1
         st.session_state["photos_goto"] = "Gallery"

@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard import safe, store, timeline_model, ward_model, widgets
 from dashboard.auth import require_signed_in
+from monitoring import display
 
 user = require_signed_in()  # every page: a signed-in user only (dashboard/auth.py)
 
@@ -92,8 +93,8 @@ if target := st.session_state.pop("ward_open_target", None):
     widgets.select_patient(target)
     st.switch_page("views/timeline.py", query_params={"mrn": target})
 
-HEADERS = [(t, f"{label} {timeline_model.display_unit(t, 'conventional')}") for t, label in
-           zip(ward_model.WARD_TESTS, ("ALT", "Creatinine", "Eosinophils", "Ferritin"), strict=True)]
+HEADERS = [(t, f"{display.test_label(t)} {display.unit_label(timeline_model.display_unit(t, 'conventional'))}")
+           for t in ward_model.WARD_TESTS]
 st.markdown(widgets.ward_table_html(shown, HEADERS, as_of=today), unsafe_allow_html=True)
 
 

@@ -97,7 +97,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from monitoring.db import session_scope
-    from monitoring.photos import PhotoIn, PhotoLimits, size_problem, store_photos
+    from monitoring.photos import PhotoIn, PhotoLimits, date_source_words, size_problem, store_photos
     from monitoring.schema import open_database
     from monitoring.store import BatchRejected, Problem
 
@@ -164,7 +164,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print()
     else:
         for s in stored:
-            print(f"stored #{s.id}: {s.filename} ({s.body_site}, taken {s.taken_on.isoformat()} from {s.date_source}, {s.width}x{s.height})")
+            print(f"stored #{s.id}: {s.filename} ({s.body_site}, taken {s.taken_on.isoformat()}, {date_source_words(s.date_source)}, {s.width}x{s.height})")
         print(f"{len(stored)} photograph(s) stored for {args.mrn}; metadata (EXIF, GPS) stripped")
     return EXIT_OK
 

@@ -76,6 +76,13 @@ def test_ward_lists_patients_critical_first_with_badges(db_url_with_cohort: str)
     assert "Alerts are decision support, not a diagnosis" in " ".join(m.value for m in at.markdown)
 
 
+def test_ward_column_headers_take_label_and_unit_from_the_catalogue(db_url_with_cohort: str) -> None:
+    """Issue 15: one place for a test's label and unit (monitoring.display over the catalogue)."""
+    html = _ward_html(_app())
+    headers = re.findall(r"<th [^>]*>([^<]*)</th>", html)
+    assert headers[3:7] == ["ALT U/L", "Creatinine mg/dL", "Eosinophils ×10^9/L", "Ferritin ng/mL"]
+
+
 def test_ward_says_the_course_day_with_its_first_dose(db_url_with_cohort: str) -> None:
     """Issue 18 point 7: 'day 8 of steroids (first dose ...)', the count the day-7 rule uses, on
     two unbroken lines of the Day cell."""

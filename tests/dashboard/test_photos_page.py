@@ -151,6 +151,10 @@ def test_upload_through_the_page_stores_photographs_and_bsa(photo_db: Engine) ->
     assert not at.exception
     assert photo_count(photo_db) == 5
     assert any("2 photograph(s) stored" in s.value for s in at.success)
+    # The date's origin in words, not the stored code ("date from entered").
+    stored_message = shown(next(s.value for s in at.success if "photograph(s) stored" in s.value))
+    assert f"legs-a.jpg: legs, taken {TODAY.isoformat()} (date taken as entered)" in stored_message
+    assert "date from entered" not in stored_message
     with Session(photo_db) as s:
         bsa = s.execute(select(LabResult.value).where(LabResult.test == "bsa_pct", LabResult.source == "photo")).scalars().all()
         who = s.execute(select(Photo.uploaded_by).where(Photo.body_site == "legs")).scalars().all()

@@ -22,7 +22,16 @@ from monitoring import photos
 from monitoring.cli import main
 from monitoring.db import create_db_engine, session_scope
 from monitoring.models import AuditEntry, LabResult, Photo, PhotoImage
-from monitoring.photos import PhotoIn, PhotoLimits, hide_photo, list_photos, load_image, restore_photo, store_photos
+from monitoring.photos import (
+    PhotoIn,
+    PhotoLimits,
+    date_source_words,
+    hide_photo,
+    list_photos,
+    load_image,
+    restore_photo,
+    store_photos,
+)
 from monitoring.store import BatchRejected, PatientIn, write_batch
 
 TODAY = dt.date(2026, 11, 20)
@@ -210,6 +219,13 @@ def test_date_taken_exif_then_entered_then_today(patient: Session) -> None:
     assert (a.taken_on, a.date_source) == (dt.date(2026, 10, 5), "exif")
     assert (b.taken_on, b.date_source) == (dt.date(2026, 11, 1), "entered")
     assert (c.taken_on, c.date_source) == (TODAY, "upload day")
+    # Each origin has its own words for the clinician; none repeats the stored code.
+    words = [date_source_words(p.date_source) for p in (a, b, c)]
+    assert words == [
+        "date from the photograph's EXIF (the camera's date taken)",
+        "date taken as entered",
+        "no date in the file or entered: the day of upload",
+    ]
 
 
 def test_a_date_after_today_is_refused(patient: Session) -> None:

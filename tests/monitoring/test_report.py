@@ -193,6 +193,24 @@ def _axes(fig: object) -> dict[str, object]:
     return {ax.get_title(loc="left"): ax for ax in fig.axes}  # type: ignore[attr-defined]
 
 
+def test_figure_panel_titles_and_limit_colours_come_from_the_one_key(session: Session, figure_patient: str) -> None:
+    """Issue 15: the panels' labels and units are the catalogue's (monitoring.display) and a limit
+    line's colour is its severity's in monitoring.severity (INK: readable on paper)."""
+    from matplotlib.colors import to_hex
+
+    from monitoring import severity
+
+    fig = timeline_figure(load_record(session, figure_patient), AS_OF)
+    axes = _axes(fig)
+    assert {"ALT / AST (U/L)", "Creatinine (mg/dL)", "Eosinophils (×10^9/L)", "Ferritin (ng/mL)", "Temperature (°C)"} <= set(axes)
+    limit_colours = {
+        to_hex(line.get_color()) for ax in axes.values() for line in ax.get_lines()  # type: ignore[attr-defined]
+        if line.get_linestyle() == "--" and line.get_label() not in ("ALT", "AST")  # limits, not the series
+    }
+    assert severity.INK["warning"] in limit_colours and severity.INK["critical"] in limit_colours
+    assert limit_colours <= {*severity.INK.values(), "#546e7a"}  # INK, or the creatinine baseline's grey-blue
+
+
 def test_figure_alt_limit_follows_each_results_uln_and_alt_ast_differ(session: Session, figure_patient: str) -> None:
     fig = timeline_figure(load_record(session, figure_patient), AS_OF)
     ax = _axes(fig)["ALT / AST (U/L)"]

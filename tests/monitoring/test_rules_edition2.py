@@ -37,6 +37,9 @@ def test_inpatient_labs_exactly_two_days_old_are_not_overdue_three_days_are(sess
     assert "LABS_OVERDUE" not in alerts(record, day(3))  # day 1 is exactly D - 2
     a = alerts(record, day(4))["LABS_OVERDUE"]
     assert a.severity == "info"
+    # The course day as the timeline and ward say it: counted from the first dose, which is named.
+    assert f"On systemic steroids, day 4 of steroids (first dose {day(0).isoformat()}), with monitoring due" in a.message
+    assert "of the course" not in a.message
     assert f"ALT: last {day(1).isoformat()} (3 days ago)" in a.message
     assert f"creatinine: last {day(1).isoformat()}".lower() in a.message.lower()
     assert "inpatient" in a.message and "design choice" in a.recommendation
