@@ -1,6 +1,6 @@
 """Drug resolver cost on import-sized input: every medication row of every import is resolved.
 
-Prints ratios measured in one run (no absolute-time claim): a cold resolution of the 273 corpus
+Prints ratios measured in one run (no absolute-time claim): a cold resolution of the corpus
 strings vs the cached ones, and the resolver's share of reading a CSV medication file.
 
     python bench/bench_drugs.py [--quick]

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -34,6 +34,16 @@ BUSY_TIMEOUT_ENV = "DRESS_DB_BUSY_TIMEOUT_S"
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 BUSY_TIMEOUT_MS = int(DEFAULT_BUSY_TIMEOUT_S * 1000)  # the default, for callers that show it
 FAULT_MESSAGE = "database busy / read-only: nothing was stored, try again"
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a ``table=True`` model, typed: sqlmodel declares no ``__table__``, so
+    ``Model.__table__`` is an attribute mypy cannot see. SQLAlchemy's mapper holds the same object."""
+    mapper = inspect(model, raiseerr=False)
+    table = None if mapper is None else mapper.local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model: it has no Table")
+    return table
 
 
 def busy_timeout_s() -> float:

@@ -101,7 +101,8 @@ class DrugTable:
     entries: dict[str, DrugEntry]
     aliases: dict[str, str]  # cleaned name -> entry name
     codes: dict[str, str]  # RxNorm code -> entry name
-    noise: frozenset[str]  # salt, form and release words
+    noise: frozenset[str]  # salt, form, route and release words
+    order_words: re.Pattern[str]  # frequency words and phrases, intervals and durations of an order
     non_systemic: frozenset[str]
     by_ingredients: dict[frozenset[str], str]  # ingredient set of a combination entry -> its name
     group_names: dict[str, str]  # cleaned name of a whole group -> the group
@@ -159,7 +160,10 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
     for e in entries.values():
         salts.update(e.salts)
     noise = frozenset(w for s in salts | set(_words(names.get("forms"), "names.forms"))
+                      | set(_words(names.get("routes"), "names.routes"))
                       | set(_words(names.get("release"), "names.release")) for w in s.split())
+    order_words = _order_words(path, _words(names.get("frequencies"), "names.frequencies"),
+                               _words(names.get("intervals"), "names.intervals"))
     aliases: dict[str, str] = {}
     codes: dict[str, str] = {}
     for e in entries.values():
@@ -168,6 +172,9 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
             other = aliases.setdefault(key, e.name)
             if other != e.name:
                 raise DrugTableError(f"{path.name}: drug.{e.name}: the name {alias!r} is also drug.{other}'s")
+            if key in noise or order_words.search(key):
+                raise DrugTableError(f"{path.name}: drug.{e.name}: the name {alias!r} is or holds a word of [names] "
+                                     "that is ignored (a form, route, release, frequency or interval word)")
         for code in ([e.rxcui] if e.rxcui else []) + list(e.products):
             other = codes.setdefault(code, e.name)
             if other != e.name:
@@ -188,10 +195,23 @@ def _load(path: Path = TABLE_PATH) -> DrugTable:
         aliases=aliases,
         codes=codes,
         noise=noise,
+        order_words=order_words,
         non_systemic=frozenset(_words(names.get("non_systemic_forms"), "names.non_systemic_forms")),
         by_ingredients=by_ingredients,
         group_names=group_names,
     )
+
+
+def _order_words(path: Path, frequencies: tuple[str, ...], intervals: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern for the frequency words and phrases and the interval patterns of [names]: each
+    matches as whole words only (never inside a word: "bd" is not in "abdomen")."""
+    for i, pattern in enumerate(intervals):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise DrugTableError(f"{path.name}: names.intervals[{i}]: {pattern!r} is not a regular expression ({exc})") from exc
+    alternatives = [r"\s+".join(map(re.escape, f.split())) for f in sorted(frequencies, key=len, reverse=True)]
+    return re.compile(rf"(?<![a-z0-9])(?:{'|'.join([*intervals, *alternatives])})(?![a-z0-9])")
 
 
 @lru_cache(maxsize=1)
@@ -204,6 +224,10 @@ def drug_table() -> DrugTable:
 
 _SPACE = re.compile(r"\s+")
 _BRACKETED = re.compile(r"\(([^()]*)\)|\[([^\[\]]*)\]")
+# An RxNorm pack, "{4 (amoxicillin 500 MG Oral Capsule) / 2 (lansoprazole 30 MG ...) } Pack": the
+# parenthesised parts inside the braces are its components, never alternative names.
+_PACK = re.compile(r"\{([^{}]*)\}")
+_COMPONENT = re.compile(r"\(([^()]*)\)")
 _UNIT = r"(?:mg|g|gm|gram|grams|mcg|µg|ug|ng|ml|l|meq|mmol|unt|units?|iu|%|actuat|hr|hrs|h|kg|dose|day|cell|cells)"
 # "5 MG/ML", "0.025 MG/HR", "40000 UNT/ML": a unit fraction, never a combination's "/".
 _UNIT_FRACTION = re.compile(rf"\b{_UNIT}\s*/\s*(?:\d+(?:\.\d+)?\s*)?{_UNIT}\b")
@@ -258,6 +282,15 @@ def _alias(words: list[str]) -> str | None:
     return t.aliases.get(" ".join(words)) if words else None
 
 
+def _strip_suffixes(word: str, noise: frozenset[str]) -> str:
+    """``word`` without the hyphenated noise pieces at its end ("tegretol-xr" -> "tegretol");
+    "carbamazepine-resistant" and "xr" are kept as they are."""
+    pieces = word.split("-")
+    while len(pieces) > 1 and (pieces[-1] in noise or not pieces[-1]):
+        pieces.pop()
+    return "-".join(pieces)
+
+
 def _part(text: str) -> tuple[list[str], list[str], bool]:
     """(entries, unknown parts, non-systemic form) of one ingredient's text."""
     t = drug_table()
@@ -273,6 +306,12 @@ def _part(text: str) -> tuple[list[str], list[str], bool]:
     hit = _alias(kept)
     if hit is not None:
         return [hit], [], non_systemic
+    # A release suffix or form word after a hyphen is ignored like a separate one ("Tegretol-XR",
+    # "Bactrim-DS"); only at the end of a word, and never the whole word ("XR" alone names no drug).
+    kept = [_strip_suffixes(w, t.noise) for w in kept]
+    hit = _alias(kept)
+    if hit is not None:
+        return [hit], [], non_systemic
     # A hyphenated name is split only when every piece is a known drug ("trimethoprim-sulfamethoxazole"
     # is a synonym already; "vancomycin-resistant" is not vancomycin).
     if len(kept) == 1 and "-" in kept[0]:
@@ -285,7 +324,10 @@ def _part(text: str) -> tuple[list[str], list[str], bool]:
 
 def _read(text: str) -> tuple[list[str], list[str], bool]:
     """(entries, unknown parts, non-systemic form) of a name without its bracketed text."""
-    s = _VEHICLE.split(text, maxsplit=1)[0]
+    # Frequency words, intervals and durations first: "q12h" is no strength "12h", "in the morning"
+    # no vehicle.
+    s = drug_table().order_words.sub(" ", text)
+    s = _VEHICLE.split(s, maxsplit=1)[0]
     s = _UNIT_FRACTION.sub(" ", s)
     s = _STRENGTH.sub(" ", s)
     s = s.replace("{", " ").replace("}", " ")
@@ -303,6 +345,13 @@ def _read(text: str) -> tuple[list[str], list[str], bool]:
     return entries, unknown, non_systemic
 
 
+def _alternatives(text: str) -> list[str]:
+    """The text without its bracketed parts, then each bracketed part read the same way (a brand
+    within an alternative name: "(methylprednisolone 4 MG Oral Tablet [Medrol])")."""
+    inner = [a or b for a, b in _BRACKETED.findall(text)]
+    return [_BRACKETED.sub(" ", text), *(alt for part in inner for alt in _alternatives(part))]
+
+
 @lru_cache(maxsize=8192)
 def _resolve_text(text: str) -> Resolution:
     t = drug_table()
@@ -312,12 +361,13 @@ def _resolve_text(text: str) -> Resolution:
     whole = t.aliases.get(squashed)
     if whole is not None:
         return _resolution(text, [whole], [], False)
-    main = _BRACKETED.sub(" ", squashed)
+    unpacked = _PACK.sub(lambda m: " " + _COMPONENT.sub(r" \1 ", m.group(1)) + " ", squashed)
+    main = _BRACKETED.sub(" ", unpacked)
     group = t.group_names.get(squashed) or t.group_names.get(" ".join(
         w for w in main.split() if w not in t.noise and not w[0].isdigit()))
     if group is not None:
         return Resolution(text, group, (), frozenset(), frozenset(), False, named_group=group)
-    readings = [_read(c) for c in (main, *(a or b for a, b in _BRACKETED.findall(squashed)))]
+    readings = [_read(c) for c in _alternatives(unpacked)]
     entries = [e for r in readings for e in r[0]]
     non_systemic = any(r[2] for r in readings)
     if entries:
@@ -457,7 +507,9 @@ def cross_reacts(drug: str, culprit: str) -> str | None:
         return f"{drug} contains {', '.join(shared)}, an ingredient of the culprit drug {culprit}"
     same_name = sorted(d.unknown & c.unknown)
     if same_name:
-        return f"{drug} is the culprit drug {culprit}" + (f" ({same_name[0]})" if same_name[0] != _squash(culprit) else "")
+        if d.unknown == c.unknown and not d.entries and not c.entries:
+            return f"{drug} is the culprit drug {culprit}" + (f" ({same_name[0]})" if same_name[0] != _squash(culprit) else "")
+        return f"{drug} contains {', '.join(same_name)}, named in the culprit drug {culprit}"
     groups = sorted(d.groups & c.groups)
     if groups:
         return f"{drug} is in the same cross-reactivity group as {culprit} ({groups[0]})"

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from monitoring import catalogue
+from monitoring.db import table_of
 from monitoring.importers.fhir.codes import (
     ACT_REASON,
     EXT,
@@ -124,28 +125,28 @@ def export_patient_bundle(session: Session, mrn: str, *, now: dt.datetime | None
         entries.append({"fullUrl": deterministic_uuid("drug-allergy", mrn, drug), "resource": _allergy(drug, subject, culprit=False)})
 
     labs = session.execute(
-        select(LabResult).where(LabResult.patient_id == pid).order_by(LabResult.taken_at, LabResult.id)  # type: ignore[arg-type]
+        select(LabResult).where(col(LabResult.patient_id) == pid).order_by(col(LabResult.taken_at), col(LabResult.id))
     ).scalars()
     for row in labs:
         entries.append({"fullUrl": deterministic_uuid("lab", mrn, row.id), "resource": _observation(row, subject)})
 
     findings = session.execute(
         select(ClinicalFinding)
-        .where(ClinicalFinding.patient_id == pid)
-        .order_by(ClinicalFinding.recorded_at, ClinicalFinding.id)  # type: ignore[arg-type]
+        .where(col(ClinicalFinding.patient_id) == pid)
+        .order_by(col(ClinicalFinding.recorded_at), col(ClinicalFinding.id))
     ).scalars()
     for f in findings:
         entries.append({"fullUrl": deterministic_uuid("finding", mrn, f.id), "resource": _finding(f, subject)})
 
     meds = session.execute(
         select(MedicationRow)
-        .where(MedicationRow.patient_id == pid)
-        .order_by(MedicationRow.start_date, MedicationRow.id)  # type: ignore[arg-type]
+        .where(col(MedicationRow.patient_id) == pid)
+        .order_by(col(MedicationRow.start_date), col(MedicationRow.id))
     ).scalars()
     for m in meds:
         entries.append({"fullUrl": deterministic_uuid("med", mrn, m.id), "resource": _statement(m, subject, today)})
 
-    pt = Photo.__table__  # type: ignore[attr-defined]
+    pt = table_of(Photo)
     photo_cols = [pt.c[c] for c in ("id", "taken_on", "body_site", "bsa_pct", "note", "width", "height", "content_type",
                                      "size_bytes", "pixel_sha256", "hidden", "hidden_reason")]
     for photo in session.execute(select(*photo_cols).where(pt.c.patient_id == pid).order_by(pt.c.taken_on, pt.c.id)).mappings():

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from sqlalchemy import BindParameter, Float, Select, bindparam, select
+from sqlalchemy import BindParameter, ColumnElement, Float, Select, bindparam, select
 from sqlmodel import Session
 
+from monitoring.db import table_of
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient
 
 __all__ = [
@@ -151,7 +152,7 @@ class PatientRecord:
 
 
 def _patient_columns() -> Select:
-    t = Patient.__table__  # type: ignore[attr-defined]
+    t = table_of(Patient)
     return select(
         t.c.id,
         t.c.mrn,
@@ -172,28 +173,31 @@ def _patient_columns() -> Select:
     )
 
 
-def _patient_info(row: Sequence[object]) -> PatientInfo:
+def _patient_info(row: Sequence[Any]) -> PatientInfo:
+    """One row of ``_patient_columns()``: a Core row's values are typed Any, each is the Python
+    type of its column (Integer id, Date birth_date, JSON lists for culprits, allergies and
+    the culprits as written)."""
     (pid, mrn, name, sex, birth, weight, onset, culprits, baseline, resolved, setting, active, synthetic, updated,
      allergies, written) = row
     return PatientInfo(
-        id=int(pid),  # type: ignore[call-overload]
+        id=int(pid),
         mrn=str(mrn),
         name=str(name),
-        sex=sex,  # type: ignore[arg-type]
-        birth_date=birth,  # type: ignore[arg-type]
-        weight_kg=weight,  # type: ignore[arg-type]
-        onset_date=onset,  # type: ignore[arg-type]
-        culprit_drugs=tuple(str(c) for c in (culprits or ())),  # type: ignore[attr-defined]
-        baseline_creatinine_mg_dl=baseline,  # type: ignore[arg-type]
-        resolved_date=resolved,  # type: ignore[arg-type]
+        sex=sex,
+        birth_date=birth,
+        weight_kg=weight,
+        onset_date=onset,
+        culprit_drugs=tuple(str(c) for c in (culprits or ())),
+        baseline_creatinine_mg_dl=baseline,
+        resolved_date=resolved,
         setting=str(setting or "inpatient"),
         active=bool(active),
         synthetic=bool(synthetic),
-        updated_at=updated,  # type: ignore[arg-type]
-        drug_allergies=tuple(str(a) for a in (allergies or ())),  # type: ignore[attr-defined]
+        updated_at=updated,
+        drug_allergies=tuple(str(a) for a in (allergies or ())),
         culprits_as_entered=tuple(
             (str(w.get("drug", "")), str(w.get("as_entered", "")))
-            for w in (written or ())  # type: ignore[attr-defined]
+            for w in (written or ())
             if isinstance(w, dict)
         ),
     )
@@ -219,13 +223,13 @@ def _statements(active_only: bool, by_ids: bool) -> tuple[Select, Select, Select
     """The four queries of ``load_records``, built once: the patients' ids, when given, are the
     expanding parameter ``ids`` (a statement built anew on every call costs more than running it
     for one patient: the lab feed loads one patient per message)."""
-    pt = Patient.__table__  # type: ignore[attr-defined]
-    lt = LabResult.__table__  # type: ignore[attr-defined]
-    mt = MedicationRow.__table__  # type: ignore[attr-defined]
-    ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
+    pt = table_of(Patient)
+    lt = table_of(LabResult)
+    mt = table_of(MedicationRow)
+    ft = table_of(ClinicalFinding)
     ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
 
-    def patient_filter(stmt: Select, column: object) -> Select:
+    def patient_filter(stmt: Select, column: ColumnElement[int]) -> Select:
         # Sub-select on the patient table: the database filters, no id list travels when None.
         if not active_only and not by_ids:
             return stmt
@@ -234,7 +238,7 @@ def _statements(active_only: bool, by_ids: bool) -> tuple[Select, Select, Select
             sub = sub.where(pt.c.active.is_(True))
         if by_ids:
             sub = sub.where(pt.c.id.in_(ids))
-        return stmt.where(column.in_(sub))  # type: ignore[attr-defined]
+        return stmt.where(column.in_(sub))
 
     patients = _patient_columns()
     if active_only:
@@ -266,7 +270,7 @@ def _lab_rows(session: Session, stmt: Select, params: dict[str, object]) -> Sequ
         rows = result.cursor.fetchall()
     finally:
         result.close()
-    lt = LabResult.__table__  # type: ignore[attr-defined]
+    lt = table_of(LabResult)
     convert: list[tuple[int, Any]] = []
     for k, name in enumerate(_LAB_COLUMNS):
         process = lt.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
@@ -348,7 +352,7 @@ def load_records(
 
 def load_record(session: Session, mrn: str) -> PatientRecord:
     """The record of one patient, active or not; LookupError for an unknown MRN."""
-    pt = Patient.__table__  # type: ignore[attr-defined]
+    pt = table_of(Patient)
     pid = session.execute(select(pt.c.id).where(pt.c.mrn == mrn)).scalar_one_or_none()
     if pid is None:
         raise LookupError(f"unknown MRN {mrn!r}: no such patient")

@@ -118,7 +118,7 @@ def add_review_item(
 
 def open_items(session: Session, *, limit: int = 500) -> list[ReviewItem]:
     """Open items, oldest first (the order they were refused)."""
-    stmt = select(ReviewItem).where(ReviewItem.status == OPEN).order_by(ReviewItem.id).limit(limit)  # type: ignore[arg-type]
+    stmt = select(ReviewItem).where(col(ReviewItem.status) == OPEN).order_by(col(ReviewItem.id)).limit(limit)
     return list(session.execute(stmt).scalars())
 
 

@@ -168,7 +168,7 @@ def add_lab_result(
             col(LabResult.taken_at) == when,
             col(LabResult.hidden) == False,  # noqa: E712
         )
-        .order_by(LabResult.id.desc())  # type: ignore[union-attr]
+        .order_by(col(LabResult.id).desc())
     ).scalars().first()
     assert row is not None and row.id is not None
     if result.labs_inserted:

@@ -124,11 +124,11 @@ def resume(engine: Engine, *, session_id: int | None, browser: str | None = None
         user = session.get(User, row.user_id)
         reason = _end_reason(row, user, moment)
         if reason is not None:
-            _write(session, update(UserSession).where(UserSession.id == row.id).values(ended_at=moment, end_reason=reason))  # type: ignore[arg-type]
+            _write(session, update(UserSession).where(col(UserSession.id) == row.id).values(ended_at=moment, end_reason=reason))
             return Resumed(None, None, reason)
         assert user is not None and user.id is not None
         if (moment - row.last_seen_at).total_seconds() >= TOUCH_EVERY_S:
-            _write(session, update(UserSession).where(UserSession.id == row.id).values(last_seen_at=moment))  # type: ignore[arg-type]
+            _write(session, update(UserSession).where(col(UserSession.id) == row.id).values(last_seen_at=moment))
         return Resumed(signed_in_as(user), row.id)
 
 
@@ -148,7 +148,7 @@ def _open_for_browser(session: Session, browser: str) -> UserSession | None:
     return session.execute(
         select(UserSession)
         .where(col(UserSession.browser_hash) == _digest(browser), col(UserSession.ended_at).is_(None))
-        .order_by(UserSession.id.desc())  # type: ignore[union-attr]
+        .order_by(col(UserSession.id).desc())
         .limit(1)
     ).scalar_one_or_none()
 
@@ -184,7 +184,7 @@ def end_session(engine: Engine, session_id: int | None, *, reason: str = SIGNED_
     with Session(engine) as session:
         session.execute(
             update(UserSession)
-            .where(UserSession.id == session_id, UserSession.ended_at.is_(None))  # type: ignore[arg-type, union-attr]
+            .where(col(UserSession.id) == session_id, col(UserSession.ended_at).is_(None))
             .values(ended_at=now or utcnow(), end_reason=reason)
         )
         session.commit()

@@ -15,6 +15,7 @@ from dashboard import clinic_figures, safe, store, widgets
 from dashboard.auth import can_write, require_signed_in
 from monitoring import display
 from monitoring.db import session_scope
+from monitoring.steroids import course_day_words
 from monitoring.store import BatchRejected
 from monitoring.taper import (
     FORMULARY_BASIS,
@@ -51,8 +52,8 @@ widgets.patient_header(
     [
         ("MRN", p.mrn),
         ("weight", display.quantity("weight", p.weight_kg, "kg") if p.weight_kg else "not recorded"),
-        ("course start", widgets.iso(stored.course.course_start) or "—"),
-        ("course day", str(stored.course.day_of_course) if stored.course.day_of_course is not None else "—"),
+        # "day 9 of steroids (first dose ...)": the count the day-7 rule uses (issue 18 point 7).
+        ("course", course_day_words(stored.course.course_start, stored.course.day_of_course) or "no ongoing course"),
         ("today", today.isoformat()),
         ("steroid today", ", ".join(f"{d} {mg:g} mg/day" for d, mg in on_now.items()) or "none"),
         ("prednisone-equivalent", f"{stored.course.current_pred_eq_mg:g} mg/day"),

@@ -19,7 +19,7 @@ from monitoring.models import ClinicalFinding, MedicationRow, Patient, User
 from monitoring.records import load_record
 from monitoring.store import LabIn, MedIn, PatientIn, write_batch
 from tests.dashboard.apptest import sign_in
-from tests.dashboard.shown import shown
+from tests.dashboard.shown import shown, shown_html
 
 PAGES = Path(__file__).resolve().parents[2] / "dashboard" / "views"
 MRN = "CLINIC-T1"
@@ -175,6 +175,15 @@ def test_planner_defaults_to_the_steroid_the_patient_is_on_and_uses_the_ladder(c
     with Session(clinic_db) as s:
         future = s.execute(select(MedicationRow).where(MedicationRow.start_date > TODAY)).scalars().all()
     assert {r.drug for r in future} == {"prednisolone"}  # nothing stops: no switch
+
+
+def test_planner_says_the_course_day_with_its_first_dose(clinic_db: Engine) -> None:
+    """Issue 18 point 7: the planner's header counts as the day-7 rule does, from the first dose
+    as day 0, and says so."""
+    at = page("taper.py", clinic_db)
+    facts = " ".join(m.value for m in at.markdown)
+    day = (TODAY - COURSE_START).days
+    assert f"day {day} of steroids (first dose {COURSE_START.isoformat()})" in shown_html(facts)
 
 
 def test_zero_dose_is_refused_with_a_message(clinic_db: Engine) -> None:

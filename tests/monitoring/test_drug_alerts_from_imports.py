@@ -160,3 +160,50 @@ def test_the_specs_vancomycin_order_is_no_rechallenge_of_another_culprit(session
     report = import_files(session, [_spec_order_for(tmp_path, "allopurinol")], username="tester", as_of=dt.date(2015, 1, 20))
     assert report.ok, report.problem_lines()
     assert "RECHALLENGE" not in _codes(session, "SPEC-pat1", dt.date(2015, 1, 16))
+
+
+def test_a_carbamazepine_culprit_given_again_as_tegretol_xr_bid_is_a_rechallenge_by_csv(session: Session, tmp_path: Path) -> None:
+    # issue 14, second review: "-XR" and "BID" hid the culprit, and RECHALLENGE was not raised
+    patients = _csv(tmp_path, "patients.csv", (
+        "mrn,name,onset_date,culprit_drug,weight_kg\n"
+        f"X1,Tegretol-XR again,{ONSET},carbamazepine,70\n"
+        f"X2,Culprit as Tegretol-XR,{ONSET},Tegretol-XR,70\n"
+        f"X3,Another drug BID,{ONSET},carbamazepine,70\n"
+    ))
+    meds = _csv(tmp_path, "meds.csv", (
+        "mrn,start_date,drug,daily_dose,unit\n"
+        "X1,2026-10-12,Tegretol-XR 200 mg BID,400,mg\n"
+        "X2,2026-10-12,carbamazepine 200 mg BID,400,mg\n"
+        "X3,2026-10-12,levetiracetam 500 mg BID,1000,mg\n"
+    ))
+    lines = _import(session, patients, meds)
+    assert not any("Tegretol-XR" in line or "carbamazepine 200 mg BID" in line for line in lines if "unresolved" in line)
+    x1 = _codes(session, "X1")
+    assert "RECHALLENGE" in x1 and "Tegretol-XR 200 mg BID" in x1["RECHALLENGE"].message
+    assert load_record(session, "X1").meds[0].drug == "carbamazepine"
+    assert "RECHALLENGE" in _codes(session, "X2")
+    assert load_record(session, "X2").patient.culprit_drugs == ("carbamazepine",)
+    assert "RECHALLENGE" not in _codes(session, "X3")
+
+
+def test_a_carbamazepine_culprit_given_again_as_tegretol_xr_bid_is_a_rechallenge_by_fhir(session: Session, tmp_path: Path) -> None:
+    doc = _bundle(
+        _patient("x4", "X4"), *_dress("x4", {"text": "carbamazepine"}),
+        {"resourceType": "MedicationRequest", "id": "mr-x4", "status": "active", "intent": "order", "subject": {"reference": "Patient/x4"},
+         "medicationCodeableConcept": {"text": "Tegretol-XR 200 mg BID"}, "authoredOn": "2026-10-12",
+         "dosageInstruction": [{**_dose(200), "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d",
+                                                                    "boundsPeriod": {"start": "2026-10-12"}}}}]},
+        _patient("x5", "X5"), *_dress("x5", {"text": "Tegretol-XR"}),
+        {"resourceType": "MedicationAdministration", "id": "ma-x5", "status": "completed", "subject": {"reference": "Patient/x5"},
+         "medicationCodeableConcept": {"text": "carbamazepine 200 mg PO BID"}, "effectiveDateTime": "2026-10-12T08:00:00Z",
+         "dosage": {"dose": {"value": 200, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}},
+    )
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    _import(session, path)
+    x4 = _codes(session, "X4")
+    assert "RECHALLENGE" in x4 and "Tegretol-XR 200 mg BID" in x4["RECHALLENGE"].message
+    [row] = load_record(session, "X4").meds
+    assert (row.drug, row.drug_as_entered) == ("carbamazepine", "Tegretol-XR 200 mg BID")
+    assert load_record(session, "X5").patient.culprit_drugs == ("carbamazepine",)
+    assert "RECHALLENGE" in _codes(session, "X5")

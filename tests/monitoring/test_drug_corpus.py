@@ -24,9 +24,22 @@ def _expected(row: dict[str, str]) -> frozenset[str]:
 def test_the_corpus_is_large_and_varied() -> None:
     assert len(ROWS) >= 200
     known = [r for r in ROWS if _expected(r)]
-    assert len(known) >= 25
+    assert len(known) >= 100
     assert any(";" in r["ingredients"] for r in known)  # combination products
     assert any("[" in r["text"] or "(" in r["text"] for r in known)  # brands and alternative names
+
+
+# issue 14: each drug the product acts on is read in real strings, not only in its own name
+ACTED_ON = ("methylprednisolone", "prednisolone", "prednisone", "dexamethasone", "hydrocortisone", "omeprazole",
+            "pantoprazole", "esomeprazole", "lansoprazole", "phenytoin", "lamotrigine", "allopurinol", "sulfamethoxazole",
+            "vancomycin", "minocycline", "abacavir", "ivig", "cyclosporine", "carbamazepine")
+
+
+@pytest.mark.parametrize("drug", ACTED_ON)
+def test_each_drug_acted_on_has_several_real_strings(drug: str) -> None:
+    rows = [r for r in ROWS if drug in _expected(r)]
+    assert len(rows) >= 3, drug
+    assert len({r["source"] for r in rows}) >= 2, drug  # read in more than one source
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{i}:{r['text'][:40]}" for i, r in enumerate(ROWS)])

@@ -3,6 +3,8 @@ cross-reactivity groups, systemic routes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from monitoring import drugs
@@ -206,10 +208,135 @@ def test_the_table_header_names_every_drug_without_an_rxnorm_code_and_ivig_first
 
     header = drugs.TABLE_PATH.read_text(encoding="utf-8").split("\n[sources]")[0]
     block = header.split("WITHOUT AN RXNORM INGREDIENT CODE")[1].split("(tests/monitoring/test_drugs.py")[0]
-    listed = {n for line in block.splitlines() if (m := re.match(r"#\s{3}([a-z][a-z, ]+):", line))
+    listed = {n for line in block.splitlines() if (m := re.match(r"#\s{3}([a-z][a-z, -]+):", line))
               for n in m.group(1).replace(" ", "").split(",")}
     without = {name for name, entry in drugs.drug_table().entries.items() if not entry.rxcui}
     assert listed == without
     assert "IVIG has no RxNorm ingredient code" in header
     r = drugs.resolve("Privigen 10 % Injectable Solution")
     assert r.resolved and r.has_class("ivig") and drugs.second_line_kind("immune globulin intravenous") == "ivig"
+
+
+# --- issue 14, second review: release suffixes after a hyphen, brand form words, order words ----
+
+
+@pytest.mark.parametrize(
+    ("received", "name", "ingredients"),
+    [
+        ("Tegretol-XR", "carbamazepine", {"carbamazepine"}),
+        ("Lamictal-XR", "lamotrigine", {"lamotrigine"}),
+        ("carbamazepine-XR", "carbamazepine", {"carbamazepine"}),
+        ("Minocin-XR", "minocycline", {"minocycline"}),
+        ("Bactrim-DS", "trimethoprim-sulfamethoxazole", {"sulfamethoxazole", "trimethoprim"}),
+        ("Orapred ODT", "prednisolone", {"prednisolone"}),
+        ("Dilantin Infatabs", "phenytoin", {"phenytoin"}),
+        ("Azulfidine EN-tabs", "sulfasalazine", {"sulfasalazine"}),
+        ("Prilosec OTC", "omeprazole", {"omeprazole"}),
+        ("Epzicom", "abacavir-lamivudine", {"abacavir", "lamivudine"}),
+        ("Triumeq", "abacavir-dolutegravir-lamivudine", {"abacavir", "dolutegravir", "lamivudine"}),
+        ("abacavir 600 MG / lamivudine 300 MG Oral Tablet", "abacavir-lamivudine", {"abacavir", "lamivudine"}),
+        # frequency, route and duration words of an order
+        ("carbamazepine 200 mg BID", "carbamazepine", {"carbamazepine"}),
+        ("prednisone 5 mg PO daily", "prednisone", {"prednisone"}),
+        ("Tegretol 200mg bd", "carbamazepine", {"carbamazepine"}),
+        ("vancomycin 1 g IV q12h", "vancomycin", {"vancomycin"}),
+        ("Tegretol-XR 200 mg BID", "carbamazepine", {"carbamazepine"}),
+        ("vancomycin 125 mg PO q6h x 10 days", "vancomycin", {"vancomycin"}),
+        ("dexamethasone 4 mg IV q 6 hr", "dexamethasone", {"dexamethasone"}),
+        ("hydrocortisone 100 mg IV every 8 hours", "hydrocortisone", {"hydrocortisone"}),
+        ("prednisolone 40 mg mane x 5 days", "prednisolone", {"prednisolone"}),
+        ("lamotrigine 50 mg nocte", "lamotrigine", {"lamotrigine"}),
+        ("allopurinol 100 mg at night", "allopurinol", {"allopurinol"}),
+        ("omeprazole 20mg od", "omeprazole", {"omeprazole"}),
+        ("pantoprazole 40 mg PO qAM", "pantoprazole", {"pantoprazole"}),
+        ("esomeprazole 40 mg NG once daily", "esomeprazole", {"esomeprazole"}),
+        ("methylprednisolone 1 g IV q24h for 3 days", "methylprednisolone", {"methylprednisolone"}),
+        ("Bactrim DS 1 tab PO twice daily", "trimethoprim-sulfamethoxazole", {"sulfamethoxazole", "trimethoprim"}),
+        ("phenytoin 100 mg TID", "phenytoin", {"phenytoin"}),
+        ("minocycline 100 mg PO q12h", "minocycline", {"minocycline"}),
+        ("lansoprazole 30 mg SL qPM", "lansoprazole", {"lansoprazole"}),
+        ("prednisone 10 mg tds", "prednisone", {"prednisone"}),
+        ("hydrocortisone 50 mg IM QID PRN", "hydrocortisone", {"hydrocortisone"}),
+        ("prednisolone 5 mg qds in the morning", "prednisolone", {"prednisolone"}),
+        ("allopurinol 300 mg QD", "allopurinol", {"allopurinol"}),
+        ("vancomycin 1 g IV q8-12h", "vancomycin", {"vancomycin"}),
+    ],
+)
+def test_suffixes_and_order_words_never_hide_the_drug(received: str, name: str, ingredients: set[str]) -> None:
+    r = drugs.resolve(received)
+    assert (r.name, set(r.ingredients), r.resolved) == (name, ingredients, True)
+
+
+def test_a_culprit_given_as_tegretol_xr_cross_reacts_and_an_odt_steroid_counts() -> None:
+    assert drugs.cross_reacts("Tegretol-XR", "carbamazepine") is not None
+    assert drugs.cross_reacts("Tegretol-XR 200 mg BID", "carbamazepine") is not None
+    assert drugs.cross_reacts("carbamazepine 200 mg BID", "Tegretol-XR") is not None
+    assert drugs.cross_reacts("lamivudine 150 mg BID", "Epzicom") is not None  # an ingredient of the culprit product
+    assert drugs.cross_reacts("Triumeq", "abacavir") is not None
+    assert drugs.steroid_factor("Orapred ODT") == 1.0
+    assert drugs.steroid_factor("prednisone 5 mg PO daily") == 1.0
+    assert drugs.steroid_factor("budesonide inh") is None
+
+
+@pytest.mark.parametrize(
+    "received",
+    ["XR", "BID", "PO daily", "q12h", "x 5 days", "carbamazepine-resistant", "carbamazepine-resistant seizures",
+     "Tegretol-induced rash", "XR-DS"],
+)
+def test_noise_words_alone_or_in_a_note_name_no_drug(received: str) -> None:
+    r = drugs.resolve(received)
+    assert not r.resolved and not r.ingredients and not r.groups and not r.classes
+    assert r.name  # kept as written
+    for culprit in drugs.drugs_of_class("culprit"):
+        assert drugs.cross_reacts(received, culprit) is None, culprit
+
+
+@pytest.mark.parametrize(
+    ("drug", "culprit"),
+    [
+        ("zonisamide 100 mg BID", "levetiracetam 500 mg BID"),  # outside the table: the order words make no match
+        ("Advil PM", "Advil"),  # "PM" is no order word (diphenhydramine): not the same product
+        ("vancomycin 1 g IV q12h", "carbamazepine 200 mg BID"),
+        ("Prilosec OTC", "Prevacid OTC"),
+        ("XR", "Tegretol-XR"),
+        ("BID", "carbamazepine 200 mg BID"),
+    ],
+)
+def test_order_words_never_make_two_drugs_match(drug: str, culprit: str) -> None:
+    assert drugs.cross_reacts(drug, culprit) is None
+    assert drugs.cross_reacts(culprit, drug) is None
+
+
+def test_order_words_stand_as_whole_words_only() -> None:
+    assert drugs.resolve("nystatin 100000 unit/mL").name == "nystatin"
+    assert drugs.resolve("abdominal").name == "abdominal"  # "bd" is not in "abdomen"
+    assert drugs.resolve("Advil PM").name == "advil pm"
+
+
+def test_a_drug_named_like_an_ignored_word_is_refused(tmp_path: Path) -> None:
+    text = drugs.TABLE_PATH.read_text(encoding="utf-8")
+    for brand in ("BID", "XR", "PO", "Tegretol twice daily"):
+        bad = tmp_path / "drugs.toml"
+        bad.write_text(text.replace('brands = ["Tegretol",', f'brands = ["{brand}", "Tegretol",'), encoding="utf-8")
+        with pytest.raises(drugs.DrugTableError, match="ignored"):
+            drugs._load(bad)
+    bad.write_text(text.replace("intervals = ['q", "intervals = ['(q"), encoding="utf-8")
+    with pytest.raises(drugs.DrugTableError, match=r"names\.intervals\[0\]"):
+        drugs._load(bad)
+
+
+def test_a_packs_components_are_its_ingredients_not_alternative_names() -> None:
+    # RxNorm packs (eCQM value sets): "(...)" inside "{...}" is a component, never an alternative name
+    pack = "{4 (amoxicillin 500 MG Oral Capsule) / 2 (clarithromycin 500 MG Oral Tablet) / 2 (lansoprazole 30 MG Delayed Release Oral Capsule) } Pack"
+    r = drugs.resolve(pack)
+    assert r.ingredients == {"lansoprazole"} and r.unknown == {"amoxicillin", "clarithromycin"} and not r.resolved
+    assert drugs.cross_reacts(pack, "amoxicillin") is not None  # a culprit outside the table, given in a pack
+    assert drugs.cross_reacts(pack, "carbamazepine") is None
+    medrol = drugs.resolve("{21 (methylprednisolone 4 MG Oral Tablet [Medrol]) } Pack [Medrol Dosepak]")
+    assert medrol.resolved and medrol.ingredients == {"methylprednisolone"}
+    assert drugs.steroid_factor("{21 (methylprednisolone 4 MG Oral Tablet [Medrol]) } Pack [Medrol Dosepak]") == 1.25
+
+
+def test_a_salt_abbreviation_never_hides_the_drug() -> None:
+    r = drugs.resolve("hydrocortisone sod succinate 100 mg in sterile water 2 mL injection")
+    assert r.resolved and r.ingredients == {"hydrocortisone"}
