@@ -542,6 +542,9 @@ def test_cli_import_and_json_listing(cli_db: str, tmp_path: Path, capsys: pytest
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "2 photograph(s) stored" in out.out
+    # Where each date came from, in words (issue 18 point 12), not the stored code.
+    assert "IMG_1.jpg (chest, taken 2026-11-02, date from the photograph's EXIF (the camera's date taken)," in out.out
+    assert "IMG_2.png (chest, taken 2026-11-03, date taken as entered," in out.out
     rc = main(["--db", cli_db, "photos", "--mrn", MRN, "--json"])
     listing = json.loads(capsys.readouterr().out)
     assert rc == 0
