@@ -12,7 +12,7 @@ cookie written by JavaScript (the cookie components) cannot be HttpOnly and need
 st.login's own signed cookie exists only with an OpenID Connect provider.
 
 ``Guard`` (issue 12 point 8) answers 403 to ``/media/*`` (photographs, the report's figure,
-downloads) and ``/_stcore/metrics`` unless the request's ``dress_browser`` cookie belongs to an
+downloads), ``/_stcore/upload_file/*`` (every method) and ``/_stcore/metrics`` unless the request's ``dress_browser`` cookie belongs to an
 open, signed-in session (``sessions.browser_signed_in``): Streamlit itself serves a media file to
 anyone with its address until some time after the page closed. It also puts the security headers
 (``SECURITY_HEADERS``: Content-Security-Policy, nosniff, no referrer, no framing) on every HTTP
@@ -134,13 +134,15 @@ def _base_path() -> str:
 
 
 def guarded(path: str, base: str = "") -> bool:
-    """Whether ``path`` needs a signed-in session: ``/media/...`` and ``/_stcore/metrics``
-    (repeated slashes count as one, as a browser or proxy may normalise them)."""
+    """Whether ``path`` needs a signed-in session: ``/media/...``, ``/_stcore/upload_file/...``
+    (Streamlit's uploads: it checks only that the Streamlit session is open, which a signed-out
+    browser's is; the sign-in page has no uploader) and ``/_stcore/metrics`` (repeated slashes
+    count as one, as a browser or proxy may normalise them)."""
     path = re.sub(r"/{2,}", "/", path)
     if base and not path.startswith(base + "/"):
         return False
     rest = path[len(base):]
-    return rest.startswith("/media/") or rest.rstrip("/") == "/_stcore/metrics"
+    return (rest.startswith(("/media/", "/_stcore/upload_file/")) or rest.rstrip("/") in ("/_stcore/metrics", "/_stcore/upload_file"))
 
 
 @functools.cache
@@ -167,8 +169,8 @@ def _signed_in(cookie: str | None) -> bool:
 
 
 class Guard(_HttpMiddleware):
-    """ASGI middleware: the security headers on every HTTP response; 403 for ``/media/*`` and
-    ``/_stcore/metrics`` without a signed-in session (see the module docstring)."""
+    """ASGI middleware: the security headers on every HTTP response; 403 for ``/media/*``,
+    ``/_stcore/upload_file/*`` and ``/_stcore/metrics`` without a signed-in session (see the module docstring)."""
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         with_headers = _adding_headers(send, SECURITY_HEADERS, replace=True)
