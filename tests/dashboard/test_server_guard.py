@@ -1,9 +1,10 @@
 """dashboard/server.py's Guard (issue 12 point 8) against the real server over HTTP: `/media/*`,
 `/_stcore/upload_file/*` and `/_stcore/metrics` answer 403 without a signed-in session of the
 browser's cookie and 200 with one (and 403 again once signed out); every response carries the
-security headers; and Chromium, signed in as an admin, opens every page under that
-Content-Security-Policy without one violation and without a request to another host, and uploads a
-file."""
+security headers; the `dress_browser` cookie is Secure when the request came over HTTPS through a
+trusted proxy, never on an untrusted peer's word; and Chromium, signed in as an admin, opens every
+page under that Content-Security-Policy without one violation and without a request to another
+host, and uploads a file."""
 
 from __future__ import annotations
 
@@ -51,6 +52,19 @@ def _headers(message: Any) -> dict[str, str]:
     for k, v in message.items():
         out[k.lower()] = f"{out[k.lower()]}\n{v}" if k.lower() in out else v
     return out
+
+
+def _browser_cookie(base: str, headers: dict[str, str] | None = None) -> str:
+    """The ``dress_browser`` Set-Cookie line the server gives a new browser sending ``headers``."""
+    status, got, _ = _get(base + "/", headers=headers)
+    assert status == 200
+    lines = [line for line in got.get("set-cookie", "").split("\n") if line.startswith("dress_browser=")]
+    assert len(lines) == 1, got.get("set-cookie")
+    return lines[0]
+
+
+def _secure(line: str) -> bool:
+    return "secure" in [part.strip().lower() for part in line.split(";")]
 
 
 def _signed_out_upload_answers(base: str) -> list[tuple[str, str, int, dict[str, str], bytes]]:
@@ -141,6 +155,36 @@ def test_an_upload_without_a_signed_in_session_is_refused(guarded_server: str) -
     for path, method, status, headers, answer in _signed_out_upload_answers(guarded_server):
         assert status == 403 and b"Sign in" in answer, (path, method, status, answer)
         _assert_security_headers(headers)
+
+
+def test_the_browser_cookie_is_secure_over_https_through_the_loopback_proxy(guarded_server: str) -> None:
+    """The README's nginx on the same machine sends plain HTTP with X-Forwarded-Proto: uvicorn
+    believes it from 127.0.0.1 (FORWARDED_ALLOW_IPS' default), so the cookie is Secure exactly
+    when the browser used HTTPS."""
+    assert _secure(_browser_cookie(guarded_server, {"X-Forwarded-Proto": "https"}))
+    assert not _secure(_browser_cookie(guarded_server, {"X-Forwarded-Proto": "http"}))
+    assert not _secure(_browser_cookie(guarded_server))
+    line = _browser_cookie(guarded_server, {"X-Forwarded-Proto": "https"})
+    assert "HttpOnly" in line and "SameSite=Strict" in line
+
+
+def test_the_browser_cookie_is_secure_through_a_proxy_named_in_dress_trusted_proxy(tmp_path: Path) -> None:
+    """A proxy on another machine: uvicorn's loopback trust is switched off (FORWARDED_ALLOW_IPS
+    empty) so the server's peer, 127.0.0.1, stands for that proxy. Named in DRESS_TRUSTED_PROXY
+    its X-Forwarded-Proto makes the cookie Secure (only its own, right-most entry); not named, the
+    same header is a client's word and is ignored."""
+    url = br.demo_database(tmp_path)
+    for trusted, believed in (("127.0.0.1", True), ("", False), ("10.9.9.9", False)):
+        env = {"FORWARDED_ALLOW_IPS": "", "DRESS_TRUSTED_PROXY": trusted}
+        with br.running_server(url, script="dashboard/server.py", env=env) as base:
+            assert _secure(_browser_cookie(base, {"X-Forwarded-Proto": "https"})) is believed, trusted
+            assert not _secure(_browser_cookie(base, {"X-Forwarded-Proto": "https, http"})), trusted
+            assert not _secure(_browser_cookie(base)), trusted
+            # The agent API stays off (.streamlit/config.toml): Streamlit answers its route with
+            # "not_available" and never runs the app for a non-browser client.
+            status, _, answer = _get(base + "/_stcore/agent/interact", method="POST", data=b"{}",
+                                     headers={"Content-Type": "application/json"})
+            assert status >= 400 and b"not_available" in answer, (status, answer)
 
 
 @br.needs_chromium
