@@ -3,20 +3,23 @@
 Streamlit 1.67's ``st.App`` runs dashboard/app.py unchanged and lets this file add middleware.
 
 ``BrowserCookie`` gives every browser a random ``dress_browser`` cookie (HttpOnly: no script can
-read it; SameSite=Strict; Secure when the request came over HTTPS), set by the server's own HTTP
-response. The sign-in stores only its SHA-256 digest with the server-side session
-(monitoring/sessions.py), so a refresh, which starts a new Streamlit session, finds the session
-again through ``st.context.cookies`` and the user stays signed in; signing out ends the session row
-and with it every tab. Why this way: Streamlit has no API to set a cookie from a script; a
-cookie written by JavaScript (the cookie components) cannot be HttpOnly and needs inline script;
-st.login's own signed cookie exists only with an OpenID Connect provider.
+read it; SameSite=Strict; Secure when the request came over HTTPS, directly or through a trusted
+proxy: ``came_over_https``), set by the server's own HTTP response. The sign-in stores only its
+SHA-256 digest with the server-side session (monitoring/sessions.py), so a refresh, which starts a
+new Streamlit session, finds the session again through ``st.context.cookies`` and the user stays
+signed in; signing out ends the session row and with it every tab. Why this way: Streamlit has no
+API to set a cookie from a script; a cookie written by JavaScript (the cookie components) cannot be
+HttpOnly and needs inline script; st.login's own signed cookie exists only with an OpenID Connect
+provider.
 
 ``Guard`` (issue 12 point 8) answers 403 to ``/media/*`` (photographs, the report's figure,
-downloads) and ``/_stcore/metrics`` unless the request's ``dress_browser`` cookie belongs to an
-open, signed-in session (``sessions.browser_signed_in``): Streamlit itself serves a media file to
-anyone with its address until some time after the page closed. It also puts the security headers
-(``SECURITY_HEADERS``: Content-Security-Policy, nosniff, no referrer, no framing) on every HTTP
-response, so no reverse proxy is needed for them.
+downloads), ``/_stcore/upload_file/*`` (Streamlit's uploads, every method) and
+``/_stcore/metrics`` unless the request's ``dress_browser`` cookie belongs to an open, signed-in
+session (``sessions.browser_signed_in``): Streamlit itself serves a media file to anyone with its
+address until some time after the page closed, and takes an upload for any open Streamlit session,
+a signed-out one's too. It also puts the security headers (``SECURITY_HEADERS``:
+Content-Security-Policy, nosniff, no referrer, no framing) on every HTTP response, so no reverse
+proxy is needed for them.
 """
 
 from __future__ import annotations
@@ -113,6 +116,30 @@ class _HttpMiddleware:
         raise NotImplementedError
 
 
+def came_over_https(scope: dict[str, Any]) -> bool:
+    """Whether the browser's request came over HTTPS: to this server directly (``server.sslCertFile``)
+    or to a trusted reverse proxy that terminated TLS and forwarded plain HTTP.
+
+    uvicorn (Streamlit 1.67's server) already rewrites ``scope["scheme"]`` from X-Forwarded-Proto
+    when the peer is in its ``FORWARDED_ALLOW_IPS`` (default ``127.0.0.1,::1``: the README's nginx
+    on the same machine). A proxy on another machine is trusted by ``DRESS_TRUSTED_PROXY``, the
+    same rule as the sign-in throttle's (``monitoring.auth.forwarded_https``); the header of any
+    other peer is never believed. An unreadable ``DRESS_TRUSTED_PROXY`` trusts no proxy here (the
+    sign-in page names the bad value)."""
+    if scope.get("scheme") == "https":
+        return True
+    from monitoring import auth
+
+    try:
+        trusted = auth.trusted_proxies()
+    except ValueError:
+        return False
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    proto = [v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"x-forwarded-proto"]
+    return auth.forwarded_https(peer, proto, trusted)
+
+
 class BrowserCookie(_HttpMiddleware):
     """ASGI middleware: a browser without a ``dress_browser`` cookie gets one on its next HTTP
     response (the page, before the WebSocket that runs the script)."""
@@ -122,7 +149,7 @@ class BrowserCookie(_HttpMiddleware):
         if f"{BROWSER_COOKIE}=".encode() in cookies:
             await self.app(scope, receive, send)
             return
-        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        secure = "; Secure" if came_over_https(scope) else ""
         header = f"{BROWSER_COOKIE}={secrets.token_urlsafe(32)}; Path=/; HttpOnly; SameSite=Strict{secure}".encode()
         await self.app(scope, receive, _adding_headers(send, ((b"set-cookie", header),)))
 
@@ -133,14 +160,19 @@ def _base_path() -> str:
     return f"/{base}" if base else ""
 
 
+CLOSED_EXACT = ("/_stcore/metrics", "/_stcore/upload_file")
+
+
 def guarded(path: str, base: str = "") -> bool:
-    """Whether ``path`` needs a signed-in session: ``/media/...`` and ``/_stcore/metrics``
-    (repeated slashes count as one, as a browser or proxy may normalise them)."""
+    """Whether ``path`` needs a signed-in session: ``/media/...``, ``/_stcore/upload_file/...``
+    (Streamlit's uploads: it checks only that the Streamlit session is open, which a signed-out
+    browser's is; the sign-in page has no uploader) and ``/_stcore/metrics`` (repeated slashes
+    count as one, as a browser or proxy may normalise them)."""
     path = re.sub(r"/{2,}", "/", path)
     if base and not path.startswith(base + "/"):
         return False
     rest = path[len(base):]
-    return rest.startswith("/media/") or rest.rstrip("/") == "/_stcore/metrics"
+    return rest.startswith(("/media/", "/_stcore/upload_file/")) or rest.rstrip("/") in CLOSED_EXACT
 
 
 @functools.cache
@@ -167,8 +199,9 @@ def _signed_in(cookie: str | None) -> bool:
 
 
 class Guard(_HttpMiddleware):
-    """ASGI middleware: the security headers on every HTTP response; 403 for ``/media/*`` and
-    ``/_stcore/metrics`` without a signed-in session (see the module docstring)."""
+    """ASGI middleware: the security headers on every HTTP response; 403 for ``/media/*``,
+    ``/_stcore/upload_file/*`` and ``/_stcore/metrics`` without a signed-in session (see the
+    module docstring)."""
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         with_headers = _adding_headers(send, SECURITY_HEADERS, replace=True)

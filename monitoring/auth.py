@@ -318,6 +318,24 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def is_trusted_proxy(peer: str | None, trusted: Sequence[Network]) -> bool:
+    """Whether the direct peer ``peer`` is one of the ``trusted`` proxies (``trusted_proxies``):
+    the one rule for believing a proxy's X-Forwarded-* headers. Not an address: no."""
+    here = _address(peer) if peer else None
+    return here is not None and any(here in net for net in trusted)
+
+
+def forwarded_https(peer: str | None, forwarded_proto: Sequence[str], trusted: Sequence[Network]) -> bool:
+    """Whether a plain-HTTP request from ``peer`` came to a trusted proxy over HTTPS: the peer is
+    trusted (``is_trusted_proxy``) and the right-most ``X-Forwarded-Proto`` entry (the one the
+    nearest proxy wrote; ``forwarded_proto``: every header value, in order) is ``https``. From an
+    untrusted peer the header is whatever the client chose and is never believed."""
+    if not is_trusted_proxy(peer, trusted):
+        return False
+    entries = [e.strip().lower() for value in forwarded_proto for e in value.split(",") if e.strip()]
+    return bool(entries) and entries[-1] == "https"
+
+
 def source_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str | None:
     """The client's address for the per-source sign-in throttle.
 
@@ -329,8 +347,7 @@ def source_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequ
     address, or a list of trusted proxies only, gives the last trusted proxy: one source for all
     behind it, stricter, never a way around the throttle."""
     hop = LOOPBACK if peer is None else peer
-    here = _address(hop)
-    if here is None or not any(here in net for net in trusted):
+    if not is_trusted_proxy(hop, trusted):
         return peer
     entries = [e.strip() for value in forwarded_for for e in value.split(",") if e.strip()]
     for entry in reversed(entries):

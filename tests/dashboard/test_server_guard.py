@@ -1,16 +1,20 @@
-"""dashboard/server.py's Guard (issue 12 point 8) against the real server over HTTP: `/media/*`
-and `/_stcore/metrics` answer 403 without a signed-in session of the browser's cookie and 200 with
-one (and 403 again once signed out); every response carries the security headers; and Chromium,
-signed in as an admin, opens every page under that Content-Security-Policy without one violation
-and without a request to another host."""
+"""dashboard/server.py's Guard (issue 12 point 8) against the real server over HTTP: `/media/*`,
+`/_stcore/upload_file/*` and `/_stcore/metrics` answer 403 without a signed-in session of the
+browser's cookie and 200 with one (and 403 again once signed out); every response carries the
+security headers; the `dress_browser` cookie is Secure when the request came over HTTPS through a
+trusted proxy, never on an untrusted peer's word; and Chromium, signed in as an admin, opens every
+page under that Content-Security-Policy without one violation and without a request to another
+host, and uploads a file."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,13 +35,91 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-def _get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers={"Cookie": f"dress_browser={cookie}"} if cookie else {})
+def _get(url: str, cookie: str | None = None, *, headers: dict[str, str] | None = None, method: str = "GET",
+         data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    sent = {**({"Cookie": f"dress_browser={cookie}"} if cookie else {}), **(headers or {})}
+    request = urllib.request.Request(url, headers=sent, method=method, data=data)
     try:
         with urllib.request.urlopen(request, timeout=20) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+            return r.status, _headers(r.headers), r.read()
     except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+        return e.code, _headers(e.headers), e.read()
+
+
+def _headers(message: Any) -> dict[str, str]:
+    """The response's headers by lower-case name (every Set-Cookie kept, joined by newlines)."""
+    out: dict[str, str] = {}
+    for k, v in message.items():
+        out[k.lower()] = f"{out[k.lower()]}\n{v}" if k.lower() in out else v
+    return out
+
+
+def _browser_cookie(base: str, headers: dict[str, str] | None = None) -> str:
+    """The ``dress_browser`` Set-Cookie line the server gives a new browser sending ``headers``."""
+    status, got, _ = _get(base + "/", headers=headers)
+    assert status == 200
+    lines = [line for line in got.get("set-cookie", "").split("\n") if line.startswith("dress_browser=")]
+    assert len(lines) == 1, got.get("set-cookie")
+    return lines[0]
+
+
+def _secure(line: str) -> bool:
+    return "secure" in [part.strip().lower() for part in line.split(";")]
+
+
+def _signed_out_upload_answers(base: str) -> list[tuple[str, str, int, dict[str, str], bytes]]:
+    """Uploads from a signed-out browser with its own open Streamlit session, opened as
+    Streamlit's page opens it (the cookies of /_stcore/health and /, the page's WebSocket with the
+    XSRF token, a rerun): a PUT and a DELETE of a file, at the plain address and with a doubled
+    slash, each sent with the session's id and XSRF token while its WebSocket is open. Returns
+    (path, method, status, headers, body) of each."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    jar: dict[str, str] = {}
+    for path in ("/_stcore/health", "/"):
+        for line in _get(base + path)[1].get("set-cookie", "").split("\n"):
+            name, _, rest = line.partition("=")
+            if rest:
+                jar[name] = rest.split(";")[0]
+    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+    xsrf = jar["_streamlit_xsrf"]
+    body = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+            b"Content-Type: text/csv\r\n\r\nmrn,alt\r\n--XX--\r\n")
+    sent = {"Cookie": cookie, "X-Xsrftoken": xsrf, "Content-Type": "multipart/form-data; boundary=XX"}
+
+    async def run() -> list[tuple[str, str, int, dict[str, str], bytes]]:
+        url = base.replace("http://", "ws://") + "/_stcore/stream"
+        async with websockets.connect(url, subprotocols=["streamlit", xsrf],  # type: ignore[list-item]
+                                      additional_headers={"Cookie": cookie, "Origin": base}) as ws:
+            rerun = BackMsg()
+            rerun.rerun_script.SetInParent()
+            await ws.send(rerun.SerializeToString())
+            session = ""
+            while not session:
+                msg = ForwardMsg()
+                msg.ParseFromString(await asyncio.wait_for(ws.recv(), 60))
+                if msg.WhichOneof("type") == "new_session":
+                    session = msg.new_session.initialize.session_id
+            out = []
+            for path in (f"/_stcore/upload_file/{session}/f1", f"//_stcore/upload_file/{session}/f1"):
+                for method, data in (("PUT", body), ("DELETE", None)):
+                    answer = await asyncio.to_thread(_get, base + path, headers=sent, method=method, data=data)
+                    out.append((path, method, *answer))
+            return out
+
+    return asyncio.run(run())
+
+
+def _png() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (8, 8), (200, 80, 80)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def _assert_security_headers(headers: dict[str, str]) -> None:
@@ -64,6 +146,45 @@ def test_signed_out_requests_get_403_and_every_response_the_security_headers(gua
     status, headers, _ = _get(guarded_server + "/_stcore/health")
     assert status == 200  # the health check stays open (load balancers, the test fixture)
     _assert_security_headers(headers)
+
+
+def test_an_upload_without_a_signed_in_session_is_refused(guarded_server: str) -> None:
+    """Streamlit accepts an upload for any open Streamlit session with its XSRF token (204: the
+    file is kept in the server's memory), and a signed-out browser's sign-in page has both. The
+    Guard answers 403 before Streamlit reads the body, for PUT and DELETE."""
+    for path, method, status, headers, answer in _signed_out_upload_answers(guarded_server):
+        assert status == 403 and b"Sign in" in answer, (path, method, status, answer)
+        _assert_security_headers(headers)
+
+
+def test_the_browser_cookie_is_secure_over_https_through_the_loopback_proxy(guarded_server: str) -> None:
+    """The README's nginx on the same machine sends plain HTTP with X-Forwarded-Proto: uvicorn
+    believes it from 127.0.0.1 (FORWARDED_ALLOW_IPS' default), so the cookie is Secure exactly
+    when the browser used HTTPS."""
+    assert _secure(_browser_cookie(guarded_server, {"X-Forwarded-Proto": "https"}))
+    assert not _secure(_browser_cookie(guarded_server, {"X-Forwarded-Proto": "http"}))
+    assert not _secure(_browser_cookie(guarded_server))
+    line = _browser_cookie(guarded_server, {"X-Forwarded-Proto": "https"})
+    assert "HttpOnly" in line and "SameSite=Strict" in line
+
+
+def test_the_browser_cookie_is_secure_through_a_proxy_named_in_dress_trusted_proxy(tmp_path: Path) -> None:
+    """A proxy on another machine: uvicorn's loopback trust is switched off (FORWARDED_ALLOW_IPS
+    empty) so the server's peer, 127.0.0.1, stands for that proxy. Named in DRESS_TRUSTED_PROXY
+    its X-Forwarded-Proto makes the cookie Secure (only its own, right-most entry); not named, the
+    same header is a client's word and is ignored."""
+    url = br.demo_database(tmp_path)
+    for trusted, believed in (("127.0.0.1", True), ("", False), ("10.9.9.9", False)):
+        env = {"FORWARDED_ALLOW_IPS": "", "DRESS_TRUSTED_PROXY": trusted}
+        with br.running_server(url, script="dashboard/server.py", env=env) as base:
+            assert _secure(_browser_cookie(base, {"X-Forwarded-Proto": "https"})) is believed, trusted
+            assert not _secure(_browser_cookie(base, {"X-Forwarded-Proto": "https, http"})), trusted
+            assert not _secure(_browser_cookie(base)), trusted
+            # The agent API stays off (.streamlit/config.toml): Streamlit answers its route with
+            # "not_available" and never runs the app for a non-browser client.
+            status, _, answer = _get(base + "/_stcore/agent/interact", method="POST", data=b"{}",
+                                     headers={"Content-Type": "application/json"})
+            assert status >= 400 and b"not_available" in answer, (status, answer)
 
 
 @br.needs_chromium
@@ -106,6 +227,16 @@ def test_media_and_metrics_only_for_a_signed_in_browser_and_every_page_obeys_the
             assert _get(media, "o" * 43)[0] == 403  # or with another browser's
             status, _, body = _get(guarded_server + "/_stcore/metrics", cookie)
             assert status == 200 and body
+
+            # The signed-in browser's own upload passes the Guard (its request carries the cookie):
+            # Streamlit takes the file (204), as before the Guard closed uploads to signed-out ones.
+            page.get_by_text("Add photographs", exact=True).click()
+            page.locator('input[type="file"]').first.wait_for(state="attached", timeout=60_000)
+            with page.expect_response(lambda r: "/_stcore/upload_file/" in r.url and r.request.method == "PUT",
+                                      timeout=60_000) as upload:
+                page.locator('input[type="file"]').first.set_input_files(
+                    files=[{"name": "guard.png", "mimeType": "image/png", "buffer": _png()}])
+            assert upload.value.status == 204, upload.value.status
 
             for path in PAGES:
                 page.goto(guarded_server + path, wait_until="domcontentloaded")

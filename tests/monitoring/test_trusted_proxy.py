@@ -59,3 +59,19 @@ def test_the_setting_is_checked_and_named(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(auth.TRUSTED_PROXY_ENV, f"{PROXY},proxy.hospital.org")
     with pytest.raises(ValueError, match="DRESS_TRUSTED_PROXY: value 'proxy.hospital.org': not an IP address or network"):
         auth.trusted_proxies()
+
+
+def test_forwarded_https_only_from_a_trusted_proxy_and_only_its_own_entry() -> None:
+    trusted = _trusted(PROXY)
+    assert auth.forwarded_https(PROXY, ["https"], trusted)
+    assert auth.forwarded_https(PROXY, ["HTTPS "], trusted)
+    assert not auth.forwarded_https(PROXY, ["http"], trusted)
+    assert not auth.forwarded_https(PROXY, [], trusted)  # no header: plain HTTP
+    assert auth.forwarded_https(PROXY, ["http, https"], trusted)  # the right-most entry is the proxy's own
+    assert not auth.forwarded_https(PROXY, ["https, http"], trusted)  # a client's "https" before it is not believed
+    assert not auth.forwarded_https(PROXY, ["https", "http"], trusted)  # nor in an earlier header
+    assert not auth.forwarded_https(FORGED, ["https"], trusted)  # a peer that is not the proxy
+    assert not auth.forwarded_https(PROXY, ["https"], ())  # no proxy trusted
+    assert not auth.forwarded_https(None, ["https"], trusted)  # no peer known
+    assert not auth.forwarded_https("not-an-address", ["https"], _trusted("0.0.0.0/0"))
+    assert auth.forwarded_https("10.0.0.7", ["https"], _trusted("10.0.0.0/24"))  # a network of proxies
