@@ -25,6 +25,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from monitoring.db import table_of
 from monitoring.models import AuditEntry, Patient, utcnow
 
 # Actions written by the product. Free text is allowed in the column, but every writer in the
@@ -123,7 +124,7 @@ def append(session: Session, **fields: Any) -> None:
     session.execute(_APPEND, {**_values(**fields), "at": utcnow()})
 
 
-_APPEND = AuditEntry.__table__.insert()  # type: ignore[attr-defined]
+_APPEND = table_of(AuditEntry).insert()
 
 
 def record(
@@ -220,7 +221,7 @@ def _where(stmt: Any, f: AuditFilter) -> Any:
 def query(session: Session, flt: AuditFilter | None = None, *, limit: int | None = 1000, offset: int = 0) -> list[AuditEntry]:
     """Entries matching ``flt``, newest first (ties: the later-written first)."""
     stmt = _where(select(AuditEntry), flt or AuditFilter())
-    stmt = stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).offset(offset)  # type: ignore[attr-defined,union-attr]
+    stmt = stmt.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc()).offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(session.execute(stmt).scalars())
@@ -245,7 +246,7 @@ def history(session: Session, entity: str, entity_id: int | str) -> list[AuditEn
     stmt = (
         select(AuditEntry)
         .where(col(AuditEntry.entity) == entity, col(AuditEntry.entity_id) == str(entity_id))
-        .order_by(AuditEntry.at, AuditEntry.id)  # type: ignore[arg-type]
+        .order_by(col(AuditEntry.at), col(AuditEntry.id))
     )
     return list(session.execute(stmt).scalars())
 

@@ -56,9 +56,9 @@ def code_stats(
     """One row per alert code with an episode opened in [since, until) (UTC), most fired first."""
     stmt = select(AlertEpisode)
     if since is not None:
-        stmt = stmt.where(AlertEpisode.opened_at >= since)  # type: ignore[arg-type]
+        stmt = stmt.where(col(AlertEpisode.opened_at) >= since)
     if until is not None:
-        stmt = stmt.where(AlertEpisode.opened_at < until)  # type: ignore[arg-type]
+        stmt = stmt.where(col(AlertEpisode.opened_at) < until)
     eps = {e.id: e for e in session.execute(stmt).scalars()}
     day = as_of or dt.date.today()
     stats: dict[str, CodeStats] = {}
@@ -73,7 +73,7 @@ def code_stats(
         entries = session.execute(
             select(AuditEntry)
             .where(col(AuditEntry.entity) == episodes.ENTITY, col(AuditEntry.action).in_(actions))
-            .order_by(AuditEntry.at, AuditEntry.id)  # type: ignore[arg-type]
+            .order_by(col(AuditEntry.at), col(AuditEntry.id))
         ).scalars()
         for e in entries:
             ep_id = int(e.entity_id) if e.entity_id and e.entity_id.isdigit() else None

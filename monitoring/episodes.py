@@ -39,9 +39,10 @@ from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import audit
+from monitoring.db import table_of
 from monitoring.models import AlertEpisode, Patient, utcnow
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def _lock_patients(session: Session, patient_ids: Sequence[int]) -> None:
     PostgreSQL: FOR NO KEY UPDATE in id order (two reconcilers never lock in opposite orders, and a
     write inserting results, which holds KEY SHARE through its foreign key, is not blocked).
     SQLite: an UPDATE that changes no value takes the database's write lock."""
-    pt = Patient.__table__  # type: ignore[attr-defined]
+    pt = table_of(Patient)
     ids = sorted(patient_ids)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(pt.c.id).where(pt.c.id.in_(ids)).order_by(pt.c.id).with_for_update(key_share=True))
@@ -223,12 +224,12 @@ def read_version(session: Session) -> int | None:
 
 def open_episodes(session: Session, patient_ids: Sequence[int] | None = None) -> list[AlertEpisode]:
     """Episodes not closed, of the given patients (all when None)."""
-    stmt = select(AlertEpisode).where(AlertEpisode.closed_at.is_(None))  # type: ignore[union-attr]
+    stmt = select(AlertEpisode).where(col(AlertEpisode.closed_at).is_(None))
     if patient_ids is not None:
         if not patient_ids:
             return []
-        stmt = stmt.where(AlertEpisode.patient_id.in_(list(patient_ids)))  # type: ignore[attr-defined]
-    return list(session.execute(stmt.order_by(AlertEpisode.id)).scalars())  # type: ignore[arg-type]
+        stmt = stmt.where(col(AlertEpisode.patient_id).in_(list(patient_ids)))
+    return list(session.execute(stmt.order_by(col(AlertEpisode.id))).scalars())
 
 
 def _today() -> dt.date:
@@ -424,7 +425,7 @@ def _insert_open(session: Session, pid: int, alert: Alert, rows: list[str], onse
 def _insert_open_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect (an import opens
     hundreds of episodes: building the statement for each cost more than running it)."""
-    table = AlertEpisode.__table__  # type: ignore[attr-defined]
+    table = table_of(AlertEpisode)
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
@@ -437,7 +438,7 @@ def _insert_open_statement(dialect: str) -> Any:
 
 def episodes_of(session: Session, patient_id: int) -> list[AlertEpisode]:
     """Every episode of a patient, oldest first (the timeline's onset marks, closed ones included)."""
-    stmt = select(AlertEpisode).where(AlertEpisode.patient_id == patient_id).order_by(AlertEpisode.opened_at, AlertEpisode.id)  # type: ignore[arg-type]
+    stmt = select(AlertEpisode).where(col(AlertEpisode.patient_id) == patient_id).order_by(col(AlertEpisode.opened_at), col(AlertEpisode.id))
     return list(session.execute(stmt).scalars())
 
 

@@ -318,13 +318,14 @@ def _validate(path: Path, data: dict[str, Any]) -> GuidelineProfile:
                 problems.append(f"thresholds.{key}.{f}: unknown field")
                 bad = True
         value = entry.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        number = None if isinstance(value, bool) or not isinstance(value, int | float) else float(value)
+        if number is None or not math.isfinite(number):
             problems.append(f"thresholds.{key}.value: value {value!r}: must be a number")
             bad = True
-        elif not low <= float(value) <= high:
+        elif not low <= number <= high:
             problems.append(f"thresholds.{key}.value: value {value!r}: outside the plausible range {low:g} to {high:g}")
             bad = True
-        elif key in _WHOLE_NUMBERS and float(value) != int(value):
+        elif key in _WHOLE_NUMBERS and number != int(number):
             problems.append(f"thresholds.{key}.value: value {value!r}: must be a whole number")
             bad = True
         for f in ("unit", "label", "source"):
@@ -342,9 +343,10 @@ def _validate(path: Path, data: dict[str, Any]) -> GuidelineProfile:
             )
             bad = True
         if not bad:
+            assert number is not None  # not bad: the value was checked a finite number above
             thresholds[key] = Threshold(
                 key=key,
-                value=float(value),  # type: ignore[arg-type]
+                value=number,
                 unit=entry["unit"],
                 label=entry["label"],
                 source=entry["source"],

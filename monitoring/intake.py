@@ -846,7 +846,12 @@ def patient_fields(
                     raise ValueError(str(exc)) from None
                 values[key] = number
             elif key == "culprit_drugs":
-                names = str(raw).split(";") if isinstance(raw, str) else [str(n) for n in raw]  # type: ignore[attr-defined]
+                if isinstance(raw, str):
+                    names = raw.split(";")
+                elif isinstance(raw, Iterable):
+                    names = [str(n) for n in raw]
+                else:  # a number or other single value: refused by name (it was a TypeError)
+                    raise ValueError("must be a list of drug names or a text with ';' between them")
                 drugs: list[str] = []
                 written: list[dict[str, Any]] = []
                 for n in names:

@@ -186,12 +186,14 @@ def baseline_creatinine(record: PatientRecord, as_of: dt.date) -> Baseline | Non
     if recorded is not None and recorded > 0:
         return Baseline(float(recorded), None)
     lowest: LabPoint | None = None
+    lowest_value = 0.0  # the value of ``lowest`` once it is set (an exact result has a value)
     for p in record.results("creatinine", as_of):
-        if is_exact(p) and (lowest is None or p.value < lowest.value):  # type: ignore[operator]
-            lowest = p
-    if lowest is None or lowest.value is None or lowest.value <= 0:
+        value = p.value
+        if value is not None and is_exact(p) and (lowest is None or value < lowest_value):
+            lowest, lowest_value = p, value
+    if lowest is None or lowest_value <= 0:
         return None
-    return Baseline(lowest.value, lowest)
+    return Baseline(lowest_value, lowest)
 
 
 # --- the lines a result is judged against --------------------------------------------------------

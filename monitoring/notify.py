@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from monitoring import audit, episodes
+from monitoring.db import table_of
 from monitoring.models import AlertEpisode, AlertNotification, Patient, utcnow
 
 if TYPE_CHECKING:
@@ -223,14 +224,14 @@ def _evaluate_all(engine: Engine, as_of: dt.date, prof: GuidelineProfile) -> tup
 def due(session: Session, as_of: dt.date, now: dt.datetime, prof: GuidelineProfile) -> list[tuple[AlertEpisode, str]]:
     """The episodes to notify now, with their kind: open critical ones, and warnings unacknowledged
     past the profile's hours. Acknowledged, snoozed (until their date) and closed ones never are."""
-    pt = Patient.__table__  # type: ignore[attr-defined]
+    pt = table_of(Patient)
     active = select(pt.c.id).where(pt.c.active.is_(True))
     rows = session.execute(
         select(AlertEpisode).where(
-            AlertEpisode.closed_at.is_(None),  # type: ignore[union-attr]
-            AlertEpisode.severity.in_([CRITICAL, "warning"]),  # type: ignore[attr-defined]
-            AlertEpisode.patient_id.in_(active),  # type: ignore[attr-defined]
-        ).order_by(AlertEpisode.id)  # type: ignore[arg-type]
+            col(AlertEpisode.closed_at).is_(None),
+            col(AlertEpisode.severity).in_([CRITICAL, "warning"]),
+            col(AlertEpisode.patient_id).in_(active),
+        ).order_by(col(AlertEpisode.id))
     ).scalars()
     wait = dt.timedelta(hours=prof.days("escalate_warning_after_hours"))
     out: list[tuple[AlertEpisode, str]] = []
@@ -250,7 +251,7 @@ def notification_key(ep: AlertEpisode, kind: str, channel: str) -> str:
 
 
 def _queue(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.datetime, prof: GuidelineProfile) -> int:
-    table = AlertNotification.__table__  # type: ignore[attr-defined]
+    table = table_of(AlertNotification)
     queued = 0
     with Session(engine) as s:
         if s.get_bind().dialect.name == "postgresql":
@@ -282,14 +283,14 @@ def _queue(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.dat
 def _claimable(now: dt.datetime):
     n = AlertNotification
     return or_(
-        and_(n.status.in_([PENDING, FAILED]), n.next_attempt_at <= now),  # type: ignore[attr-defined,arg-type]
-        and_(n.status == SENDING, n.claimed_at < now - CLAIM_LEASE),  # type: ignore[arg-type,operator]
+        and_(col(n.status).in_([PENDING, FAILED]), col(n.next_attempt_at) <= now),
+        and_(col(n.status) == SENDING, col(n.claimed_at) < now - CLAIM_LEASE),
     )
 
 
 def _deliver(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.datetime, report: NotifyReport) -> None:
     with Session(engine, expire_on_commit=False) as s:
-        candidates = list(s.execute(select(col(AlertNotification.id)).where(_claimable(now)).order_by(AlertNotification.id)).scalars())  # type: ignore[arg-type]
+        candidates = list(s.execute(select(col(AlertNotification.id)).where(_claimable(now)).order_by(col(AlertNotification.id))).scalars())
     for nid in candidates:
         with Session(engine, expire_on_commit=False) as s:
             # Claimed by exactly one notifier: the UPDATE succeeds only while the row is claimable.

@@ -286,16 +286,18 @@ def score_regiscar(record: PatientRecord, as_of: dt.date, profile: GuidelineProf
     atyp = [p for p in record.results("atypical_lymphocytes_pct", as_of) if p.value is not None]
     if atyp:
         # Any atypical lymphocytes: above 0 by the one comparison ('>0 %' is above, '0' is not).
-        positive = [p for p in atyp if exceeds(decide(p.value, 0.0, inclusive=False, comparator=comparator_of(p)))]  # type: ignore[arg-type]
+        positive = [
+            p for p in atyp if p.value is not None and exceeds(decide(p.value, 0.0, inclusive=False, comparator=comparator_of(p)))
+        ]
         shown = (positive or atyp)[-1]
         items.append(_yes_no_item(record, "atypical_lymphocytes", "yes" if positive else "no", {"result": _ev(shown)}))
     else:
         items.append(_yes_no_item(record, "atypical_lymphocytes", None, {}))
 
     rash_bsa = prof.value("regiscar_rash_bsa_pct")
-    bsa_points = [p for p in record.results("bsa_pct", as_of) if p.value is not None]
+    bsa_points = [(p.value, p) for p in record.results("bsa_pct", as_of) if p.value is not None]
     if bsa_points:
-        top = max(bsa_points, key=lambda p: p.value)  # type: ignore[arg-type, return-value]
+        top = max(bsa_points, key=lambda vp: vp[0])[1]  # the first of equal largest, as before
         extent = Limit("regiscar_rash_bsa_pct", f"{rash_bsa:g}", rash_bsa, False, "info")
         items.append(
             _yes_no_item(record, "rash_extent", "yes" if exceeds(extent.judge(top)) else "no",

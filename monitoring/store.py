@@ -21,11 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Float, insert, select, update
+from sqlalchemy import Float, Table, insert, select, update
 from sqlmodel import Session, col
 
 from monitoring import audit
 from monitoring.audit import jsonable
+from monitoring.db import table_of
 from monitoring.episodes import patients_written
 from monitoring.models import LabResult, MedicationRow, Patient, utcnow
 
@@ -397,7 +398,7 @@ def write_batch(
         raise BatchRejected(problems)
     lab_constants = {"created_at": now, "entered_by": username}
     if lab_rows:
-        _bulk_insert(session, LabResult.__table__, LAB_INSERT_COLUMNS, list(zip(*lab_rows, strict=True)), lab_constants)  # type: ignore[attr-defined]
+        _bulk_insert(session, table_of(LabResult), LAB_INSERT_COLUMNS, list(zip(*lab_rows, strict=True)), lab_constants)
         result.labs_inserted = len(lab_rows)
     lab_rows_written = bool(lab_rows)
     for cols in lab_columns:
@@ -421,7 +422,7 @@ def write_batch(
         ]
         _bulk_insert(
             session,
-            LabResult.__table__,  # type: ignore[attr-defined]
+            table_of(LabResult),
             (*LAB_INSERT_COLUMNS[:11], "comparator", "taken_at_offset_minutes"),
             columns,
             {**lab_constants, "source": cols.source, "source_id": None, "hidden": False, "status": "final"},
@@ -432,7 +433,7 @@ def write_batch(
         for r in med_rows:
             r["created_at"] = now
             r["entered_by"] = username
-        session.execute(insert(MedicationRow.__table__), med_rows)  # type: ignore[attr-defined]
+        session.execute(insert(table_of(MedicationRow)), med_rows)
         result.meds_inserted = len(med_rows)
     if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
         audit.append(
@@ -458,7 +459,7 @@ def write_batch(
 
 def _bulk_insert(
     session: Session,
-    table: Any,
+    table: Table,
     names: Sequence[str],
     columns: Sequence[Sequence[Any]],
     constants: dict[str, Any],
@@ -550,7 +551,7 @@ def _all_new(session: Session, labs: Sequence[LabIn], lab_columns: Sequence[LabC
         tests.update(cols.test)
     if len(keys) != count:
         return False
-    lt = LabResult.__table__  # type: ignore[attr-defined]
+    lt = table_of(LabResult)
     patient_ids = sorted({k[0] for k in keys})
     for i in range(0, len(patient_ids), 500):
         stmt = select(lt.c.patient_id, lt.c.test, lt.c.taken_at).where(
@@ -580,7 +581,7 @@ def _check_labs(
     tests = {lab.test for lab in keyed}
     by_key: dict[tuple[int, str, dt.datetime], list[tuple[float | None, str | None, str | None, str | None]]] = defaultdict(list)
     by_source: dict[tuple[int, str], tuple[str, dt.datetime, float | None, str | None, str | None]] = {}
-    lt = LabResult.__table__  # type: ignore[attr-defined]
+    lt = table_of(LabResult)
     chunk = sorted({pid for lab in keyed if (pid := ids[lab.mrn]) is not None})
     if keyed:
         earliest = min(lab.taken_at for lab in keyed) - dt.timedelta(days=1)
@@ -716,7 +717,7 @@ def _check_meds(
     if not meds:
         return []
     patient_ids = sorted({pid for m in meds if (pid := ids[m.mrn]) is not None})
-    mt = MedicationRow.__table__  # type: ignore[attr-defined]
+    mt = table_of(MedicationRow)
     stored: dict[tuple[int, str, dt.date], float] = {}
     for i in range(0, len(patient_ids), IN_CHUNK):
         for pid, drug, start, dose in session.execute(
@@ -727,7 +728,9 @@ def _check_meds(
             stored[(pid, drug, start)] = dose
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[int, str, dt.date], MedIn] = {}
-    drug_limit = int(mt.c.drug.type.length)
+    from monitoring.intake import text_limit  # intake imports this module: read at call time
+
+    drug_limit = text_limit("medication_row", "drug")  # the column's length, as intake.drug_name reads it
     for m in meds:
         pid = ids[m.mrn]
         assert pid is not None
@@ -783,7 +786,7 @@ def patient_ids_by_mrn(session: Session, mrns: Iterable[str]) -> dict[str, int]:
     wanted = list(set(mrns))
     if not wanted:
         return {}
-    pt = Patient.__table__  # type: ignore[attr-defined]
+    pt = table_of(Patient)
     out: dict[str, int] = {}
     for i in range(0, len(wanted), IN_CHUNK):
         out.update(
@@ -794,5 +797,5 @@ def patient_ids_by_mrn(session: Session, mrns: Iterable[str]) -> dict[str, int]:
 
 def touch_patient(session: Session, patient_id: int) -> None:
     """Mark a patient as changed (used by caches keyed on updated_at)."""
-    session.execute(update(Patient).where(Patient.id == patient_id).values(updated_at=utcnow()))  # type: ignore[arg-type]
+    session.execute(update(Patient).where(col(Patient.id) == patient_id).values(updated_at=utcnow()))
     patients_written(session, [patient_id])

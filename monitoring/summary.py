@@ -48,11 +48,12 @@ def patch_test_earliest(record: PatientRecord, profile: GuidelineProfile | None 
     reasons: list[str] = []
 
     resolved = record.patient.resolved_date
-    after_resolution = add_months(resolved, months) if resolved else None
+    after_resolution: dt.date | None = None
     if resolved is None:
         reasons.append("No resolution date recorded: the patch-test date is unknown until it is.")
     else:
-        reasons.append(f"Resolution on {resolved.isoformat()} + {months} calendar months = {after_resolution.isoformat()}.")  # type: ignore[union-attr]
+        after_resolution = add_months(resolved, months)
+        reasons.append(f"Resolution on {resolved.isoformat()} + {months} calendar months = {after_resolution.isoformat()}.")
 
     known, last_above = last_day_above(pred_eq_changes(record.meds), limit)
     after_steroids: dt.date | None = None

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from monitoring import catalogue, intake
+from monitoring.db import table_of
 from monitoring.hl7.ack import AckError
 from monitoring.hl7.codes import LOINC_SYSTEMS, CodeMap
 from monitoring.hl7.message import Observation, ParsedMessage, Unreadable, hl7_datetime, parse_message, reference_range
@@ -435,7 +436,7 @@ class _Message:
         return o
 
 
-_INSERT_MESSAGE = Hl7Message.__table__.insert()  # type: ignore[attr-defined]
+_INSERT_MESSAGE = table_of(Hl7Message).insert()
 
 
 def store_message(session: Session, raw: bytes, *, codes: CodeMap, via: str = "mllp", as_of: Any = None) -> Outcome:

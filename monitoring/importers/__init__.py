@@ -12,7 +12,7 @@ import gc
 import importlib
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,13 +524,13 @@ def unresolved_drug_lines(meds: Sequence[MedIn], patients: Sequence[PatientIn], 
     return dict(sorted(counts.items()))
 
 
-def _patient_updates(updates: object) -> list[PatientIn]:
+def _patient_updates(updates: Mapping[str, PatientIn | Mapping[str, object]] | Iterable[object] | None) -> list[PatientIn]:
     """Patient fields found outside the Patient resource (a body-weight Observation, a Condition)."""
     if not updates:
         return []
     if isinstance(updates, dict):
         return [u if isinstance(u, PatientIn) else PatientIn(mrn, None, dict(u)) for mrn, u in updates.items()]
-    return [u for u in updates if isinstance(u, PatientIn)]  # type: ignore[attr-defined]
+    return [u for u in updates if isinstance(u, PatientIn)]
 
 
 def _renamed(p: Problem, name: str) -> Problem:

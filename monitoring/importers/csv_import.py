@@ -288,8 +288,9 @@ def _labs(
     times = {t: _lab_time(t, limit) for t in set(time_col)}
     if any(type(v) is str for v in times.values()):
         for i, t in enumerate(time_col):
-            if type(times[t]) is str:
-                problem(i, "taken_at", t, times[t])  # type: ignore[arg-type]
+            reason = times[t]
+            if type(reason) is str:
+                problem(i, "taken_at", t, reason)
     with_offset = any(type(v) is tuple for v in times.values())
     test_col, unit_col, value_col = columns[i_test], columns[i_unit], columns[i_value]
     low_col = columns[index["ref_low"]] if "ref_low" in index else None
@@ -322,10 +323,11 @@ def _labs(
                 problem(idx[k], "value", raw, v if raw.strip() else "a value is required")
         refs = [_convert_refs(conv, col, idx, label, problem) for col, label in ((low_col, "ref_low"), (high_col, "ref_high"))]
         lows, highs = refs
-        if lows is not None and highs is not None:
+        if lows is not None and highs is not None and low_col is not None:  # lows is None without its column
             for k, i in enumerate(idx):
-                if lows[k] is not None and highs[k] is not None and lows[k] > highs[k]:  # type: ignore[operator]
-                    problem(i, "ref_low", low_col[i], "the reference range's lower limit is above its upper limit")  # type: ignore[index]
+                low, high = lows[k], highs[k]
+                if low is not None and high is not None and low > high:
+                    problem(i, "ref_low", low_col[i], "the reference range's lower limit is above its upper limit")
         ks = [k for k, i in enumerate(idx) if not bad[i]] if any(bad) and any(bad[i] for i in idx) else None
         if ks is not None:  # leave out the rows with a problem
             idx = [idx[k] for k in ks]
@@ -337,7 +339,7 @@ def _labs(
         if not n:
             continue
         comparators: list[str | None] = [None] * n
-        group_values: list[Any] = values  # floats, or ConvertedValue where a row was text or censored
+        group_values: Sequence[Any] = values  # floats, or ConvertedValue where a row was text or censored
         if all(type(v) is float for v in group_values):
             texts: list[str | None] = [None] * n
         else:  # PCR results given as text, censored results
@@ -386,7 +388,7 @@ def _labs(
     )
 
 
-def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[float | str | ConvertedValue]:
+def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> Sequence[float | str | ConvertedValue]:
     """Canonical values of one (test, unit) group: a float, a PCR text result, or the reason it is refused.
 
     ``joined`` is the values joined by newlines. Fast path for the usual column of plain decimal
@@ -421,7 +423,7 @@ def _convert_group(conv: LabConverter, raws: list[str], joined: str) -> list[flo
             and min(values) >= test.min_value
             and (test.max_value is None or max(values) <= test.max_value)
         ):
-            return values  # type: ignore[return-value]
+            return values
     out: list[float | str | ConvertedValue] = []
     for raw in raws:
         try:

@@ -191,6 +191,7 @@ def test_patient_fields() -> None:
         ({"onset_date": "2026-03-02"}, "onset_date", "in the future"),
         ({"baseline_creatinine_mg_dl": "88"}, "baseline_creatinine_mg_dl", "above the physiological bound"),
         ({"birth_date": "2000-01-01", "onset_date": "1999-01-01"}, "onset_date", "before the birth date"),
+        ({"culprit_drugs": 5}, "culprit_drugs", "a list of drug names or a text"),
     ],
 )
 def test_patient_field_refusals(fields: dict[str, object], column: str, reason: str) -> None:

@@ -151,7 +151,7 @@ def _schedule_rows(intervals: list[_Interval]) -> list[tuple[_Interval, dt.date,
     prev: tuple[float, float] | None = None
     start_set = set(starts)
     for t in points:
-        active = [iv for iv in ivs if iv.start <= t and (ends[id(iv)] is None or t < ends[id(iv)])]  # type: ignore[operator]
+        active = [iv for iv in ivs if iv.start <= t and ((end := ends[id(iv)]) is None or t < end)]
         if active:
             latest = max(iv.start for iv in active)
             current = [iv for iv in active if iv.start == latest]

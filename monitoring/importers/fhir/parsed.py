@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from monitoring import intake
+from monitoring.db import table_of
 from monitoring.drugs import normalise_drug
 from monitoring.models import ClinicalFinding, LabResult, Patient
 from monitoring.store import LabIn, MedIn, PatientIn, Problem, _same_value
@@ -96,7 +97,7 @@ class ParsedBundle:
         candidates = [m for m in self.meds if id(m) in self.optional_meds and m.dose_per_kg is not None and m.mrn not in weighed]
         if not candidates:
             return set()
-        pt = Patient.__table__  # type: ignore[attr-defined]
+        pt = table_of(Patient)
         stored = {mrn for mrn, w in session.execute(
             select(pt.c.mrn, pt.c.weight_kg).where(pt.c.mrn.in_({m.mrn for m in candidates}))) if w}
         dropped = {id(m) for m in candidates if m.mrn not in stored}
@@ -120,8 +121,8 @@ class ParsedBundle:
                 if m in self.culprits or m in self.allergies or "weight_kg" in u.values]
         if not mrns:
             return
-        pt = Patient.__table__  # type: ignore[attr-defined]
-        lt = LabResult.__table__  # type: ignore[attr-defined]
+        pt = table_of(Patient)
+        lt = table_of(LabResult)
         stored_allergies: dict[str, list[str]] = {}
         stored = {}
         for pid, mrn, culprits, allergies in session.execute(
@@ -162,7 +163,7 @@ class ParsedBundle:
         keyed = [lab for lab in self.labs if lab.source_id is not None]
         if not keyed and not self.withdrawn:
             return set()
-        pt = Patient.__table__  # type: ignore[attr-defined]
+        pt = table_of(Patient)
         mrns = {lab.mrn for lab in keyed} | {w[0] for w in self.withdrawn}
         ids = dict(session.execute(select(pt.c.mrn, pt.c.id).where(pt.c.mrn.in_(mrns))).all())
         if not ids:
@@ -229,9 +230,9 @@ class ParsedBundle:
         finding with the same item, value and time is stored once. Returns the number added."""
         if not self.findings:
             return 0
-        pt = Patient.__table__  # type: ignore[attr-defined]
+        pt = table_of(Patient)
         ids = dict(session.execute(select(pt.c.mrn, pt.c.id).where(pt.c.mrn.in_({f.mrn for f in self.findings}))).all())
-        ft = ClinicalFinding.__table__  # type: ignore[attr-defined]
+        ft = table_of(ClinicalFinding)
         have = {
             (pid, item, value, at)
             for pid, item, value, at in session.execute(
