@@ -279,60 +279,28 @@ def test_fresh_server_refuses_an_anonymous_request_for_a_page_url(tmp_path: Path
     sign-in gate (a folder named pages/ beside the entry file would have been run by Streamlit as a
     legacy multipage app without app.py: the page files live in dashboard/views/ for that reason,
     and each page's own guard refuses an anonymous run as well)."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     from playwright.sync_api import sync_playwright
 
     from monitoring.demo import ensure_demo
     from monitoring.schema import open_database
+    from tests.dashboard.browser import CHROMIUM_ARGS, running_server
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     assert ensure_demo(open_database(url))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=Path(APP).parent.parent, env={**os.environ, "DATABASE_URL": url},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.3)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            try:
-                for path in ("ward", "entry", "audit"):
-                    page = browser.new_page()
-                    page.goto(f"{base}/{path}", wait_until="domcontentloaded")
-                    # The gate of app.py (or, were a page ever run on its own, the page's guard).
-                    gate = page.get_by_label("Password").or_(page.get_by_text("Sign in first"))
-                    gate.first.wait_for(timeout=60_000)
-                    body = page.inner_text("body")
-                    assert "SYNTHETIC" not in body and "DEMO-0" not in body, (path, body[:500])
-                    page.close()
-            finally:
-                browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    with running_server(url) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+            for path in ("ward", "entry", "audit"):
+                page = browser.new_page()
+                page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+                # The gate of app.py (or, were a page ever run on its own, the page's guard).
+                gate = page.get_by_label("Password").or_(page.get_by_text("Sign in first"))
+                gate.first.wait_for(timeout=60_000)
+                body = page.inner_text("body")
+                assert "SYNTHETIC" not in body and "DEMO-0" not in body, (path, body[:500])
+                page.close()
+        finally:
+            browser.close()
 
 
 def test_safe_defaults_localhost_no_error_details_and_no_database_in_git() -> None:

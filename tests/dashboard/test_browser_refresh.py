@@ -17,7 +17,7 @@ from sqlmodel import Session
 from monitoring import auth, services
 from monitoring.models import AlertEpisode
 from monitoring.schema import open_database
-from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, needs_chromium, running_server
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, needs_chromium, running_server, sign_in
 from tests.dashboard.browser import no_exception as _no_exception
 
 USER, PASSWORD = "dr.refresh", "refresh-test-pass-2026"
@@ -52,10 +52,7 @@ def test_the_open_ward_shows_a_cli_import_by_another_process_without_a_click(
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 768})
-            page.goto(base + "/", wait_until="domcontentloaded")
-            page.get_by_role("textbox", name="User name").fill(USER)
-            page.get_by_role("textbox", name="Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            sign_in(page, base, USER, PASSWORD)
             page.wait_for_selector("text=Synthetic Resident", timeout=90_000)
             _no_exception(page)
             assert "Synthetic Newcomer" not in page.inner_text("body")

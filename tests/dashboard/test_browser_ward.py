@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from monitoring import auth
 from monitoring.schema import open_database
-from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, running_server
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, running_server, sign_in
 from tests.dashboard.browser import no_exception as _no_exception
 from tests.dashboard.cohort import write_cohort
 
@@ -47,10 +47,7 @@ def cohort_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _signed_in(browser: Any, base: str, username: str) -> Any:
     """A new page at 1366x768, signed in as ``username`` on the ward."""
     page = browser.new_page(viewport={"width": 1366, "height": 768})
-    page.goto(base + "/", wait_until="domcontentloaded")
-    page.get_by_role("textbox", name="User name").fill(username)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, base, username, PASSWORD)
     page.wait_for_selector("tr.dm-row[data-mrn='WARN-1']", timeout=90_000)
     _no_exception(page)
     return page
