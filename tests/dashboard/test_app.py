@@ -295,6 +295,18 @@ def test_upload_with_a_bad_row_reports_it_and_writes_nothing(db_url_with_cohort:
     assert _labs(db_url_with_cohort) == before
 
 
+def test_the_upload_limit_is_the_import_cap(db_url_with_cohort: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The browser refuses a file over DRESS_MAX_IMPORT_BYTES before sending it (not Streamlit's
+    200 MB held in memory first); a broken setting is named and no uploader is offered."""
+    monkeypatch.setenv("DRESS_MAX_IMPORT_BYTES", str(5 * 1024 * 1024))
+    at = _entry(_app(), "CALM-1")
+    assert at.file_uploader(key="entry_upload").proto.max_upload_size_mb == 5
+    monkeypatch.setenv("DRESS_MAX_IMPORT_BYTES", "lots")
+    at.run()
+    assert any("DRESS_MAX_IMPORT_BYTES: value 'lots'" in shown(e.value) for e in at.error)
+    assert not at.get("file_uploader")
+
+
 def test_an_unknown_mrn_in_the_link_shows_no_other_patient(db_url_with_cohort: str) -> None:
     at = _app()
     at.query_params["mrn"] = "NOPE-9"
