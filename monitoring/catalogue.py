@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 __all__ = [
     "CATALOGUE",
@@ -142,15 +143,24 @@ def _fahrenheit(*units: str) -> dict[str, Conversion]:
 _PCR_UNITS = _same("{copies}/mL", "copies/mL", "[IU]/mL", "IU/mL")
 
 
+class _Optional(TypedDict, total=False):
+    """The fields of TestDef that have a default, as ``_def`` takes them by name."""
+
+    min_value: float
+    max_value: float | None
+    si_unit: str | None
+    qualitative: bool
+
+
 def _def(
     key: str,
     label: str,
     loinc: tuple[str, ...],
     canonical: str,
     units: dict[str, Conversion],
-    **kw: object,
+    **kw: Unpack[_Optional],
 ) -> TestDef:
-    return TestDef(key, label, loinc, canonical, units, **kw)  # type: ignore[arg-type]
+    return TestDef(key, label, loinc, canonical, units, **kw)
 
 
 _TESTS: tuple[TestDef, ...] = (

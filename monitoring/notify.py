@@ -34,8 +34,8 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col
 
 from monitoring import audit, episodes
@@ -280,7 +280,7 @@ def _queue(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.dat
     return queued
 
 
-def _claimable(now: dt.datetime):
+def _claimable(now: dt.datetime) -> ColumnElement[bool]:
     n = AlertNotification
     return or_(
         and_(col(n.status).in_([PENDING, FAILED]), col(n.next_attempt_at) <= now),
@@ -294,11 +294,13 @@ def _deliver(engine: Engine, settings: NotifySettings, as_of: dt.date, now: dt.d
     for nid in candidates:
         with Session(engine, expire_on_commit=False) as s:
             # Claimed by exactly one notifier: the UPDATE succeeds only while the row is claimable.
-            claimed = s.execute(
+            result = s.execute(
                 update(AlertNotification)
-                .where(AlertNotification.id == nid, _claimable(now))
+                .where(col(AlertNotification.id) == nid, _claimable(now))
                 .values(status=SENDING, claimed_at=now)
-            ).rowcount  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult, typed as Result
+            )
+            assert isinstance(result, CursorResult)  # an UPDATE's result is one (typed as Result)
+            claimed = result.rowcount
             s.commit()
             if not claimed:
                 continue

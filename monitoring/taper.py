@@ -125,9 +125,11 @@ class Tablets:
         counts: dict[int, int] = {}
         i = c // q
         while i > 0:
+            fewest = table[i]
+            assert fewest is not None  # dispensable (checked above), and each step goes to a dose that is
             for s in self._sizes_c:
                 j = i - s // q
-                if j >= 0 and table[j] is not None and table[j] == table[i] - 1:  # type: ignore[operator]
+                if j >= 0 and table[j] is not None and table[j] == fewest - 1:
                     counts[s] = counts.get(s, 0) + 1
                     i = j
                     break
@@ -153,9 +155,9 @@ def _fewest_tablets(sizes_c: tuple[int, ...], quantum_c: int, max_c: int) -> lis
     best: list[int | None] = [None] * n
     best[0] = 0
     for i in range(1, n):
-        options = [best[i - s] for s in steps if s <= i and best[i - s] is not None]
+        options = [b for s in steps if s <= i and (b := best[i - s]) is not None]
         if options:
-            best[i] = min(options) + 1  # type: ignore[type-var,operator]
+            best[i] = min(options) + 1
     return best
 
 
