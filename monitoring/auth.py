@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from monitoring import audit, intake
+from monitoring.db import table_of
 from monitoring.models import SignInThrottle, User, utcnow
 
 VIEWER = "viewer"
@@ -385,7 +386,7 @@ def _insert_ignore(session: Session, key: str) -> None:
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = session.get_bind().dialect.name
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    table = table_of(SignInThrottle)
     if dialect == "postgresql":
         session.execute(postgresql.insert(table).values(key=key, failures=0).on_conflict_do_nothing())
     elif dialect == "sqlite":
@@ -403,7 +404,7 @@ def _claim(engine: Engine, key: str, policy: ThrottlePolicy, now: dt.datetime) -
     A compare-and-set on the counter (UPDATE ... WHERE failures = the value read): of any number
     of attempts at the same moment, in any number of processes, only as many go ahead as the
     policy allows; the others read the new count and wait."""
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    table = table_of(SignInThrottle)
     for _ in range(200):
         with Session(engine) as session:
             row = session.execute(select(table.c.failures, table.c.last_failed_at).where(table.c.key == key)).first()
@@ -428,7 +429,7 @@ def _claim(engine: Engine, key: str, policy: ThrottlePolicy, now: dt.datetime) -
 def _release(engine: Engine, key: str, *, reset: bool) -> None:
     """Take back the attempt counted under ``key``: all of it after a successful sign-in of that
     name at that address (``reset``), one count otherwise."""
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    table = table_of(SignInThrottle)
     with Session(engine) as session:
         values = {"failures": 0, "last_failed_at": None} if reset else {"failures": sa_case((table.c.failures > 0, table.c.failures - 1), else_=0)}
         session.execute(update(table).where(table.c.key == key).values(**values))
@@ -523,7 +524,7 @@ def sign_in(
                 # so that two processes failing at once both count.
                 session.execute(
                     update(User)
-                    .where(User.id == user.id)  # type: ignore[arg-type]
+                    .where(col(User.id) == user.id)
                     .values(failed_attempts=User.failed_attempts + 1, last_failed_at=moment)
                 )
             audit.record(
@@ -661,7 +662,7 @@ def set_password(session: Session, *, actor: str, username: str, password: str) 
     # A new password lifts the slow-down: an admin reset is how a locked-out user gets back in.
     user.failed_attempts = 0
     user.last_failed_at = None
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    table = table_of(SignInThrottle)
     session.execute(
         update(table)
         .where((table.c.key == f"account:{user.username}") | table.c.key.startswith(f"pair:{user.username}|", autoescape=True))

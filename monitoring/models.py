@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import DDL, JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
+from monitoring.db import table_of
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -396,7 +398,7 @@ for _statement in (
     "CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry "
     "BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only: DELETE refused'); END",
 ):
-    event.listen(AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))  # type: ignore[attr-defined]
+    event.listen(table_of(AuditEntry), "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 for _statement in (
     "CREATE OR REPLACE FUNCTION audit_entry_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$ "
     "BEGIN RAISE EXCEPTION USING MESSAGE = 'audit_entry is append-only: ' || TG_OP || ' refused'; END $fn$",
@@ -405,4 +407,4 @@ for _statement in (
     "CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry "
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_append_only()",
 ):
-    event.listen(AuditEntry.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))  # type: ignore[attr-defined]
+    event.listen(table_of(AuditEntry), "after_create", DDL(_statement).execute_if(dialect="postgresql"))

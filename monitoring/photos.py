@@ -42,10 +42,11 @@ from typing import TYPE_CHECKING, Any
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from monitoring import audit
 from monitoring.catalogue import BoundsError, check_bounds, lookup
+from monitoring.db import table_of
 from monitoring.intake import FieldError, free_text, text_limit
 from monitoring.models import LabResult, Patient, Photo, PhotoImage, utcnow
 from monitoring.store import BatchRejected, LabIn, Problem, touch_patient, write_batch
@@ -480,7 +481,7 @@ def prepare_photo(item: PhotoIn, *, today: dt.date | None = None, limits: PhotoL
 
 
 def _patient(session: Session, mrn: str) -> Patient:
-    row = session.execute(select(Patient).where(Patient.mrn == mrn)).scalar_one_or_none()  # type: ignore[arg-type]
+    row = session.execute(select(Patient).where(col(Patient.mrn) == mrn)).scalar_one_or_none()
     if row is None:
         raise LookupError(f"unknown MRN {mrn!r}")
     return row
@@ -524,7 +525,7 @@ def store_photos(
             problems.append(exc.problem)
 
     # Duplicates: the same pixels as a stored photograph of this patient, or as another file here.
-    pt = Photo.__table__  # type: ignore[attr-defined]
+    pt = table_of(Photo)
     hashes = [p.pixel_sha256 for p in prepared]
     stored: dict[str, tuple[int, dt.date, str, bool]] = {}
     if hashes:
@@ -692,7 +693,7 @@ def list_photos(
     One query on ``photo`` alone; the full-size image table is never read.
     """
     patient = _patient(session, mrn)
-    pt = Photo.__table__  # type: ignore[attr-defined]
+    pt = table_of(Photo)
     cols = [pt.c[name] for name in _META_COLUMNS]
     if with_thumbnails:
         cols += [pt.c.thumbnail, pt.c.thumb_width, pt.c.thumb_height]
@@ -712,8 +713,8 @@ def list_photos(
 
 def load_image(session: Session, photo_id: int) -> tuple[bytes, str]:
     """The full-size image of one photograph and its content type (for the compare view)."""
-    pt = Photo.__table__  # type: ignore[attr-defined]
-    it = PhotoImage.__table__  # type: ignore[attr-defined]
+    pt = table_of(Photo)
+    it = table_of(PhotoImage)
     row = session.execute(
         select(it.c.data, pt.c.content_type).join(pt, pt.c.id == it.c.photo_id).where(it.c.photo_id == photo_id)
     ).first()
@@ -778,7 +779,7 @@ def _set_hidden(
     )
     # The BSA % entered with this photograph goes and comes back with it: a photograph hidden as
     # "wrong patient" must not leave its BSA feeding ICU_CRITERIA.
-    lt = LabResult.__table__  # type: ignore[attr-defined]
+    lt = table_of(LabResult)
     lab = session.execute(
         select(lt.c.id, lt.c.hidden, lt.c.hidden_reason).where(
             lt.c.patient_id == row.patient_id, lt.c.source_id == photo_source_id(photo_id)

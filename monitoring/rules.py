@@ -584,7 +584,7 @@ def icu_criteria(ctx: RuleContext) -> Alert | None:
     if not reasons:
         return None
     evidence["organ_alerts"] = involved
-    evidence["organ_evidence"] = {c: organs[c].evidence for c in involved}  # type: ignore[union-attr]
+    evidence["organ_evidence"] = {c: a.evidence for c, a in organs.items() if a is not None}
     evidence["thresholds"] = _threshold_evidence(ctx.profile, "icu_bsa_pct", "icu_min_organs")
     return ctx.alert(
         "ICU_CRITERIA",
@@ -778,7 +778,7 @@ def _pcr_text(ctx: RuleContext, test: str, counted: tuple[LabPoint, ...], positi
         first, last = numeric[0], numeric[-1]
         assert first.value is not None and last.value is not None
         trend = "rising" if last.value > first.value else "falling" if last.value < first.value else "unchanged"
-        series = " → ".join(display.value_text(test, p.value, p.unit, comparator_of(p)) for p in numeric)  # type: ignore[arg-type]
+        series = " → ".join(display.value_text(test, v, p.unit, comparator_of(p)) for p in numeric if (v := p.value) is not None)
         text += f", {trend} ({series} {display.unit_label(last.unit)} since {first.taken_at.date().isoformat()})"
     elif len(positives) > 1:
         text += f" ({len(positives)} positive results since {positives[0].taken_at.date().isoformat()})"

@@ -132,6 +132,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
     from sqlmodel import Session, col
 
     from monitoring.cli import BadInput
+    from monitoring.db import table_of
     from monitoring.models import LabResult, Patient
     from monitoring.schema import open_database
 
@@ -141,7 +142,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
         patient = session.execute(select(Patient).where(col(Patient.mrn) == mrn)).scalar_one_or_none()
         if patient is None:
             raise BadInput(f"--mrn: value {mrn!r}: unknown MRN: no such patient")
-        lt = LabResult.__table__  # type: ignore[attr-defined]
+        lt = table_of(LabResult)
         rows = session.execute(
             select(lt).where(lt.c.patient_id == patient.id, lt.c.hidden.is_(False)).order_by(lt.c.taken_at, lt.c.id)
         ).all()
