@@ -734,6 +734,22 @@ def test_partial_birth_date_is_not_stored_and_not_an_error(tmp_path: Path) -> No
     ]
 
 
+def test_a_drug_text_longer_than_its_column_is_stored_shortened_and_said(session: Session, tmp_path: Path) -> None:
+    """The drug is read from the whole text; only the display text as entered is shortened to its
+    column, and the import report says so (never cut in silence)."""
+    long_text = "Prednisone 20 MG Oral Tablet " + "(as directed by the prescriber, see the order note) " * 5
+    doc = _bundle(_patient(), _order("MedicationRequest", "long", _cc(long_text.strip()), authoredOn="2026-03-01",
+                                     dosageInstruction=[_dosage(20, "mg")]))
+    parsed = parse_bundle(_write(tmp_path, doc), as_of=TODAY)
+    assert parsed.problems == []
+    assert parsed.notes == {
+        "MedicationRequest: drug_as_entered longer than 200 characters, stored shortened (the drug is read from the full text)": 1}
+    _import(session, tmp_path, doc)
+    (row,) = _rows(session, MedicationRow)
+    assert row.drug == "prednisone" and row.daily_dose_mg == 20.0
+    assert len(row.drug_as_entered) == 200 and long_text.startswith(row.drug_as_entered)
+
+
 def test_a_stopped_order_without_end_date_ends_on_its_last_documented_date_and_is_said(tmp_path: Path) -> None:
     # Edition 2: never a course running on to today (the day-2,633 course of issue 13).
     doc = _bundle(_patient(), _order("MedicationRequest", "st", _cc("Prednisone 10 MG Oral Tablet"), status="stopped",

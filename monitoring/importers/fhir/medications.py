@@ -26,6 +26,7 @@ from monitoring.importers.fhir.dosage import (
     _validity_end,
 )
 from monitoring.importers.fhir.helpers import _FHIR_DATE, _as_entered, _drug_name, _generic, _plain, _source_id
+from monitoring.intake import text_limit
 from monitoring.store import MedIn
 
 
@@ -115,8 +116,18 @@ class MedicationReading(ReaderBase):
                 drug_as_entered = as_entered.get("drug") or name
                 dose_text = as_entered.get("dose") or dose_text
                 unit_text = as_entered.get("unit") or unit_text
+            texts = []
+            for column, text in (("drug_as_entered", drug_as_entered), ("dose_as_entered", dose_text),
+                                 ("unit_as_entered", unit_text)):
+                limit = text_limit("medication_row", column)
+                if len(text) > limit:
+                    # Display text only (the drug is read from its full name above): kept shortened,
+                    # and the report says so rather than cutting in silence.
+                    self.note(f"{rtype}: {column} longer than {limit} characters, stored shortened (the drug is read from the full text)")
+                texts.append(text[:limit])
+            drug_text, dose_text, unit_text = texts
             self.intervals[(mrn, drug)].append(
-                _Interval(start, end, mg, per_kg, drug_as_entered[:200], dose_text[:64], unit_text[:16], route,
+                _Interval(start, end, mg, per_kg, drug_text, dose_text, unit_text, route,
                           _source_id(r), where, exact=as_entered is not None, optional=self.lenient is not None)
             )
 
