@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -255,34 +255,59 @@ def _statements(active_only: bool, by_ids: bool) -> tuple[Select, Select, Select
     return patients, labs, meds, findings
 
 
-def _lab_rows(session: Session, stmt: Select, params: dict[str, object]) -> Sequence[Sequence[Any]]:
-    """The rows of the lab query, as the ORM reads them.
+def _as_read(value: Any) -> Any:
+    return value
 
-    On SQLite the rows are taken from the DBAPI cursor and only the columns whose type converts a
-    stored value (the two times) are converted, each distinct value once, by the column type's own
-    result processor: SQLAlchemy's per-row work costs more than the query at a million results
-    (bench/bench_import.py). Other databases: the Core result."""
+
+def _cached(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process`` applied once per distinct stored value (None stays None)."""
+    done: dict[Any, Any] = {None: None}
+
+    def convert(stored: Any) -> Any:
+        try:
+            return done[stored]
+        except KeyError:
+            value = done[stored] = process(stored)
+            return value
+
+    return convert
+
+
+# The lab query's columns whose stored value the column type converts on reading (on SQLite, the
+# two times; Float's processor is skipped, SQLite returns floats already).
+_CONVERTED_LAB_COLUMNS = ("taken_at", "amended_at")
+
+
+def _lab_rows(
+    session: Session, stmt: Select, params: dict[str, object]
+) -> tuple[Sequence[Sequence[Any]], Callable[[Any], Any], Callable[[Any], Any]]:
+    """The rows of the lab query, and the two functions that turn a row's ``taken_at`` and
+    ``amended_at`` into what the ORM reads (a datetime, or None).
+
+    On SQLite the rows are taken from the DBAPI cursor as stored, and the caller converts the two
+    times in its one pass over the rows, each distinct value once, by the column type's own result
+    processor: SQLAlchemy's per-row work, or transposing every column to convert two, costs more
+    than the query at a million results (bench/bench_import.py). Other databases: the Core result,
+    already converted (the functions return their argument)."""
     result = session.connection().execute(stmt, params)
     dialect = result.dialect
     if dialect.name != "sqlite":
-        return result.all()
+        return result.all(), _as_read, _as_read
     try:
         rows = result.cursor.fetchall()
     finally:
         result.close()
     lt = table_of(LabResult)
-    convert: list[tuple[int, Any]] = []
-    for k, name in enumerate(_LAB_COLUMNS):
+    processors: dict[str, Callable[[Any], Any]] = {}
+    for name in _LAB_COLUMNS:
         process = lt.c[name].type.dialect_impl(dialect).result_processor(dialect, None)
         if process is not None and not isinstance(lt.c[name].type, Float):
-            convert.append((k, process))
-    if not convert or not rows:
-        return rows
-    columns = list(zip(*rows, strict=True))
-    for k, process in convert:
-        done = {v: process(v) for v in set(columns[k]) if v is not None}
-        columns[k] = tuple(None if v is None else done[v] for v in columns[k])
-    return list(zip(*columns, strict=True))
+            processors[name] = process
+    others = sorted(set(processors) - set(_CONVERTED_LAB_COLUMNS))
+    if others:  # a column added to the query whose stored value must be converted too
+        raise RuntimeError(f"records._lab_rows converts only {_CONVERTED_LAB_COLUMNS}; also convert {others}")
+    taken, amended = (_cached(processors[n]) if n in processors else _as_read for n in _CONVERTED_LAB_COLUMNS)
+    return rows, taken, amended
 
 
 def load_records(
@@ -310,8 +335,9 @@ def load_records(
 
         current_pid = None
         bucket: list[LabPoint] = []
+        lab_rows, taken, amended = _lab_rows(session, lab_stmt, params)
         for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags,
-             cmp, status) in _lab_rows(session, lab_stmt, params):
+             cmp, status) in lab_rows:
             bound = None
             if cmp in ("<", "<="):
                 # A censored "<x" (PRODUCT.md §4) has no value to compute with: its bound is kept
@@ -323,8 +349,8 @@ def load_records(
                 current_pid = pid
             bucket.append(
                 LabPoint(
-                    lid, test, taken_at, value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
-                    amended_at is not None, lab_flags, comparator=cmp or None, status=status or "final",
+                    lid, test, taken(taken_at), value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
+                    amended(amended_at) is not None, lab_flags, comparator=cmp or None, status=status or "final",
                     censored_value=bound,
                 )
             )

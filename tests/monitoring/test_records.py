@@ -133,3 +133,48 @@ def test_lab_points_carry_the_stored_values_as_the_orm_reads_them(session) -> No
     assert points[same_time.id].taken_at == points[exact.id].taken_at and points[exact.id].value == 120.5
     assert points[censored.id].value is None and points[censored.id].censored_value == 14 and points[censored.id].comparator == "<"
     assert points[amended.id].amended and not points[exact.id].amended and points[amended.id].status == "amended"
+
+
+def test_lab_points_carry_what_the_orm_reads_field_by_field(session) -> None:
+    """load_records reads SQLite rows from the cursor and converts the stored times itself
+    (records._lab_rows): every LabPoint must hold what the ORM reads for its row (times as
+    datetimes, to the microsecond; amended; comparator and status; a '<x' bound kept apart)."""
+    from sqlalchemy import select
+
+    from monitoring.models import LabResult, utcnow
+
+    c = Chart(session)
+    c.lab("alt", dt.datetime.combine(day(1), dt.time(0, 0)), 40)
+    c.lab("alt", dt.datetime.combine(day(1), dt.time(23, 59, 59, 999999)), 90, ref_high=35)
+    c.lab("alt", dt.datetime.combine(day(1), dt.time(23, 59, 59, 999999)), 95)  # a tie on the time: by id
+    c.lab("eosinophils", dt.datetime(2026, 3, 2, 7, 30, 0, 123456), 1.5)
+    amended = c.lab("creatinine", at(2, 8), 1.4)
+    amended.amended_at = utcnow()
+    censored = c.lab("troponin_i", at(3, 6), 30)
+    censored.comparator, censored.original_value = "<", "<30"
+    above = c.lab("ferritin", at(3, 6), 16500)
+    above.comparator, above.status = ">", "preliminary"
+    c.lab("hhv6_pcr", 5, None, value_text="detected")
+    session.commit()
+
+    rec = load_records(session, [c.patient.id], active_only=False)[0]  # type: ignore[list-item]
+    rows = session.execute(
+        select(LabResult).where(LabResult.patient_id == c.patient.id).order_by(LabResult.taken_at, LabResult.id)  # type: ignore[arg-type]
+    ).scalars().all()
+    assert len(rec.labs) == len(rows) == 8
+    for point, row in zip(rec.labs, rows, strict=True):
+        assert isinstance(point.taken_at, dt.datetime)
+        censored_low = row.comparator in ("<", "<=")
+        assert (point.id, point.test, point.taken_at, point.unit, point.value_text, point.original_value) == (
+            row.id, row.test, row.taken_at, row.unit, row.value_text, row.original_value
+        )
+        assert (point.original_unit, point.ref_low, point.ref_high, point.loinc, point.source) == (
+            row.original_unit, row.ref_low, row.ref_high, row.loinc, row.source
+        )
+        assert point.value == (None if censored_low else row.value)
+        assert point.censored_value == (row.value if censored_low else None)
+        assert (point.amended, point.abnormal_flags, point.comparator, point.status) == (
+            row.amended_at is not None, row.abnormal_flags, row.comparator, row.status
+        )
+    assert [p.amended for p in rec.labs if p.id == amended.id] == [True]
+    assert rec.labs_by_test["troponin_i"][0].censored_value == 30
