@@ -139,7 +139,7 @@ _PANELS: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
 X_ULN = "× ULN"  # the unit of a panel drawn as multiples of each result's own ULN
 # Height of a panel relative to a full one: optional panels are thin; the exposure panel grows per drug.
 _THIN = 0.6
-_EXPOSURE_PER_DRUG = 0.16
+_EXPOSURE_PER_DRUG = 0.2
 _EXPOSURE_MIN = 0.45
 # Inches: a full panel's share of the figure's height (7.4 in for six full panels, as before), and
 # the fixed margins above and below the panels.
@@ -178,10 +178,18 @@ DATE_TICK_FORMAT = "%Y-%m-%d"  # the report's one date format: every tick a whol
 def _figure_panels(
     record: PatientRecord, as_of: dt.date
 ) -> tuple[dict[str, list[Any]], list[tuple[str, tuple[str, ...], str, bool]]]:
-    """The numeric results counted as of ``as_of`` per test, and the panels the figure draws: every
+    """The numeric results counted as of ``as_of`` per test (a censored '<30' one too, drawn at its
+    bound as on the dashboard), and the panels the figure draws: every
     panel that is not optional, an optional one only when one of its tests has a result."""
-    counted = {t: [p for p in record.results(t, as_of) if p.value is not None] for _, tests, _, _ in _PANELS for t in tests}
-    return counted, [panel for panel in _PANELS if not panel[3] or any(counted[t] for t in panel[1])]
+    counted = {t: [p for p in record.results(t, as_of) if p.shown_value is not None] for _, tests, _, _ in _PANELS for t in tests}
+    panels: list[tuple[str, tuple[str, ...], str, bool]] = []
+    for key, tests, scale, optional in _PANELS:
+        drawn = tuple(t for t in tests if counted[t])
+        if not optional:
+            panels.append((key, tests, scale, optional))
+        elif drawn:  # titled, as on the dashboard, by the tests it draws ('Troponin T (ng/L)')
+            panels.append((key, drawn, scale, optional))
+    return counted, panels
 
 
 DOSE_TITLE = "Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)"
@@ -196,8 +204,9 @@ def figure_panel_titles(record: PatientRecord, as_of: dt.date) -> tuple[str, ...
 
 
 def _drawn_value(prof: GuidelineProfile, p: Any, scale: str) -> float:
-    """A result as drawn: its value, or (scale "uln") its value as a multiple of its own ULN."""
-    return float(p.value) / uln(prof, p.test, p.ref_high).value if scale == "uln" else float(p.value)
+    """A result as drawn: its value (a censored one's bound: ``shown_value``), or (scale "uln")
+    that as a multiple of its own ULN."""
+    return float(p.shown_value) / uln(prof, p.test, p.ref_high).value if scale == "uln" else float(p.shown_value)
 
 
 def timeline_figure(
@@ -251,6 +260,16 @@ def timeline_figure(
                 ax.plot([p.taken_at for p in pts], [_drawn_value(prof, p, scale) for p in pts], marker=marker, ms=3.2, lw=1.4,
                         ls=dash, color=colour, label=display.test_label(test))
                 drawn = True
+                # A censored result ('<30', '>3000') is drawn at its bound, hollow and with its
+                # comparator, never as if measured there.
+                for p in pts:
+                    if (comparator := comparator_of(p)) is not None:
+                        y = _drawn_value(prof, p, scale)
+                        ax.plot([p.taken_at], [y], marker=marker, ms=5, ls="none", mfc="white", mec=colour, label="_censored")
+                        # On a ×ULN axis the bound in its own unit ('<0.2 mg/dL'), else the number.
+                        words = (display.quantity(test, float(p.shown_value), p.unit, comparator) if scale == "uln"
+                                 else f"{comparator}{display.number(test, float(p.shown_value))}")
+                        ax.annotate(words, xy=(p.taken_at, y), xytext=(3, 2), textcoords="offset points", fontsize=5.5, color=colour)
         lines = _thresholds(tests[0], record, as_of, prof, counted)
         for i, line in enumerate(lines):
             if len(line.steps) == 1:
@@ -400,9 +419,9 @@ def _thresholds(
                        f"{per_point[-1][1][i].label} {display.number('alt', per_point[-1][1][i].value)}")
             for i in range(2)
         ]
-    if test == "bilirubin":  # the ×ULN panel
+    if test in ("bilirubin", "alp"):  # the ×ULN panel
         return [_Line("ULN (each result's own)", ((None, 1.0),), _SEVERITY_COLOURS["info"])]
-    if test == "troponin_t":
+    if test in ("troponin_t", "troponin_i"):
         # Above its ULN (the assay's 99th percentile) is CARDIAC_INVOLVEMENT: one line per assay.
         out: list[_Line] = []
         for assay in ("troponin_t", "troponin_i"):

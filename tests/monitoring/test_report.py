@@ -336,7 +336,7 @@ from monitoring import severity  # noqa: E402
 from monitoring.report import EXPOSURE_TITLE, plain  # noqa: E402
 
 LIVER_ULN_TITLE = "Bilirubin (total) / ALP (× ULN)"
-TROPONIN_TITLE = "Troponin T / Troponin I (ng/L)"
+TROPONIN_TITLE = "Troponin T (ng/L)"  # titled by the assays it draws (only T here)
 CRP_TITLE = "CRP (mg/L)"
 
 
@@ -443,3 +443,24 @@ def test_a_drug_name_is_plain_text_in_the_figure() -> None:
 
     text = Figure().text(0, 0, plain("Dr $5$ pill"))
     assert text._preprocess_math(text.get_text()) == ("Dr $5$ pill", False)  # noqa: SLF001
+
+
+def test_only_censored_troponin_still_draws_its_panel_at_the_bound_marked(session: Session) -> None:
+    """As on the dashboard, a '<0.03 ng/mL' troponin I is a result: its panel is drawn, the point
+    at its bound (30 ng/L), hollow and labelled '<30', never as if measured there; a '>3000'
+    ferritin likewise (it was missing from the PDF's ferritin panel)."""
+    mrn = _patient_with(session, "C-1", "Censored Only", "allopurinol", (
+        ("2026-01-03 08:00", "troponin_i", "<0.03", "ng/mL", None),
+        ("2026-01-03 08:00", "ferritin", ">3000", "ng/mL", None),
+    ))
+    session.commit()
+    fig = timeline_figure(load_record(session, mrn), AS_OF)
+    titles = _titles(fig)
+    assert "Troponin I (ng/L)" in titles and not any("Troponin T" in t for t in titles)  # titled by the assay it draws
+    axes = dict(zip(titles, fig.axes, strict=True))
+    for title, bound, words in (("Troponin I (ng/L)", 30.0, "<30"), ("Ferritin (ng/mL)", 3000.0, ">3000")):
+        ax = axes[title]
+        hollow = [line for line in ax.get_lines() if line.get_label() == "_censored"]
+        assert [float(y) for line in hollow for y in line.get_ydata()] == [bound] and hollow[0].get_markerfacecolor() == "white"
+        assert words in [t.get_text() for t in ax.texts]
+    assert any(t.get_text() == "Troponin I ULN 26 (default)" for t in axes["Troponin I (ng/L)"].texts)
