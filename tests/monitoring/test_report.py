@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -464,3 +465,33 @@ def test_only_censored_troponin_still_draws_its_panel_at_the_bound_marked(sessio
         assert [float(y) for line in hollow for y in line.get_ydata()] == [bound] and hollow[0].get_markerfacecolor() == "white"
         assert words in [t.get_text() for t in ax.texts]
     assert any(t.get_text() == "Troponin I ULN 26 (default)" for t in axes["Troponin I (ng/L)"].texts)
+
+
+def test_a_figure_with_every_panel_and_many_drugs_fits_the_page(session: Session, wide_patient: str) -> None:
+    """The tallest figure (all optional panels, a dozen drugs) is never taller than a page: the
+    PDF builds (reportlab refuses a flowable taller than its frame) and the image fits in A4."""
+    from reportlab.lib.pagesizes import A4
+
+    drugs = ("carbamazepine", "oxcarbazepine", "phenytoin", "phenobarbital", "lamotrigine", "sulfasalazine", "dapsone",
+             "vancomycin", "minocycline", "abacavir")
+    for i, drug in enumerate(drugs):
+        services.add_dose_change(session, username=USER, mrn=wide_patient, drug=drug, start_date=f"2026-01-{i + 3:02d}", dose=10)
+    services.add_lab_result(session, username=USER, mrn=wide_patient, test="temperature", taken_at="2026-01-05 08:00", value=38.9,
+                            unit="Cel")
+    session.commit()
+    record = load_record(session, wide_patient)
+    fig = timeline_figure(record, AS_OF)
+    assert len(fig.axes) == 10 and fig.get_figheight() > 11  # every panel; 13 drugs
+    pdf = patient_report_pdf(record, AS_OF)
+    reader = PdfReader(io.BytesIO(pdf))
+    page = next(p for p in reader.pages if p.images)
+    # The image as reportlab draws it ('1 0 0 1 x y cm q w 0 0 h 0 0 cm /FormXob Do'): within the
+    # page's margins (13 mm top, 15 mm bottom).
+    drawn = re.search(rb"1 0 0 1 ([\d.]+) ([\d.]+) cm\s*q\s*([\d.]+) 0 0 ([\d.]+) 0 0 cm\s*/[\w.]+ Do",
+                      page.get_contents().get_data())
+    assert drawn is not None
+    _, y, _, height = (float(v) for v in drawn.groups())
+    mm = 72 / 25.4
+    assert y >= 15 * mm - 1 and y + height <= A4[1] - 13 * mm + 1
+    flat = _pdf_text(pdf)
+    assert "Panels, top to bottom:" in flat and "Liver-injury pattern" in flat
