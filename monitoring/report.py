@@ -165,8 +165,12 @@ def plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 # ALT and AST differ by marker and dash as well as colour (issue 18 point 6): a black-and-white
-# print or a colour-blind reader tells them apart.
-_SERIES_STYLES: tuple[tuple[str, str, str], ...] = (("#1f3b73", "o", "-"), ("#7b3294", "s", "--"))
+# print or a colour-blind reader tells them apart. As on the dashboard (dashboard.figures
+# SERIES_*), the styles run on across the panels with a legend (ALT, AST, then bilirubin, ALP):
+# bilirubin and ALP never look like ALT and AST.
+_SERIES_STYLES: tuple[tuple[str, str, str], ...] = (
+    ("#1f3b73", "o", "-"), ("#7b3294", "s", "--"), ("#00897b", "*", ":"), ("#5d4037", "x", "-."),
+)
 # Line colours follow the alert a threshold belongs to (EOSINOPHILIA, HEPATIC and RENAL are
 # warnings; ferritin >= 3000 is critical), in the one severity colour key (monitoring.severity:
 # INK, the colours that read on white paper); a baseline, which is no limit, is grey-blue.
@@ -248,13 +252,17 @@ def timeline_figure(
     end = max([*dates, moment]) + dt.timedelta(days=3)
     start -= dt.timedelta(days=2)
 
+    style = 0  # the next style of a panel with a legend
     for ax, (key, tests, scale, _) in zip(axes, panels, strict=False):
         title = _panel_title(tests, scale)
         if key == "liver_uln" and (words := pattern_words(record, prof, as_of, short=True)) is not None:
             title += f"\nliver-injury pattern: {words}"  # the dashboard's words (monitoring.liver)
         ax.set_title(title, fontsize=8, loc="left", pad=2)
         drawn = False
-        for (colour, marker, dash), test in zip(_SERIES_STYLES, tests, strict=False):
+        named = len(tests) > 1  # in a legend: its series take the next styles
+        styles = [_SERIES_STYLES[(style + i) % len(_SERIES_STYLES)] if named else _SERIES_STYLES[i] for i in range(len(tests))]
+        style += len(tests) if named else 0
+        for (colour, marker, dash), test in zip(styles, tests, strict=True):
             pts = counted[test]
             if pts:
                 ax.plot([p.taken_at for p in pts], [_drawn_value(prof, p, scale) for p in pts], marker=marker, ms=3.2, lw=1.4,

@@ -349,6 +349,7 @@ def wide_patient(session: Session) -> str:
     mrn = _patient_with(session, "W-1", "Wide Patient", "allopurinol", (
         ("2026-01-03 08:00", "alt", 400, "U/L", 40),
         ("2026-01-03 08:00", "alp", 150, "U/L", 120),
+        ("2026-01-03 08:00", "ast", 300, "U/L", 40),
         ("2026-01-12 08:00", "alt", 100, "U/L", 40),
         ("2026-01-12 08:00", "alp", 360, "U/L", 120),
         ("2026-01-03 08:00", "bilirubin", 2.4, "mg/dL", 1.2),
@@ -382,6 +383,12 @@ def test_figure_draws_the_optional_panels_and_exposure_bars_when_the_patient_has
     assert "hepatocellular" in full_title and "cholestatic" in full_title  # the liver-injury pattern, first and latest
     series = {line.get_label(): [float(y) for y in line.get_ydata()] for line in uln_ax.get_lines()}
     assert series["ALP"] == [1.25, 3.0] and series["Bilirubin (total)"] == [2.0]  # multiples of each result's own ULN
+    liver = {line.get_label(): line for line in axes["ALT / AST (U/L)"].get_lines()}
+    styles = {(ln.get_marker(), ln.get_linestyle(), ln.get_color()) for ln in (liver["ALT"], liver["AST"])}
+    for name in ("Bilirubin (total)", "ALP"):  # never drawn like ALT or AST (the dashboard's rule)
+        line = next(ln for ln in uln_ax.get_lines() if ln.get_label() == name)
+        assert (line.get_marker(), line.get_linestyle(), line.get_color()) not in styles
+        assert line.get_marker() not in {s[0] for s in styles}
     assert any(ys and set(ys) == {1.0} for label, ys in series.items() if label.startswith("_"))  # the 1×ULN line
     tro = axes[TROPONIN_TITLE]
     levels = [sorted({float(y) for y in line.get_ydata()}) for line in tro.get_lines() if line.get_linestyle() == "--"]
