@@ -24,6 +24,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from monitoring import catalogue, display, severity
+from monitoring.exposure import drug_exposures
 from monitoring.followup import (
     ChecklistItem,
     PatchTestPlan,
@@ -34,7 +35,9 @@ from monitoring.followup import (
 )
 from monitoring.guideline import GuidelineProfile, load_profile
 from monitoring.limits import (
+    Limit,
     baseline_creatinine,
+    cardiac_limit,
     close,
     comparator_of,
     eosinophil_limits,
@@ -42,7 +45,9 @@ from monitoring.limits import (
     fever_limit,
     hepatic_limits,
     renal_limit,
+    uln,
 )
+from monitoring.liver import pattern_words
 from monitoring.records import DoseRow, PatientRecord
 from monitoring.regiscar import RegiscarResult, score_regiscar
 from monitoring.rules import NOT_A_DIAGNOSIS, Alert, evaluate
@@ -64,6 +69,8 @@ class ReportData:
     checklist: tuple[ChecklistItem, ...]
     pcr: tuple[PcrResult, ...]
     latest: tuple[LatestResult, ...] = ()
+    figure_panels: tuple[str, ...] = ()  # the titles of the drawn figure's panels (figure_panel_titles)
+    liver_pattern: str | None = None  # the liver-injury pattern in words (monitoring.liver.pattern_words)
 
 
 @dataclass(frozen=True)
@@ -107,33 +114,103 @@ def report_data(record: PatientRecord, as_of: dt.date, profile: GuidelineProfile
         checklist=tuple(sequelae_checklist(record, as_of, profile=prof)),
         pcr=tuple(viral_pcr_results(record, as_of)),
         latest=tuple(latest_results(record, as_of)),
+        figure_panels=figure_panel_titles(record, as_of),
+        liver_pattern=pattern_words(record, prof, as_of),
     )
 
 
 # --------------------------------------------------------------------------------------------
 # Static timeline figure (matplotlib, object API: no global pyplot state, safe in a server)
 
-# The figure's panels: the tests drawn in each (values in the catalogue's canonical unit).
-_PANEL_TESTS: tuple[tuple[str, ...], ...] = (("alt", "ast"), ("creatinine",), ("eosinophils",), ("ferritin",), ("temperature",))
+# The figure's panels, top to bottom in the dashboard's order (dashboard.timeline_model.PANEL_ORDER):
+# (key, tests drawn, scale, optional). An optional panel is drawn (thin) only when the patient has a
+# result of one of its tests, as on the dashboard; scale "uln" draws each result as a multiple of
+# its own ULN (monitoring.limits.uln), so bilirubin and ALP share one axis and one 1×ULN line.
+_PANELS: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
+    ("liver", ("alt", "ast"), "", False),
+    ("liver_uln", ("bilirubin", "alp"), "uln", True),
+    ("kidney", ("creatinine",), "", False),
+    ("eosinophils", ("eosinophils",), "", False),
+    ("ferritin", ("ferritin",), "", False),
+    ("troponin", ("troponin_t", "troponin_i"), "", True),
+    ("crp", ("crp",), "", True),
+    ("temperature", ("temperature",), "", False),
+)
+X_ULN = "× ULN"  # the unit of a panel drawn as multiples of each result's own ULN
+# Height of a panel relative to a full one: optional panels are thin; the exposure panel grows per drug.
+_THIN = 0.6
+_EXPOSURE_PER_DRUG = 0.2
+_EXPOSURE_MIN = 0.45
+# Inches: a full panel's share of the figure's height (7.4 in for six full panels, as before), and
+# the fixed margins above and below the panels.
+_INCH_PER_PANEL = 7.4 / 6
+_TOP_IN, _BOTTOM_IN = 0.22, 0.37
+_EXPOSURE_LABEL_CHARS = 24  # a longer drug label is shortened with "…" (the dashboard's rule)
 
 
-def _panel_title(tests: tuple[str, ...]) -> str:
+def _panel_title(tests: tuple[str, ...], scale: str = "") -> str:
     """'ALT / AST (U/L)': the labels and the canonical unit as the catalogue and monitoring.display
-    give them (one place for a test's label and unit, issue 15)."""
+    give them (one place for a test's label and unit, issue 15); '(× ULN)' for a ×ULN panel."""
+    names = " / ".join(display.test_label(t) for t in tests)
+    if scale == "uln":
+        return f"{names} ({X_ULN})"
     units = {catalogue.lookup(t).canonical_unit for t in tests}
     if len(units) != 1:
         raise ValueError(f"panel {tests} mixes units {sorted(units)}")
-    return f"{' / '.join(display.test_label(t) for t in tests)} ({display.unit_label(units.pop())})"
+    return f"{names} ({display.unit_label(units.pop())})"
+
+
+def plain(text: str) -> str:
+    """Stored text (a drug name) as plain matplotlib text: a '$' would start mathtext."""
+    return text.replace("$", r"\$")
 
 # ALT and AST differ by marker and dash as well as colour (issue 18 point 6): a black-and-white
-# print or a colour-blind reader tells them apart.
-_SERIES_STYLES: tuple[tuple[str, str, str], ...] = (("#1f3b73", "o", "-"), ("#7b3294", "s", "--"))
+# print or a colour-blind reader tells them apart. As on the dashboard (dashboard.figures
+# SERIES_*), the styles run on across the panels with a legend (ALT, AST, then bilirubin, ALP):
+# bilirubin and ALP never look like ALT and AST.
+_SERIES_STYLES: tuple[tuple[str, str, str], ...] = (
+    ("#1f3b73", "o", "-"), ("#7b3294", "s", "--"), ("#00897b", "*", ":"), ("#5d4037", "x", "-."),
+)
 # Line colours follow the alert a threshold belongs to (EOSINOPHILIA, HEPATIC and RENAL are
 # warnings; ferritin >= 3000 is critical), in the one severity colour key (monitoring.severity:
 # INK, the colours that read on white paper); a baseline, which is no limit, is grey-blue.
 _REF = "#546e7a"
 _MAX_DATE_TICKS = 7
 DATE_TICK_FORMAT = "%Y-%m-%d"  # the report's one date format: every tick a whole, unambiguous date
+
+
+def _figure_panels(
+    record: PatientRecord, as_of: dt.date
+) -> tuple[dict[str, list[Any]], list[tuple[str, tuple[str, ...], str, bool]]]:
+    """The numeric results counted as of ``as_of`` per test (a censored '<30' one too, drawn at its
+    bound as on the dashboard), and the panels the figure draws: every
+    panel that is not optional, an optional one only when one of its tests has a result."""
+    counted = {t: [p for p in record.results(t, as_of) if p.shown_value is not None] for _, tests, _, _ in _PANELS for t in tests}
+    panels: list[tuple[str, tuple[str, ...], str, bool]] = []
+    for key, tests, scale, optional in _PANELS:
+        drawn = tuple(t for t in tests if counted[t])
+        if not optional:
+            panels.append((key, tests, scale, optional))
+        elif drawn:  # titled, as on the dashboard, by the tests it draws ('Troponin T (ng/L)')
+            panels.append((key, drawn, scale, optional))
+    return counted, panels
+
+
+DOSE_TITLE = "Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)"
+
+
+def figure_panel_titles(record: PatientRecord, as_of: dt.date) -> tuple[str, ...]:
+    """The titles of the figure's panels, top to bottom (the report prints them under the figure,
+    so the figure's content is also text)."""
+    _, panels = _figure_panels(record, as_of)
+    titles = [_panel_title(tests, scale) for _, tests, scale, _ in panels]
+    return (*titles, *((EXPOSURE_TITLE,) if drug_exposures(record) else ()), DOSE_TITLE)
+
+
+def _drawn_value(prof: GuidelineProfile, p: Any, scale: str) -> float:
+    """A result as drawn: its value (a censored one's bound: ``shown_value``), or (scale "uln")
+    that as a multiple of its own ULN."""
+    return float(p.shown_value) / uln(prof, p.test, p.ref_high).value if scale == "uln" else float(p.shown_value)
 
 
 def timeline_figure(
@@ -144,7 +221,13 @@ def timeline_figure(
     baseline and 1.5× baseline, eosinophils with 0.7 and 1.5 ×10^9/L, ferritin with 500 and
     3000 ng/mL, temperature with the fever line (all from the guideline profile through
     monitoring.limits), and the prednisone-equivalent dose as a step line (given solid up to the
-    as-of moment, planned dashed) with IVIG / cyclosporine starts marked."""
+    as-of moment, planned dashed) with IVIG / cyclosporine starts marked.
+
+    When the patient has such results, as on the dashboard, thin panels: bilirubin and ALP as
+    multiples of each result's own ULN with the liver-injury pattern (monitoring.liver), troponin
+    with each assay's ULN (the CARDIAC_INVOLVEMENT line, monitoring.limits.cardiac_limit), CRP; and
+    when the schedule has drugs, one exposure bar per drug (monitoring.exposure), culprits and
+    cross-reacting drugs first, red and marked ‼. The figure grows with its panels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import DateFormatter, DayLocator
     from matplotlib.figure import Figure
@@ -152,10 +235,16 @@ def timeline_figure(
     prof = profile or load_profile()
     course = analyse_course(record, as_of)
     moment = display.as_of_moment(as_of, now)
-    fig = Figure(figsize=(7.6, 7.4), dpi=150)
+    counted, panels = _figure_panels(record, as_of)
+    exposures = drug_exposures(record)
+    heights = [_THIN if optional else 1.0 for _, _, _, optional in panels]
+    if exposures:
+        heights.append(max(_EXPOSURE_MIN, _EXPOSURE_PER_DRUG * len(exposures)))
+    heights.append(1.0)  # the dose panel
+    height_in = _TOP_IN + _BOTTOM_IN + (7.4 - _TOP_IN - _BOTTOM_IN) * sum(heights) / 6
+    fig = Figure(figsize=(7.6, height_in), dpi=150)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(_PANEL_TESTS) + 1, 1, sharex=True)
-    counted = {t: [p for p in record.results(t, as_of) if p.value is not None] for tests in _PANEL_TESTS for t in tests}
+    axes = list(fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights}))
     dates = [p.taken_at for pts in counted.values() for p in pts] + [dt.datetime.combine(d.date, dt.time()) for d in course.schedule]
     start = min(dates, default=dt.datetime.combine(as_of - dt.timedelta(days=30), dt.time()))
     if record.patient.onset_date:
@@ -163,15 +252,32 @@ def timeline_figure(
     end = max([*dates, moment]) + dt.timedelta(days=3)
     start -= dt.timedelta(days=2)
 
-    for ax, tests in zip(axes, _PANEL_TESTS, strict=False):
-        ax.set_title(_panel_title(tests), fontsize=8, loc="left", pad=2)
+    style = 0  # the next style of a panel with a legend
+    for ax, (key, tests, scale, _) in zip(axes, panels, strict=False):
+        title = _panel_title(tests, scale)
+        if key == "liver_uln" and (words := pattern_words(record, prof, as_of, short=True)) is not None:
+            title += f"\nliver-injury pattern: {words}"  # the dashboard's words (monitoring.liver)
+        ax.set_title(title, fontsize=8, loc="left", pad=2)
         drawn = False
-        for (colour, marker, dash), test in zip(_SERIES_STYLES, tests, strict=False):
+        named = len(tests) > 1  # in a legend: its series take the next styles
+        styles = [_SERIES_STYLES[(style + i) % len(_SERIES_STYLES)] if named else _SERIES_STYLES[i] for i in range(len(tests))]
+        style += len(tests) if named else 0
+        for (colour, marker, dash), test in zip(styles, tests, strict=True):
             pts = counted[test]
             if pts:
-                ax.plot([p.taken_at for p in pts], [p.value for p in pts], marker=marker, ms=3.2, lw=1.4, ls=dash, color=colour,
-                        label=display.test_label(test))
+                ax.plot([p.taken_at for p in pts], [_drawn_value(prof, p, scale) for p in pts], marker=marker, ms=3.2, lw=1.4,
+                        ls=dash, color=colour, label=display.test_label(test))
                 drawn = True
+                # A censored result ('<30', '>3000') is drawn at its bound, hollow and with its
+                # comparator, never as if measured there.
+                for p in pts:
+                    if (comparator := comparator_of(p)) is not None:
+                        y = _drawn_value(prof, p, scale)
+                        ax.plot([p.taken_at], [y], marker=marker, ms=5, ls="none", mfc="white", mec=colour, label="_censored")
+                        # On a ×ULN axis the bound in its own unit ('<0.2 mg/dL'), else the number.
+                        words = (display.quantity(test, float(p.shown_value), p.unit, comparator) if scale == "uln"
+                                 else f"{comparator}{display.number(test, float(p.shown_value))}")
+                        ax.annotate(words, xy=(p.taken_at, y), xytext=(3, 2), textcoords="offset points", fontsize=5.5, color=colour)
         lines = _thresholds(tests[0], record, as_of, prof, counted)
         for i, line in enumerate(lines):
             if len(line.steps) == 1:
@@ -187,7 +293,7 @@ def timeline_figure(
             ax.legend(fontsize=6.5, loc="best", frameon=True, framealpha=0.85)
         if not drawn:
             ax.text(0.5, 0.5, "no results", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
-        values = [p.value for t in tests for p in counted[t] if p.value is not None] + [v for line in lines for _, v in line.steps]
+        values = [_drawn_value(prof, p, scale) for t in tests for p in counted[t]] + [v for line in lines for _, v in line.steps]
         if tests[0] == "temperature" and values:
             # An axis from 0 °C would flatten every fever: the readings' own span, with room.
             ax.set_ylim(min(values) - 0.5, max(values) + 0.5)
@@ -195,7 +301,7 @@ def timeline_figure(
             ax.set_ylim(0, max(values, default=1.0) * 1.15 or 1.0)
 
     dose_ax = axes[-1]
-    dose_ax.set_title("Systemic steroid, prednisone-equivalent mg/day (solid: given, dashed: planned)", fontsize=8, loc="left", pad=2)
+    dose_ax.set_title(DOSE_TITLE, fontsize=8, loc="left", pad=2)
     sched = list(course.schedule)
     if sched:
         # Given solid up to the as-of moment, the plan dashed from there (one rule: steroids.dose_lines).
@@ -215,11 +321,13 @@ def timeline_figure(
             x = dt.datetime.combine(day, dt.time())
             for ax in axes:
                 ax.axvline(x, color="#6a1b9a", lw=0.8, ls="-.")
-            dose_ax.annotate("IVIG" if drug == "ivig" else drug, xy=(x, top * 1.1), fontsize=6.5, color="#6a1b9a")
+            dose_ax.annotate("IVIG" if drug == "ivig" else plain(drug), xy=(x, top * 1.1), fontsize=6.5, color="#6a1b9a")
     else:
         dose_ax.text(0.5, 0.5, "no systemic steroid recorded", transform=dose_ax.transAxes, ha="center", va="center", fontsize=7,
                      color="#777777")
         dose_ax.set_ylim(0, 10)
+    if exposures:
+        _draw_exposures(axes[-2], exposures, start, end, moment)
     for ax in axes:
         ax.axvline(moment, color="#9e9e9e", lw=0.8, ls=":")
         ax.tick_params(labelsize=7)
@@ -230,8 +338,38 @@ def timeline_figure(
     span_days = max(1, (end - start).days)
     dose_ax.xaxis.set_major_locator(DayLocator(interval=max(1, -(-span_days // _MAX_DATE_TICKS))))
     dose_ax.xaxis.set_major_formatter(DateFormatter(DATE_TICK_FORMAT))
-    fig.subplots_adjust(left=0.07, right=0.80, top=0.97, bottom=0.05, hspace=0.5)
+    fig.subplots_adjust(left=0.07, right=0.80, top=1 - _TOP_IN / height_in, bottom=_BOTTOM_IN / height_in, hspace=0.5)
     return fig
+
+
+EXPOSURE_TITLE = "Drug exposure (‼ red: culprit or cross-reacting drug; dotted: planned or no stop recorded)"
+
+
+def _draw_exposures(ax: Any, exposures: Sequence[Any], first: dt.datetime, end: dt.datetime, moment: dt.datetime) -> None:
+    """One bar per drug (monitoring.exposure.drug_exposures: culprits and cross-reacting drugs
+    first), as the dashboard draws them: solid where given up to the as-of moment, dotted beyond it
+    (the plan, or no stop recorded); a culprit or cross-reacting drug red and marked ‼ in its label
+    (never by colour alone); a period begun before the axis starts at its edge with a ◀ mark."""
+    ax.set_title(EXPOSURE_TITLE, fontsize=8, loc="left", pad=2)
+    n = len(exposures)
+    for i, e in enumerate(exposures):
+        y = float(n - 1 - i)
+        colour = _SEVERITY_COLOURS["critical"] if e.culprit else _SERIES_STYLES[0][0]
+        for period in e.periods:
+            began = dt.datetime.combine(period.start, dt.time())
+            a = max(began, first)
+            b = dt.datetime.combine(period.stop, dt.time()) if period.stop is not None else end
+            if min(b, moment) > a:
+                ax.plot([a, min(b, moment)], [y, y], color=colour, lw=4.5, solid_capstyle="butt", ls="-")
+            if b > max(a, moment):
+                ax.plot([max(a, moment), b], [y, y], color=colour, lw=1.6, ls=":")
+            if began < first:
+                ax.plot([first], [y], marker="<", ms=5, color=colour, ls="none", clip_on=False)
+        label = e.label if len(e.label) <= _EXPOSURE_LABEL_CHARS else e.label[: _EXPOSURE_LABEL_CHARS - 1] + "…"
+        ax.text(1.005, y, plain(f"‼ {label}" if e.culprit else label), transform=ax.get_yaxis_transform(), ha="left", va="center",
+                fontsize=6.5, color=colour)
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.set_yticks([])
 
 
 def timeline_png(
@@ -261,26 +399,45 @@ class _Line:
 _SEVERITY_COLOURS = severity.INK
 
 
+def _following(per_point: Sequence[tuple[dt.datetime, Limit]], label: str) -> _Line:
+    """A line following each result's own limit: a step where the limit changes; labelled with
+    the latest limit, '(default)' when that is the profile's default ULN (no laboratory ULN)."""
+    steps: list[tuple[dt.datetime | None, float]] = []
+    for when, lim in per_point:
+        if not steps or not close(steps[-1][1], lim.value):
+            steps.append((when if steps else None, lim.value))
+    last = per_point[-1][1]
+    tag = " (default)" if last.basis != "laboratory" else ""
+    return _Line(f"{label}{tag}", tuple(steps), _SEVERITY_COLOURS[last.severity])
+
+
 def _thresholds(
     test: str, record: PatientRecord, as_of: dt.date, prof: GuidelineProfile, counted: dict[str, list[Any]]
 ) -> list[_Line]:
-    """Threshold lines of a panel from monitoring.limits (the numbers and comparisons the rules
-    use): ALT's ULN and 2×ULN follow each result's own ULN; creatinine's baseline is the rules'."""
+    """Threshold lines of the panel whose first test is ``test``, from monitoring.limits (the
+    numbers and comparisons the rules use): ALT's ULN and 2×ULN and each troponin assay's ULN follow each result's own ULN;
+    creatinine's baseline is the rules'; a ×ULN panel's line is 1 (each result's own ULN)."""
     if test == "alt":
         pts = counted["alt"]
         if not pts:
             return []
         per_point = [(p.taken_at, hepatic_limits(prof, p)) for p in pts]
-        lines: list[_Line] = []
-        for i in range(2):
-            steps: list[tuple[dt.datetime | None, float]] = []
-            for when, lims in per_point:
-                if not steps or not close(steps[-1][1], lims[i].value):
-                    steps.append((when if steps else None, lims[i].value))
-            lim = per_point[-1][1][i]
-            tag = " (default)" if lim.basis != "laboratory" else ""
-            lines.append(_Line(f"{lim.label} {display.number(test, lim.value)}{tag}", tuple(steps), _SEVERITY_COLOURS[lim.severity]))
-        return lines
+        return [
+            _following([(when, lims[i]) for when, lims in per_point],
+                       f"{per_point[-1][1][i].label} {display.number('alt', per_point[-1][1][i].value)}")
+            for i in range(2)
+        ]
+    if test in ("bilirubin", "alp"):  # the ×ULN panel
+        return [_Line("ULN (each result's own)", ((None, 1.0),), _SEVERITY_COLOURS["info"])]
+    if test in ("troponin_t", "troponin_i"):
+        # Above its ULN (the assay's 99th percentile) is CARDIAC_INVOLVEMENT: one line per assay.
+        out: list[_Line] = []
+        for assay in ("troponin_t", "troponin_i"):
+            if counted.get(assay):
+                last = cardiac_limit(prof, counted[assay][-1])
+                out.append(_following([(p.taken_at, cardiac_limit(prof, p)) for p in counted[assay]],
+                                      f"{display.test_label(assay)} {last.label} {display.number(assay, last.value)}"))
+        return out
     if test == "creatinine":
         base = baseline_creatinine(record, as_of)
         if base is None:
@@ -288,8 +445,8 @@ def _thresholds(
         lim = renal_limit(prof, base)
         basis = "recorded" if base.recorded else "lowest"
         return [
-            _Line(f"baseline {display.number(test, base.value)} ({basis})", ((None, base.value),), _REF),
-            _Line(f"{lim.label} {display.number(test, lim.value)}", ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]),
+            _Line(f"baseline {display.number('creatinine', base.value)} ({basis})", ((None, base.value),), _REF),
+            _Line(f"{lim.label} {display.number('creatinine', lim.value)}", ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]),
         ]
     if test == "eosinophils":
         return [_Line(lim.label, ((None, lim.value),), _SEVERITY_COLOURS[lim.severity]) for lim in eosinophil_limits(prof)]
@@ -376,6 +533,27 @@ def footer_line(head: str, author: str | None, tail: str, width_of: Callable[[st
     return f"{head} by {author[:cut].rstrip()}…{tail}"
 
 
+FIGURE_MIN_SCALE = 0.8  # the figure shrinks to fit the page it starts on down to this, else takes the next page
+
+
+def _fitting_image(png: bytes, width: float, height: float, reserve: float = 0.0) -> Any:
+    """The figure as a reportlab Image that shrinks to the room left on its page (less
+    ``reserve`` points for the captions under it) when it fits there at no less than
+    ``FIGURE_MIN_SCALE`` of its size (a tall figure follows the header instead of leaving the
+    first page blank), else takes its size on the next page."""
+    from reportlab.platypus import Image
+
+    class FittingImage(Image):
+        def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
+            scale = min(1.0, avail_width / width, max(0.0, avail_height - reserve) / height)
+            if scale < FIGURE_MIN_SCALE:
+                scale = min(1.0, avail_width / width)
+            self.drawWidth, self.drawHeight = width * scale, height * scale
+            return self.drawWidth, self.drawHeight
+
+    return FittingImage(io.BytesIO(png), width=width, height=height)
+
+
 def render_pdf(
     data: ReportData,
     figure_png: bytes | None,
@@ -391,7 +569,7 @@ def render_pdf(
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     regular, bold = _fonts()
     base = ParagraphStyle("base", fontName=regular, fontSize=8.5, leading=10.5, alignment=TA_LEFT)
@@ -468,13 +646,26 @@ def render_pdf(
     ))
 
     # --- figure -------------------------------------------------------------------------------
+    captions: list[Any] = []
+    if figure_png and data.figure_panels:
+        captions.append(Paragraph(_p("Panels, top to bottom: " + " · ".join(data.figure_panels)), small))
+    if data.liver_pattern:
+        # In full under the figure (the panel's title has the short words): ACG 2014 DILI R ratio.
+        captions.append(Paragraph(_p(f"Liver-injury pattern (R ratio, ACG 2014 DILI guideline): {data.liver_pattern}"), small))
+    # The captions' height, kept free under the figure so that they stay on its page.
+    reserve = sum(c.wrap(width, A4[1])[1] for c in captions)
     if figure_png:
         from reportlab.lib.utils import ImageReader
 
         iw, ih = ImageReader(io.BytesIO(figure_png)).getSize()
-        w = width * 0.92
+        # A figure with many panels is as tall as the page allows, never taller (reportlab would
+        # refuse a flowable taller than its frame): the frame less its 6 pt paddings, a margin
+        # and the captions.
+        room = A4[1] - 13 * mm - 15 * mm - 12 - 6 * mm - reserve
+        w = min(width * 0.92, room * iw / ih)
         story.append(Spacer(1, 4))
-        story.append(Image(io.BytesIO(figure_png), width=w, height=w * ih / iw))
+        story.append(_fitting_image(figure_png, w, w * ih / iw, reserve))
+    story.extend(captions)
 
     # --- alerts -------------------------------------------------------------------------------
     heading = [

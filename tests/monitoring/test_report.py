@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -162,13 +164,19 @@ def test_pdf_without_unit_settings_says_where_to_set_them(session: Session, pati
     assert ReportSettings.from_environment(env) == ReportSettings(unit="Ward 7", contact="ext 1234")
 
 
+def _patient_with(session: Session, mrn: str, name: str, culprit: str, rows: Sequence[tuple[str, str, float, str, float | None]]) -> str:
+    """A patient with onset 2026-01-02, ``culprit`` and results (taken, test, value, unit, the laboratory's ULN)."""
+    auth.create_user(session, actor="test", username=USER, role=auth.CLINICIAN, password=None)
+    services.add_patient(session, username=USER, mrn=mrn, name=name, onset_date=dt.date(2026, 1, 2), culprit_drugs=[culprit])
+    for when, test, value, unit, uln in rows:
+        services.add_lab_result(session, username=USER, mrn=mrn, test=test, taken_at=when, value=value, unit=unit, ref_high=uln)
+    return mrn
+
+
 @pytest.fixture
 def figure_patient(session: Session) -> str:
     """ALT from two laboratories (ULN 35, then 50), AST, temperatures with a fever, prednisone."""
-    auth.create_user(session, actor="test", username=USER, role=auth.CLINICIAN, password=None)
-    services.add_patient(session, username=USER, mrn="F-1", name="Figure Patient", onset_date=dt.date(2026, 1, 2),
-                         culprit_drugs=["allopurinol"])
-    for when, test, value, unit, uln in (
+    mrn = _patient_with(session, "F-1", "Figure Patient", "allopurinol", (
         ("2026-01-03 08:00", "alt", 240, "U/L", 35),
         ("2026-01-10 08:00", "alt", 120, "U/L", 50),
         ("2026-01-30 08:00", "alt", 60, "U/L", 50),
@@ -177,11 +185,10 @@ def figure_patient(session: Session) -> str:
         ("2026-01-03 08:00", "temperature", 39.2, "Cel", None),
         ("2026-01-12 08:00", "temperature", 37.0, "Cel", None),
         ("2026-01-03 08:00", "creatinine", 0.7, "mg/dL", None),
-    ):
-        services.add_lab_result(session, username=USER, mrn="F-1", test=test, taken_at=when, value=value, unit=unit, ref_high=uln)
-    services.add_dose_change(session, username=USER, mrn="F-1", drug="prednisone", start_date="2026-01-04", dose=60)
+    ))
+    services.add_dose_change(session, username=USER, mrn=mrn, drug="prednisone", start_date="2026-01-04", dose=60)
     session.commit()
-    return "F-1"
+    return mrn
 
 
 def _when(x: object) -> dt.datetime:
@@ -322,3 +329,176 @@ def test_a_long_display_name_is_shortened_in_the_footer_never_the_page_number(se
     flat = _pdf_text(pdf)
     assert f"Prepared by {label} · Unit: Dermatology" in flat  # in full under the title
     assert "… · page 1" in flat
+
+
+# --- issue 18 point 15: the dashboard's optional panels and exposure bars in the PDF -------------
+
+from monitoring import severity  # noqa: E402
+from monitoring.report import EXPOSURE_TITLE, plain  # noqa: E402
+
+LIVER_ULN_TITLE = "Bilirubin (total) / ALP (× ULN)"
+TROPONIN_TITLE = "Troponin T (ng/L)"  # titled by the assays it draws (only T here)
+CRP_TITLE = "CRP (mg/L)"
+
+
+@pytest.fixture
+def wide_patient(session: Session) -> str:
+    """ALT with ALP (R 8.0 hepatocellular, then R 0.8 cholestatic), bilirubin, troponin T from two
+    laboratories (ULN 14, then 15), CRP; allopurinol (the culprit) stopped at onset, omeprazole
+    with no stop, prednisone."""
+    mrn = _patient_with(session, "W-1", "Wide Patient", "allopurinol", (
+        ("2026-01-03 08:00", "alt", 400, "U/L", 40),
+        ("2026-01-03 08:00", "alp", 150, "U/L", 120),
+        ("2026-01-03 08:00", "ast", 300, "U/L", 40),
+        ("2026-01-12 08:00", "alt", 100, "U/L", 40),
+        ("2026-01-12 08:00", "alp", 360, "U/L", 120),
+        ("2026-01-03 08:00", "bilirubin", 2.4, "mg/dL", 1.2),
+        ("2026-01-03 08:00", "troponin_t", 30, "ng/L", 14),
+        ("2026-01-12 08:00", "troponin_t", 10, "ng/L", 15),
+        ("2026-01-03 08:00", "crp", 85, "mg/L", None),
+    ))
+    for drug, start, dose in (("omeprazole", "2025-12-20", 20), ("allopurinol", "2025-11-20", 300), ("allopurinol", "2026-01-02", 0),
+                              ("prednisone", "2026-01-04", 60)):
+        services.add_dose_change(session, username=USER, mrn=mrn, drug=drug, start_date=start, dose=dose)
+    session.commit()
+    return mrn
+
+
+def _titles(fig: object) -> list[str]:
+    return [ax.get_title(loc="left").split("\n")[0] for ax in fig.axes]  # type: ignore[attr-defined]
+
+
+def test_figure_draws_the_optional_panels_and_exposure_bars_when_the_patient_has_them(session: Session, wide_patient: str) -> None:
+    fig = timeline_figure(load_record(session, wide_patient), AS_OF)
+    titles = _titles(fig)
+    # The dashboard's order (dashboard.timeline_model.PANEL_ORDER), exposure above the dose panel.
+    assert titles == ["ALT / AST (U/L)", LIVER_ULN_TITLE, "Creatinine (mg/dL)", "Eosinophils (×10^9/L)", "Ferritin (ng/mL)",
+                      TROPONIN_TITLE, CRP_TITLE, "Temperature (°C)", EXPOSURE_TITLE, titles[-1]]
+    axes = {t: ax for t, ax in zip(titles, fig.axes, strict=True)}
+    # Thin panels, and the figure grows with them (six full panels are 7.4 in).
+    assert axes[CRP_TITLE].get_position().height < 0.7 * axes["Ferritin (ng/mL)"].get_position().height
+    assert fig.get_figheight() > 7.4 + 1.5
+    uln_ax = axes[LIVER_ULN_TITLE]
+    full_title = uln_ax.get_title(loc="left")
+    assert "hepatocellular" in full_title and "cholestatic" in full_title  # the liver-injury pattern, first and latest
+    series = {line.get_label(): [float(y) for y in line.get_ydata()] for line in uln_ax.get_lines()}
+    assert series["ALP"] == [1.25, 3.0] and series["Bilirubin (total)"] == [2.0]  # multiples of each result's own ULN
+    liver = {line.get_label(): line for line in axes["ALT / AST (U/L)"].get_lines()}
+    styles = {(ln.get_marker(), ln.get_linestyle(), ln.get_color()) for ln in (liver["ALT"], liver["AST"])}
+    for name in ("Bilirubin (total)", "ALP"):  # never drawn like ALT or AST (the dashboard's rule)
+        line = next(ln for ln in uln_ax.get_lines() if ln.get_label() == name)
+        assert (line.get_marker(), line.get_linestyle(), line.get_color()) not in styles
+        assert line.get_marker() not in {s[0] for s in styles}
+    assert any(ys and set(ys) == {1.0} for label, ys in series.items() if label.startswith("_"))  # the 1×ULN line
+    tro = axes[TROPONIN_TITLE]
+    levels = [sorted({float(y) for y in line.get_ydata()}) for line in tro.get_lines() if line.get_linestyle() == "--"]
+    assert [14.0, 15.0] in levels  # the ULN follows each result's own ULN, not the default 14 flat
+    assert any(t.get_text() == "Troponin T ULN 15" for t in tro.texts)
+    ex = axes[EXPOSURE_TITLE]
+    labels = [t.get_text() for t in ex.texts]
+    assert labels == ["‼ allopurinol", "omeprazole", "prednisone"]  # culprit first, marked ‼
+    from matplotlib.colors import to_hex
+
+    bars = [line for line in ex.get_lines() if line.get_linestyle() == "-"]
+    assert to_hex(bars[0].get_color()) == severity.INK["critical"]
+    assert {to_hex(b.get_color()) for b in bars[1:]} == {"#1f3b73"}
+
+
+def test_figure_without_those_results_has_no_optional_panels(session: Session, figure_patient: str) -> None:
+    titles = _titles(timeline_figure(load_record(session, figure_patient), AS_OF))
+    assert not {LIVER_ULN_TITLE, TROPONIN_TITLE, CRP_TITLE} & set(titles)
+    assert len(titles) == 7 and titles[-2] == EXPOSURE_TITLE  # five panels, prednisone's bar, the dose
+
+
+def test_figure_of_a_patient_with_nothing_has_the_fixed_panels_only(session: Session) -> None:
+    auth.create_user(session, actor="test", username=USER, role=auth.CLINICIAN, password=None)
+    services.add_patient(session, username=USER, mrn="EMPTY", name="Nobody Yet")
+    session.commit()
+    fig = timeline_figure(load_record(session, "EMPTY"), AS_OF)
+    assert len(fig.axes) == 6 and EXPOSURE_TITLE not in _titles(fig)
+    assert fig.get_figheight() == pytest.approx(7.4)
+
+
+def test_pdf_names_the_panels_and_the_liver_injury_pattern(session: Session, wide_patient: str) -> None:
+    flat = _pdf_text(patient_report_pdf(load_record(session, wide_patient), AS_OF, generated_at=dt.datetime(2026, 2, 1, 9, 30)))
+    for title in (LIVER_ULN_TITLE, TROPONIN_TITLE, CRP_TITLE, EXPOSURE_TITLE):
+        assert title in flat, title
+    assert "Liver-injury pattern (R ratio, ACG 2014 DILI guideline): first R 8.0, hepatocellular (2026-01-03" in flat
+    assert "latest R 0.8, cholestatic (2026-01-12" in flat
+
+
+def test_pdf_without_those_results_names_no_such_panel(session: Session, figure_patient: str) -> None:
+    flat = _pdf_text(patient_report_pdf(load_record(session, figure_patient), AS_OF))
+    assert "Panels, top to bottom: ALT / AST (U/L)" in flat
+    assert LIVER_ULN_TITLE not in flat and TROPONIN_TITLE not in flat and "Liver-injury pattern" not in flat
+
+
+def test_wide_figure_labels_stay_on_the_figure(session: Session, wide_patient: str) -> None:
+    fig = timeline_figure(load_record(session, wide_patient), AS_OF)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    for ax in fig.axes:
+        for text in [*ax.texts, ax._left_title, *ax.get_yticklabels()]:  # noqa: SLF001
+            if text.get_visible() and text.get_text():
+                ext = text.get_window_extent(renderer)
+                assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1, text.get_text()
+
+
+def test_a_drug_name_is_plain_text_in_the_figure() -> None:
+    """A stored name with '$' is no mathtext (matplotlib would typeset '$x$' as math)."""
+    from matplotlib.figure import Figure
+
+    text = Figure().text(0, 0, plain("Dr $5$ pill"))
+    assert text._preprocess_math(text.get_text()) == ("Dr $5$ pill", False)  # noqa: SLF001
+
+
+def test_only_censored_troponin_still_draws_its_panel_at_the_bound_marked(session: Session) -> None:
+    """As on the dashboard, a '<0.03 ng/mL' troponin I is a result: its panel is drawn, the point
+    at its bound (30 ng/L), hollow and labelled '<30', never as if measured there; a '>3000'
+    ferritin likewise (it was missing from the PDF's ferritin panel)."""
+    mrn = _patient_with(session, "C-1", "Censored Only", "allopurinol", (
+        ("2026-01-03 08:00", "troponin_i", "<0.03", "ng/mL", None),
+        ("2026-01-03 08:00", "ferritin", ">3000", "ng/mL", None),
+    ))
+    session.commit()
+    fig = timeline_figure(load_record(session, mrn), AS_OF)
+    titles = _titles(fig)
+    assert "Troponin I (ng/L)" in titles and not any("Troponin T" in t for t in titles)  # titled by the assay it draws
+    axes = dict(zip(titles, fig.axes, strict=True))
+    for title, bound, words in (("Troponin I (ng/L)", 30.0, "<30"), ("Ferritin (ng/mL)", 3000.0, ">3000")):
+        ax = axes[title]
+        hollow = [line for line in ax.get_lines() if line.get_label() == "_censored"]
+        assert [float(y) for line in hollow for y in line.get_ydata()] == [bound] and hollow[0].get_markerfacecolor() == "white"
+        assert words in [t.get_text() for t in ax.texts]
+    assert any(t.get_text() == "Troponin I ULN 26 (default)" for t in axes["Troponin I (ng/L)"].texts)
+
+
+def test_a_figure_with_every_panel_and_many_drugs_fits_the_page(session: Session, wide_patient: str) -> None:
+    """The tallest figure (all optional panels, a dozen drugs) is never taller than a page: the
+    PDF builds (reportlab refuses a flowable taller than its frame) and the image fits in A4."""
+    from reportlab.lib.pagesizes import A4
+
+    drugs = ("carbamazepine", "oxcarbazepine", "phenytoin", "phenobarbital", "lamotrigine", "sulfasalazine", "dapsone",
+             "vancomycin", "minocycline", "abacavir")
+    for i, drug in enumerate(drugs):
+        services.add_dose_change(session, username=USER, mrn=wide_patient, drug=drug, start_date=f"2026-01-{i + 3:02d}", dose=10)
+    services.add_lab_result(session, username=USER, mrn=wide_patient, test="temperature", taken_at="2026-01-05 08:00", value=38.9,
+                            unit="Cel")
+    session.commit()
+    record = load_record(session, wide_patient)
+    fig = timeline_figure(record, AS_OF)
+    assert len(fig.axes) == 10 and fig.get_figheight() > 11  # every panel; 13 drugs
+    pdf = patient_report_pdf(record, AS_OF)
+    reader = PdfReader(io.BytesIO(pdf))
+    page = next(p for p in reader.pages if p.images)
+    # The image as reportlab draws it ('1 0 0 1 x y cm q w 0 0 h 0 0 cm /FormXob Do'): within the
+    # page's margins (13 mm top, 15 mm bottom).
+    drawn = re.search(rb"1 0 0 1 ([\d.]+) ([\d.]+) cm\s*q\s*([\d.]+) 0 0 ([\d.]+) 0 0 cm\s*/[\w.]+ Do",
+                      page.get_contents().get_data())
+    assert drawn is not None
+    _, y, _, height = (float(v) for v in drawn.groups())
+    mm = 72 / 25.4
+    assert y >= 15 * mm - 1 and y + height <= A4[1] - 13 * mm + 1
+    flat = _pdf_text(pdf)
+    assert "Panels, top to bottom:" in flat and "Liver-injury pattern" in flat
