@@ -270,7 +270,7 @@ _PATIENTS_BY_MRN = select(Patient).where(col(Patient.mrn).in_(bindparam("mrns", 
 _LT = table_of(LabResult)
 _RESULTS_BY_SOURCE_ID = select(
     _LT.c.patient_id, _LT.c.test, _LT.c.taken_at, _LT.c.value, _LT.c.value_text, _LT.c.source_id, _LT.c.comparator
-).where(_LT.c.source_id.in_(bindparam("source_ids", expanding=True)))
+).where(_LT.c.patient_id.in_(bindparam("source_patients", expanding=True)), _LT.c.source_id.in_(bindparam("source_ids", expanding=True)))
 
 
 def write_batch(
@@ -604,10 +604,13 @@ def _check_labs(
     # A FHIR resource id (an HL7 result's identity) is one result whatever its test: a resent
     # Observation whose code changed must meet its stored self here, or the unique index refuses
     # the insert with a traceback. This is the only lookup by source id.
+    # Asked by patient too: the index is (patient_id, source_id), and by source id alone SQLite
+    # read the whole table for every message (seconds a message on a hospital's millions of rows).
     source_ids = sorted({lab.source_id for lab in labs if lab.source_id is not None})
+    source_patients = sorted({pid for lab in labs if lab.source_id is not None and (pid := ids[lab.mrn]) is not None})
     for i in range(0, len(source_ids), 500):
         for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(
-            _RESULTS_BY_SOURCE_ID, {"source_ids": source_ids[i : i + 500]}
+            _RESULTS_BY_SOURCE_ID, {"source_patients": source_patients, "source_ids": source_ids[i : i + 500]}
         ):
             if pid in patient_ids:
                 by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
