@@ -10,9 +10,11 @@ today and reconcile their stored episodes. Every write path reaches it without k
 ``monitoring.store.write_batch`` and ``touch_patient`` (which every service, import, the photo and
 taper writers and the lab feed go through) call ``patients_written``, and the patients so marked
 are brought up to date right after the write's transaction commits, in one of their own (the write
-never waits for its bookkeeping; should that step fail, the next evaluation catches up). Readers that evaluate anyway (the ward, the
-notifier) call ``sync_evaluated`` with the alerts they computed: nothing is written unless an
-episode must change.
+never waits for its bookkeeping; should that step fail, the next evaluation catches up). A
+long-running writer may hand its patients to a thread of its own instead (``defer_reconciliation``:
+the lab feed's ``monitoring.episodes_follow.EpisodeFollower``). Readers that evaluate anyway (the
+ward, the notifier) call ``sync_evaluated`` with the alerts they computed: nothing is written
+unless an episode must change.
 
 No duplicate: a patient has at most one episode per code that is not closed (the partial unique
 index ``ux_episode_open``), the insert gives way on conflict (ON CONFLICT DO NOTHING on SQLite and
