@@ -3,7 +3,9 @@
 Two servers, each its own process, on the same framing code and the same library (python-hl7):
 
 - ``store``: ``python -m monitoring listen`` on a migrated temporary SQLite file (WAL), storing
-  every message through the intake path in its own transaction;
+  every message through the intake path (messages that waited together in one transaction), and
+  evaluating the alert episodes of the patients written beside it (monitoring/episodes_follow.py,
+  at most once a second: the default of ``--evaluate-every``);
 - ``bare``: the same MLLP server (``monitoring.hl7.server.serve``) whose storer parses the message
   with python-hl7 and builds the AA with it, never touching a database: what python-hl7's own MLLP
   server does for a handler (``hl7.mllp.HL7StreamReader.readmessage`` parses every message it
@@ -13,8 +15,10 @@ The same senders (``--senders`` connections at once, each waiting for every ACK,
 engine does) send the same synthetic ORU^R01 messages of 10 OBX each to one and then the other,
 alternated over ``--rounds`` rounds; the medians are compared. Printed: messages per second of
 each and their ratio (goal: storing at least 25 % of the bare rate), ACK latency p50 and p99 of
-each and their ratios. ``--profile`` runs the storing path in-process under cProfile and prints
-where the time goes. ``--quick``: tiny sizes, for the smoke test.
+each and their ratios, and how far the alert episodes ran behind the ACKs (the listener's own
+summary at stop: lag from a patient's commit to its evaluation, p50, p99, max); the run fails
+unless, once the listener has stopped, every patient's open episodes are what an evaluation gives. ``--profile`` runs the storing path in-process under cProfile and prints
+where the time goes (storing and evaluating each message in turn, as every other write path does). ``--quick``: tiny sizes, for the smoke test.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -159,9 +164,39 @@ def bare_server() -> None:
     run_listener(ListenerConfig(port=0), store, ready=lambda port: print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def episodes_behind(engine: Any) -> list[str]:
+    """Patients whose open episodes differ from an evaluation now (empty: all up to date)."""
+    import datetime as dt
+
+    from sqlmodel import Session
+
+    from monitoring.episodes import open_episodes
+    from monitoring.guideline import load_profile
+    from monitoring.records import load_records
+    from monitoring.rules import evaluate
+
+    prof, today, out = load_profile(), dt.date.today(), []
+    with Session(engine) as s:
+        records = load_records(s, None, active_only=True)
+        stored: dict[int, set[str]] = {}
+        for e in open_episodes(s):
+            stored.setdefault(e.patient_id, set()).add(e.code)
+        for r in records:
+            want = {a.code for a in evaluate(r, today, prof)}
+            if r.patient.id is not None and want != stored.get(r.patient.id, set()):
+                out.append(f"{r.patient.mrn}: evaluated {sorted(want)}, open episodes {sorted(stored.get(r.patient.id, set()))}")
+    return out
 
 
 def profile(db_url: str, n: int) -> None:
@@ -217,10 +252,18 @@ def main(argv: list[str]) -> int:
             assert ok == PATIENTS, "the benchmark patients were not admitted"
             rates: dict[str, list[float]] = {"store": [], "bare": []}
             lat: dict[str, list[float]] = {"store": [], "bare": []}
+            cpu: dict[str, list[float]] = {"store": [], "bare": []}  # server CPU seconds per message
+            pids = {"store": store_proc.pid, "bare": bare_proc.pid}
             for r in range(args.rounds):
                 msgs = [oru(f"R{r}", k + r * args.messages) for k in range(args.messages)]
                 for kind, port in (("bare", bare_port), ("store", store_port)) if r % 2 == 0 else (("store", store_port), ("bare", bare_port)):
+                    before = cpu_seconds(pids[kind])
                     wall, latencies, aa = drive(port, msgs, args.senders)
+                    if kind == "store":
+                        # The episodes of this round's patients are evaluated beside the listener:
+                        # their CPU is counted once the listener has caught up (at most a pass).
+                        time.sleep(2.5)
+                    cpu[kind].append((cpu_seconds(pids[kind]) - before) / len(msgs))
                     if aa != len(msgs):
                         print(f"{kind}: only {aa} of {len(msgs)} messages acknowledged AA", file=sys.stderr)
                         return 1
@@ -229,7 +272,10 @@ def main(argv: list[str]) -> int:
         finally:
             for p in (store_proc, bare_proc):
                 p.terminate()
-                p.wait(timeout=60)
+                p.wait(timeout=120)
+        # The listener evaluates the patients written in a thread of its own (episodes_follow):
+        # its summary at stop says how far behind the ACKs the alert episodes ran.
+        follow = re.findall(r"alert episodes: (.*)", (tmp / "store.log").read_text(errors="replace"))
         from sqlalchemy import func, select
         from sqlmodel import Session
 
@@ -238,7 +284,11 @@ def main(argv: list[str]) -> int:
         eng = create_db_engine(db_url)
         with Session(eng) as s:
             n_labs = int(s.execute(select(func.count()).select_from(LabResult)).scalar_one())
+        behind = episodes_behind(eng)
         eng.dispose()
+        if behind:
+            print(f"alert episodes not up to date after the listener stopped: {behind}", file=sys.stderr)
+            return 1
         expected = 10 * args.messages * args.rounds
         if n_labs != expected:
             print(f"stored {n_labs} results, expected {expected}", file=sys.stderr)
@@ -248,9 +298,14 @@ def main(argv: list[str]) -> int:
               f"{args.rounds} alternated round(s); {n_labs} results stored and checked")
         print(f"messages/s: with storage {store_rate:.0f}, bare {bare_rate:.0f}: "
               f"ratio store / bare = {store_rate / bare_rate:.2f} (goal >= 0.25)")
+        store_cpu, bare_cpu = statistics.median(cpu["store"]), statistics.median(cpu["bare"])
+        print(f"server CPU per message (steadier on a loaded machine; storage includes its alert episodes' evaluation): "
+              f"with storage {store_cpu * 1000:.2f} ms, bare {bare_cpu * 1000:.2f} ms: ratio bare / store = {bare_cpu / store_cpu:.2f} (goal >= 0.25)")
         for q, name in ((0.5, "p50"), (0.99, "p99")):
             a, b = pct(lat["store"], q) * 1000, pct(lat["bare"], q) * 1000
             print(f"ACK latency {name}: with storage {a:.1f} ms, bare {b:.2f} ms: ratio = {a / b:.1f}")
+        print(f"alert episodes (evaluated beside the listener): {follow[-1] if follow else 'no summary logged'}; "
+              f"open episodes of all {PATIENTS} patients match a fresh evaluation")
         if args.profile:
             profile(db_url, 50 if args.quick else 300)
     return 0

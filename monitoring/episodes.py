@@ -10,9 +10,11 @@ today and reconcile their stored episodes. Every write path reaches it without k
 ``monitoring.store.write_batch`` and ``touch_patient`` (which every service, import, the photo and
 taper writers and the lab feed go through) call ``patients_written``, and the patients so marked
 are brought up to date right after the write's transaction commits, in one of their own (the write
-never waits for its bookkeeping; should that step fail, the next evaluation catches up). Readers that evaluate anyway (the ward, the
-notifier) call ``sync_evaluated`` with the alerts they computed: nothing is written unless an
-episode must change.
+never waits for its bookkeeping; should that step fail, the next evaluation catches up). A
+long-running writer may hand its patients to a thread of its own instead (``defer_reconciliation``:
+the lab feed's ``monitoring.episodes_follow.EpisodeFollower``). Readers that evaluate anyway (the
+ward, the notifier) call ``sync_evaluated`` with the alerts they computed: nothing is written
+unless an episode must change.
 
 No duplicate: a patient has at most one episode per code that is not closed (the partial unique
 index ``ux_episode_open``), the insert gives way on conflict (ON CONFLICT DO NOTHING on SQLite and
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,7 @@ NEVER_SNOOZE = frozenset({"RECHALLENGE", "CULPRIT_NOT_STOPPED", "ICU_CRITERIA", 
 
 _WRITTEN = "dress_episodes_patients_written"  # Session.info key: patients to reconcile at commit
 _BUSY = "dress_episodes_busy"
+_DEFER = "dress_episodes_defer"  # Session.info key: where the patients written go instead (defer_reconciliation)
 
 
 class EpisodeActionRefused(ValueError):
@@ -140,23 +143,41 @@ def _reconcile_after_commit(session: Session) -> None:
     ids = session.info.pop(_WRITTEN, None)
     if not ids or session.info.get(_BUSY):
         return
+    sink = session.info.get(_DEFER)
+    if sink is not None:
+        # A long-running writer (the lab feed) evaluates in a thread of its own (EpisodeFollower).
+        sink(ids)
+        return
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    try:
+        reconcile_patients(engine, ids)
+    except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
+        # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
+        log.exception("alert episodes not updated after commit; the next evaluation will")
+
+
+def reconcile_patients(engine: Engine, patient_ids: Iterable[int], *, give_way: bool = True) -> list[EpisodeChange]:
+    """Evaluate these patients as of today and bring their episodes up to date, in a session (and
+    transaction) of its own: what runs after a write commits. ``give_way``: as ``sync_evaluated``."""
     from monitoring.guideline import load_profile
     from monitoring.records import load_records
     from monitoring.rules import evaluate
 
-    bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    try:
-        with Session(engine, expire_on_commit=False) as own:
-            own.info[_BUSY] = True
-            day, prof = _today(), load_profile()
-            version = read_version(own)
-            records = load_records(own, sorted(ids), active_only=True)
-            alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
-            sync_evaluated(own, records, alerts, as_of=day, profile=prof, read_at=version)
-    except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
-        # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
-        log.exception("alert episodes not updated after commit; the next evaluation will")
+    with Session(engine, expire_on_commit=False) as own:
+        own.info[_BUSY] = True
+        day, prof = _today(), load_profile()
+        version = read_version(own)
+        records = load_records(own, sorted(set(patient_ids)), active_only=True)
+        alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
+        return sync_evaluated(own, records, alerts, as_of=day, profile=prof, read_at=version, give_way=give_way)
+
+
+def defer_reconciliation(session: Session, sink: Callable[[set[int]], None]) -> None:
+    """After each commit of this session, hand the patients it wrote to ``sink`` instead of
+    evaluating them there and then (``EpisodeFollower.submit``: the lab feed answers its sender
+    without waiting for the evaluation)."""
+    session.info[_DEFER] = sink
 
 
 @event.listens_for(Session, "after_rollback")
@@ -287,12 +308,15 @@ def sync_evaluated(
     profile: GuidelineProfile,
     commit: bool = True,
     read_at: int | None = None,
+    give_way: bool = True,
 ) -> list[EpisodeChange]:
     """For a reader that has just evaluated these patients (the ward, the notifier): reconcile
     their episodes, writing only when one must change. The patients that need a change are then
     locked, read and evaluated again (``update_episodes``), so a write that landed meanwhile is
     not undone. ``read_at``: the ``read_version`` taken in this session before ``records`` were
-    loaded; when nothing has been committed since, they are not read a second time."""
+    loaded; when nothing has been committed since, they are not read a second time. ``give_way``:
+    when the database is busy, roll back and return nothing (a reader's bookkeeping gives way);
+    False: roll back and raise, for a caller that tries again (``EpisodeFollower``)."""
     read = open_episodes(session, sorted({r.patient.id for r in records if r.patient.id is not None}))
     stale = _reconcile(session, records, alerts, as_of, profile, utcnow(), write=False, episodes=read)
     if not stale:
@@ -308,6 +332,9 @@ def sync_evaluated(
         if commit:
             session.commit()
     except DBAPIError:
+        if not give_way:
+            session.rollback()
+            raise
         # Busy, or chosen as a deadlock victim: a reader's bookkeeping gives way; the next
         # evaluation (or the next write of these patients) reconciles them.
         session.rollback()

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Float, Table, insert, select, update
+from sqlalchemy import Float, Table, bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from monitoring import audit
@@ -264,6 +264,15 @@ def unknown_mrns(session: Session, rows: Sequence[tuple[str, str]], importing: I
     return [unknown_mrn(where, mrn) for where, mrn in rows if mrn in missing]
 
 
+# Statements of every batch, built once (a feed message is a batch: building a statement cost
+# more than running it).
+_PATIENTS_BY_MRN = select(Patient).where(col(Patient.mrn).in_(bindparam("mrns", expanding=True)))
+_LT = table_of(LabResult)
+_RESULTS_BY_SOURCE_ID = select(
+    _LT.c.patient_id, _LT.c.test, _LT.c.taken_at, _LT.c.value, _LT.c.value_text, _LT.c.source_id, _LT.c.comparator
+).where(_LT.c.patient_id.in_(bindparam("source_patients", expanding=True)), _LT.c.source_id.in_(bindparam("source_ids", expanding=True)))
+
+
 def write_batch(
     session: Session,
     *,
@@ -298,7 +307,7 @@ def write_batch(
     for i in range(0, len(wanted), IN_CHUNK):
         # Chunked: one IN list of 2.56 M MRNs is "too many SQL variables" (SQLite) or parameters (psycopg).
         chunk_mrns = wanted[i : i + IN_CHUNK]
-        for row in session.execute(select(Patient).where(col(Patient.mrn).in_(chunk_mrns))).scalars():
+        for row in session.execute(_PATIENTS_BY_MRN, {"mrns": chunk_mrns}).scalars():
             existing[row.mrn] = row
     merged: dict[str, PatientIn] = {}
     for p in patients:
@@ -595,12 +604,14 @@ def _check_labs(
     # A FHIR resource id (an HL7 result's identity) is one result whatever its test: a resent
     # Observation whose code changed must meet its stored self here, or the unique index refuses
     # the insert with a traceback. This is the only lookup by source id.
+    # Asked by patient too: the index is (patient_id, source_id), and by source id alone SQLite
+    # read the whole table for every message (seconds a message on a hospital's millions of rows).
     source_ids = sorted({lab.source_id for lab in labs if lab.source_id is not None})
+    source_patients = sorted({pid for lab in labs if lab.source_id is not None and (pid := ids[lab.mrn]) is not None})
     for i in range(0, len(source_ids), 500):
-        stmt = select(
-            lt.c.patient_id, lt.c.test, lt.c.taken_at, lt.c.value, lt.c.value_text, lt.c.source_id, lt.c.comparator
-        ).where(lt.c.source_id.in_(source_ids[i : i + 500]))
-        for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(stmt):
+        for pid, test, taken_at, value, value_text, source_id, comparator in session.execute(
+            _RESULTS_BY_SOURCE_ID, {"source_patients": source_patients, "source_ids": source_ids[i : i + 500]}
+        ):
             if pid in patient_ids:
                 by_source[(pid, source_id)] = (test, taken_at, value, value_text, comparator)
     rows: list[tuple[Any, ...]] = []
@@ -796,6 +807,12 @@ def patient_ids_by_mrn(session: Session, mrns: Iterable[str]) -> dict[str, int]:
 
 
 def touch_patient(session: Session, patient_id: int) -> None:
-    """Mark a patient as changed (used by caches keyed on updated_at)."""
-    session.execute(update(Patient).where(col(Patient.id) == patient_id).values(updated_at=utcnow()))
+    """Mark a patient as changed (used by caches keyed on updated_at). A Core UPDATE built once:
+    nothing reads ``updated_at`` back from a Patient object of the writing session (readers
+    read it in their own: records, the pages' cache keys)."""
+    session.execute(_TOUCH, {"b_id": patient_id, "b_at": utcnow()})
     patients_written(session, [patient_id])
+
+
+_PT = table_of(Patient)
+_TOUCH = update(_PT).where(_PT.c.id == bindparam("b_id")).values(updated_at=bindparam("b_at"))

@@ -6,8 +6,15 @@ import argparse
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from monitoring.cli import EXIT_OK, BadInput
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from monitoring.episodes_follow import EpisodeFollower
+    from monitoring.hl7.codes import CodeMap
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--read-timeout", type=float, default=30.0, help="seconds to finish a message once begun (default 30)")
     p.add_argument("--idle-timeout", type=float, default=3600.0, help="seconds an idle connection stays open (default 3600; 0 = forever)")
     p.add_argument("--store-wait", type=float, default=60.0, help="seconds to wait for a locked database before answering AE (default 60)")
+    p.add_argument(
+        "--evaluate-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="alert episodes of the patients written are evaluated beside the listener, at most once per SECONDS (default 1, a design choice; 0: as soon as written)",
+    )
     p.add_argument("--interval", type=float, default=1.0, help="--folder: seconds between passes (default 1)")
     p.add_argument("--once", action="store_true", help="--folder: one pass, then exit")
     p.set_defaults(func=cmd_listen)
@@ -41,13 +55,28 @@ def cmd_listen(args: argparse.Namespace) -> int:
         codes = load_code_map(args.codes)
     except CodeMapError as exc:
         raise BadInput(exc.lines) from None
+    if args.evaluate_every < 0:
+        raise BadInput(f"--evaluate-every: value {args.evaluate_every}: must be 0 or more seconds")
     if args.max_bytes < 1024:
         raise BadInput(f"--max-bytes: value {args.max_bytes}: at least 1024")
-    from monitoring.hl7.server import ListenerConfig, make_storer, run_listener
     from monitoring.schema import open_database
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    from monitoring.episodes_follow import EpisodeFollower
+
     engine = open_database(args.db)
+    # Alert episodes of the patients written are evaluated in a thread of their own, so that an
+    # ACK never waits for an evaluation (monitoring/episodes_follow.py); stopped (queue finished) on exit.
+    follower = EpisodeFollower(engine, interval=args.evaluate_every).start()
+    try:
+        return _run(args, engine, codes, follower)
+    finally:
+        follower.close()
+
+
+def _run(args: argparse.Namespace, engine: Engine, codes: CodeMap, follower: EpisodeFollower) -> int:
+    from monitoring.hl7.server import ListenerConfig, make_storer, run_listener
+
     if args.folder:
         from pathlib import Path
 
@@ -56,7 +85,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         folder = Path(args.folder)
         if not folder.is_dir():
             raise BadInput(f"--folder: value {args.folder!r}: not a directory")
-        store = make_storer(engine, codes, store_wait=args.store_wait, via="folder")
+        store = make_storer(engine, codes, store_wait=args.store_wait, via="folder", follower=follower)
         if args.once:
             r = process_folder(folder, store, settle=0.0)
             print(f"{r.done} file(s) done, {r.failed} failed, {r.retried} left for the next pass")
@@ -75,7 +104,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         store_wait=args.store_wait,
     )
-    store = make_storer(engine, codes, store_wait=args.store_wait)
+    store = make_storer(engine, codes, store_wait=args.store_wait, follower=follower)
 
     def ready(port: int) -> None:
         # The one line a supervisor (or a test) waits for.

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from monitoring import catalogue, intake
@@ -175,7 +175,7 @@ class _Message:
 
         p = self.msg.patient
         assert p is not None and p.mrn is not None
-        self.patient_id = self.session.execute(select(col(Patient.id)).where(col(Patient.mrn) == p.mrn)).scalar_one_or_none()
+        self.patient_id = self.session.execute(_PATIENT_ID, {"mrn": p.mrn}).scalar_one_or_none()
         exists = self.patient_id is not None
         is_adt = self.msg.message_type == "ADT"
         if not is_adt:
@@ -270,9 +270,7 @@ class _Message:
         stored: dict[str, LabResult] = {}
         pid = self.patient_id
         if pid is not None and identities:
-            for row in session.execute(
-                select(LabResult).where(col(LabResult.patient_id) == pid, col(LabResult.source_id).in_(set(identities.values())))
-            ).scalars():
+            for row in session.execute(_RESULTS_OF, {"pid": pid, "ids": sorted(set(identities.values()))}).scalars():
                 if row.source_id is not None:
                     stored[row.source_id] = row
         new: dict[str, tuple[Observation, LabIn]] = {}  # by identity: one result once per message
@@ -368,7 +366,7 @@ class _Message:
         self.outcome.stored = len(pending)
         pid = self.patient_id
         if pid is None and (result_patient := self.msg.patient) is not None:
-            pid = self.session.execute(select(col(Patient.id)).where(col(Patient.mrn) == result_patient.mrn)).scalar_one_or_none()
+            pid = self.session.execute(_PATIENT_ID, {"mrn": result_patient.mrn}).scalar_one_or_none()
         if pid is not None and pending:
             touch_patient(self.session, pid)
         return pid
@@ -436,7 +434,15 @@ class _Message:
         return o
 
 
+# The statements of every message, built once (building one cost more than running it).
 _INSERT_MESSAGE = table_of(Hl7Message).insert()
+_PRIOR = select(
+    col(Hl7Message.sha256), col(Hl7Message.ack_code), col(Hl7Message.ack_text), col(Hl7Message.errors)
+).where(col(Hl7Message.sender) == bindparam("sender"), col(Hl7Message.control_id) == bindparam("control_id"))
+_PATIENT_ID = select(col(Patient.id)).where(col(Patient.mrn) == bindparam("mrn"))
+_RESULTS_OF = select(LabResult).where(
+    col(LabResult.patient_id) == bindparam("pid"), col(LabResult.source_id).in_(bindparam("ids", expanding=True))
+)
 
 
 def store_message(session: Session, raw: bytes, *, codes: CodeMap, via: str = "mllp", as_of: Any = None) -> Outcome:
@@ -446,9 +452,7 @@ def store_message(session: Session, raw: bytes, *, codes: CodeMap, via: str = "m
         msg = parse_message(raw)
     except Unreadable as exc:
         return Outcome("AR", str(exc))
-    prior = session.execute(
-        select(Hl7Message).where(col(Hl7Message.sender) == msg.sender, col(Hl7Message.control_id) == msg.control_id)
-    ).scalar_one_or_none()
+    prior = session.execute(_PRIOR, {"sender": msg.sender, "control_id": msg.control_id}).one_or_none()
     if prior is not None:
         if prior.sha256 == _sha(raw):
             return Outcome(

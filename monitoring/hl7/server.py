@@ -34,6 +34,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
+from monitoring.episodes import defer_reconciliation
+from monitoring.episodes_follow import EpisodeFollower
 from monitoring.hl7.ack import build_ack
 from monitoring.hl7.codes import CodeMap
 from monitoring.hl7.feed import Outcome, store_message
@@ -92,15 +94,30 @@ def _log(outcome: Outcome) -> None:
     )
 
 
-def make_storer(engine: Engine, codes: CodeMap, *, store_wait: float = 60.0, via: str = "mllp") -> Storer:
+def make_storer(
+    engine: Engine,
+    codes: CodeMap,
+    *,
+    store_wait: float = 60.0,
+    via: str = "mllp",
+    follower: EpisodeFollower | None = None,
+) -> Storer:
     """Stores one message in its own transaction (``storer(raw)``), or several in one
-    (``storer.many(raws)``), and returns (ACK, outcome) for each."""
+    (``storer.many(raws)``), and returns (ACK, outcome) for each. ``follower``: the patients
+    written are evaluated by it, in its own thread, instead of before the ACK (see
+    monitoring/episodes_follow.py); None: before the ACK, as every other write path."""
+
+    def session() -> Session:
+        s = Session(engine, expire_on_commit=False)
+        if follower is not None:
+            defer_reconciliation(s, follower.submit)
+        return s
 
     def many(raws: Sequence[bytes]) -> list[tuple[bytes, Outcome]]:
         try:
-            with Session(engine, expire_on_commit=False) as session:
-                outcomes = [store_message(session, raw, codes=codes, via=via) for raw in raws]
-                session.commit()
+            with session() as session_:
+                outcomes = [store_message(session_, raw, codes=codes, via=via) for raw in raws]
+                session_.commit()
         except Exception as exc:  # noqa: BLE001 - rolled back whole; each message is stored again alone
             log.info("%d messages not stored together (%s); storing each alone", len(raws), type(exc).__name__)
             return [store(raw) for raw in raws]
@@ -115,12 +132,12 @@ def make_storer(engine: Engine, codes: CodeMap, *, store_wait: float = 60.0, via
         delay = 0.05
         while True:
             try:
-                with Session(engine, expire_on_commit=False) as session:
-                    outcome = store_message(session, raw, codes=codes, via=via)
+                with session() as session_:
+                    outcome = store_message(session_, raw, codes=codes, via=via)
                     if outcome.code == "AR" or outcome.duplicate:
-                        session.rollback()
+                        session_.rollback()
                     else:
-                        session.commit()
+                        session_.commit()
                 break
             except (OperationalError, IntegrityError) as exc:
                 # Locked, or another listener stored the same control ID a moment ago: try again

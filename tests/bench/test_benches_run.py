@@ -55,6 +55,8 @@ def test_bench_hl7_quick_prints_rate_and_latency_ratios() -> None:
     assert re.search(r"ratio store / bare = \d+\.\d\d", out), out
     assert re.search(r"ACK latency p50: with storage [\d.]+ ms, bare [\d.]+ ms: ratio = [\d.]+", out), out
     assert re.search(r"ACK latency p99: .* ratio = [\d.]+", out), out
+    assert re.search(r"server CPU per message .*: ratio bare / store = \d+\.\d\d", out), out
+    assert re.search(r"alert episodes .*lag from commit to evaluated p50 \d+ ms.*match a fresh evaluation", out), out
 
 
 def test_bench_drugs_quick_prints_its_ratios() -> None:

@@ -123,3 +123,32 @@ def test_the_listener_stores_what_waited_together(tmp_path: Path) -> None:
     assert sorted(answers) == sorted(frame(b"ACKM" + f"{k:02d}".encode()[:2]) for k in range(12))
     assert batches[0] == 1 and sum(batches) == 12  # the first alone, at once
     assert max(batches[1:]) > 1  # those that waited, together
+
+
+def test_no_statement_of_a_message_reads_the_whole_results_table(tmp_path: Path) -> None:
+    # Every query a feed message makes must find its rows by an index: one that scans lab_result
+    # costs a hospital database's millions of rows per message (the source-id lookup did).
+    from sqlalchemy import event
+
+    codes = load_code_map()
+    eng = _engine(tmp_path / "plan.db")
+    store = make_storer(eng, codes)
+    for raw in _messages()[:3]:
+        store(raw)
+    seen: list[tuple[str, Any]] = []
+
+    @event.listens_for(eng, "before_cursor_execute")
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    again = oru([obx(1, "1742-6^ALT^LN", "251", "U/L", flags="H"), obx(2, "711-2^Eos^LN", "2.2", "10*9/L")],
+                control_id="B-9", order="ORD-B9^LAB")
+    assert parse_ack(store(again.encode())[0])[0] == "AA"
+    event.remove(eng, "before_cursor_execute", capture)
+    scans = []
+    with eng.connect() as conn:
+        for statement, parameters in seen:
+            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            scans += [f"{statement.split(chr(10))[0][:80]}: {step}" for step in plan if step.startswith("SCAN lab_result")]
+    assert seen and scans == []

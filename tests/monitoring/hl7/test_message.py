@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,47 @@ def test_code_map_loads_the_example_and_refuses_unknown_keys(tmp_path: Path, mon
         load_code_map()
     assert err.value.lines[0].startswith(f"{own}: [codes] code 'FOO': value 'sodium': unknown catalogue key (known: alp, alt,")
     assert err.value.lines[1] == f"{own}: [codes] code 'BAR': value 3: must be a catalogue key (text)"
+
+
+def _escaped_and_deep() -> bytes:
+    """A hand-made message with escapes, repetitions, components and subcomponents everywhere."""
+    return oru(
+        [
+            obx(1, "1742-6^ALT \\T\\ co^LN~X1&sub&more^Local^L", "250", "U/L", flags="H~HH"),
+            obx(2, "711-2^Eos^LN", "<^0.01", "10*9/L", vt="SN"),
+            obx(3, "PCR^HHV-6^L", "Detected \\F\\ \\S\\ \\R\\ \\E\\ \\X41\\", "", vt="ST"),
+        ],
+        control_id="DEEP-1",
+        order="ORD&A&B^LAB~ORD2",
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [pytest.param(p.read_bytes(), id=p.name) for p in sorted((Path(__file__).parents[2] / "fixtures" / "hl7").glob("*.hl7"))]
+    + [pytest.param(_escaped_and_deep(), id="escaped-and-deep")],
+)
+def test_the_fast_reader_gives_what_python_hl7_gives_at_every_position(raw: bytes) -> None:
+    # message._get reads values without python-hl7's per-call wrappers; it must give exactly what
+    # Segment.extract_field gives (or the same absence) at every position of every segment.
+    import hl7
+
+    from monitoring.hl7.message import _get, _split_segments
+
+    def library(seg: Any, f: int, r: int, c: int, s: int) -> str:
+        try:
+            return str(seg.extract_field(1, f, r, c, s)).strip()
+        except (IndexError, KeyError):
+            return ""
+
+    msg = hl7.parse(_split_segments(raw.decode("utf-8", errors="replace")))
+    differ = [
+        (str(seg[0]), f, r, c, s)
+        for seg in msg
+        for f in range(len(seg) + 2)
+        for r in range(4)
+        for c in range(7)
+        for s in range(4)
+        if _get(seg, f, r, c, s) != library(seg, f, r, c, s)
+    ]
+    assert differ == []
