@@ -43,11 +43,13 @@ LAGS_KEPT = 100_000  # lag samples kept for the summary (one float each)
 # episode then lags its result by about a second, against the notifier's minutes; a burst of a
 # patient's results costs one evaluation instead of one per message). ``listen --evaluate-every``.
 DEFAULT_INTERVAL = 1.0
+PAUSE_FACTOR = 2.0  # after a pass of d seconds, the next starts d x this later at the earliest
 
 
 class EpisodeFollower:
     """Evaluates, in one background thread, the patients handed to ``submit``: at most one pass
-    every ``interval`` seconds, each pass every patient written since the last one.
+    every ``interval`` seconds (and never sooner than twice the last pass's length after it ended),
+    each pass every patient written since the last one.
 
     ``start()`` begins (and queues every active patient: catch-up after a restart); ``close()``
     finishes what is queued, then stops; ``wait_idle()`` returns once nothing is queued or
@@ -58,7 +60,7 @@ class EpisodeFollower:
             raise ValueError(f"interval {interval}: must be 0 or more seconds")
         self._engine = engine
         self._interval = interval
-        self._last_pass = float("-inf")
+        self._next_pass = float("-inf")  # when the next pass may start
         self._retry_delay = retry_delay
         self._catch_up = catch_up
         self._pending: dict[int, float] = {}  # patient id -> when first written and not yet evaluated
@@ -149,12 +151,15 @@ class EpisodeFollower:
                     self._cond.wait()
                 if not self._pending:
                     return
-                # At most one pass per interval: what is written meanwhile joins the next pass.
-                while not self._stopping and (left := self._last_pass + self._interval - time.monotonic()) > 0:
+                # At most one pass per interval, and a pause of twice the last pass's length after
+                # it: under a sustained load the evaluation takes at most a third of the listener's
+                # time (a pass over many patients' long records must not starve the storing).
+                # What is written meanwhile joins the next pass.
+                while not self._stopping and (left := self._next_pass - time.monotonic()) > 0:
                     self._cond.wait(left)
                 batch, self._pending = self._pending, {}
                 self._running = True
-                self._last_pass = time.monotonic()
+                started = time.monotonic()
             ok = False
             try:
                 reconcile_patients(self._engine, batch, give_way=False)
@@ -165,6 +170,7 @@ class EpisodeFollower:
             done = time.monotonic()
             with self._cond:
                 self._running = False
+                self._next_pass = max(started + self._interval, done + PAUSE_FACTOR * (done - started))
                 if ok:
                     self.evaluations += 1
                     self.patients_evaluated += len(batch)

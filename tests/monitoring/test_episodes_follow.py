@@ -178,3 +178,28 @@ def test_listen_refuses_a_negative_evaluation_interval(tmp_path: Path, capsys: p
     code = main(["--db", f"sqlite:///{tmp_path / 'x.db'}", "listen", "--evaluate-every", "-2"])
     assert code != 0
     assert "--evaluate-every: value -2.0: must be 0 or more seconds" in capsys.readouterr().err
+
+
+def test_a_long_pass_is_followed_by_a_pause_twice_its_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under a sustained load the evaluation takes at most a third of the listener's time.
+    eng = _engine(tmp_path)
+    spans: list[tuple[float, float]] = []
+
+    def slow(engine: Engine, ids: Any, **k: Any) -> list[Any]:
+        start = time.monotonic()
+        time.sleep(0.4)
+        spans.append((start, time.monotonic()))
+        return []
+
+    monkeypatch.setattr(follow, "reconcile_patients", slow)
+    follower = EpisodeFollower(eng, interval=0.0, catch_up=False).start()
+    follower.submit([1])
+    deadline = time.monotonic() + 10
+    while not follower._running and time.monotonic() < deadline:  # the first pass is running
+        time.sleep(0.01)
+    follower.submit([2])  # written during the first pass
+    assert follower.wait_idle(30)
+    follower.close()
+    assert len(spans) == 2
+    (_s1, e1), (s2, _e2) = spans
+    assert s2 - e1 >= 2 * 0.4 - 0.05
