@@ -133,10 +133,12 @@ def _wait_port(log: Path, proc: subprocess.Popen[bytes]) -> int:
     raise SystemExit("server did not start")
 
 
-def start(kind: str, db_url: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start(kind: str, db_url: str, tmp: Path, evaluate_every: float | None = None) -> tuple[subprocess.Popen[bytes], int]:
     log = tmp / f"{kind}.log"
     if kind == "store":
         cmd = [sys.executable, "-m", "monitoring", "--db", db_url, "listen", "--port", "0"]
+        if evaluate_every is not None:
+            cmd += ["--evaluate-every", str(evaluate_every)]
     else:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-server"]
     with log.open("wb") as out:
@@ -227,6 +229,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--messages", type=int, default=600, help="messages per server per round (default 600)")
     ap.add_argument("--senders", type=int, default=4, help="connections sending at once (default 4)")
     ap.add_argument("--rounds", type=int, default=3, help="alternated rounds, medians compared (default 3)")
+    ap.add_argument("--evaluate-every", type=float, metavar="SECONDS", help="the listener's --evaluate-every (default: its own default)")
     ap.add_argument("--profile", action="store_true", help="also profile the storing path in-process")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     ap.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -245,7 +248,7 @@ def main(argv: list[str]) -> int:
         eng = create_db_engine(db_url)
         upgrade(eng)
         eng.dispose()
-        store_proc, store_port = start("store", db_url, tmp)
+        store_proc, store_port = start("store", db_url, tmp, args.evaluate_every)
         bare_proc, bare_port = start("bare", db_url, tmp)
         try:
             _t, _l, ok = drive(store_port, [adt(k) for k in range(PATIENTS)], 1)
@@ -294,8 +297,9 @@ def main(argv: list[str]) -> int:
             print(f"stored {n_labs} results, expected {expected}", file=sys.stderr)
             return 1
         store_rate, bare_rate = statistics.median(rates["store"]), statistics.median(rates["bare"])
+        every = "its default" if args.evaluate_every is None else f"{args.evaluate_every:g} s"
         print(f"HL7 v2 over MLLP, {args.messages} messages x 10 OBX per round, {args.senders} senders at once, "
-              f"{args.rounds} alternated round(s); {n_labs} results stored and checked")
+              f"{args.rounds} alternated round(s), listener --evaluate-every {every}; {n_labs} results stored and checked")
         print(f"messages/s: with storage {store_rate:.0f}, bare {bare_rate:.0f}: "
               f"ratio store / bare = {store_rate / bare_rate:.2f} (goal >= 0.25)")
         store_cpu, bare_cpu = statistics.median(cpu["store"]), statistics.median(cpu["bare"])

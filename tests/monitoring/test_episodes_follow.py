@@ -203,3 +203,40 @@ def test_a_long_pass_is_followed_by_a_pause_twice_its_length(tmp_path: Path, mon
     assert len(spans) == 2
     (_s1, e1), (s2, _e2) = spans
     assert s2 - e1 >= 2 * 0.4 - 0.05
+
+
+def test_a_burst_that_stops_is_evaluated_a_quarter_second_later(tmp_path: Path) -> None:
+    eng = _engine(tmp_path)
+    follower = EpisodeFollower(eng, interval=30.0, catch_up=False).start()
+    store = make_storer(eng, load_code_map(), follower=follower)
+    for raw in _messages()[:4]:
+        store(raw)
+    t0 = time.monotonic()
+    assert follower.wait_idle(10)
+    assert time.monotonic() - t0 < 5  # not the 30 s interval: the writes stopped
+    assert _open(eng) == _evaluated(eng) != {}
+    follower.close()
+
+
+def test_writes_that_never_stop_are_evaluated_within_the_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = _engine(tmp_path)
+    starts: list[float] = []
+    monkeypatch.setattr(follow, "reconcile_patients", lambda engine, ids, **k: starts.append(time.monotonic()) or [])
+    follower = EpisodeFollower(eng, interval=1.0, quiet=0.25, catch_up=False).start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.2:  # a write every 50 ms: never a quarter of a second of quiet
+        follower.submit([1])
+        time.sleep(0.05)
+    follower.close()
+    gaps = [b - a for a, b in zip([t0, *starts], starts, strict=False)]
+    assert len(starts) >= 3 and max(gaps) < 1.0 + 0.3
+
+
+def test_help_names_the_default_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    from monitoring.cli import main
+
+    try:
+        main(["listen", "--help"])
+    except SystemExit:
+        pass
+    assert f"(default {follow.DEFAULT_INTERVAL:g}, a design choice" in " ".join(capsys.readouterr().out.split())
