@@ -240,6 +240,7 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.messages, args.senders, args.rounds = 20, 2, 1
     from monitoring.db import create_db_engine
+    from monitoring.episodes_follow import DEFAULT_INTERVAL
     from monitoring.schema import upgrade
 
     with tempfile.TemporaryDirectory(prefix="bench_hl7_") as tmpdir:
@@ -266,7 +267,7 @@ def main(argv: list[str]) -> int:
                         # The episodes of this round's patients are evaluated beside the listener:
                         # their CPU is counted once it has caught up (a pass waits at most about
                         # --evaluate-every after the last message; the lag printed at the end says).
-                        time.sleep(2 * (2.0 if args.evaluate_every is None else args.evaluate_every) + 1)
+                        time.sleep(2 * (DEFAULT_INTERVAL if args.evaluate_every is None else args.evaluate_every) + 1)
                     cpu[kind].append((cpu_seconds(pids[kind]) - before) / len(msgs))
                     if aa != len(msgs):
                         print(f"{kind}: only {aa} of {len(msgs)} messages acknowledged AA", file=sys.stderr)
