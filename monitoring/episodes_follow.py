@@ -39,26 +39,46 @@ from monitoring.models import Patient
 log = logging.getLogger(__name__)
 
 LAGS_KEPT = 100_000  # lag samples kept for the summary (one float each)
-# Seconds at least between the starts of two evaluation passes (a design choice: an
-# episode then lags its result by about a second, against the notifier's minutes; a burst of a
-# patient's results costs one evaluation instead of one per message). ``listen --evaluate-every``.
-DEFAULT_INTERVAL = 1.0
+# When a pass starts (design choices, ``listen --evaluate-every`` sets the first):
+# - QUIET seconds after the last write, when the writes have stopped (a burst of a patient's
+#   results, then silence: evaluated once, a quarter of a second after the burst);
+# - at the latest DEFAULT_INTERVAL seconds after the oldest write not yet evaluated, when they do
+#   not stop (a laboratory sending without pause: one pass every 2 s, each patient once);
+# - never sooner than PAUSE_FACTOR times the last pass's length after it ended (under a sustained
+#   load the evaluation takes at most a third of the listener's time).
+# An episode then lags its result by a quarter of a second to about two seconds, against the ward
+# board's 30 s refresh and the notifier's minutes.
+DEFAULT_INTERVAL = 2.0
+QUIET = 0.25
+PAUSE_FACTOR = 2.0
 
 
 class EpisodeFollower:
-    """Evaluates, in one background thread, the patients handed to ``submit``: at most one pass
-    every ``interval`` seconds, each pass every patient written since the last one.
+    """Evaluates, in one background thread, the patients handed to ``submit``, each pass every
+    patient written since the last one: ``quiet`` seconds after the writes stop, at the latest
+    ``interval`` seconds after the oldest unevaluated write, never sooner than twice the last
+    pass's length after it (see QUIET, DEFAULT_INTERVAL, PAUSE_FACTOR).
 
     ``start()`` begins (and queues every active patient: catch-up after a restart); ``close()``
     finishes what is queued, then stops; ``wait_idle()`` returns once nothing is queued or
     running (tests, the benchmark)."""
 
-    def __init__(self, engine: Engine, *, interval: float = DEFAULT_INTERVAL, retry_delay: float = 1.0, catch_up: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        quiet: float = QUIET,
+        retry_delay: float = 1.0,
+        catch_up: bool = True,
+    ) -> None:
         if interval < 0:
             raise ValueError(f"interval {interval}: must be 0 or more seconds")
         self._engine = engine
         self._interval = interval
-        self._last_pass = float("-inf")
+        self._quiet = min(quiet, interval)
+        self._last_write = float("-inf")
+        self._next_pass = float("-inf")  # when the next pass may start
         self._retry_delay = retry_delay
         self._catch_up = catch_up
         self._pending: dict[int, float] = {}  # patient id -> when first written and not yet evaluated
@@ -79,6 +99,7 @@ class EpisodeFollower:
         with self._cond:
             for pid in patient_ids:
                 self._pending.setdefault(int(pid), now)
+            self._last_write = now
             self._cond.notify_all()
 
     # --- life cycle ------------------------------------------------------------------------------
@@ -149,12 +170,18 @@ class EpisodeFollower:
                     self._cond.wait()
                 if not self._pending:
                     return
-                # At most one pass per interval: what is written meanwhile joins the next pass.
-                while not self._stopping and (left := self._last_pass + self._interval - time.monotonic()) > 0:
+                # What is written meanwhile joins this pass (the module's QUIET, DEFAULT_INTERVAL
+                # and PAUSE_FACTOR say when it starts).
+                while not self._stopping:
+                    oldest = min(self._pending.values())
+                    due = max(self._next_pass, min(oldest + self._interval, self._last_write + self._quiet))
+                    left = due - time.monotonic()
+                    if left <= 0:
+                        break
                     self._cond.wait(left)
                 batch, self._pending = self._pending, {}
                 self._running = True
-                self._last_pass = time.monotonic()
+                started = time.monotonic()
             ok = False
             try:
                 reconcile_patients(self._engine, batch, give_way=False)
@@ -165,6 +192,7 @@ class EpisodeFollower:
             done = time.monotonic()
             with self._cond:
                 self._running = False
+                self._next_pass = max(started + self._interval, done + PAUSE_FACTOR * (done - started))
                 if ok:
                     self.evaluations += 1
                     self.patients_evaluated += len(batch)

@@ -39,9 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--evaluate-every",
         type=float,
-        default=1.0,
         metavar="SECONDS",
-        help="alert episodes of the patients written are evaluated beside the listener, at most once per SECONDS (default 1, a design choice; 0: as soon as written)",
+        help=(
+            "the alert episodes of the patients written are evaluated beside the listener: a quarter of a second "
+            "after the writes stop, at the latest SECONDS after the oldest write not yet evaluated "
+            "(default 2, a design choice: DEFAULT_INTERVAL in monitoring/episodes_follow.py; 0: as soon as written)"
+        ),
     )
     p.add_argument("--interval", type=float, default=1.0, help="--folder: seconds between passes (default 1)")
     p.add_argument("--once", action="store_true", help="--folder: one pass, then exit")
@@ -55,19 +58,20 @@ def cmd_listen(args: argparse.Namespace) -> int:
         codes = load_code_map(args.codes)
     except CodeMapError as exc:
         raise BadInput(exc.lines) from None
-    if args.evaluate_every < 0:
+    if args.evaluate_every is not None and args.evaluate_every < 0:
         raise BadInput(f"--evaluate-every: value {args.evaluate_every}: must be 0 or more seconds")
     if args.max_bytes < 1024:
         raise BadInput(f"--max-bytes: value {args.max_bytes}: at least 1024")
     from monitoring.schema import open_database
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    from monitoring.episodes_follow import EpisodeFollower
+    from monitoring.episodes_follow import DEFAULT_INTERVAL, EpisodeFollower
 
     engine = open_database(args.db)
     # Alert episodes of the patients written are evaluated in a thread of their own, so that an
     # ACK never waits for an evaluation (monitoring/episodes_follow.py); stopped (queue finished) on exit.
-    follower = EpisodeFollower(engine, interval=args.evaluate_every).start()
+    every = DEFAULT_INTERVAL if args.evaluate_every is None else args.evaluate_every
+    follower = EpisodeFollower(engine, interval=every).start()
     try:
         return _run(args, engine, codes, follower)
     finally:

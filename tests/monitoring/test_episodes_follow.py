@@ -178,3 +178,65 @@ def test_listen_refuses_a_negative_evaluation_interval(tmp_path: Path, capsys: p
     code = main(["--db", f"sqlite:///{tmp_path / 'x.db'}", "listen", "--evaluate-every", "-2"])
     assert code != 0
     assert "--evaluate-every: value -2.0: must be 0 or more seconds" in capsys.readouterr().err
+
+
+def test_a_long_pass_is_followed_by_a_pause_twice_its_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under a sustained load the evaluation takes at most a third of the listener's time.
+    eng = _engine(tmp_path)
+    spans: list[tuple[float, float]] = []
+
+    def slow(engine: Engine, ids: Any, **k: Any) -> list[Any]:
+        start = time.monotonic()
+        time.sleep(0.4)
+        spans.append((start, time.monotonic()))
+        return []
+
+    monkeypatch.setattr(follow, "reconcile_patients", slow)
+    follower = EpisodeFollower(eng, interval=0.0, catch_up=False).start()
+    follower.submit([1])
+    deadline = time.monotonic() + 10
+    while not follower._running and time.monotonic() < deadline:  # the first pass is running
+        time.sleep(0.01)
+    follower.submit([2])  # written during the first pass
+    assert follower.wait_idle(30)
+    follower.close()
+    assert len(spans) == 2
+    (_s1, e1), (s2, _e2) = spans
+    assert s2 - e1 >= 2 * 0.4 - 0.05
+
+
+def test_a_burst_that_stops_is_evaluated_a_quarter_second_later(tmp_path: Path) -> None:
+    eng = _engine(tmp_path)
+    follower = EpisodeFollower(eng, interval=30.0, catch_up=False).start()
+    store = make_storer(eng, load_code_map(), follower=follower)
+    for raw in _messages()[:4]:
+        store(raw)
+    t0 = time.monotonic()
+    assert follower.wait_idle(10)
+    assert time.monotonic() - t0 < 5  # not the 30 s interval: the writes stopped
+    assert _open(eng) == _evaluated(eng) != {}
+    follower.close()
+
+
+def test_writes_that_never_stop_are_evaluated_within_the_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = _engine(tmp_path)
+    starts: list[float] = []
+    monkeypatch.setattr(follow, "reconcile_patients", lambda engine, ids, **k: starts.append(time.monotonic()) or [])
+    follower = EpisodeFollower(eng, interval=1.0, quiet=0.25, catch_up=False).start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.2:  # a write every 50 ms: never a quarter of a second of quiet
+        follower.submit([1])
+        time.sleep(0.05)
+    follower.close()
+    gaps = [b - a for a, b in zip([t0, *starts], starts, strict=False)]
+    assert len(starts) >= 3 and max(gaps) < 1.0 + 0.3
+
+
+def test_help_names_the_default_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    from monitoring.cli import main
+
+    try:
+        main(["listen", "--help"])
+    except SystemExit:
+        pass
+    assert f"(default {follow.DEFAULT_INTERVAL:g}, a design choice" in " ".join(capsys.readouterr().out.split())
