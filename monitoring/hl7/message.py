@@ -245,9 +245,7 @@ def _patient(pid: Segment | None) -> PatientFields | None:
     return PatientFields(mrn, problem, name, _get(pid, 8) or None, birth_iso)
 
 
-def _order_id(obr: Segment | None) -> str:
-    if obr is None:
-        return ""
+def _order_id(obr: Segment) -> str:
     for f in (3, 2):  # filler order number, else placer order number
         ident = _get(obr, f, 1, 1)
         if ident:

@@ -66,6 +66,16 @@ def _messages() -> list[bytes]:
     return out
 
 
+def _written(tmp_path: Path, **timing: float) -> tuple[Engine, EpisodeFollower]:
+    """A started follower (no catch-up) and the first four messages stored through it."""
+    eng = _engine(tmp_path)
+    follower = EpisodeFollower(eng, catch_up=False, **timing).start()
+    store = make_storer(eng, load_code_map(), follower=follower)
+    for raw in _messages()[:4]:
+        store(raw)
+    return eng, follower
+
+
 def test_deferred_episodes_match_evaluating_before_each_ack(tmp_path: Path) -> None:
     codes = load_code_map()
     sync_eng, eng = _engine(tmp_path, "sync.db"), _engine(tmp_path)
@@ -98,7 +108,6 @@ def test_a_burst_costs_one_evaluation_per_patient_after_its_last_write(tmp_path:
 
 
 def test_a_failed_evaluation_is_tried_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    eng = _engine(tmp_path)
     real = follow.reconcile_patients
     calls: list[set[int]] = []
 
@@ -109,10 +118,7 @@ def test_a_failed_evaluation_is_tried_again(tmp_path: Path, monkeypatch: pytest.
         return real(engine, ids, **k)
 
     monkeypatch.setattr(follow, "reconcile_patients", flaky)
-    follower = EpisodeFollower(eng, interval=0.0, retry_delay=0.1, catch_up=False).start()
-    store = make_storer(eng, load_code_map(), follower=follower)
-    for raw in _messages()[:4]:
-        store(raw)
+    eng, follower = _written(tmp_path, interval=0.0, retry_delay=0.1)
     assert follower.wait_idle(60)
     follower.close()
     assert follower.failures == 1 and len(calls) >= 2
@@ -135,12 +141,8 @@ def test_a_restart_catches_up_what_a_killed_listener_left(tmp_path: Path) -> Non
 
 
 def test_stopping_finishes_the_queue(tmp_path: Path) -> None:
-    eng = _engine(tmp_path)
-    follower = EpisodeFollower(eng, interval=30.0, catch_up=False).start()
-    store = make_storer(eng, load_code_map(), follower=follower)
-    for raw in _messages()[:4]:
-        store(raw)
-    follower.wait_idle(5)  # the first pass may start at once; the rest waits for the interval
+    eng, follower = _written(tmp_path, interval=30.0, quiet=30.0)
+    assert _open(eng) == {}  # nothing evaluated yet: the pass waits 30 s
     done = threading.Event()
     threading.Thread(target=lambda: (follower.close(), done.set())).start()
     assert done.wait(60), "close() must not wait out the interval"
@@ -206,11 +208,7 @@ def test_a_long_pass_is_followed_by_a_pause_twice_its_length(tmp_path: Path, mon
 
 
 def test_a_burst_that_stops_is_evaluated_a_quarter_second_later(tmp_path: Path) -> None:
-    eng = _engine(tmp_path)
-    follower = EpisodeFollower(eng, interval=30.0, catch_up=False).start()
-    store = make_storer(eng, load_code_map(), follower=follower)
-    for raw in _messages()[:4]:
-        store(raw)
+    eng, follower = _written(tmp_path, interval=30.0)
     t0 = time.monotonic()
     assert follower.wait_idle(10)
     assert time.monotonic() - t0 < 5  # not the 30 s interval: the writes stopped
