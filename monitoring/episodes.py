@@ -49,7 +49,7 @@ from monitoring.models import AlertEpisode, Patient, utcnow
 
 if TYPE_CHECKING:
     from monitoring.guideline import GuidelineProfile
-    from monitoring.records import PatientRecord
+    from monitoring.records import LabPoint, PatientRecord, WrittenLabs
     from monitoring.rules import Alert
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ NEVER_SNOOZE = frozenset({"RECHALLENGE", "CULPRIT_NOT_STOPPED", "ICU_CRITERIA", 
 
 _WRITTEN = "dress_episodes_patients_written"  # Session.info key: patients to reconcile at commit
 _BUSY = "dress_episodes_busy"
+_KNOWN = "dress_episodes_known_labs"  # Session.info key: results written for patients it created (_KnownLabs)
 _DEFER = "dress_episodes_defer"  # Session.info key: where the patients written go instead (defer_reconciliation)
 
 
@@ -126,12 +127,79 @@ def attention_rank(ep: AlertEpisode, as_of: dt.date) -> int:
 # --- marking the patients a write touched --------------------------------------------------------
 
 
-def patients_written(session: Session, patient_ids: Iterable[int | None]) -> None:
+def patients_written(
+    session: Session,
+    patient_ids: Iterable[int | None],
+    *,
+    labs: Sequence[WrittenLabs] = (),
+    labs_complete_for: Iterable[int] = (),
+) -> None:
     """Mark patients whose data this session wrote: their episodes are brought up to date right
-    after the session commits (``_reconcile_after_commit``)."""
+    after the session commits (``_reconcile_after_commit``).
+
+    ``labs``, ``labs_complete_for``: the results this write inserted in bulk, and the patients
+    whose every stored result is among them (patients this transaction created:
+    ``monitoring.store.write_batch``). Their results are then not read back after the commit, as
+    long as this is the only mention of them in the transaction and nothing else was committed
+    in between (``_KnownLabs``): a million results of an import are not read again to evaluate
+    the patients it created."""
     ids = {int(p) for p in patient_ids if p is not None and int(p) > 0}
-    if ids:
-        session.info.setdefault(_WRITTEN, set()).update(ids)
+    if not ids:
+        return
+    written: set[int] = session.info.setdefault(_WRITTEN, set())
+    known: list[_KnownLabs] = session.info.setdefault(_KNOWN, [])
+    again = ids & written
+    if again:
+        for k in known:  # written again in this transaction: what was known of them may not be all
+            k.patients.difference_update(again)
+    complete = (set(labs_complete_for) & ids) - written
+    written.update(ids)
+    if complete:
+        version = read_version(session)
+        if version is not None:
+            known.append(_KnownLabs(session.connection().connection.dbapi_connection, version, list(labs), complete))
+
+
+@dataclass
+class _KnownLabs:
+    """Results a transaction wrote for patients it created (``patients_written``), with the
+    writer's DBAPI connection and its ``PRAGMA data_version`` read after the writes. While that
+    connection still reads the same version, no other connection has committed anything since
+    (sqlite.org/pragma.html#pragma_data_version), so the stored results of these patients are
+    exactly the ones written."""
+
+    connection: Any
+    version: int
+    labs: list[WrittenLabs]
+    patients: set[int]
+
+    def unchanged(self) -> bool:
+        try:
+            return bool(self.connection.execute("PRAGMA data_version").fetchone()[0] == self.version)
+        except Exception:  # noqa: BLE001 - a closed or foreign connection proves nothing: read the results back
+            return False
+
+
+def _known_labs(session: Session, version: int | None, known: Sequence[_KnownLabs], wanted: set[int]) -> dict[int, tuple[LabPoint, ...]]:
+    """The results of ``wanted`` patients that ``known`` holds, when they are still what is stored.
+
+    Called after ``version`` was read in ``session`` (``reconcile_patients``): if the writer's
+    connection still reads its version now, nothing was committed between the write and that
+    read, so what ``session`` reads from ``version`` on (what ``update_episodes`` checks under the
+    lock) includes these results and nothing newer for these patients."""
+    from monitoring.records import merge_points
+
+    if version is None or not known:
+        return {}
+    dialect = session.connection().dialect
+    out: dict[int, tuple[LabPoint, ...]] = {}
+    for k in known:
+        patients = k.patients & wanted
+        if not patients or not k.unchanged():
+            continue
+        points = merge_points(k.labs, dialect, patients)
+        out.update({pid: points.get(pid, ()) for pid in patients})
+    return out
 
 
 @event.listens_for(Session, "after_commit")
@@ -141,6 +209,7 @@ def _reconcile_after_commit(session: Session) -> None:
     Evaluated without a lock; written (under the patients' locks) only when an episode changes,
     and read and evaluated once unless another write committed in between (``read_version``)."""
     ids = session.info.pop(_WRITTEN, None)
+    known = session.info.pop(_KNOWN, None) or []
     if not ids or session.info.get(_BUSY):
         return
     sink = session.info.get(_DEFER)
@@ -151,15 +220,18 @@ def _reconcile_after_commit(session: Session) -> None:
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     try:
-        reconcile_patients(engine, ids)
+        reconcile_patients(engine, ids, known=known)
     except Exception:  # noqa: BLE001 - the write is committed; its bookkeeping must not turn it into an error
         # The next evaluation (the ward, the notifier, the next write) brings the episodes up to date.
         log.exception("alert episodes not updated after commit; the next evaluation will")
 
 
-def reconcile_patients(engine: Engine, patient_ids: Iterable[int], *, give_way: bool = True) -> list[EpisodeChange]:
+def reconcile_patients(
+    engine: Engine, patient_ids: Iterable[int], *, give_way: bool = True, known: Sequence[_KnownLabs] = ()
+) -> list[EpisodeChange]:
     """Evaluate these patients as of today and bring their episodes up to date, in a session (and
-    transaction) of its own: what runs after a write commits. ``give_way``: as ``sync_evaluated``."""
+    transaction) of its own: what runs after a write commits. ``give_way``: as ``sync_evaluated``.
+    ``known``: results the committed write holds (``patients_written``), used when still valid."""
     from monitoring.guideline import load_profile
     from monitoring.records import load_records
     from monitoring.rules import evaluate
@@ -168,7 +240,8 @@ def reconcile_patients(engine: Engine, patient_ids: Iterable[int], *, give_way: 
         own.info[_BUSY] = True
         day, prof = _today(), load_profile()
         version = read_version(own)
-        records = load_records(own, sorted(set(patient_ids)), active_only=True)
+        wanted = set(patient_ids)
+        records = load_records(own, sorted(wanted), active_only=True, known_labs=_known_labs(own, version, known, wanted))
         alerts = {r.patient.id: evaluate(r, day, prof) for r in records if r.patient.id is not None}
         return sync_evaluated(own, records, alerts, as_of=day, profile=prof, read_at=version, give_way=give_way)
 
@@ -183,6 +256,7 @@ def defer_reconciliation(session: Session, sink: Callable[[set[int]], None]) -> 
 @event.listens_for(Session, "after_rollback")
 def _forget_on_rollback(session: Session) -> None:
     session.info.pop(_WRITTEN, None)
+    session.info.pop(_KNOWN, None)
 
 
 # --- reconciling ---------------------------------------------------------------------------------

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from itertools import repeat
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import BindParameter, ColumnElement, Float, Select, bindparam, select
 from sqlmodel import Session
 
 from monitoring.db import table_of
 from monitoring.models import ClinicalFinding, LabResult, MedicationRow, Patient
+
+if TYPE_CHECKING:
+    from monitoring.store import LabColumns
 
 __all__ = [
     "PatientInfo",
@@ -66,9 +71,12 @@ class PatientInfo:
         return "; ".join(dict.fromkeys(written)) or None
 
 
-@dataclass(frozen=True)
-class LabPoint:
-    """One result or bedside observation, canonical value and unit plus what was received."""
+class LabPoint(NamedTuple):
+    """One result or bedside observation, canonical value and unit plus what was received.
+
+    A named tuple, not a dataclass: a record holds every result of a patient, an import of a
+    million results builds a million of them, and a tuple is made at C speed (a frozen dataclass
+    costs about seven times as much to build: bench/bench_import.py). Immutable like the rest."""
 
     id: int
     test: str
@@ -310,17 +318,134 @@ def _lab_rows(
     return rows, taken, amended
 
 
+@dataclass(frozen=True)
+class WrittenLabs:
+    """Lab results one transaction inserted in bulk, as columns, with the ids the database gave
+    them (``first_id``, then one more per row, in column order): what ``load_records`` would read
+    back for a patient whose every stored result is among them (``monitoring.store.write_batch``
+    makes these for the patients an import created; ``monitoring.episodes`` uses them only while
+    nothing else can have been committed since)."""
+
+    first_id: int
+    patient_id: Sequence[int]  # per row: the patient's id (``columns.mrn`` resolved)
+    columns: LabColumns
+
+    def points(self, dialect: Any, patients: set[int]) -> dict[int, list[LabPoint]]:
+        """The results of ``patients`` as ``load_records`` reads them on ``dialect``: each stored
+        value as the column type reads it back (times through the type's own bind and result
+        processors, numbers as floats), ``<x`` results with their bound apart, in (taken_at, id)
+        order per patient. Built at C speed, without a query."""
+        n = len(self.patient_id)
+        c = self.columns
+        lt = table_of(LabResult)
+        taken: Sequence[Any] = c.taken_at
+        bind = lt.c.taken_at.type.dialect_impl(dialect).bind_processor(dialect)
+        read = lt.c.taken_at.type.dialect_impl(dialect).result_processor(dialect, None)
+        if bind is not None or read is not None:
+            as_read = {v: _round_trip(v, bind, read) for v in set(taken)}
+            taken = list(map(as_read.__getitem__, taken))
+        value, low, high = (_floats(column) for column in (c.value, c.ref_low, c.ref_high))
+        censored: Iterable[float | None] = repeat(None, n)
+        comparator: Iterable[str | None] = repeat(None, n)
+        if c.comparator is not None:
+            comparator = [x or None for x in c.comparator]
+            below = [c in ("<", "<=") for c in comparator]
+            censored = [v if b else None for v, b in zip(value, below, strict=True)]
+            value = [None if b else v for v, b in zip(value, below, strict=True)]
+        rows = zip(
+            range(self.first_id, self.first_id + n), c.test, taken, value, c.unit, c.value_text,
+            c.original_value, c.original_unit, low, high, c.loinc, repeat(c.source), repeat(False),
+            repeat(None), comparator, repeat("final"), censored,
+        )
+        out: dict[int, list[LabPoint]] = {}
+        current: int | None = None
+        bucket: list[LabPoint] | None = None
+        for pid, point in zip(self.patient_id, map(_new_tuple, repeat(LabPoint), rows), strict=True):
+            if pid != current:
+                current = pid
+                bucket = out.setdefault(pid, []) if pid in patients else None
+            if bucket is not None:
+                bucket.append(point)
+        for bucket in out.values():
+            bucket.sort(key=_TAKEN_AT)  # stable: equal times stay in id order
+        return out
+
+
+_new_tuple = tuple.__new__
+# ``WrittenLabs.points`` and ``load_records`` build LabPoints as plain tuples, by position, in this
+# order: a field added or moved in LabPoint must be added or moved there too.
+_LAB_POINT_ORDER = (
+    "id", "test", "taken_at", "value", "unit", "value_text", "original_value", "original_unit", "ref_low", "ref_high",
+    "loinc", "source", "amended", "abnormal_flags", "comparator", "status", "censored_value",
+)
+if LabPoint._fields != _LAB_POINT_ORDER:  # pragma: no cover - a developer's error, caught on import
+    raise RuntimeError(f"records: LabPoint's fields {LabPoint._fields} are not the order its builders write")
+_TAKEN_AT = attrgetter("taken_at")
+
+
+def _round_trip(value: Any, bind: Callable[[Any], Any] | None, read: Callable[[Any], Any] | None) -> Any:
+    if value is None:
+        return None
+    stored = bind(value) if bind is not None else value
+    return read(stored) if read is not None else stored
+
+
+def _floats(column: Sequence[float | None]) -> Sequence[float | None]:
+    """A Float column as read back: a REAL comes back a float, whatever number was written."""
+    if set(map(type, column)) <= {float, type(None)}:
+        return column
+    return [None if v is None else float(v) for v in column]
+
+
+def merge_points(written: Sequence[WrittenLabs], dialect: Any, patients: set[int]) -> dict[int, tuple[LabPoint, ...]]:
+    """``WrittenLabs.points`` of several bulk inserts of one transaction, merged per patient."""
+    merged: dict[int, list[LabPoint]] = {}
+    for w in written:
+        for pid, points in w.points(dialect, patients).items():
+            if pid in merged:
+                merged[pid].extend(points)
+                merged[pid].sort(key=lambda p: (p.taken_at, p.id))
+            else:
+                merged[pid] = points
+    return {pid: tuple(points) for pid, points in merged.items()}
+
+
+def _read_patients_meds_findings(
+    session: Session,
+    patient_stmt: Select,
+    med_stmt: Select,
+    f_stmt: Select,
+    params: dict[str, object],
+    infos: dict[int, PatientInfo],
+    meds: dict[int, list[DoseRow]],
+    findings: dict[int, dict[str, str]],
+) -> None:
+    """Three of ``load_records``' four queries: the patients, their medications, their findings."""
+    for row in session.execute(patient_stmt, params):
+        info = _patient_info(tuple(row))
+        infos[info.id] = info
+    for pid, mid, drug, start, dose, route, dose_in, unit_in, source, drug_in in session.execute(med_stmt, params):
+        meds.setdefault(pid, []).append(DoseRow(mid, drug, start, float(dose), route, dose_in, unit_in, source, drug_in or drug))
+    for pid, item, value in session.execute(f_stmt, params):
+        findings.setdefault(pid, {})[item] = value
+
+
 def load_records(
     session: Session,
     patient_ids: list[int] | None = None,
     *,
     active_only: bool = True,
+    known_labs: Mapping[int, tuple[LabPoint, ...]] | None = None,
 ) -> list[PatientRecord]:
     """Records of the given patients (all patients when None), ordered by MRN.
 
     Four queries whatever the number of patients (per 10 000 explicit ids): patients, labs,
-    medications, findings. ``active_only`` drops inactive patients.
+    medications, findings. ``active_only`` drops inactive patients. ``known_labs``: patients whose
+    stored results the caller holds exactly as this function would read them (``WrittenLabs``):
+    their results are not read again (only with ``patient_ids``).
     """
+    if known_labs and patient_ids is not None:
+        return _with_known_labs(session, patient_ids, active_only, known_labs)
     id_groups: list[Sequence[int] | None] = [None] if patient_ids is None else list(_chunks(sorted(set(patient_ids))))
     infos: dict[int, PatientInfo] = {}
     labs: dict[int, list[LabPoint]] = {}
@@ -329,13 +454,10 @@ def load_records(
     for ids in id_groups:
         patient_stmt, lab_stmt, med_stmt, f_stmt = _statements(active_only, ids is not None)
         params: dict[str, object] = {} if ids is None else {"ids": list(ids)}
-        for row in session.execute(patient_stmt, params):
-            info = _patient_info(tuple(row))
-            infos[info.id] = info
-
+        _read_patients_meds_findings(session, patient_stmt, med_stmt, f_stmt, params, infos, meds, findings)
         current_pid = None
         bucket: list[LabPoint] = []
-        lab_rows, taken, amended = _lab_rows(session, lab_stmt, params)
+        lab_rows, taken, _ = _lab_rows(session, lab_stmt, params)  # amended_at: only whether it is set
         for (pid, lid, test, taken_at, value, unit, vtext, oval, ounit, rlow, rhigh, loinc, source, amended_at, lab_flags,
              cmp, status) in lab_rows:
             bound = None
@@ -347,21 +469,10 @@ def load_records(
             if pid != current_pid:
                 bucket = labs.setdefault(pid, [])
                 current_pid = pid
-            bucket.append(
-                LabPoint(
-                    lid, test, taken(taken_at), value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
-                    amended(amended_at) is not None, lab_flags, comparator=cmp or None, status=status or "final",
-                    censored_value=bound,
-                )
-            )
-
-        for pid, mid, drug, start, dose, route, dose_in, unit_in, source, drug_in in session.execute(med_stmt, params):
-            meds.setdefault(pid, []).append(
-                DoseRow(mid, drug, start, float(dose), route, dose_in, unit_in, source, drug_in or drug)
-            )
-
-        for pid, item, value in session.execute(f_stmt, params):
-            findings.setdefault(pid, {})[item] = value
+            bucket.append(_new_tuple(LabPoint, (  # the fields in LabPoint's order, built at C speed
+                lid, test, taken(taken_at), value, unit, vtext, oval, ounit or "", rlow, rhigh, loinc, source,
+                amended_at is not None, lab_flags, cmp or None, status or "final", bound,
+            )))
 
     records = [
         PatientRecord(
@@ -374,6 +485,37 @@ def load_records(
     ]
     records.sort(key=lambda r: r.patient.mrn)
     return records
+
+
+def _with_known_labs(
+    session: Session, patient_ids: list[int], active_only: bool, known_labs: Mapping[int, tuple[LabPoint, ...]]
+) -> list[PatientRecord]:
+    """``load_records`` of ``patient_ids`` where the results of some are known: the others are
+    read as usual, and the known ones are read without their results, which are put in."""
+    wanted = set(patient_ids)
+    known = wanted & set(known_labs)
+    records = load_records(session, sorted(wanted - known), active_only=active_only) if wanted - known else []
+    bare = _load_without_labs(session, sorted(known), active_only)
+    records += [
+        PatientRecord(patient=r.patient, labs=known_labs[r.patient.id], meds=r.meds, findings=r.findings) for r in bare
+    ]
+    records.sort(key=lambda r: r.patient.mrn)
+    return records
+
+
+def _load_without_labs(session: Session, patient_ids: list[int], active_only: bool) -> list[PatientRecord]:
+    """Records of these patients with their medications and findings, and no results."""
+    infos: dict[int, PatientInfo] = {}
+    meds: dict[int, list[DoseRow]] = {}
+    findings: dict[int, dict[str, str]] = {}
+    for ids in _chunks(patient_ids):
+        patient_stmt, _, med_stmt, f_stmt = _statements(active_only, True)
+        params: dict[str, object] = {"ids": list(ids)}
+        _read_patients_meds_findings(session, patient_stmt, med_stmt, f_stmt, params, infos, meds, findings)
+    return [
+        PatientRecord(patient=info, labs=(), meds=tuple(meds.get(pid, ())), findings=findings.get(pid, {}))
+        for pid, info in infos.items()
+    ]
 
 
 def load_record(session: Session, mrn: str) -> PatientRecord:

@@ -29,6 +29,7 @@ from monitoring.audit import jsonable
 from monitoring.db import table_of
 from monitoring.episodes import patients_written
 from monitoring.models import LabResult, MedicationRow, Patient, utcnow
+from monitoring.records import WrittenLabs
 
 # Values per IN list: far below SQLite's variable limit (32 766) and psycopg's 65 535 parameters.
 IN_CHUNK = 5000
@@ -366,12 +367,14 @@ def write_batch(
         if problems:
             raise BatchRejected(problems)
         return result
+    created: list[str] = []  # MRNs of the patients this batch creates
     for mrn, p in merged.items():
         row = existing.get(mrn)
         if row is None:
             row = Patient(mrn=mrn, name=p.name or mrn, **p.values)
             session.add(row)
             existing[mrn] = row
+            created.append(mrn)
             result.patients_created += 1
         else:
             changes: dict[str, Any] = {k: v for k, v in p.values.items() if getattr(row, k) != v}
@@ -410,12 +413,19 @@ def write_batch(
         _bulk_insert(session, table_of(LabResult), LAB_INSERT_COLUMNS, list(zip(*lab_rows, strict=True)), lab_constants)
         result.labs_inserted = len(lab_rows)
     lab_rows_written = bool(lab_rows)
+    # The results inserted in bulk, with their ids, for the patients this batch creates: their
+    # episodes are evaluated after the commit without reading them back (episodes.patients_written).
+    written: list[WrittenLabs] = []
+    all_known = session.connection().dialect.name == "sqlite"
+    flushed = {mrn: int(pid) for mrn, pid in ids.items() if pid is not None}  # every patient has its id now
     for cols in lab_columns:
         n = len(cols)
         if not n:
             continue
+        pids = list(map(flushed.__getitem__, cols.mrn))
+        id_before = _max_lab_id(session) if all_known else 0
         columns: list[Sequence[Any]] = [
-            list(map(ids.__getitem__, cols.mrn)),
+            pids,
             cols.test,
             cols.loinc,
             cols.taken_at,
@@ -438,6 +448,12 @@ def write_batch(
         )
         result.labs_inserted += n
         lab_rows_written = True
+        if all_known and _max_lab_id(session) - id_before == n:
+            # n new ids, each above the previous maximum, none above it by more than n: the rows got
+            # id_before + 1 ... id_before + n in the order given (this transaction holds the write lock).
+            written.append(WrittenLabs(id_before + 1, pids, cols))
+        else:
+            all_known = False
     if med_rows:
         for r in med_rows:
             r["created_at"] = now
@@ -462,8 +478,14 @@ def write_batch(
     session.flush()
     # Their alert episodes are reconciled when this transaction commits (monitoring.episodes).
     if result.patients_created or lab_rows_written or med_rows or result.patients_updated:
-        patients_written(session, ids.values())
+        complete = {flushed[mrn] for mrn in created} - {r[0] for r in lab_rows} if all_known else set()
+        patients_written(session, ids.values(), labs=written, labs_complete_for=complete)
     return result
+
+
+def _max_lab_id(session: Session) -> int:
+    """The highest lab_result id (0 when none): a lookup at the end of the primary key."""
+    return int(session.connection().exec_driver_sql("SELECT max(id) FROM lab_result").scalar() or 0)
 
 
 def _bulk_insert(
