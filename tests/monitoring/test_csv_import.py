@@ -440,3 +440,64 @@ def test_patients_csv_optional_setting_column(session: Session, tmp_path: Path) 
     assert not bad.ok
     assert any("row 2" in line and "setting" in line and "outpatient" in line for line in bad.problem_lines())
     assert counts(session) == before
+
+
+# --- the plain-text reader of labs files (csv_import._plain_columns) ------------------------------
+
+# Mostly plain characters (white space and line separators csv.reader does not split on among
+# them), sometimes the ones that make CSV more than splitting.
+_FIELD_CHARS = st.sampled_from(list("ab1.< \té;") * 3 + ["\x85", "\u2028", "\x0c", ",", "\n", "\r", '"'])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 5).flatmap(lambda w: st.tuples(st.just(w), st.lists(
+    st.lists(st.text(_FIELD_CHARS, max_size=5), min_size=w, max_size=w), min_size=1, max_size=6))),
+    st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_plain_columns_are_what_csv_reader_reads(table: tuple[int, list[list[str]]], eol: str, last_eol: bool) -> None:
+    """Whenever the fast reader takes a text, its columns are csv.reader's records transposed;
+    whatever it cannot read exactly (quotes, a lone CR, blank lines, ragged records) it leaves."""
+    import csv
+    import io
+
+    from monitoring.importers.csv_import import _plain_columns
+
+    width, records_in = table
+    text = eol.join([",".join(["h"] * width), *(",".join(r) for r in records_in)]) + (eol if last_eol else "")
+    got = _plain_columns(text, width)
+    if got is None:
+        return
+    records = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    assert all(len(r) == width for r in records)
+    assert got == [[r[k] for r in records] for k in range(width)]
+
+
+@pytest.mark.parametrize("text", [
+    'mrn,taken_at,test,value,unit\n"N1",2026-01-01T08:00,alt,40,U/L\n',  # a quote
+    "mrn,taken_at,test,value,unit\nN1,2026-01-01T08:00,alt,40,U/L\rN2,2026-01-01,alt,4,U/L\n",  # a lone CR
+    "mrn,taken_at,test,value,unit\nN1,2026-01-01T08:00,alt,40,U/L\n\nN2,2026-01-01,alt,4,U/L\n",  # a blank line
+    "mrn,taken_at,test,value,unit\nN1,2026-01-01T08:00,alt,40\n",  # a short record
+])
+def test_plain_columns_leave_what_only_csv_reader_reads(text: str) -> None:
+    from monitoring.importers.csv_import import _plain_columns
+
+    assert _plain_columns(text, 5) is None
+
+
+def test_a_labs_file_reads_the_same_by_either_reader() -> None:
+    """The same results, one file quoting a field (csv.reader) and one not (the fast reader), with
+    CRLF line ends, white space, a censored value, a PCR text, a refused row and an offset."""
+    day = dt.date.today() - dt.timedelta(days=1)
+    body = (
+        f"N1,{day}T08:00,alt, 410 ,U/L,,35\r\n"
+        f"N2,{day}T06:30+01:00,troponin_i,<0.03,ng/mL,,\r\n"
+        f"N1,{day}T09:00,hhv6_pcr,detected,{{copies}}/mL,,\r\n"
+        f"N2,{day}T09:00,alt,-4,U/L,,\r\n"
+        f" N3 ,{day},eosinophils,1500,cells/uL,0,500\r\n"
+    )
+    plain = parse_csv_bytes(("mrn,taken_at,test,value,unit,ref_low,ref_high\r\n" + body).encode(), "labs.csv", as_of=day)
+    quoted = parse_csv_bytes(('mrn,taken_at,test,value,unit,ref_low,"ref_high"\r\n' + body).encode(), "labs.csv", as_of=day)
+    assert plain.lab_columns is not None and quoted.lab_columns is not None
+    assert len(plain.lab_columns) == 4 and [str(p) for p in plain.problems] == [str(p) for p in quoted.problems]
+    assert len(plain.problems) == 1 and "row 5" in plain.problems[0].where
+    assert plain.lab_columns == quoted.lab_columns and plain.refused_mrns == quoted.refused_mrns
+    assert plain.rows == quoted.rows == 5
