@@ -543,7 +543,8 @@ def _bulk_insert(
         if isinstance(table.c[name].type, Float) and set(map(type, cols[k])) <= {float, type(None)}:
             continue  # the Float processor turns Decimals into floats: nothing to do for floats
         converted = {v: process(v) for v in set(cols[k]) if v is not None}
-        cols[k] = [None if v is None else converted[v] for v in cols[k]]
+        converted[None] = None
+        cols[k] = list(map(converted.__getitem__, cols[k]))
     bound = [k for k, name in enumerate(all_names) if name not in literals]
     values = ", ".join(literals.get(name, "?") for name in all_names)
     sql = f"INSERT INTO {table.name} ({', '.join(all_names)}) VALUES ({values})"

@@ -19,7 +19,6 @@ import io
 import math
 import operator
 import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -97,7 +96,12 @@ def parse_csv_bytes(data: bytes, name: str, *, as_of: dt.date | None = None) -> 
     text = _decode(data, out)
     if text is None:
         return out
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # The header alone is read first (a labs file that quotes nothing is then split, never copied
+    # into a reader); a header with a quote may span lines, so then the reader reads from the start.
+    first_eol = _LINE_END.search(text)
+    end = first_eol.end() if first_eol else len(text)
+    quoted_header = '"' in text[:end]
+    reader = csv.reader(io.StringIO(text if quoted_header else text[:end], newline=""))
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -124,6 +128,8 @@ def parse_csv_bytes(data: bytes, name: str, *, as_of: dt.date | None = None) -> 
             out.rows = len(plain[0])
             _lab_columns(plain, out.rows, range(2, out.rows + 2), index, name, intake.future_limit(as_of=as_of), out)
             return out
+    if not quoted_header:
+        reader = csv.reader(io.StringIO(text[end:], newline=""))
     rows: list[list[str]] = []
     try:
         rows.extend(reader)  # the records read before a csv.Error stay in the list
@@ -277,6 +283,7 @@ def _check_header(columns: list[str], raw: list[str], out: ParsedCsv) -> CsvKind
     return kind
 
 
+_LINE_END = re.compile(r"\r\n?|\n")  # what ends a record for csv.reader
 _SPACE = re.compile(r"[ \t\r\x0b\x0c\x1c-\x1f]")
 _LAB_FIELDS = (
     "mrn",
@@ -346,10 +353,14 @@ def _lab_columns(
     test_col, unit_col, value_col = columns[i_test], columns[i_unit], columns[i_value]
     low_col = columns[index["ref_low"]] if "ref_low" in index else None
     high_col = columns[index["ref_high"]] if "ref_high" in index else None
-    keys = list(zip(test_col, unit_col, strict=True))
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, key in enumerate(keys):
-        groups[key].append(i)
+    # Each row's (test, unit) as a small number: what is the same for a group is then looked up
+    # per row by position, without hashing a million pairs again.
+    number = {key: k for k, key in enumerate(dict.fromkeys(zip(test_col, unit_col, strict=True)))}
+    group_of = list(map(number.__getitem__, zip(test_col, unit_col, strict=True)))
+    rows_of: list[list[int]] = [[] for _ in number]
+    for i, k in enumerate(group_of):
+        rows_of[k].append(i)
+    groups = dict(zip(number, rows_of, strict=True))
     tests: dict[str, TestDef | str] = {}
     # Per (test, unit): (catalogue key, LOINC, canonical unit, unit as received); None when refused.
     constant: dict[tuple[str, str], tuple[str, str | None, str, str] | None] = {}
@@ -387,7 +398,7 @@ def _lab_columns(
                 lo, hi = lows[k], highs[k]
                 if lo is not None and hi is not None and lo > hi:
                     problem(i, "ref_low", low_col[i], "the reference range's lower limit is above its upper limit")
-        if all(type(v) is float for v in values):
+        if set(map(type, values)) <= {float}:
             for i, v in zip(idx, values, strict=True):
                 value[i] = v
         else:  # PCR results given as text, censored results (a refused value's reason is never kept)
@@ -406,18 +417,23 @@ def _lab_columns(
             high = high if high is not None else [None] * n_rows
             for i, x in zip(idx, highs, strict=True):
                 high[i] = x
-    # map() over list lookups runs at C speed: these columns are a million long.
-    per_key = list(map(constant.__getitem__, keys))
+    # map() over dictionary lookups runs at C speed: these columns are a million long. A refused
+    # (test, unit) gets placeholders: its rows are left out below.
+    per_group = [
+        tuple(c[k] if c else placeholder for c in map(constant.__getitem__, number))
+        for k, placeholder in enumerate(("", None, "", ""))
+    ]
+    test_of, loinc_of, unit_of, unit_as_received = (list(map(g.__getitem__, group_of)) for g in per_group)
     fields: dict[str, Any] = {
         "mrn": list(map(mrns.__getitem__, mrn_col)) if mrns_stripped else list(mrn_col),
-        "test": [c[0] if c else "" for c in per_key],
-        "loinc": [c[1] if c else None for c in per_key],
+        "test": test_of,
+        "loinc": loinc_of,
         "value": value,
-        "unit": [c[2] if c else "" for c in per_key],
+        "unit": unit_of,
         "value_text": text if text is not None else [None] * n_rows,
         # Stripping a million values is skipped when no value holds white space (the usual file).
         "original_value": list(value_col) if _no_space(value_col) else [r.strip() for r in value_col],
-        "original_unit": [c[3] if c else "" for c in per_key],
+        "original_unit": unit_as_received,
         "ref_low": low if low is not None else [None] * n_rows,
         "ref_high": high if high is not None else [None] * n_rows,
         "comparator": comparator,

@@ -501,3 +501,16 @@ def test_a_labs_file_reads_the_same_by_either_reader() -> None:
     assert len(plain.problems) == 1 and "row 5" in plain.problems[0].where
     assert plain.lab_columns == quoted.lab_columns and plain.refused_mrns == quoted.refused_mrns
     assert plain.rows == quoted.rows == 5
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("quoted_header", [False, True])
+def test_every_line_end_reads_every_record(eol: str, quoted_header: bool) -> None:
+    """LF, CRLF and the old Mac CR: the header and both records are read, whichever reader reads them."""
+    day = dt.date.today() - dt.timedelta(days=1)
+    header = '"mrn",taken_at,test,value,unit' if quoted_header else "mrn,taken_at,test,value,unit"
+    text = eol.join([header, f"N1,{day}T08:00,alt,41,U/L", f"N2,{day}T09:00,alt,42,U/L"]) + eol
+    parsed = parse_csv_bytes(text.encode(), "labs.csv", as_of=day)
+    assert parsed.problems == [] and parsed.rows == 2
+    assert parsed.lab_columns is not None and parsed.lab_columns.mrn == ["N1", "N2"]
+    assert parsed.lab_columns.value == [41.0, 42.0]
