@@ -337,7 +337,6 @@ def _lab_columns(
 
     mrn_col = columns[i_mrn]
     mrns = {m: m.strip() for m in set(mrn_col)}
-    mrns_stripped = any(k != v for k, v in mrns.items())
     if any(not m for m in mrns.values()):
         for i, m in enumerate(mrn_col):
             if not mrns[m]:
@@ -425,7 +424,8 @@ def _lab_columns(
     ]
     test_of, loinc_of, unit_of, unit_as_received = (list(map(g.__getitem__, group_of)) for g in per_group)
     fields: dict[str, Any] = {
-        "mrn": list(map(mrns.__getitem__, mrn_col)) if mrns_stripped else list(mrn_col),
+        # One string per patient, not one per row (the rows' own strings are freed with the file).
+        "mrn": list(map(mrns.__getitem__, mrn_col)),
         "test": test_of,
         "loinc": loinc_of,
         "value": value,

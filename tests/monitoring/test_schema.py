@@ -182,3 +182,20 @@ def test_upgrade_to_0011_adds_an_empty_display_name_and_keeps_the_accounts(tmp_p
 
     assert backup.schema_differences(path, "0011") == []
     assert backup.schema_differences(path, "0010") == ["table app_user differs"]  # restore tells the two apart
+
+
+def test_the_newest_migration_file_is_alembics_head(tmp_path: Path) -> None:
+    """schema.is_current trusts the newest file name for the head: it must be Alembic's own."""
+    eng = create_db_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    assert schema.newest_file_revision() == schema.head_revision(eng)
+    eng.dispose()
+
+
+def test_is_current_only_at_the_head(tmp_path: Path) -> None:
+    eng = create_db_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    assert not schema.is_current(eng)  # no alembic_version table yet
+    schema.upgrade(eng, "0010")
+    assert not schema.is_current(eng)
+    schema.ensure_schema(eng)
+    assert schema.is_current(eng) and schema.current_revision(eng) == schema.head_revision(eng)
+    eng.dispose()
