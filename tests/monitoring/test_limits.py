@@ -86,7 +86,7 @@ def test_a_censored_creatinine_is_never_the_baseline(session) -> None:
     c.lab("creatinine", 1, 1.0)
     row = c.lab("creatinine", 2, 0.3)
     record = c.record()
-    censored = dataclasses.replace(next(p for p in record.labs if p.id == row.id), comparator="<")
+    censored = next(p for p in record.labs if p.id == row.id)._replace(comparator="<")
     record = dataclasses.replace(record, labs=tuple(censored if p.id == row.id else p for p in record.labs))
     base = baseline_creatinine(record, day(3))
     assert base is not None and base.value == 1.0
@@ -114,11 +114,11 @@ def test_the_laboratorys_lower_limit_is_a_line_a_result_is_at_or_above(session) 
     c.lab("tsh", 1, 0.4)
     point = c.record().labs[0]
     assert limits.lln_limit(point) is None  # the row sent no ref_low
-    low = dataclasses.replace(point, ref_low=0.4)
+    low = point._replace(ref_low=0.4)
     line = limits.lln_limit(low)
     assert line is not None and (line.value, line.inclusive, line.basis) == (0.4, True, "laboratory")
     assert line.judge(low) is True  # exactly at the lower limit is within the range
-    assert line.judge(dataclasses.replace(low, value=0.39)) is False  # below it
-    assert line.judge(dataclasses.replace(low, value=0.01, comparator="<")) is False  # '<0.01': below for certain
-    assert line.judge(dataclasses.replace(low, value=1.0, comparator="<")) is None  # '<1': cannot say
-    assert limits.lln_limit(dataclasses.replace(point, ref_low=0.0)) is None  # a zero lower limit is no limit
+    assert line.judge(low._replace(value=0.39)) is False  # below it
+    assert line.judge(low._replace(value=0.01, comparator="<")) is False  # '<0.01': below for certain
+    assert line.judge(low._replace(value=1.0, comparator="<")) is None  # '<1': cannot say
+    assert limits.lln_limit(point._replace(ref_low=0.0)) is None  # a zero lower limit is no limit

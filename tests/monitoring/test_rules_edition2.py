@@ -231,7 +231,7 @@ def test_gi_prophylaxis_names_the_proton_pump_inhibitors_of_the_drug_table(sessi
 
 
 def _censor(record: PatientRecord, row_id: int, comparator: str) -> PatientRecord:
-    labs = tuple(dataclasses.replace(p, comparator=comparator) if p.id == row_id else p for p in record.labs)
+    labs = tuple(p._replace(comparator=comparator) if p.id == row_id else p for p in record.labs)
     return dataclasses.replace(record, labs=labs)
 
 
