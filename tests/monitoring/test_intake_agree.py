@@ -171,6 +171,24 @@ def _same(form: Outcome, csv_: Outcome) -> None:
             assert a == b, f"{f}: form {a!r}, CSV {b!r}"
 
 
+def _agree(engine: Engine, test: str, taken_at: str, value: str, unit: str, low: str, high: str) -> Outcome:
+    """The reading through the form and through a CSV file: the same record or the same refusal.
+    A NUL cannot be in a CSV text file: the file is refused whole, by name, as binary (as the form
+    refuses the control character), so such a reading is not compared row for row."""
+    form = through_form(engine, test, taken_at, value, unit, low, high)
+    if "\x00" in value + unit + low + high:
+        assert form[0] == "refused", form
+        with Session(engine, expire_on_commit=False) as s:
+            row = f"{MRN},{taken_at},{test},{value},{unit},{low},{high}".encode()
+            report = import_uploads(s, [("labs.csv", b"mrn,taken_at,test,value,unit,ref_low,ref_high\r\n" + row)],
+                                    username=USER, commit=False)
+            s.rollback()
+        assert report.problem_lines() == ["labs.csv: a binary file, not CSV text (save it as CSV, UTF-8)"]
+        return form
+    _same(form, through_csv(engine, test, taken_at, value, unit, low, high))
+    return form
+
+
 @pytest.mark.parametrize("case", TABLE, ids=[c[0] for c in TABLE])
 def test_the_form_and_a_csv_file_store_the_same_record_or_refuse_for_the_same_reason(
     agree_engine: Engine, case: tuple[str, ...]
@@ -178,20 +196,7 @@ def test_the_form_and_a_csv_file_store_the_same_record_or_refuse_for_the_same_re
     _, test, taken_at, value, unit, low, high, expected = case
     if taken_at == "LATER_TODAY":
         taken_at = _later_today()
-    form = through_form(agree_engine, test, taken_at, value, unit, low, high)
-    if "\x00" in value + unit + low + high:
-        # A NUL cannot be in a CSV text file: the file is refused whole, by name, as binary (as
-        # the form refuses the control character); the reading cannot be compared row for row.
-        assert form[0] == "refused", form
-        with Session(agree_engine, expire_on_commit=False) as s:
-            row = f"{MRN},{taken_at},{test},{value},{unit},{low},{high}".encode()
-            report = import_uploads(s, [("labs.csv", b"mrn,taken_at,test,value,unit,ref_low,ref_high\r\n" + row)],
-                                    username=USER, commit=False)
-            s.rollback()
-        assert report.problem_lines() == ["labs.csv: a binary file, not CSV text (save it as CSV, UTF-8)"]
-        return
-    csv_ = through_csv(agree_engine, test, taken_at, value, unit, low, high)
-    _same(form, csv_)
+    form = _agree(agree_engine, test, taken_at, value, unit, low, high)
     if expected == "stored":
         assert form[0] == "stored", form
     else:
@@ -250,17 +255,4 @@ _REFS = st.one_of(st.just(""), st.integers(min_value=-10, max_value=200).map(str
 def test_any_reading_gives_the_same_record_or_refusal_through_the_form_and_csv(
     agree_engine: Engine, test: str, taken_at: str, value: str, unit: str, low: str, high: str
 ) -> None:
-    form = through_form(agree_engine, test, taken_at, value, unit, low, high)
-    if "\x00" in value + unit + low + high:
-        # A NUL cannot be in a CSV text file: the file is refused whole, by name, as binary (as
-        # the form refuses the control character); the reading cannot be compared row for row.
-        assert form[0] == "refused", form
-        with Session(agree_engine, expire_on_commit=False) as s:
-            row = f"{MRN},{taken_at},{test},{value},{unit},{low},{high}".encode()
-            report = import_uploads(s, [("labs.csv", b"mrn,taken_at,test,value,unit,ref_low,ref_high\r\n" + row)],
-                                    username=USER, commit=False)
-            s.rollback()
-        assert report.problem_lines() == ["labs.csv: a binary file, not CSV text (save it as CSV, UTF-8)"]
-        return
-    csv_ = through_csv(agree_engine, test, taken_at, value, unit, low, high)
-    _same(form, csv_)
+    _agree(agree_engine, test, taken_at, value, unit, low, high)
